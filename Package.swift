@@ -1,0 +1,37 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Kernels are compiled for a modern x86-64 baseline (AVX2 + FMA); other
+// architectures build with the compiler's default target.
+#if arch(x86_64)
+let cpuFlags = ["-target-cpu", "haswell"]
+#else
+let cpuFlags: [String] = []
+#endif
+
+let optimized: [SwiftSetting] = [.unsafeFlags(cpuFlags + ["-Ounchecked", "-wmo"])]
+
+let package = Package(
+    name: "libdalle",
+    products: [
+        // libdalle.so: the C ABI, with the Swift runtime linked in statically.
+        .library(name: "dalle", type: .dynamic, targets: ["DalleCAPI"]),
+        // The command-line tool; `make` installs it as build/bin/dalle.
+        .executable(name: "dalle-cli", targets: ["DalleCLI"]),
+        .executable(name: "dalle-bench", targets: ["DalleBench"]),
+    ],
+    targets: [
+        .target(name: "DalleCore", swiftSettings: optimized),
+        .target(name: "DalleImageIO", swiftSettings: optimized),
+        .target(
+            name: "DalleCAPI",
+            dependencies: ["DalleCore"],
+            swiftSettings: [.unsafeFlags(cpuFlags)],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "defs"])]),
+        .executableTarget(name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO"]),
+        .executableTarget(name: "DalleBench", dependencies: ["DalleCore"], swiftSettings: optimized),
+        .testTarget(name: "DalleCoreTests", dependencies: ["DalleCore", "DalleCAPI", "DalleImageIO"]),
+    ],
+    // Kernels hand raw buffers to worker threads; Swift 5 mode keeps those checks as warnings.
+    swiftLanguageModes: [.v5]
+)

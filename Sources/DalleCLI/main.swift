@@ -1,0 +1,1 @@
+print("dalle: not yet")
