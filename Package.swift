@@ -15,7 +15,7 @@ let package = Package(
     name: "libdalle",
     products: [
         // libdalle.so: the C ABI, with the Swift runtime linked in statically.
-        .library(name: "dalle", type: .dynamic, targets: ["DalleCAPI"]),
+        .library(name: "dalle", type: .dynamic, targets: ["DalleSharedLibrary"]),
         // The command-line tool; `make` installs it as build/bin/dalle.
         .executable(name: "dalle-cli", targets: ["DalleCLI"]),
         .executable(name: "dalle-bench", targets: ["DalleBench"]),
@@ -23,11 +23,15 @@ let package = Package(
     targets: [
         .target(name: "DalleCore", swiftSettings: optimized),
         .target(name: "DalleImageIO", swiftSettings: optimized),
+        .target(name: "DalleCAPI", dependencies: ["DalleCore"], swiftSettings: [.unsafeFlags(cpuFlags)]),
         .target(
-            name: "DalleCAPI",
-            dependencies: ["DalleCore"],
-            swiftSettings: [.unsafeFlags(cpuFlags)],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "defs"])]),
+            name: "DalleSharedLibrary",
+            dependencies: ["DalleCAPI"],
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags([
+                "-static-stdlib", "-Xlinker", "-z", "-Xlinker", "defs",
+                "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/DalleSharedLibrary/exports.map",
+            ])]),
         .executableTarget(name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO"]),
         .executableTarget(name: "DalleBench", dependencies: ["DalleCore"], swiftSettings: optimized),
         .testTarget(name: "DalleCoreTests", dependencies: ["DalleCore", "DalleCAPI", "DalleImageIO"]),
