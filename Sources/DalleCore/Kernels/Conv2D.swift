@@ -24,9 +24,12 @@ public struct Conv2DWeights: Sendable {
     }
 }
 
-/// y = conv(x) + bias for x of shape [N, C_in, H, W]; returns [N, C_out, H, W].
-/// The caller guarantees `x.shape[1] == w.inChannels`.
-public func conv2d(_ x: Tensor, _ w: Conv2DWeights, pool: ThreadPool) -> Tensor {
+/// y = residual + scale · (conv(reluInput ? max(x, 0) : x) + bias) for x of shape
+/// [N, C_in, H, W]; returns [N, C_out, H, W]. `residual` (same shape as y) defaults to
+/// zeros. These fusions cover the dVAE's res-blocks: relu → conv, and id + gain · res.
+/// The caller guarantees `x.shape[1] == w.inChannels` and the residual's shape.
+public func conv2d(_ x: Tensor, _ w: Conv2DWeights, reluInput: Bool = false,
+                   residual: Tensor? = nil, scale: Float = 1, pool: ThreadPool) -> Tensor {
     let n = x.shape[0], cin = x.shape[1], h = x.shape[2], wd = x.shape[3]
     let k = w.kernelSize, pad = (k - 1) / 2, cout = w.outChannels
     var y = Tensor(zeros: [n, cout, h, wd])
@@ -49,7 +52,8 @@ public func conv2d(_ x: Tensor, _ w: Conv2DWeights, pool: ThreadPool) -> Tensor 
                                     for xx in 0..<wd {
                                         let sx = xx + kx - pad
                                         if sx < 0 || sx >= wd { continue }
-                                        out[yy * wd + xx] += wv * plane[sy * wd + sx]
+                                        let v = plane[sy * wd + sx]
+                                        out[yy * wd + xx] += wv * (reluInput ? max(v, 0) : v)
                                     }
                                 }
                             }
@@ -59,5 +63,7 @@ public func conv2d(_ x: Tensor, _ w: Conv2DWeights, pool: ThreadPool) -> Tensor 
             }
         }
     }
+    if scale != 1 { for i in 0..<y.scalars.count { y.scalars[i] *= scale } }
+    if let residual { for i in 0..<y.scalars.count { y.scalars[i] += residual.scalars[i] } }
     return y
 }

@@ -1,0 +1,24 @@
+/// Where a model's parameters come from: a safetensors file, a bundle, or memory.
+/// Model code asks for each parameter by name and expected shape, so loading is
+/// strict: a missing tensor or a wrong shape is an error naming the tensor.
+public protocol WeightStore {
+    /// Names of all tensors the store holds.
+    var names: [String] { get }
+    /// The tensor `name` as float32; throws `DalleError.badFile` when it is missing
+    /// or its shape is not `shape`.
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor
+}
+
+/// A `WeightStore` held in memory (random weights, tests, conversions).
+public struct InMemoryWeights: WeightStore {
+    public var tensors: [String: Tensor]
+    public init(_ tensors: [String: Tensor] = [:]) { self.tensors = tensors }
+    public var names: [String] { tensors.keys.sorted() }
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        guard let t = tensors[name] else { throw DalleError.badFile("missing tensor '\(name)'") }
+        guard t.shape == shape else {
+            throw DalleError.badFile("tensor '\(name)' has shape \(t.shape), expected \(shape)")
+        }
+        return t
+    }
+}
