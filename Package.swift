@@ -22,7 +22,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "DalleCore", swiftSettings: optimized),
-        .target(name: "DalleImageIO", swiftSettings: optimized),
+        .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         .target(name: "DalleCAPI", dependencies: ["DalleCore"], swiftSettings: [.unsafeFlags(cpuFlags)]),
         .target(
             name: "DalleSharedLibrary",
