@@ -48,8 +48,8 @@ enum Deflate {
         Tables.distanceBase.lastIndex { $0 <= distance } ?? 0
     }
     private static let distanceSymbolSmall: [UInt8] = (0...512).map { UInt8(distanceSymbol(max($0, 1))) }
-    private static let distanceSymbolLarge: [UInt8] = (0...256).map { UInt8(distanceSymbol(max($0 << 7, 1))) }
-    /// Fast distance symbol: exact table up to 512, then by distance >> 7 (bases above 512 are multiples of 128).
+    private static let distanceSymbolLarge: [UInt8] = (0..<256).map { UInt8(distanceSymbol($0 << 7 + 1)) }
+    /// Fast distance symbol: exact table up to 512, then by (distance - 1) >> 7 (every base above 512 is 128k + 1).
     private static func symbol(forDistance d: Int) -> Int {
         d <= 512 ? Int(distanceSymbolSmall[d]) : Int(distanceSymbolLarge[(d - 1) >> 7])
     }
