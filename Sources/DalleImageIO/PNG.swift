@@ -52,7 +52,7 @@ public enum PNG {
 
     /// Encodes `image` and writes it to `path`, replacing any existing file.
     public static func write(_ image: RGBImage, path: String) throws {
-        try FileIO.write(encode(image), path: path)
+        try FileIO.write(try encode(image), path: path)
     }
 
     // MARK: - Decoding
@@ -244,8 +244,14 @@ public enum PNG {
 
     // MARK: - Encoding
 
-    /// Encodes `image` as an RGB8, non-interlaced PNG.
-    public static func encode(_ image: RGBImage) -> [UInt8] {
+    /// Encodes `image` as an RGB8, non-interlaced PNG. Throws `invalidArgument` when the
+    /// pixel count does not match the size, or a side exceeds PNG's limit of 2^31 - 1.
+    public static func encode(_ image: RGBImage) throws -> [UInt8] {
+        guard image.width > 0, image.height > 0, image.width <= Int(Int32.max), image.height <= Int(Int32.max),
+              let count = Tensor.elementCount([image.width, image.height, 3]), count == image.pixels.count else {
+            throw DalleError.invalidArgument(
+                "cannot encode a \(image.width)x\(image.height) image from \(image.pixels.count) bytes as PNG")
+        }
         let rowBytes = image.width * 3
         var filtered: [UInt8] = []
         filtered.reserveCapacity(image.height * (rowBytes + 1))

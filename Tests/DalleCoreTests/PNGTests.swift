@@ -37,7 +37,7 @@ final class PNGTests: XCTestCase {
                     smooth ? UInt8(truncatingIfNeeded: (i / 3 % w) * 5 + (i / (3 * w)) * 3 + (i % 3) * 60) : rng.byte()
                 }
                 let image = try RGBImage(width: w, height: h, pixels: pixels)
-                let encoded = PNG.encode(image)
+                let encoded = try PNG.encode(image)
                 XCTAssertEqual(try PNG.decode(encoded), image, "\(w)x\(h) smooth=\(smooth)")
                 try export(image, encoded, name: "roundtrip_\(w)x\(h)_\(smooth ? "smooth" : "noise")")
             }
@@ -49,7 +49,7 @@ final class PNGTests: XCTestCase {
         var pixels = [UInt8](repeating: 0, count: w * h * 3)
         for y in 0..<h { for x in 0..<w { for c in 0..<3 { pixels[(y * w + x) * 3 + c] = UInt8((x + y * c) & 0xFF) } } }
         let image = try RGBImage(width: w, height: h, pixels: pixels)
-        let encoded = PNG.encode(image)
+        let encoded = try PNG.encode(image)
         XCTAssertLessThan(encoded.count, pixels.count / 20, "gradient should compress at least 20x")
         XCTAssertEqual(try PNG.decode(encoded), image)
         try export(image, encoded, name: "gradient_256")
@@ -123,6 +123,10 @@ final class PNGTests: XCTestCase {
             XCTAssertThrowsError(try PNG.decode(png), "\(w)x\(h)")
         }
         XCTAssertThrowsError(try RGBImage(width: Int.max, height: 3, pixels: []))
+        // An image whose pixels were changed after construction no longer matches its size.
+        var image = try? RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: 0, count: 12))
+        image?.pixels.removeLast()
+        XCTAssertThrowsError(try image.map { try PNG.encode($0) })
     }
 
     func testRejectsCorruptDeflateStream() {
@@ -185,7 +189,8 @@ final class PNGTests: XCTestCase {
     private func validPNG() -> [UInt8] {
         var rng = SplitMix(seed: 1)
         // Noise, so the IDAT is long enough for the byte offsets the tests poke at.
-        return PNG.encode(try! RGBImage(width: 6, height: 5, pixels: (0..<90).map { _ in rng.byte() }))
+        let image = try? RGBImage(width: 6, height: 5, pixels: (0..<90).map { _ in rng.byte() })
+        return image.flatMap { try? PNG.encode($0) } ?? []
     }
 
     private func ihdr(width: Int, height: Int, bitDepth: UInt8 = 8, colorType: UInt8 = 2) -> [UInt8] {
