@@ -368,6 +368,41 @@ final class SafetensorsTests: XCTestCase {
         assertBadFile(file(same, data: [0, 0, 0, 0]), "overlap")
     }
 
+    /// Random byte corruptions of a valid file either load (and then every tensor reads)
+    /// or throw a `DalleError`; none may crash.
+    func testCorruptedFilesNeverCrash() throws {
+        let valid = try readFile(golden("mixed"))
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> Int {  // SplitMix64
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int(truncatingIfNeeded: (z ^ (z >> 31)) >> 1)
+        }
+        let headerEnd = 8 + Int(valid[0]) + Int(valid[1]) << 8
+        let printable = Array("{}[]\":,0123456789-.eE \\u".utf8)
+        var loaded = 0
+        for _ in 0..<3000 {
+            var bytes = valid
+            for _ in 0..<(1 + next() % 3) {
+                // Mostly hit the header, where structure lives; sometimes the length.
+                let position = next() % 4 == 0 ? next() % 8 : 8 + next() % (headerEnd - 8)
+                bytes[position] = next() % 2 == 0 ? printable[next() % printable.count] : UInt8(next() % 256)
+            }
+            do {
+                let st = try open(bytes)
+                for name in st.names { _ = try st.tensor(name) }
+                loaded += 1
+            } catch is DalleError {
+            } catch {
+                XCTFail("unexpected error \(error)")
+            }
+        }
+        XCTAssertGreaterThan(loaded, 0)
+        XCTAssertLessThan(loaded, 3000)
+    }
+
     func testAcceptsEmptyTensorsGapsAndNullMetadata() throws {
         let header = #"{"__metadata__": null, "a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}, "#
             + #""e": {"dtype": "F32", "shape": [0], "data_offsets": [1, 1]}, "#

@@ -212,7 +212,8 @@ private final class Storage {
     private let isMapped: Bool
 
     init(mapping path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not hang; it then fails the regular-file check.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw DalleError.io("cannot open '\(path)': \(errnoDescription())") }
         defer { close(fd) }
         var status = stat()

@@ -63,9 +63,9 @@ public enum DType: String, Sendable, CaseIterable {
     /// nil for the other types, which have no lossless float encoding worth offering.
     func encode(_ values: [Float]) -> [UInt8]? {
         switch self {
-        case .f32: return littleEndianBytes(values.map { $0.bitPattern })
-        case .f16: return littleEndianBytes(values.map(floatToHalf))
-        case .bf16: return littleEndianBytes(values.map(floatToBFloat16))
+        case .f32: return littleEndianBytes(values) { $0.bitPattern }
+        case .f16: return littleEndianBytes(values, floatToHalf)
+        case .bf16: return littleEndianBytes(values, floatToBFloat16)
         default: return nil
         }
     }
@@ -76,13 +76,17 @@ private func load<T: FixedWidthInteger>(_: T.Type, _ base: UnsafeRawPointer, _ i
     T(littleEndian: base.loadUnaligned(fromByteOffset: index * MemoryLayout<T>.size, as: T.self))
 }
 
-private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(values.count * MemoryLayout<T>.size)
-    for v in values {
-        for k in 0..<MemoryLayout<T>.size { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) }
+/// The little-endian bytes of `encode(v)` for each value.
+@inline(__always)
+private func littleEndianBytes<T: FixedWidthInteger>(_ values: [Float], _ encode: (Float) -> T) -> [UInt8] {
+    let size = MemoryLayout<T>.size
+    return [UInt8](unsafeUninitializedCapacity: values.count * size) { buffer, initialized in
+        let out = UnsafeMutableRawBufferPointer(buffer)
+        for (i, v) in values.enumerated() {
+            out.storeBytes(of: encode(v).littleEndian, toByteOffset: i * size, as: T.self)
+        }
+        initialized = values.count * size
     }
-    return bytes
 }
 
 /// IEEE binary16 bits to Float, exactly (subnormals, infinities and NaN payloads kept).
