@@ -3,7 +3,9 @@
 
 Uses Python's reference `safetensors` writer (pip install safetensors numpy; no torch).
 Every value comes from a formula or a literal that the Swift tests repeat, so the
-tests need only the committed files. Run from the repository root:
+tests need only the committed files. The reference writer orders metadata keys by
+hash, so regenerating mixed.safetensors may permute its "__metadata__" members (the
+tests do not depend on that order). Run from the repository root:
 
     python3 tools/make_golden_safetensors.py
 """
