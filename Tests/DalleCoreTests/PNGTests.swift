@@ -178,6 +178,30 @@ final class PNGTests: XCTestCase {
         }
     }
 
+    func testMutatedFilesThrowOrDecodeButNeverTrap() throws {
+        // Random byte changes with the chunk CRCs fixed up, so they reach the header, zlib
+        // and filter code; every outcome must be an image of the declared size or a DalleError.
+        var rng = SplitMix(seed: 99)
+        for name in ["ct0_d2_adam7_dyn", "ct3_d4_plain_dyn", "ct6_d16_plain_fixed", "ct2_d8_adam7_stored", "pillow_rgb"] {
+            let original = try FileIO.read(path: "\(Self.fixtureDirectory)/\(name).png")
+            for _ in 0..<300 {
+                var bytes = original
+                for _ in 0..<(1 + Int(rng.byte() % 4)) {
+                    let i = 8 + Int(rng.next() % UInt64(bytes.count - 8))
+                    bytes[i] = rng.byte() % 3 == 0 ? bytes[i] ^ (1 << (rng.byte() % 8)) : rng.byte()
+                }
+                if rng.byte() % 8 == 0 { bytes.removeLast(Int(rng.next() % UInt64(bytes.count / 2))) }
+                fixCRCs(&bytes)
+                do {
+                    let image = try PNG.decode(bytes)
+                    XCTAssertEqual(image.pixels.count, image.width * image.height * 3)
+                } catch {
+                    XCTAssertNotNil(error as? DalleError, "\(error)")
+                }
+            }
+        }
+    }
+
     func testReadMissingFileThrowsIOError() {
         XCTAssertThrowsError(try PNG.read(path: "/nonexistent/dir/x.png")) { error in
             guard case .io = error as? DalleError else { return XCTFail("expected an io error, got \(error)") }
@@ -206,6 +230,18 @@ final class PNGTests: XCTestCase {
             out += be32(UInt32(data.count)) + body + be32(Checksum.crc32(body))
         }
         return out
+    }
+
+    /// Rewrites the CRC of every complete chunk so that only the mutated contents are wrong.
+    private func fixCRCs(_ png: inout [UInt8]) {
+        var offset = 8
+        while offset + 12 <= png.count {
+            let length = Int(png[offset]) << 24 | Int(png[offset + 1]) << 16 | Int(png[offset + 2]) << 8 | Int(png[offset + 3])
+            guard offset + 12 + length <= png.count else { return }
+            let crc = be32(Checksum.crc32(png[(offset + 4)..<(offset + 8 + length)]))
+            png.replaceSubrange((offset + 8 + length)..<(offset + 12 + length), with: crc)
+            offset += 12 + length
+        }
     }
 
     private func assertBadFile(_ bytes: [UInt8], contains fragment: String, line: UInt = #line) {
