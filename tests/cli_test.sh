@@ -75,7 +75,7 @@ expect 1 "128" -- "$DALLE" decode --model "$MODEL" --tokens "$T/range.txt" --out
 expect 1 "cannot open" -- "$DALLE" decode --model "$MODEL" --tokens "$T/none.txt" --out "$T/o.png"
 expect 1 "cannot create" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/no/such/dir/o.png"
 head -c 100 "$T/image0.png" >"$T/truncated.png"
-expect 1 "PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/truncated.png" --out "$T/t.txt"
+expect 1 "cannot read the image .*truncated.png: PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/truncated.png" --out "$T/t.txt"
 expect 1 "not a PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/decode0.txt" --out "$T/t.txt"
 expect 1 "is 130x96; this model encodes 32x32" -- "$DALLE" encode --model "$MODEL" --image Tests/DalleCoreTests/Golden/png/big_rgb.png --out "$T/t.txt"
 

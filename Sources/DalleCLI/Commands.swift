@@ -40,12 +40,18 @@ func runCLI(_ args: [String]) -> Int32 {
         return 0
     } catch let error as UsageError {
         printError("dalle: \(error.message)\nRun 'dalle --help' for usage.")
-    } catch let error as DalleError {
-        printError("dalle: \(error)")
+    } catch let error as RunError {
+        printError("dalle: \(error.message)")
     } catch {
         printError("dalle: \(error)")
     }
     return 1
+}
+
+/// A failure whose message is complete as it stands (no `DalleError` category prefix).
+struct RunError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
 }
 
 private func info(_ arguments: Arguments) throws {
@@ -72,7 +78,12 @@ private func encode(_ arguments: Arguments) throws {
     let (imagePath, outPath) = (try arguments.required("image"), try arguments.required("out"))
     let session = try openSession(arguments)
     let (_, config) = try session.model.requireDVAE()
-    let image = try PNG.read(path: imagePath)
+    let image: RGBImage
+    do {
+        image = try PNG.read(path: imagePath)
+    } catch DalleError.badFile(let message) {
+        throw RunError("cannot read the image \(message)")
+    }
     guard image.width == config.imageSize, image.height == config.imageSize else {
         throw DalleError.invalidArgument("\(imagePath) is \(image.width)x\(image.height); this model encodes "
             + "\(config.imageSize)x\(config.imageSize) images (resize or crop it first)")
