@@ -68,11 +68,11 @@ def infer_config(enc, dec, enc_path, dec_path, image_size):
         "vocab_size": vocab_size,
         "n_init": n_init,
     }
-    if (count_groups_and_blocks(dec, dec_path) != (group_count, n_blk) or dec_vocab != vocab_size
-            or dec_hid != n_hid or out2 % 2):
-        sys.exit("encoder and decoder do not belong together: "
-                 f"encoder {config}, decoder groups/blocks {count_groups_and_blocks(dec, dec_path)}, "
-                 f"vocab {dec_vocab}, n_hid {dec_hid}, output statistics {out2}")
+    dec_groups, dec_blk = count_groups_and_blocks(dec, dec_path)
+    if (dec_groups, dec_blk, dec_vocab, dec_hid) != (group_count, n_blk, vocab_size, n_hid) or out2 % 2:
+        sys.exit("encoder and decoder do not belong together: (group_count, n_blk_per_group, vocab_size, n_hid) = "
+                 f"{(group_count, n_blk, vocab_size, n_hid)} in the encoder, "
+                 f"{(dec_groups, dec_blk, dec_vocab, dec_hid)} in the decoder; decoder output statistics {out2}")
     if image_size % (1 << (group_count - 1)):
         sys.exit(f"--image-size {image_size} is not divisible by 2^(group_count - 1)")
     return config
