@@ -132,4 +132,64 @@ final class DVAETests: XCTestCase {
         XCTAssertEqual(results[0].1.count, 8)
         XCTAssertTrue(results[0].2.allSatisfy { $0 >= 0 && $0 <= 1 })
     }
+
+    // MARK: Golden vectors from OpenAI's dall_e (tools/make_golden_dvae.py)
+
+    static let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Golden/dvae").path
+
+    /// The converted reference model and its recorded inputs and outputs.
+    func golden() throws -> (model: DVAE, io: SafetensorsFile) {
+        let file = try SafetensorsFile(path: Self.goldenDirectory + "/model.safetensors")
+        XCTAssertEqual(file.metadata["format"], "libdalle")
+        XCTAssertEqual(file.metadata["components"], "dvae")
+        let config = try DVAEConfig(metadata: file.metadata)
+        XCTAssertEqual(config, DVAEConfig(imageSize: 32, groupCount: 4, hiddenChannels: 16, blocksPerGroup: 2,
+                                          inputChannels: 3, outputChannels: 3, vocabSize: 128, initChannels: 16))
+        return (try DVAE(config: config, weights: file),
+                try SafetensorsFile(path: Self.goldenDirectory + "/io.safetensors"))
+    }
+
+    /// |actual - expected| <= atol + rtol·|expected| everywhere.
+    func assertClose(_ actual: Tensor, _ expected: Tensor, atol: Float = 1e-4, rtol: Float = 1e-4,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.shape, expected.shape, file: file, line: line)
+        var worst: Float = 0, failures = 0
+        for (a, e) in zip(actual.scalars, expected.scalars) {
+            let d = abs(a - e)
+            worst = max(worst, d)
+            if !(d <= atol + rtol * abs(e)) { failures += 1 }
+        }
+        XCTAssertEqual(failures, 0, "\(failures) values out of tolerance; largest difference \(worst)", file: file, line: line)
+    }
+
+    func testEncoderMatchesReference() throws {
+        let (model, io) = try golden()
+        let images = try io.tensor("images")
+        for threads in [1, 3] {
+            let pool = ThreadPool(threads: threads)
+            assertClose(try model.encoderLogits(images, pool: pool), try io.tensor("encoder_logits"))
+            XCTAssertEqual(try model.encode(images, pool: pool), try io.tensor("tokens").scalars.map { Int32($0) })
+        }
+    }
+
+    func testDecoderMatchesReference() throws {
+        let (model, io) = try golden()
+        let tokens = try io.tensor("decoder_tokens").scalars.map { Int32($0) }
+        XCTAssertTrue(tokens.contains(0) && tokens.contains(127))
+        for threads in [1, 3] {
+            let pool = ThreadPool(threads: threads)
+            assertClose(try model.decoderStats(tokens: tokens, count: 2, pool: pool), try io.tensor("decoder_stats"))
+            assertClose(try model.decode(tokens: tokens, count: 2, pool: pool), try io.tensor("decoder_pixels"))
+        }
+    }
+
+    func testGoldenBundleWithWrongConfigFails() throws {
+        let file = try SafetensorsFile(path: Self.goldenDirectory + "/model.safetensors")
+        var config = try DVAEConfig(metadata: file.metadata)
+        config.blocksPerGroup = 1
+        assertThrows(try DVAE(config: config, weights: file), Self.badFile, "unexpected tensor 'dvae.")
+        config.blocksPerGroup = 3
+        assertThrows(try DVAE(config: config, weights: file), Self.badFile, "block_3")
+    }
 }
