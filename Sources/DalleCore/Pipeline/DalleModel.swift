@@ -90,7 +90,7 @@ public final class DalleModel: @unchecked Sendable {
             let config = try DVAEConfig(metadata: metadata)
             let model = try DVAE(config: config, weights: weights)
             (dvae, dvaeConfig) = (model, config)
-            parameters += model.parameterCount
+            parameters += countParameters(weights, prefix: "dvae.")
             step += 1
             try reporter.report(step)
         }
@@ -109,6 +109,19 @@ public final class DalleModel: @unchecked Sendable {
             throw DalleError.unsupported("this model has no dvae component (it holds: \(components)); encode and decode need one")
         }
         return (dvae, dvaeConfig)
+    }
+}
+
+/// Scalars in the tensors of `weights` whose names start with `prefix`.
+func countParameters(_ weights: WeightStore, prefix: String) -> Int {
+    let names = weights.names.filter { $0.hasPrefix(prefix) }
+    switch weights {
+    case let file as SafetensorsFile:
+        return names.reduce(0) { $0 + (file.info($1).flatMap { Tensor.elementCount($0.shape) } ?? 0) }
+    case let memory as InMemoryWeights:
+        return names.reduce(0) { $0 + (memory.tensors[$1]?.count ?? 0) }
+    default:
+        return 0
     }
 }
 

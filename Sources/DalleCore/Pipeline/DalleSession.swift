@@ -39,7 +39,7 @@ public final class DalleSession: @unchecked Sendable {
         tokens.reserveCapacity(images.count * gridCount)
         for (i, image) in images.enumerated() {
             let pixels = try ImageConversion.tensor(from: [image], size: config.imageSize)
-            tokens += dvae.encode(pixels, pool: pool)
+            tokens += try dvae.encode(pixels, pool: pool)
             try reporter.report(i + 1)
         }
         return tokens
