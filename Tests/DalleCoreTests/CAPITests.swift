@@ -489,6 +489,55 @@ final class CAPITests: XCTestCase {
         dalle_context_free(ctx)
     }
 
+    /// A progress callback that calls back into its own context gets an error, not a deadlock or a race.
+    func testReentrantCallOnABusyContextIsRejected() throws {
+        final class Probe { var ctx: OpaquePointer? = nil; var status: dalle_status = -1; var message = "" }
+        let probe = Probe()
+        let model = try loadModel()
+        defer { dalle_model_free(model) }
+        var params = DalleCAPI.dalle_context_default_params()
+        params.progress = { _, step, _, userData in
+            let probe = Unmanaged<Probe>.fromOpaque(userData!).takeUnretainedValue()
+            if step == 1 {
+                var out = dalle_tokens()
+                probe.status = dalle_encode(probe.ctx, nil, 0, &out)
+                probe.message = String(cString: dalle_last_error())
+            }
+            return true
+        }
+        params.progress_user_data = Unmanaged.passUnretained(probe).toOpaque()
+        var ctx: OpaquePointer? = nil
+        XCTAssertEqual(dalle_context_create(model, &params, &ctx), dalle_status(DALLE_OK))
+        defer { dalle_context_free(ctx) }
+        probe.ctx = ctx
+        XCTAssertEqual(encode(try XCTUnwrap(ctx), [syntheticImage(size: 32)], size: 32).0, dalle_status(DALLE_OK))
+        XCTAssertEqual(probe.status, dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(probe.message.contains("in use by another thread"), probe.message)
+        XCTAssertEqual(String(cString: dalle_context_last_error(ctx)), "")
+    }
+
+    /// Contexts on one shared model run in parallel threads and agree with a serial run.
+    func testContextsShareOneModelAcrossThreads() throws {
+        let model = try loadModel()
+        defer { dalle_model_free(model) }
+        let images = (0..<4).map { [syntheticImage(size: 32, k: $0)] }
+        let serialContext = try makeContext(model, threads: 1)
+        let expected = images.map { encode(serialContext, $0, size: 32).1 }
+        dalle_context_free(serialContext)
+        let lock = NSLock()
+        var results = [[Int32]](repeating: [], count: images.count)
+        DispatchQueue.concurrentPerform(iterations: images.count) { i in
+            var ctx: OpaquePointer? = nil
+            var params = DalleCAPI.dalle_context_default_params()
+            params.n_threads = 1
+            guard dalle_context_create(model, &params, &ctx) == dalle_status(DALLE_OK), let ctx else { return }
+            let tokens = encode(ctx, images[i], size: 32).1
+            dalle_context_free(ctx)
+            lock.lock(); results[i] = tokens; lock.unlock()
+        }
+        XCTAssertEqual(results, expected)
+    }
+
     // MARK: logging
 
     final class LogSink { var lines: [(Int32, String)] = [] }
