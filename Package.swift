@@ -23,7 +23,9 @@ let package = Package(
     targets: [
         .target(name: "DalleCore", swiftSettings: optimized),
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
-        .target(name: "DalleCAPI", dependencies: ["DalleCore"], swiftSettings: [.unsafeFlags(cpuFlags)]),
+        // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
+        .systemLibrary(name: "CDalle", path: "Sources/CDalle"),
+        .target(name: "DalleCAPI", dependencies: ["DalleCore", "CDalle"], swiftSettings: [.unsafeFlags(cpuFlags)]),
         .target(
             name: "DalleSharedLibrary",
             dependencies: ["DalleCAPI"],

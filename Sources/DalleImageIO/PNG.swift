@@ -1,25 +1,5 @@
 import DalleCore
 
-/// An 8-bit RGB image: `pixels` holds `width * height * 3` bytes, row-major, R G B per pixel.
-public struct RGBImage: Equatable, Sendable {
-    public let width: Int
-    public let height: Int
-    public var pixels: [UInt8]
-
-    /// Throws unless both sizes are positive and `pixels.count == width * height * 3`.
-    public init(width: Int, height: Int, pixels: [UInt8]) throws {
-        guard width > 0, height > 0 else { throw DalleError.invalidArgument("image size \(width)x\(height) is empty") }
-        let (area, o1) = width.multipliedReportingOverflow(by: height)
-        let (count, o2) = area.multipliedReportingOverflow(by: 3)
-        guard !o1, !o2, pixels.count == count else {
-            throw DalleError.invalidArgument("a \(width)x\(height) RGB image needs \(width)x\(height)x3 bytes, got \(pixels.count)")
-        }
-        self.width = width
-        self.height = height
-        self.pixels = pixels
-    }
-}
-
 /// PNG reading and writing in pure Swift (RFC 2083 / ISO 15948).
 ///
 /// `decode` accepts every standard PNG: grayscale, RGB, palette, gray+alpha and RGBA at every
