@@ -4,7 +4,7 @@ import DalleCore
 ///
 /// `decode` accepts every standard PNG: grayscale, RGB, palette, gray+alpha and RGBA at every
 /// bit depth they allow, all five filters, Adam7 interlacing, any number of IDAT chunks. It
-/// always returns RGB8: alpha (and a palette's tRNS) is dropped, not composited; 16-bit
+/// always returns RGB8 (DalleCore's `RGBImage`): alpha (and a palette's tRNS) is dropped, not composited; 16-bit
 /// samples keep their high byte; 1/2/4-bit gray is scaled to 0...255. Malformed files throw
 /// `DalleError.badFile`, unsupported ones `DalleError.unsupported`.
 ///
