@@ -224,4 +224,61 @@ final class TransformerTests: XCTestCase {
         assertThrows(try model.step(imageTokens: [0, 1], cache: &cache, pool: pool), "2 image tokens", Self.invalid)
         assertThrows(try model.step(imageTokens: [-1], cache: &cache, pool: pool), "image token -1", Self.invalid)
     }
+
+    // MARK: DALLE-pytorch's DiscreteVAE
+
+    func testDiscreteVAEMatchesReference() throws {
+        for name in Self.goldenNames {
+            let g = try golden(name)
+            let tokenizer = try makeImageTokenizer(metadata: g.bundle.metadata, weights: g.bundle)
+            guard let vae = tokenizer as? DiscreteVAE else { return XCTFail("\(name): not a DiscreteVAE") }
+            XCTAssertEqual(vae.gridSize, g.config.imageFmapSize)
+            XCTAssertEqual(vae.vocabSize, g.config.numImageTokens)
+            let pixels = try g.ref.tensor("pixels"), codes = try g.ints("codes")
+            for threads in [1, 3] {
+                let pool = ThreadPool(threads: threads)
+                XCTAssertEqual(try vae.encode(pixels, pool: pool), codes, name)
+                let raw = try vae.decoderOutput(tokens: codes, count: 2, pool: pool)
+                assertClose(raw, try g.ref.tensor("decoded"), "\(name) decoded")
+                let images = try vae.decode(tokens: codes, count: 2, pool: pool)
+                XCTAssertTrue(zip(images.scalars, raw.scalars).allSatisfy { $0 == min(max($1 * 0.5 + 0.5, 0), 1) })
+            }
+            XCTAssertEqual(try DiscreteVAEConfig(metadata: vae.config.metadata), vae.config)
+        }
+    }
+
+    func testDiscreteVAEErrors() throws {
+        let g = try golden("defaults")
+        let config = try DiscreteVAEConfig(metadata: g.bundle.metadata)
+        var missing = InMemoryWeights()
+        for name in g.bundle.names where name.hasPrefix("dvae.") && name != "dvae.decoder.1.net.2.bias" {
+            missing.tensors[name] = try g.bundle.tensor(name)
+        }
+        assertThrows(try DiscreteVAE(config: config, weights: missing), "dvae.decoder.1.net.2.bias", Self.badFile)
+        var fewer = config
+        fewer.numResnetBlocks = 0
+        assertThrows(try DiscreteVAE(config: fewer, weights: g.bundle), "dvae.", Self.badFile)
+        var m = g.bundle.metadata
+        m["dvae.normalization_std"] = "0.5,0,0.5"
+        assertThrows(try DiscreteVAEConfig(metadata: m), "normalization", Self.badFile)
+        m = g.bundle.metadata
+        m["dvae.image_size"] = "48"
+        assertThrows(try DiscreteVAEConfig(metadata: m), "power of two", Self.badFile)
+        let vae = try DiscreteVAE(config: config, weights: g.bundle), pool = ThreadPool(threads: 1)
+        assertThrows(try vae.encode(Tensor(zeros: [1, 3, 16, 16]), pool: pool), "expects images", Self.invalid)
+        assertThrows(try vae.decode(tokens: [64] + Array(repeating: 0, count: 63), count: 1, pool: pool), "token 64",
+                     Self.invalid)
+        assertThrows(try vae.decode(tokens: [0], count: 1, pool: pool), "8×8", Self.invalid)
+    }
+
+    // MARK: Bundles through the pipeline
+
+    func testDalleModelLoadsConvertedCheckpoint() throws {
+        let model = try DalleModel(path: Self.goldenDirectory + "/defaults.safetensors")
+        XCTAssertTrue(model.components.contains([.dvae, .transformer]))
+        XCTAssertNil(model.dvae)
+        XCTAssertTrue(model.imageTokenizer is DiscreteVAE)
+        XCTAssertEqual(model.transformer?.config, try golden("defaults").config)
+        XCTAssertEqual(model.metadata["tokenizer.kind"], "clip-bpe")
+    }
 }

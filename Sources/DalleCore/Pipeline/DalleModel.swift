@@ -14,7 +14,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     ]
 
     /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae]
+    public static let supported: ModelComponents = [.dvae, .transformer]
 
     public var description: String {
         let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
@@ -38,6 +38,10 @@ public final class DalleModel: @unchecked Sendable {
     public let skippedComponents: [String]
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
+    /// The image tokenizer the "dvae" component holds, whatever its kind ("openai": the same
+    /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
+    public let imageTokenizer: ImageTokenizer?
+    public let transformer: DalleTransformer?
     /// Parameters of all loaded components.
     public let parameterCount: Int
 
@@ -85,16 +89,30 @@ public final class DalleModel: @unchecked Sendable {
 
         var step = 0
         var dvae: DVAE? = nil, dvaeConfig: DVAEConfig? = nil
+        var imageTokenizer: ImageTokenizer? = nil, transformer: DalleTransformer? = nil
         var parameters = 0
-        if wanted.contains(.dvae) {
+        if wanted.contains(.dvae), metadata["dvae.kind"] == DiscreteVAEConfig.kind {
+            imageTokenizer = try makeImageTokenizer(metadata: metadata, weights: weights)
+            parameters += countParameters(weights, prefix: "dvae.")
+            step += 1
+            try reporter.report(step)
+        } else if wanted.contains(.dvae) {
             let config = try DVAEConfig(metadata: metadata)
             let model = try DVAE(config: config, weights: weights)
-            (dvae, dvaeConfig) = (model, config)
+            (dvae, dvaeConfig, imageTokenizer) = (model, config, model)
             parameters += countParameters(weights, prefix: "dvae.")
             step += 1
             try reporter.report(step)
         }
+        if wanted.contains(.transformer) {
+            transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
+            parameters += countParameters(weights, prefix: "transformer.")
+            step += 1
+            try reporter.report(step)
+        }
         self.metadata = metadata
+        self.imageTokenizer = imageTokenizer
+        self.transformer = transformer
         self.components = wanted
         self.skippedComponents = skipped
         self.dvae = dvae
