@@ -30,8 +30,8 @@ struct Linear {
     /// Rows at or below this count use the streaming kernel (weights read once, columns
     /// split over threads); larger products use the blocked `gemm`.
     static let streamingRows = 16
-    /// Columns per streaming tile: a tile of every row's accumulators stays in L1.
-    static let tileColumns = 128
+    /// Columns per streaming tile: two rows' accumulators of a tile stay in registers.
+    static let tileColumns = 32
 
     /// y[rows, outputs] = x[rows, inputs] · weight + bias.
     func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
@@ -49,31 +49,67 @@ struct Linear {
                 }
                 return
             }
-            let tiles = (n + Linear.tileColumns - 1) / Linear.tileColumns
             // Work below ~64K multiply-adds per thread is not worth a thread.
             let split = ThreadPool(threads: min(pool.threads, max(1, rows * k * n / 65536)))
             (bias ?? []).withUnsafeBufferPointer { bb in
-                let biasPointer = bias == nil ? nil : bb.baseAddress
+                let b = bias == nil ? nil : bb.baseAddress
+                let tiles = (n + Linear.tileColumns - 1) / Linear.tileColumns
                 split.parallelFor(tiles) { tileRange in
                     for tile in tileRange {
-                        let j0 = tile * Linear.tileColumns, width = min(Linear.tileColumns, n - j0)
-                        for r in 0..<rows {
-                            let yr = y + r * n + j0
-                            if let b = biasPointer { for j in 0..<width { yr[j] = b[j0 + j] } } else {
-                                for j in 0..<width { yr[j] = 0 }
-                            }
-                        }
-                        for p in 0..<k {
-                            let wp = w + p * n + j0
-                            for r in 0..<rows {
-                                let a = x[r * k + p]
-                                let yr = y + r * n + j0
-                                for j in 0..<width { yr[j] += a * wp[j] }
-                            }
+                        let j0 = tile * Linear.tileColumns
+                        var r = 0
+                        while r < rows {
+                            let pair = r + 1 < rows
+                            streamTile(x + r * k, pair ? x + (r + 1) * k : nil, k: k, w: w + j0, n: n,
+                                       width: min(Linear.tileColumns, n - j0), bias: b.map { $0 + j0 },
+                                       y0: y + r * n + j0, y1: pair ? y + (r + 1) * n + j0 : nil)
+                            r += pair ? 2 : 1
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// One or two rows of y[, j0 ..< j0 + width] = x · w[:, j0 ..< j0 + width] + bias, with
+/// `w` already offset to column j0 (row stride n). Full 32-column tiles keep their
+/// accumulators in registers; each output sums over k in ascending order.
+@inline(__always)
+private func streamTile(_ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>?, k: Int,
+                        w: UnsafePointer<Float>, n: Int, width: Int, bias: UnsafePointer<Float>?,
+                        y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
+    typealias V = SIMD16<Float>
+    if width == 32 {
+        func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
+        var a0 = b0, a1 = b1
+        if let x1, let y1 {
+            var c0 = b0, c1 = b1
+            for p in 0..<k {
+                let w0 = load(w + p * n), w1 = load(w + p * n + 16)
+                let s = x0[p], t = x1[p]
+                a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
+                c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
+            }
+            UnsafeMutableRawPointer(y1).storeBytes(of: c0, as: V.self)
+            UnsafeMutableRawPointer(y1 + 16).storeBytes(of: c1, as: V.self)
+        } else {
+            for p in 0..<k {
+                let s = x0[p]
+                a0 = a0.addingProduct(s, load(w + p * n)); a1 = a1.addingProduct(s, load(w + p * n + 16))
+            }
+        }
+        UnsafeMutableRawPointer(y0).storeBytes(of: a0, as: V.self)
+        UnsafeMutableRawPointer(y0 + 16).storeBytes(of: a1, as: V.self)
+        return
+    }
+    for (xr, yr) in [(x0, y0), (x1, y1)] {
+        guard let xr, let yr else { continue }
+        for j in 0..<width {
+            var acc = bias?[j] ?? 0
+            for p in 0..<k { acc = acc.addingProduct(xr[p], w[p * n + j]) }
+            yr[j] = acc
         }
     }
 }
@@ -154,8 +190,7 @@ func attendOne(query q: UnsafePointer<Float>, keys kBase: UnsafePointer<Float>, 
     var maxScore = -Float.greatestFiniteMagnitude
     for j in 0..<count {
         let k = kBase + Int(positions[j]) * dh
-        var dot: Float = 0
-        for d in 0..<dh { dot += q[d] * k[d] }
+        let dot = dotProduct(q, k, dh)
         scores[j] = dot
         if dot > maxScore { maxScore = dot }
     }
@@ -172,4 +207,20 @@ func attendOne(query q: UnsafePointer<Float>, keys kBase: UnsafePointer<Float>, 
         let v = vBase + Int(positions[j]) * dh
         for d in 0..<dh { out[d] += a * v[d] }
     }
+}
+
+/// Σ a[i]·b[i] over n floats, in eight interleaved partial sums (a fixed order).
+@inline(__always)
+func dotProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    typealias V = SIMD8<Float>
+    var acc = V()
+    var i = 0
+    while i + 8 <= n {
+        acc = acc.addingProduct(UnsafeRawPointer(a + i).loadUnaligned(as: V.self),
+                                UnsafeRawPointer(b + i).loadUnaligned(as: V.self))
+        i += 8
+    }
+    var total = acc.sum()
+    while i < n { total += a[i] * b[i]; i += 1 }
+    return total
 }
