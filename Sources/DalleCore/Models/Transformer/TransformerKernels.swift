@@ -57,13 +57,16 @@ struct Linear {
                 split.parallelFor(tiles) { tileRange in
                     for tile in tileRange {
                         let j0 = tile * Linear.tileColumns
+                        // Rows go in pairs; a lone last row pairs with itself (its twin's
+                        // result is dropped): the loop is bound by reading w, and the paired
+                        // form keeps more multiply-adds in flight.
                         var r = 0
                         while r < rows {
-                            let pair = r + 1 < rows
-                            streamTile(x + r * k, pair ? x + (r + 1) * k : nil, k: k, w: w + j0, n: n,
+                            let twin = min(r + 1, rows - 1)
+                            streamTile(x + r * k, x + twin * k, k: k, w: w + j0, n: n,
                                        width: min(Linear.tileColumns, n - j0), bias: b.map { $0 + j0 },
-                                       y0: y + r * n + j0, y1: pair ? y + (r + 1) * n + j0 : nil)
-                            r += pair ? 2 : 1
+                                       y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
+                            r += 2
                         }
                     }
                 }
@@ -72,40 +75,34 @@ struct Linear {
     }
 }
 
-/// One or two rows of y[, j0 ..< j0 + width] = x · w[:, j0 ..< j0 + width] + bias, with
-/// `w` already offset to column j0 (row stride n). Full 32-column tiles keep their
+/// Two rows of y[, j0 ..< j0 + width] = x · w[:, j0 ..< j0 + width] + bias (the second
+/// stored only when `y1` is given), with `w` already offset to column j0 (row stride n). Full 32-column tiles keep their
 /// accumulators in registers; each output sums over k in ascending order.
 @inline(__always)
-private func streamTile(_ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>?, k: Int,
+private func streamTile(_ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
                         w: UnsafePointer<Float>, n: Int, width: Int, bias: UnsafePointer<Float>?,
                         y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
     typealias V = SIMD16<Float>
     if width == 32 {
         func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
-        var a0 = b0, a1 = b1
-        if let x1, let y1 {
-            var c0 = b0, c1 = b1
-            for p in 0..<k {
-                let w0 = load(w + p * n), w1 = load(w + p * n + 16)
-                let s = x0[p], t = x1[p]
-                a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
-                c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
-            }
+        var a0 = b0, a1 = b1, c0 = b0, c1 = b1
+        for p in 0..<k {
+            let w0 = load(w + p * n), w1 = load(w + p * n + 16)
+            let s = x0[p], t = x1[p]
+            a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
+            c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
+        }
+        if let y1 {
             UnsafeMutableRawPointer(y1).storeBytes(of: c0, as: V.self)
             UnsafeMutableRawPointer(y1 + 16).storeBytes(of: c1, as: V.self)
-        } else {
-            for p in 0..<k {
-                let s = x0[p]
-                a0 = a0.addingProduct(s, load(w + p * n)); a1 = a1.addingProduct(s, load(w + p * n + 16))
-            }
         }
         UnsafeMutableRawPointer(y0).storeBytes(of: a0, as: V.self)
         UnsafeMutableRawPointer(y0 + 16).storeBytes(of: a1, as: V.self)
         return
     }
     for (xr, yr) in [(x0, y0), (x1, y1)] {
-        guard let xr, let yr else { continue }
+        guard let yr else { continue }
         for j in 0..<width {
             var acc = bias?[j] ?? 0
             for p in 0..<k { acc = acc.addingProduct(xr[p], w[p * n + j]) }
