@@ -1,1 +1,171 @@
-print("bench: not yet")
+// dalle-bench: timings of libdalle's kernels.
+//
+//   dalle-bench gemm [--threads N]   GFLOPS of square and conv-shaped GEMMs
+//   dalle-bench conv [--threads N]   the full dVAE encoder's and decoder's layer list at 256²
+//
+// Output lines are tab-separated so tools/bench.py can parse them.
+
+import DalleCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Deterministic pseudo-random floats in [-scale, scale).
+struct Random {
+    var state: UInt64
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
+    }
+    mutating func tensor(_ shape: [Int], scale: Float) -> Tensor {
+        var t = Tensor(zeros: shape)
+        for i in 0..<t.count { t.scalars[i] = scale * next() }
+        return t
+    }
+}
+
+// MARK: gemm
+
+/// (m, n, k) of the GEMMs timed: squares, then shapes the dVAE's convolutions produce
+/// (C_out × H·W × C_in·k·k).
+let gemmShapes: [(String, Int, Int, Int)] = [
+    ("square", 256, 256, 256), ("square", 512, 512, 512),
+    ("square", 1024, 1024, 1024), ("square", 2048, 2048, 2048),
+    ("conv3x3 128@64²", 128, 4096, 1152), ("conv3x3 512@32²", 512, 1024, 4608),
+    ("conv1x1 512->2048@32²", 2048, 1024, 512), ("conv1x1 2048->8192@32²", 8192, 1024, 2048),
+    ("conv3x3 64@256²", 64, 65536, 576),
+]
+
+func benchGEMM(pool: ThreadPool) {
+    var rng = Random(state: 1)
+    print("kind\tm\tn\tk\tseconds\tgflops")
+    for (name, m, n, k) in gemmShapes {
+        let a = rng.tensor([m, k], scale: 1), b = rng.tensor([k, n], scale: 1)
+        var c = Tensor(zeros: [m, n])
+        let flops = 2 * Double(m) * Double(n) * Double(k)
+        let reps = max(2, Int(4e9 / flops))
+        var best = Double.infinity
+        a.scalars.withUnsafeBufferPointer { ap in
+            b.scalars.withUnsafeBufferPointer { bp in
+                c.scalars.withUnsafeMutableBufferPointer { cp in
+                    for _ in 0...reps {  // the first run warms up and is kept only if fastest
+                        let t0 = now()
+                        gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                             c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
+                        best = min(best, now() - t0)
+                    }
+                }
+            }
+        }
+        print("\(name)\t\(m)\t\(n)\t\(k)\t\(best)\t\(flops / best / 1e9)")
+    }
+}
+
+// MARK: conv (the dVAE's layer list with random weights)
+
+/// OpenAI's dVAE, full configuration: 4 groups × 2 blocks, 256 hidden channels, 8192 tokens.
+let groupChannels = [256, 512, 1024, 2048]
+let blocksPerGroup = 2
+let postGain: Float = 1 / Float(64)  // 1 / (groups · blocks)²
+
+/// Times one stage; prints its name, output shape and seconds.
+struct StageTimer {
+    var total = 0.0
+    mutating func time(_ name: String, _ body: () -> Tensor) -> Tensor {
+        let t0 = now()
+        let y = body()
+        let dt = now() - t0
+        total += dt
+        print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)")
+        return y
+    }
+}
+
+func convWeights(_ rng: inout Random, out: Int, in cin: Int, k: Int) -> Conv2DWeights {
+    let scale = 1 / Float(cin * k * k).squareRoot()
+    do {
+        return try Conv2DWeights(weight: rng.tensor([out, cin, k, k], scale: scale),
+                                 bias: rng.tensor([out], scale: 0.1))
+    } catch {
+        fatalError("\(error)")  // shapes above are valid
+    }
+}
+
+/// One res-block: id(x) + postGain · res(x), `kernels` giving the res path's k per conv.
+func resBlock(_ x: Tensor, _ rng: inout Random, out: Int, kernels: [Int], pool: ThreadPool,
+              timer: inout StageTimer, name: String) -> Tensor {
+    let cin = x.shape[1], hidden = out / 4
+    let id = cin == out ? x : timer.time("\(name) id 1x1 \(cin)->\(out)") {
+        conv2d(x, convWeights(&rng, out: out, in: cin, k: 1), pool: pool)
+    }
+    var h = x
+    for (i, k) in kernels.enumerated() {
+        let hin = h.shape[1], hout = i == kernels.count - 1 ? out : hidden
+        let w = convWeights(&rng, out: hout, in: hin, k: k)
+        let last = i == kernels.count - 1
+        let input = h
+        h = timer.time("\(name) conv\(i + 1) \(k)x\(k) \(hin)->\(hout)") {
+            conv2d(input, w, reluInput: true, residual: last ? id : nil, scale: last ? postGain : 1, pool: pool)
+        }
+    }
+    return h
+}
+
+func benchConv(pool: ThreadPool) {
+    var rng = Random(state: 2)
+    print("stage\tshape\tseconds")
+    var enc = StageTimer()
+    var x = rng.tensor([1, 3, 256, 256], scale: 1)
+    let w0 = convWeights(&rng, out: groupChannels[0], in: 3, k: 7)
+    let input = x
+    x = enc.time("enc input 7x7 3->256") { conv2d(input, w0, pool: pool) }
+    for (g, ch) in groupChannels.enumerated() {
+        if g > 0 { let t = x; x = enc.time("enc maxpool") { maxPool2x2(t) } }
+        for blk in 0..<blocksPerGroup {
+            x = resBlock(x, &rng, out: ch, kernels: [3, 3, 3, 1], pool: pool, timer: &enc,
+                         name: "enc g\(g + 1)b\(blk + 1)")
+        }
+    }
+    let wOut = convWeights(&rng, out: 8192, in: groupChannels[3], k: 1)
+    let feat = x
+    _ = enc.time("enc output 1x1 2048->8192") { conv2d(feat, wOut, reluInput: true, pool: pool) }
+    print("encoder total\t\t\(enc.total)")
+
+    var dec = StageTimer()
+    x = rng.tensor([1, 128, 32, 32], scale: 1)  // the one-hot 1x1 conv is a gather in the model
+    for (g, ch) in groupChannels.reversed().enumerated() {
+        if g > 0 { let t = x; x = dec.time("dec upsample") { upsampleNearest2x(t) } }
+        for blk in 0..<blocksPerGroup {
+            x = resBlock(x, &rng, out: ch, kernels: [1, 3, 3, 3], pool: pool, timer: &dec,
+                         name: "dec g\(g + 1)b\(blk + 1)")
+        }
+    }
+    let wRGB = convWeights(&rng, out: 6, in: groupChannels[0], k: 1)
+    let hidden = x
+    _ = dec.time("dec output 1x1 256->6") { conv2d(hidden, wRGB, reluInput: true, pool: pool) }
+    print("decoder total\t\t\(dec.total)")
+}
+
+// MARK: main
+
+var args = Array(CommandLine.arguments.dropFirst())
+var threads = 0
+if let i = args.firstIndex(of: "--threads"), i + 1 < args.count, let t = Int(args[i + 1]) {
+    threads = t
+    args.removeSubrange(i...(i + 1))
+}
+let pool = ThreadPool(threads: threads)
+print("# threads\t\(pool.threads)")
+switch args.first {
+case "gemm": benchGEMM(pool: pool)
+case "conv": benchConv(pool: pool)
+default:
+    print("usage: dalle-bench gemm|conv [--threads N]")
+    exit(2)
+}
