@@ -76,13 +76,14 @@ let postGain: Float = 1 / Float(64)  // 1 / (groups · blocks)²
 
 /// Times one stage; prints its name, output shape and seconds.
 struct StageTimer {
+    var verbose: Bool
     var total = 0.0
     mutating func time(_ name: String, _ body: () -> Tensor) -> Tensor {
         let t0 = now()
         let y = body()
         let dt = now() - t0
         total += dt
-        print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)")
+        if verbose { print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)") }
         return y
     }
 }
@@ -117,10 +118,16 @@ func resBlock(_ x: Tensor, _ rng: inout Random, out: Int, kernels: [Int], pool: 
     return h
 }
 
-func benchConv(pool: ThreadPool) {
-    var rng = Random(state: 2)
+/// Runs the encoder and decoder layer lists `passes` times (the first pass pays for
+/// first-touch page faults); prints each layer of the last pass and every pass's totals.
+func benchConv(pool: ThreadPool, passes: Int = 2) {
     print("stage\tshape\tseconds")
-    var enc = StageTimer()
+    for pass in 1...passes { convPass(pool: pool, verbose: pass == passes) }
+}
+
+func convPass(pool: ThreadPool, verbose: Bool) {
+    var rng = Random(state: 2)
+    var enc = StageTimer(verbose: verbose)
     var x = rng.tensor([1, 3, 256, 256], scale: 1)
     let w0 = convWeights(&rng, out: groupChannels[0], in: 3, k: 7)
     let input = x
@@ -137,7 +144,7 @@ func benchConv(pool: ThreadPool) {
     _ = enc.time("enc output 1x1 2048->8192") { conv2d(feat, wOut, reluInput: true, pool: pool) }
     print("encoder total\t\t\(enc.total)")
 
-    var dec = StageTimer()
+    var dec = StageTimer(verbose: verbose)
     x = rng.tensor([1, 128, 32, 32], scale: 1)  // the one-hot 1x1 conv is a gather in the model
     for (g, ch) in groupChannels.reversed().enumerated() {
         if g > 0 { let t = x; x = dec.time("dec upsample") { upsampleNearest2x(t) } }

@@ -73,13 +73,16 @@ func packGemmA(_ a: UnsafePointer<Float>, m: Int, k: Int) -> [Float] {
 @inline(__always)
 private func packAPanel(_ a: UnsafePointer<Float>, ld: Int, rows: Int, depth: Int,
                         into dst: UnsafeMutablePointer<Float>) {
-    for i in 0..<gemmMR {
-        if i < rows {
-            let src = a + i * ld
-            for p in 0..<depth { dst[p * gemmMR + i] = src[p] }
-        } else {
-            for p in 0..<depth { dst[p * gemmMR + i] = 0 }
+    if rows == gemmMR {
+        let r0 = a, r1 = a + ld, r2 = a + 2 * ld, r3 = a + 3 * ld, r4 = a + 4 * ld, r5 = a + 5 * ld
+        for p in 0..<depth {
+            let d = dst + p * gemmMR
+            d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]; d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p]
         }
+        return
+    }
+    for p in 0..<depth {
+        for i in 0..<gemmMR { dst[p * gemmMR + i] = i < rows ? a[i * ld + p] : 0 }
     }
 }
 
