@@ -134,60 +134,60 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
     let aBytes: Int
     if case .matrix = a { aBytes = kcMax * mcMax * 4 } else { aBytes = 0 }
     let scratchBytes = gemmMR * gemmNR * 4
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: bBytes + aBytes + scratchBytes, alignment: 64)
-    defer { raw.deallocate() }
-    let packedB = raw.bindMemory(to: Float.self, capacity: kcMax * ncMax)
-    let packedA = (raw + bBytes).bindMemory(to: Float.self, capacity: kcMax * mcMax)
-    let tile = (raw + bBytes + aBytes).bindMemory(to: Float.self, capacity: gemmMR * gemmNR)
+    withThreadWorkspace(bytes: bBytes + aBytes + scratchBytes) { raw in
+        let packedB = raw.bindMemory(to: Float.self, capacity: kcMax * ncMax)
+        let packedA = (raw + bBytes).bindMemory(to: Float.self, capacity: kcMax * mcMax)
+        let tile = (raw + bBytes + aBytes).bindMemory(to: Float.self, capacity: gemmMR * gemmNR)
 
-    var jc = cols.lowerBound
-    while jc < cols.upperBound {
-        let nc = min(gemmNC, cols.upperBound - jc)
-        var pc = 0
-        while pc < k {
-            let kc = min(gemmKC, k - pc)
-            switch b {
-            case let .matrix(bp, ld, relu):
-                packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
-            case let .image(x, h, w, ks, relu):
-                packBImage(x, height: h, width: w, kernel: ks, relu: relu,
-                           row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
-            }
-            let store = TileStore(first: pc == 0, last: pc + kc == k, accumulate: accumulate,
-                                  epilogue: epilogue)
-            var ic = rows.lowerBound
-            while ic < rows.upperBound {
-                let mc = min(gemmMC, rows.upperBound - ic)
-                let aPanels = (mc + gemmMR - 1) / gemmMR
-                let aBase: UnsafePointer<Float>, aPanelStride: Int
-                switch a {
-                case let .matrix(ap, ld):
-                    for p in 0..<aPanels {
-                        packAPanel(ap + (ic + p * gemmMR) * ld + pc, ld: ld,
-                                   rows: min(gemmMR, mc - p * gemmMR), depth: kc,
-                                   into: packedA + p * kc * gemmMR)
-                    }
-                    aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
-                case let .packed(ap):
-                    aBase = ap + ((ic / gemmMR) * k + pc) * gemmMR; aPanelStride = k * gemmMR
+        var jc = cols.lowerBound
+        while jc < cols.upperBound {
+            let nc = min(gemmNC, cols.upperBound - jc)
+            var pc = 0
+            while pc < k {
+                let kc = min(gemmKC, k - pc)
+                switch b {
+                case let .matrix(bp, ld, relu):
+                    packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
+                case let .image(x, h, w, ks, relu):
+                    packBImage(x, height: h, width: w, kernel: ks, relu: relu,
+                               row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
                 }
-                let bPanels = (nc + gemmNR - 1) / gemmNR
-                for jr in 0..<bPanels {
-                    let col = jc + jr * gemmNR
-                    let ncols = min(gemmNR, jc + nc - col)
-                    let bPanel = UnsafePointer(packedB + jr * kc * gemmNR)
-                    for ir in 0..<aPanels {
-                        let row = ic + ir * gemmMR
-                        microKernel6x16(kc, aBase + ir * aPanelStride, bPanel, tile)
-                        store.apply(tile, to: c, ldc: ldc, row: row, col: col,
-                                    rows: min(gemmMR, rows.upperBound - row), cols: ncols)
+                let store = TileStore(first: pc == 0, last: pc + kc == k, accumulate: accumulate,
+                                      epilogue: epilogue)
+                var ic = rows.lowerBound
+                while ic < rows.upperBound {
+                    let mc = min(gemmMC, rows.upperBound - ic)
+                    let aPanels = (mc + gemmMR - 1) / gemmMR
+                    let aBase: UnsafePointer<Float>, aPanelStride: Int
+                    switch a {
+                    case let .matrix(ap, ld):
+                        for p in 0..<aPanels {
+                            packAPanel(ap + (ic + p * gemmMR) * ld + pc, ld: ld,
+                                       rows: min(gemmMR, mc - p * gemmMR), depth: kc,
+                                       into: packedA + p * kc * gemmMR)
+                        }
+                        aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
+                    case let .packed(ap):
+                        aBase = ap + ((ic / gemmMR) * k + pc) * gemmMR; aPanelStride = k * gemmMR
                     }
+                    let bPanels = (nc + gemmNR - 1) / gemmNR
+                    for jr in 0..<bPanels {
+                        let col = jc + jr * gemmNR
+                        let ncols = min(gemmNR, jc + nc - col)
+                        let bPanel = UnsafePointer(packedB + jr * kc * gemmNR)
+                        for ir in 0..<aPanels {
+                            let row = ic + ir * gemmMR
+                            microKernel6x16(kc, aBase + ir * aPanelStride, bPanel, tile)
+                            store.apply(tile, to: c, ldc: ldc, row: row, col: col,
+                                        rows: min(gemmMR, rows.upperBound - row), cols: ncols)
+                        }
+                    }
+                    ic += mc
                 }
-                ic += mc
+                pc += kc
             }
-            pc += kc
+            jc += nc
         }
-        jc += nc
     }
 }
 
@@ -289,43 +289,43 @@ private func packBImage(_ x: UnsafePointer<Float>, height h: Int, width w: Int,
                         into dst: UnsafeMutablePointer<Float>) {
     let pad = (ks - 1) / 2
     let panels = (cols + gemmNR - 1) / gemmNR
-    var ch = row0 / (ks * ks), ky = row0 % (ks * ks) / ks, kx = row0 % ks
-    for p in 0..<depth {
-        let plane = x + ch * h * w
+    withUnsafeTemporaryAllocation(of: (y: Int, x: Int, oneRow: Bool).self, capacity: panels) { origin in
+        // Each panel's first output pixel, and whether its 16 pixels share one row.
         for jp in 0..<panels {
-            let j0 = col0 + jp * gemmNR, width = min(gemmNR, cols - jp * gemmNR)
-            let out = dst + (jp * depth + p) * gemmNR
-            let y0 = j0 / w, x0 = j0 - y0 * w
-            let sy = y0 + ky - pad, sx = x0 + kx - pad
-            if width == gemmNR && x0 + gemmNR <= w {
-                // All 16 pixels on one output row: one contiguous source row segment.
-                if sy < 0 || sy >= h {
+            let j0 = col0 + jp * gemmNR, y0 = j0 / w, x0 = j0 - y0 * w
+            origin[jp] = (y0, x0, cols - jp * gemmNR >= gemmNR && x0 + gemmNR <= w)
+        }
+        var ch = row0 / (ks * ks), ky = row0 % (ks * ks) / ks, kx = row0 % ks
+        for p in 0..<depth {
+            let plane = x + ch * h * w
+            for jp in 0..<panels {
+                let out = dst + (jp * depth + p) * gemmNR
+                let (y0, x0, oneRow) = origin[jp]
+                let sy = y0 + ky - pad, sx = x0 + kx - pad
+                if oneRow && (sy < 0 || sy >= h) {
                     UnsafeMutableRawPointer(out).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
-                } else if sx >= 0 && sx + gemmNR <= w {
+                } else if oneRow && sx >= 0 && sx + gemmNR <= w {
                     var v = UnsafeRawPointer(plane + sy * w + sx).loadUnaligned(as: SIMD16<Float>.self)
                     if relu { v.replace(with: 0, where: v .< 0) }
                     UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
                 } else {
-                    let row = plane + sy * w
+                    // Row edges, rows that wrap, and the last partial panel: pixel by pixel.
+                    let width = min(gemmNR, cols - jp * gemmNR)
+                    var yy = y0, xx = x0
                     for t in 0..<gemmNR {
-                        let sxt = sx + t
-                        let v = sxt >= 0 && sxt < w ? row[sxt] : 0
+                        var v: Float = 0
+                        if t < width {
+                            let syt = yy + ky - pad, sxt = xx + kx - pad
+                            if syt >= 0 && syt < h && sxt >= 0 && sxt < w { v = plane[syt * w + sxt] }
+                            xx += 1
+                            if xx == w { xx = 0; yy += 1 }
+                        }
                         out[t] = relu ? max(v, 0) : v
                     }
                 }
-            } else {
-                for t in 0..<gemmNR {
-                    var v: Float = 0
-                    if t < width {
-                        let j = j0 + t, yy = j / w, xx = j - j / w * w
-                        let syt = yy + ky - pad, sxt = xx + kx - pad
-                        if syt >= 0 && syt < h && sxt >= 0 && sxt < w { v = plane[syt * w + sxt] }
-                    }
-                    out[t] = relu ? max(v, 0) : v
-                }
             }
+            kx += 1
+            if kx == ks { kx = 0; ky += 1; if ky == ks { ky = 0; ch += 1 } }
         }
-        kx += 1
-        if kx == ks { kx = 0; ky += 1; if ky == ks { ky = 0; ch += 1 } }
     }
 }

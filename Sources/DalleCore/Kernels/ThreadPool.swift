@@ -34,3 +34,35 @@ public struct ThreadPool: Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Runs `body` with a 64-byte-aligned scratch buffer of at least `bytes` bytes. On
+/// pthreads platforms the buffer belongs to the calling thread and is kept between calls,
+/// so kernels on the pool's long-lived workers do not pay for an allocation (and its page
+/// faults) every time. Not reentrant on one thread.
+func withThreadWorkspace<R>(bytes: Int, _ body: (UnsafeMutableRawPointer) -> R) -> R {
+    #if canImport(Glibc)
+    let header = 64
+    if let current = pthread_getspecific(workspaceKey), current.load(as: Int.self) >= bytes {
+        return body(current + header)
+    }
+    if let old = pthread_getspecific(workspaceKey) { old.deallocate() }
+    let capacity = max(bytes, 1 << 20)
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: capacity + header, alignment: 64)
+    raw.storeBytes(of: capacity, as: Int.self)
+    pthread_setspecific(workspaceKey, raw)
+    return body(raw + header)
+    #else
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    defer { raw.deallocate() }
+    return body(raw)
+    #endif
+}
+
+#if canImport(Glibc)
+/// The key of each thread's workspace; the buffer is freed when its thread exits.
+private let workspaceKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { $0?.deallocate() }
+    return key
+}()
+#endif
