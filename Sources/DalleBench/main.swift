@@ -10,9 +10,14 @@ import DalleCore
 import Glibc
 #endif
 
-func now() -> Double {
+/// Wall-clock seconds.
+func now() -> Double { seconds(CLOCK_MONOTONIC) }
+/// CPU seconds of all this process's threads (less disturbed by other load on the machine).
+func cpuNow() -> Double { seconds(CLOCK_PROCESS_CPUTIME_ID) }
+
+func seconds(_ clock: clockid_t) -> Double {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    clock_gettime(clock, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
@@ -77,13 +82,13 @@ let postGain: Float = 1 / Float(64)  // 1 / (groups · blocks)²
 /// Times one stage; prints its name, output shape and seconds.
 struct StageTimer {
     var verbose: Bool
-    var total = 0.0
+    var total = 0.0, cpuTotal = 0.0
     mutating func time(_ name: String, _ body: () -> Tensor) -> Tensor {
-        let t0 = now()
+        let t0 = now(), c0 = cpuNow()
         let y = body()
-        let dt = now() - t0
-        total += dt
-        if verbose { print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)") }
+        let dt = now() - t0, dc = cpuNow() - c0
+        total += dt; cpuTotal += dc
+        if verbose { print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)\t\(dc)") }
         return y
     }
 }
@@ -121,7 +126,7 @@ func resBlock(_ x: Tensor, _ rng: inout Random, out: Int, kernels: [Int], pool: 
 /// Runs the encoder and decoder layer lists `passes` times (the first pass pays for
 /// first-touch page faults); prints each layer of the last pass and every pass's totals.
 func benchConv(pool: ThreadPool, passes: Int = 2) {
-    print("stage\tshape\tseconds")
+    print("stage\tshape\tseconds\tcpu_seconds")
     for pass in 1...passes { convPass(pool: pool, verbose: pass == passes) }
 }
 
@@ -142,7 +147,7 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     let wOut = convWeights(&rng, out: 8192, in: groupChannels[3], k: 1)
     let feat = x
     _ = enc.time("enc output 1x1 2048->8192") { conv2d(feat, wOut, reluInput: true, pool: pool) }
-    print("encoder total\t\t\(enc.total)")
+    print("encoder total\t\t\(enc.total)\t\(enc.cpuTotal)")
 
     var dec = StageTimer(verbose: verbose)
     x = rng.tensor([1, 128, 32, 32], scale: 1)  // the one-hot 1x1 conv is a gather in the model
@@ -156,7 +161,7 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     let wRGB = convWeights(&rng, out: 6, in: groupChannels[0], k: 1)
     let hidden = x
     _ = dec.time("dec output 1x1 256->6") { conv2d(hidden, wRGB, reluInput: true, pool: pool) }
-    print("decoder total\t\t\(dec.total)")
+    print("decoder total\t\t\(dec.total)\t\(dec.cpuTotal)")
 }
 
 // MARK: main

@@ -12,12 +12,13 @@
 let gemmMR = 6
 /// Columns of a micro-tile (panels of packed B): two 8-float vectors.
 let gemmNR = 16
-/// Depth of one packed block (B micro-panel of KC×NR floats = 16 KiB stays in L1).
+/// Largest depth of one packed block (a B micro-panel of KC×NR floats, ≤ 20 KiB, stays
+/// in L1). k is cut into equal blocks of at most this depth (see `gemmDepthBlock`).
 let gemmKC = 256
 /// Rows of A per packed block (MC×KC floats = 144 KiB stays in L2).
 let gemmMC = 144
 /// Columns of B per packed block (KC×NC floats = 3 MiB stays in L3).
-let gemmNC = 3072
+let gemmNC = 768
 
 /// C[m×n] = A[m×k] · B[k×n] (+ C when `accumulate`), all row-major with leading
 /// dimensions lda, ldb, ldc. Work is split over rows/columns of C, never over k,
@@ -123,11 +124,18 @@ func gemmDriver(m: Int, n: Int, k: Int, a: GemmA, b: GemmB,
     if parts == 1 { body(0) } else { pool.parallelFor(parts) { r in for p in r { body(p) } } }
 }
 
+/// The depth of k's blocks: as equal as possible, so no short last block pays for a
+/// full extra pass over C. Depends only on k, so every thread sums in the same order.
+func gemmDepthBlock(_ k: Int) -> Int {
+    let blocks = (k + gemmKC - 1) / gemmKC
+    return (k + blocks - 1) / blocks
+}
+
 /// The blocked loops over one rectangle of C (rows.lowerBound is a multiple of MR).
 private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: GemmB,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                        epilogue: GemmEpilogue?) {
-    let kcMax = min(gemmKC, k)
+    let kcMax = gemmDepthBlock(k)
     let ncMax = min(gemmNC, (cols.count + gemmNR - 1) / gemmNR * gemmNR)
     let mcMax = min(gemmMC, (rows.count + gemmMR - 1) / gemmMR * gemmMR)
     let bBytes = kcMax * ncMax * 4
@@ -144,7 +152,7 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
             let nc = min(gemmNC, cols.upperBound - jc)
             var pc = 0
             while pc < k {
-                let kc = min(gemmKC, k - pc)
+                let kc = min(kcMax, k - pc)
                 switch b {
                 case let .matrix(bp, ld, relu):
                     packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
@@ -259,24 +267,22 @@ private struct TileStore {
 }
 
 /// Packs B[depth × cols] (starting at column col0 of `b`) into NR-column panels, each
-/// [depth][NR], columns past the edge zero.
+/// [depth][NR], columns past the edge zero. Row by row, so the reads stream through B.
 private func packBMatrix(_ b: UnsafePointer<Float>, ld: Int, depth: Int, col0: Int, cols: Int,
                          relu: Bool, into dst: UnsafeMutablePointer<Float>) {
-    let panels = (cols + gemmNR - 1) / gemmNR
-    for jp in 0..<panels {
-        let j0 = col0 + jp * gemmNR, width = min(gemmNR, cols - jp * gemmNR)
-        let d = dst + jp * depth * gemmNR
-        for p in 0..<depth {
-            let src = b + p * ld + j0, out = d + p * gemmNR
-            if width == gemmNR {
-                var v = UnsafeRawPointer(src).loadUnaligned(as: SIMD16<Float>.self)
-                if relu { v.replace(with: 0, where: v .< 0) }
-                UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
-            } else {
-                for t in 0..<gemmNR {
-                    let v = t < width ? src[t] : 0
-                    out[t] = relu ? max(v, 0) : v
-                }
+    let fullPanels = cols / gemmNR, rest = cols - fullPanels * gemmNR
+    for p in 0..<depth {
+        let src = b + p * ld + col0
+        for jp in 0..<fullPanels {
+            var v = UnsafeRawPointer(src + jp * gemmNR).loadUnaligned(as: SIMD16<Float>.self)
+            if relu { v.replace(with: 0, where: v .< 0) }
+            UnsafeMutableRawPointer(dst + (jp * depth + p) * gemmNR).storeBytes(of: v, as: SIMD16<Float>.self)
+        }
+        if rest > 0 {
+            let out = dst + (fullPanels * depth + p) * gemmNR, edge = src + fullPanels * gemmNR
+            for t in 0..<gemmNR {
+                let v = t < rest ? edge[t] : 0
+                out[t] = relu ? max(v, 0) : v
             }
         }
     }
