@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Side-by-side GEMM throughput: libdalle (dalle-bench gemm) vs numpy/OpenBLAS.
+"""Side-by-side kernel timings: libdalle (dalle-bench) vs numpy / PyTorch.
 
-Runs `swift run -c release dalle-bench gemm --threads N`, then numpy's matmul on the
-same (m, n, k) shapes in the same process run, and prints a table:
+    python3 tools/bench.py [gemm|conv] [--threads N] [--bench PATH]
 
-    python3 tools/bench.py [--threads N] [--bench PATH]
+gemm (default): `dalle-bench gemm`, then numpy's matmul (OpenBLAS) on the same (m, n, k)
+shapes in the same run; prints GFLOPS side by side.
+conv: `dalle-bench conv` (the full dVAE encoder's and decoder's layer list at 256x256 with
+random weights), then the same layers with torch.nn.functional (needs torch); prints the
+encoder and decoder totals side by side.
 
-`--threads` sets OMP/OPENBLAS/MKL thread counts for numpy (before it is imported) and is
+`--threads` sets OMP/OPENBLAS/MKL thread counts (before numpy/torch are imported) and is
 passed to dalle-bench; 0 means every core. `--bench` uses an already built dalle-bench.
 """
 import argparse
@@ -16,10 +19,14 @@ import sys
 import time
 
 
-def run_dalle(bench, threads):
+def dalle_bench(bench, mode, threads):
     cmd = [bench] if bench else ["swift", "run", "-c", "release", "dalle-bench"]
-    out = subprocess.run(cmd + ["gemm", "--threads", str(threads)], check=True,
-                         capture_output=True, text=True).stdout
+    return subprocess.run(cmd + [mode, "--threads", str(threads)], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def run_dalle(bench, threads):
+    out = dalle_bench(bench, "gemm", threads)
     rows = []
     for line in out.splitlines():
         parts = line.split("\t")
@@ -44,14 +51,92 @@ def numpy_gflops(np, m, n, k):
     return flops / best / 1e9
 
 
+GROUPS = [256, 512, 1024, 2048]  # the dVAE's channels per group (n_hid = 256)
+BLOCKS = 2
+GAIN = 1 / 64
+
+
+def torch_dvae_layers(torch, threads):
+    """(encoder, decoder) (wall, cpu) seconds of the dVAE layer list in PyTorch, 2nd pass."""
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+
+    def conv(x, cout, k, relu=False, residual=None, scale=1.0):
+        cin = x.shape[1]
+        w = torch.randn(cout, cin, k, k, generator=gen) / (cin * k * k) ** 0.5
+        b = torch.randn(cout, generator=gen) * 0.1
+        y = F.conv2d(F.relu(x) if relu else x, w, b, padding=(k - 1) // 2)
+        return y if residual is None else residual + scale * y
+
+    def block(x, cout, kernels):
+        ident = x if x.shape[1] == cout else conv(x, cout, 1)
+        h = x
+        for i, k in enumerate(kernels):
+            last = i == len(kernels) - 1
+            h = conv(h, cout if last else cout // 4, k, relu=True,
+                     residual=ident if last else None, scale=GAIN)
+        return h
+
+    def encoder():
+        x = conv(torch.randn(1, 3, 256, 256, generator=gen), GROUPS[0], 7)
+        for g, ch in enumerate(GROUPS):
+            if g:
+                x = F.max_pool2d(x, 2)
+            for _ in range(BLOCKS):
+                x = block(x, ch, [3, 3, 3, 1])
+        return conv(x, 8192, 1, relu=True)
+
+    def decoder():
+        x = torch.randn(1, 128, 32, 32, generator=gen)
+        for g, ch in enumerate(reversed(GROUPS)):
+            if g:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            for _ in range(BLOCKS):
+                x = block(x, ch, [1, 3, 3, 3])
+        return conv(x, 6, 1, relu=True)
+
+    def timed(f):
+        w0, c0 = time.perf_counter(), time.process_time()
+        f()
+        return time.perf_counter() - w0, time.process_time() - c0
+
+    with torch.no_grad():
+        for _ in range(2):
+            enc, dec = timed(encoder), timed(decoder)
+    return enc, dec
+
+
+def conv_main(args, threads):
+    out = dalle_bench(args.bench, "conv", threads)
+    totals = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if parts[0] in ("encoder total", "decoder total"):
+            totals[parts[0].split()[0]] = (float(parts[2]), float(parts[3]))  # last pass wins
+    import torch  # after the thread variables are set
+    enc, dec = torch_dvae_layers(torch, threads)
+    print(f"threads: {threads}")
+    print(f"{'dVAE layers @256x256':<22}{'libdalle s':>11}{'torch s':>9}{'ratio':>7}"
+          f"{'libdalle cpu-s':>16}{'torch cpu-s':>13}")
+    for name, theirs in (("encoder", enc), ("decoder", dec)):
+        ours = totals[name]
+        print(f"{name:<22}{ours[0]:>11.3f}{theirs[0]:>9.3f}{theirs[0] / ours[0]:>7.2f}"
+              f"{ours[1]:>16.3f}{theirs[1]:>13.3f}")
+    print("(second pass; ratio = torch / libdalle wall time, > 1 means libdalle is faster)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", nargs="?", default="gemm", choices=["gemm", "conv"])
     ap.add_argument("--threads", type=int, default=0, help="threads for both (0 = all cores)")
     ap.add_argument("--bench", help="path to a built dalle-bench (default: swift run)")
     args = ap.parse_args()
     threads = args.threads or os.cpu_count()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+    if args.mode == "conv":
+        return conv_main(args, threads)
     import numpy as np  # after the thread variables are set
 
     rows = run_dalle(args.bench, threads)
