@@ -82,14 +82,28 @@ let postGain: Float = 1 / Float(64)  // 1 / (groups · blocks)²
 /// Times one stage; prints its name, output shape and seconds.
 struct StageTimer {
     var verbose: Bool
-    var total = 0.0, cpuTotal = 0.0
-    mutating func time(_ name: String, _ body: () -> Tensor) -> Tensor {
+    var total = 0.0, cpuTotal = 0.0, gflopTotal = 0.0
+    /// Times `body`; `gflop` is the work it does, for the per-core GFLOPS column.
+    mutating func time(_ name: String, gflop: Double = 0, _ body: () -> Tensor) -> Tensor {
         let t0 = now(), c0 = cpuNow()
         let y = body()
         let dt = now() - t0, dc = cpuNow() - c0
-        total += dt; cpuTotal += dc
-        if verbose { print("\(name)\t\(y.shape.map(String.init).joined(separator: "x"))\t\(dt)\t\(dc)") }
+        total += dt; cpuTotal += dc; gflopTotal += gflop
+        if verbose {
+            let shape = y.shape.map(String.init).joined(separator: "x")
+            print("\(name)\t\(shape)\t\(dt)\t\(dc)\t\(gflop)\t\(gflop / dc)")
+        }
         return y
+    }
+}
+
+/// Runs and times one convolution.
+func timedConv(_ timer: inout StageTimer, _ name: String, _ x: Tensor, _ w: Conv2DWeights,
+               relu: Bool = false, residual: Tensor? = nil, scale: Float = 1, pool: ThreadPool) -> Tensor {
+    let k = w.kernelSize
+    let gflop = 2e-9 * Double(w.outChannels * w.inChannels * k * k) * Double(x.count / x.shape[1])
+    return timer.time("\(name) \(k)x\(k) \(w.inChannels)->\(w.outChannels)", gflop: gflop) {
+        conv2d(x, w, reluInput: relu, residual: residual, scale: scale, pool: pool)
     }
 }
 
@@ -107,18 +121,15 @@ func convWeights(_ rng: inout Random, out: Int, in cin: Int, k: Int) -> Conv2DWe
 func resBlock(_ x: Tensor, _ rng: inout Random, out: Int, kernels: [Int], pool: ThreadPool,
               timer: inout StageTimer, name: String) -> Tensor {
     let cin = x.shape[1], hidden = out / 4
-    let id = cin == out ? x : timer.time("\(name) id 1x1 \(cin)->\(out)") {
-        conv2d(x, convWeights(&rng, out: out, in: cin, k: 1), pool: pool)
-    }
+    let id = cin == out ? x
+        : timedConv(&timer, "\(name) id", x, convWeights(&rng, out: out, in: cin, k: 1), pool: pool)
     var h = x
     for (i, k) in kernels.enumerated() {
         let hin = h.shape[1], hout = i == kernels.count - 1 ? out : hidden
         let w = convWeights(&rng, out: hout, in: hin, k: k)
         let last = i == kernels.count - 1
-        let input = h
-        h = timer.time("\(name) conv\(i + 1) \(k)x\(k) \(hin)->\(hout)") {
-            conv2d(input, w, reluInput: true, residual: last ? id : nil, scale: last ? postGain : 1, pool: pool)
-        }
+        h = timedConv(&timer, "\(name) conv\(i + 1)", h, w, relu: true, residual: last ? id : nil,
+                      scale: last ? postGain : 1, pool: pool)
     }
     return h
 }
@@ -126,7 +137,7 @@ func resBlock(_ x: Tensor, _ rng: inout Random, out: Int, kernels: [Int], pool: 
 /// Runs the encoder and decoder layer lists `passes` times (the first pass pays for
 /// first-touch page faults); prints each layer of the last pass and every pass's totals.
 func benchConv(pool: ThreadPool, passes: Int = 2) {
-    print("stage\tshape\tseconds\tcpu_seconds")
+    print("stage\tshape\tseconds\tcpu_seconds\tgflop\tgflops_per_core")
     for pass in 1...passes { convPass(pool: pool, verbose: pass == passes) }
 }
 
@@ -135,8 +146,7 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     var enc = StageTimer(verbose: verbose)
     var x = rng.tensor([1, 3, 256, 256], scale: 1)
     let w0 = convWeights(&rng, out: groupChannels[0], in: 3, k: 7)
-    let input = x
-    x = enc.time("enc input 7x7 3->256") { conv2d(input, w0, pool: pool) }
+    x = timedConv(&enc, "enc input", x, w0, pool: pool)
     for (g, ch) in groupChannels.enumerated() {
         if g > 0 { let t = x; x = enc.time("enc maxpool") { maxPool2x2(t) } }
         for blk in 0..<blocksPerGroup {
@@ -145,9 +155,8 @@ func convPass(pool: ThreadPool, verbose: Bool) {
         }
     }
     let wOut = convWeights(&rng, out: 8192, in: groupChannels[3], k: 1)
-    let feat = x
-    _ = enc.time("enc output 1x1 2048->8192") { conv2d(feat, wOut, reluInput: true, pool: pool) }
-    print("encoder total\t\t\(enc.total)\t\(enc.cpuTotal)")
+    _ = timedConv(&enc, "enc output", x, wOut, relu: true, pool: pool)
+    print("encoder total\t\t\(enc.total)\t\(enc.cpuTotal)\t\(enc.gflopTotal)\t\(enc.gflopTotal / enc.cpuTotal)")
 
     var dec = StageTimer(verbose: verbose)
     x = rng.tensor([1, 128, 32, 32], scale: 1)  // the one-hot 1x1 conv is a gather in the model
@@ -159,9 +168,8 @@ func convPass(pool: ThreadPool, verbose: Bool) {
         }
     }
     let wRGB = convWeights(&rng, out: 6, in: groupChannels[0], k: 1)
-    let hidden = x
-    _ = dec.time("dec output 1x1 256->6") { conv2d(hidden, wRGB, reluInput: true, pool: pool) }
-    print("decoder total\t\t\(dec.total)\t\(dec.cpuTotal)")
+    _ = timedConv(&dec, "dec output", x, wRGB, relu: true, pool: pool)
+    print("decoder total\t\t\(dec.total)\t\(dec.cpuTotal)\t\(dec.gflopTotal)\t\(dec.gflopTotal / dec.cpuTotal)")
 }
 
 // MARK: main
