@@ -4,20 +4,20 @@
 // plain matrix products and convolutions (implicit im2col, relu fused into packing,
 // bias/scale/residual fused into the store).
 //
-// Determinism: every element of C is summed over k in the same order (fixed KC blocks,
-// one FMA chain per block) whatever the thread count; threads split rows or columns of
+// Determinism: every element of C is summed over k in the same order (k blocks chosen
+// from k alone, one FMA chain per block) whatever the thread count; threads split rows or columns of
 // C, never k.
 
 /// Rows of a micro-tile (panels of packed A).
 let gemmMR = 6
 /// Columns of a micro-tile (panels of packed B): two 8-float vectors.
 let gemmNR = 16
-/// Largest depth of one packed block (a B micro-panel of KC×NR floats, ≤ 20 KiB, stays
+/// Largest depth of one packed block (a B micro-panel of KC×NR floats, ≤ 16 KiB, stays
 /// in L1). k is cut into equal blocks of at most this depth (see `gemmDepthBlock`).
 let gemmKC = 256
 /// Rows of A per packed block (MC×KC floats = 144 KiB stays in L2).
 let gemmMC = 144
-/// Columns of B per packed block (KC×NC floats = 3 MiB stays in L3).
+/// Columns of B per packed block (KC×NC floats = 768 KiB: the packing writes stay in L2).
 let gemmNC = 768
 
 /// C[m×n] = A[m×k] · B[k×n] (+ C when `accumulate`), all row-major with leading
