@@ -148,7 +148,7 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     let w0 = convWeights(&rng, out: groupChannels[0], in: 3, k: 7)
     x = timedConv(&enc, "enc input", x, w0, pool: pool)
     for (g, ch) in groupChannels.enumerated() {
-        if g > 0 { let t = x; x = enc.time("enc maxpool") { maxPool2x2(t) } }
+        if g > 0 { let t = x; x = enc.time("enc maxpool") { maxPool2x2(t, pool: pool) } }
         for blk in 0..<blocksPerGroup {
             x = resBlock(x, &rng, out: ch, kernels: [3, 3, 3, 1], pool: pool, timer: &enc,
                          name: "enc g\(g + 1)b\(blk + 1)")
@@ -161,7 +161,7 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     var dec = StageTimer(verbose: verbose)
     x = rng.tensor([1, 128, 32, 32], scale: 1)  // the one-hot 1x1 conv is a gather in the model
     for (g, ch) in groupChannels.reversed().enumerated() {
-        if g > 0 { let t = x; x = dec.time("dec upsample") { upsampleNearest2x(t) } }
+        if g > 0 { let t = x; x = dec.time("dec upsample") { upsampleNearest2x(t, pool: pool) } }
         for blk in 0..<blocksPerGroup {
             x = resBlock(x, &rng, out: ch, kernels: [1, 3, 3, 3], pool: pool, timer: &dec,
                          name: "dec g\(g + 1)b\(blk + 1)")

@@ -174,11 +174,24 @@ final class KernelTests: XCTestCase {
                                                          7, 0, 0, 0,
                                                          0, 0, 0, 9])
         XCTAssertEqual(maxPool2x2(x), try Tensor(shape: [1, 2, 1, 2], scalars: [5, 0, 7, 9]))
+        XCTAssertEqual(maxPool2x2(x, pool: ThreadPool(threads: 3)), maxPool2x2(x))
         let small = try Tensor(shape: [1, 1, 2, 2], scalars: [1, 2, 3, 4])
         XCTAssertEqual(upsampleNearest2x(small), try Tensor(shape: [1, 1, 4, 4], scalars: [1, 1, 2, 2,
                                                                                           1, 1, 2, 2,
                                                                                           3, 3, 4, 4,
                                                                                           3, 3, 4, 4]))
+        // Rows wider than one 8-wide vector, split over threads: y[c, i, j] = x[c, i / 2, j / 2].
+        var rng = Random(state: 4)
+        let wide = rng.tensor([2, 3, 5, 19])
+        let up = upsampleNearest2x(wide, pool: ThreadPool(threads: 3))
+        XCTAssertEqual(up.shape, [2, 3, 10, 38])
+        for p in 0..<6 {
+            for i in 0..<10 {
+                for j in 0..<38 {
+                    XCTAssertEqual(up.scalars[(p * 10 + i) * 38 + j], wide.scalars[(p * 5 + i / 2) * 19 + j / 2])
+                }
+            }
+        }
     }
 
     func testReluAndAddScaled() {

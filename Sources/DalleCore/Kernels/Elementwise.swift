@@ -44,17 +44,20 @@ private func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
     return y
 }
 
-/// 2×2 max pooling with stride 2 on [N, C, H, W] (odd trailing rows/columns dropped).
-public func maxPool2x2(_ x: Tensor) -> Tensor {
+/// 2×2 max pooling with stride 2 on [N, C, H, W] (odd trailing rows/columns dropped),
+/// planes split over `pool`'s threads.
+public func maxPool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     let oh = h / 2, ow = w / 2, total = n * c * oh * ow
     if total == 0 { return Tensor(zeros: [n, c, oh, ow]) }
     let y = [Float](unsafeUninitializedCapacity: total) { yb, count in
+        let yBase = yb.baseAddress!
         x.scalars.withUnsafeBufferPointer { xb in
-            for p in 0..<(n * c) {
-                for yy in 0..<oh {
-                    let top = xb.baseAddress! + (p * h + 2 * yy) * w, bottom = top + w
-                    let out = yb.baseAddress! + (p * oh + yy) * ow
+            let xBase = xb.baseAddress!
+            pool.parallelFor(n * c * oh) { rows in
+                for row in rows {  // output row `row` of plane row / oh
+                    let top = xBase + (row / oh * h + 2 * (row % oh)) * w, bottom = top + w
+                    let out = yBase + row * ow
                     for xx in 0..<ow {
                         out[xx] = max(max(top[2 * xx], top[2 * xx + 1]), max(bottom[2 * xx], bottom[2 * xx + 1]))
                     }
@@ -66,21 +69,29 @@ public func maxPool2x2(_ x: Tensor) -> Tensor {
     return Tensor(uncheckedShape: [n, c, oh, ow], scalars: y)
 }
 
-/// Nearest-neighbour 2× upsampling of [N, C, H, W].
-public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+/// Nearest-neighbour 2× upsampling of [N, C, H, W], rows split over `pool`'s threads.
+public func upsampleNearest2x(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     let total = n * c * 4 * h * w
     if total == 0 { return Tensor(zeros: [n, c, 2 * h, 2 * w]) }
     let y = [Float](unsafeUninitializedCapacity: total) { yb, count in
+        let yBase = yb.baseAddress!
         x.scalars.withUnsafeBufferPointer { xb in
-            for row in 0..<(n * c * h) {
-                let src = xb.baseAddress! + row * w
-                let out = yb.baseAddress! + row * 4 * w
-                for xx in 0..<w {
-                    let v = src[xx]
-                    out[2 * xx] = v; out[2 * xx + 1] = v
+            let xBase = xb.baseAddress!
+            pool.parallelFor(n * c * h) { rows in
+                for row in rows {
+                    let src = xBase + row * w, out = yBase + row * 4 * w
+                    var xx = 0
+                    while xx + 8 <= w {  // 8 inputs → 16 outputs
+                        let v = UnsafeRawPointer(src + xx).loadUnaligned(as: SIMD8<Float>.self)
+                        let d = SIMD16<Float>(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3],
+                                              v[4], v[4], v[5], v[5], v[6], v[6], v[7], v[7])
+                        UnsafeMutableRawPointer(out + 2 * xx).storeBytes(of: d, as: SIMD16<Float>.self)
+                        xx += 8
+                    }
+                    while xx < w { out[2 * xx] = src[xx]; out[2 * xx + 1] = src[xx]; xx += 1 }
+                    (out + 2 * w).update(from: out, count: 2 * w)
                 }
-                (out + 2 * w).update(from: out, count: 2 * w)
             }
         }
         count = total
