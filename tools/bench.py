@@ -11,6 +11,11 @@ encoder and decoder totals side by side.
 
 `--threads` sets OMP/OPENBLAS/MKL thread counts (before numpy/torch are imported) and is
 passed to dalle-bench; 0 means every core. `--bench` uses an already built dalle-bench.
+
+Both sides run with glibc's malloc told to keep freed memory (GLIBC_TUNABLES, set by
+re-running this script): otherwise every large tensor faults in fresh zeroed pages, which
+in a VM that hands freed pages back to the host can cost more than the arithmetic.
+`--fresh-pages` measures without it.
 """
 import argparse
 import os
@@ -50,6 +55,9 @@ def numpy_gflops(np, m, n, k):
         best = min(best, time.perf_counter() - t0)
     return flops / best / 1e9
 
+
+# No mmap for big blocks, never trim the heap: freed tensors are reused in place.
+RETAIN_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000"
 
 GROUPS = [256, 512, 1024, 2048]  # the dVAE's channels per group (n_hid = 256)
 BLOCKS = 2
@@ -131,7 +139,12 @@ def main():
     ap.add_argument("mode", nargs="?", default="gemm", choices=["gemm", "conv"])
     ap.add_argument("--threads", type=int, default=0, help="threads for both (0 = all cores)")
     ap.add_argument("--bench", help="path to a built dalle-bench (default: swift run)")
+    ap.add_argument("--fresh-pages", action="store_true",
+                    help="leave glibc's malloc returning freed memory to the system")
     args = ap.parse_args()
+    if not args.fresh_pages and "GLIBC_TUNABLES" not in os.environ:
+        os.environ["GLIBC_TUNABLES"] = RETAIN_MEMORY
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     threads = args.threads or os.cpu_count()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)

@@ -178,16 +178,18 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                     case let .packed(ap):
                         aBase = ap + ((ic / gemmMR) * k + pc) * gemmMR; aPanelStride = k * gemmMR
                     }
+                    // Along rows of C: the A micro-panel stays in L1, B streams from L2,
+                    // and C (and the residual) are read and written sequentially, row by row.
                     let bPanels = (nc + gemmNR - 1) / gemmNR
-                    for jr in 0..<bPanels {
-                        let col = jc + jr * gemmNR
-                        let ncols = min(gemmNR, jc + nc - col)
-                        let bPanel = UnsafePointer(packedB + jr * kc * gemmNR)
-                        for ir in 0..<aPanels {
-                            let row = ic + ir * gemmMR
-                            microKernel6x16(kc, aBase + ir * aPanelStride, bPanel, tile)
+                    for ir in 0..<aPanels {
+                        let row = ic + ir * gemmMR
+                        let aPanel = aBase + ir * aPanelStride
+                        for jr in 0..<bPanels {
+                            let col = jc + jr * gemmNR
+                            microKernel6x16(kc, aPanel, UnsafePointer(packedB + jr * kc * gemmNR), tile)
                             store.apply(tile, to: c, ldc: ldc, row: row, col: col,
-                                        rows: min(gemmMR, rows.upperBound - row), cols: ncols)
+                                        rows: min(gemmMR, rows.upperBound - row),
+                                        cols: min(gemmNR, jc + nc - col))
                         }
                     }
                     ic += mc
