@@ -17,8 +17,12 @@ let gemmNR = 16
 let gemmKC = 256
 /// Rows of A per packed block (MC×KC floats = 144 KiB stays in L2).
 let gemmMC = 144
-/// Columns of B per packed block (KC×NC floats = 768 KiB: the packing writes stay in L2).
+/// Columns of B per packed block when A comes prepacked (KC×NC floats = 768 KiB stays in
+/// L2, where the micro-kernel streams it from).
 let gemmNC = 768
+/// The same when A is packed block by block: a wider B block packs A half as often, which
+/// measured faster than keeping B in L2.
+let gemmNCPackingA = 1536
 
 /// C[m×n] = A[m×k] · B[k×n] (+ C when `accumulate`), all row-major with leading
 /// dimensions lda, ldb, ldc. Work is split over rows/columns of C, never over k,
@@ -136,7 +140,9 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                        epilogue: GemmEpilogue?) {
     let kcMax = gemmDepthBlock(k)
-    let ncMax = min(gemmNC, (cols.count + gemmNR - 1) / gemmNR * gemmNR)
+    let ncBlock: Int
+    if case .matrix = a { ncBlock = gemmNCPackingA } else { ncBlock = gemmNC }
+    let ncMax = min(ncBlock, (cols.count + gemmNR - 1) / gemmNR * gemmNR)
     let mcMax = min(gemmMC, (rows.count + gemmMR - 1) / gemmMR * gemmMR)
     let bBytes = kcMax * ncMax * 4
     let aBytes: Int
@@ -149,7 +155,7 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
 
         var jc = cols.lowerBound
         while jc < cols.upperBound {
-            let nc = min(gemmNC, cols.upperBound - jc)
+            let nc = min(ncBlock, cols.upperBound - jc)
             var pc = 0
             while pc < k {
                 let kc = min(kcMax, k - pc)
