@@ -3,7 +3,11 @@
 //   dalle-bench gemm [--threads N]   GFLOPS of square and conv-shaped GEMMs
 //   dalle-bench conv [--threads N]   the full dVAE encoder's and decoder's layer list at 256²
 //
-// Output lines are tab-separated so tools/bench.py can parse them.
+// Output lines are tab-separated so tools/bench.py can parse them. Each mode is one
+// function below; a `dvae` mode timing the real model's encode/decode slots into the
+// switch at the end the same way. tools/bench.py runs it beside numpy / PyTorch, with
+// glibc told to keep freed memory (GLIBC_TUNABLES=glibc.malloc.mmap_max=0:...) so that
+// page faults on fresh tensors do not swamp the arithmetic.
 
 import DalleCore
 #if canImport(Glibc)

@@ -95,7 +95,7 @@ private func packAPanel(_ a: UnsafePointer<Float>, ld: Int, rows: Int, depth: In
 func gemmDriver(m: Int, n: Int, k: Int, a: GemmA, b: GemmB,
                 c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                 epilogue: GemmEpilogue?, pool: ThreadPool) {
-    guard m > 0, n > 0 else { return }
+    guard m > 0, n > 0, k >= 0 else { return }
     if k == 0 {
         for i in 0..<m {
             for j in 0..<n {
