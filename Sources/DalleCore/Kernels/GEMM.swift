@@ -106,13 +106,18 @@ func gemmDriver(m: Int, n: Int, k: Int, a: GemmA, b: GemmB,
         }
         return
     }
-    // Threads get a contiguous, tile-aligned share of the larger dimension; small
-    // products (under ~4 MFLOP per thread) stay on fewer threads.
+    // C is cut along its larger dimension into tile-aligned parts that threads take one at
+    // a time (a few per thread, so a thread slowed by other load takes fewer). Each part
+    // does at least ~4 MFLOP; small products stay on one thread. Every part packs the
+    // operand it shares with the others (B when split by rows, A unless prepacked when
+    // split by columns) again, so then each thread gets a single part.
     let rowTiles = (m + gemmMR - 1) / gemmMR, colTiles = (n + gemmNR - 1) / gemmNR
     let splitColumns = colTiles >= rowTiles
     let flops = 2.0 * Double(m) * Double(n) * Double(k)
     let byWork = max(1, Int(flops / 4e6))
-    let parts = min(pool.threads, byWork, splitColumns ? colTiles : rowTiles)
+    var perThread = 1
+    if case .packed = a, splitColumns { perThread = 4 }
+    let parts = min(pool.threads * perThread, byWork, splitColumns ? colTiles : rowTiles)
     let tiles = splitColumns ? colTiles : rowTiles
     let body: (Int) -> Void = { part in
         let t0 = tiles * part / parts, t1 = tiles * (part + 1) / parts
@@ -125,7 +130,7 @@ func gemmDriver(m: Int, n: Int, k: Int, a: GemmA, b: GemmB,
                       c: c, ldc: ldc, accumulate: accumulate, epilogue: epilogue)
         }
     }
-    if parts == 1 { body(0) } else { pool.parallelFor(parts) { r in for p in r { body(p) } } }
+    if parts == 1 { body(0) } else { pool.parallelForEach(parts, body) }
 }
 
 /// The depth of k's blocks: as equal as possible, so no short last block pays for a
