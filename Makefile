@@ -1,0 +1,38 @@
+# libdalle — build, test and benchmark entry points.
+#   make          build libdalle.so, the dalle CLI and the header into build/
+#   make test     every test: Swift (XCTest), C header/ABI/example, Python ctypes, CLI
+#   make bench    benchmarks printed beside the reference (numpy / PyTorch)
+#   make demo     the main job: encode an image to tokens and decode it back with the CLI
+
+SWIFT_BUILD := swift build -c release
+BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)
+
+.PHONY: all build test test-swift test-native bench demo clean
+
+all: build
+
+build:
+	$(SWIFT_BUILD)
+	mkdir -p build/lib build/bin build/include
+	cp "$(BIN)/libdalle.so" build/lib/
+	cp "$(BIN)/dalle-cli" build/bin/dalle
+	cp include/dalle.h build/include/
+
+test: build test-swift test-native
+
+test-swift:
+	swift test -c release -Xswiftc -enable-testing --disable-swift-testing
+
+# C header and ABI checks, the C and Python examples, the ctypes binding, the CLI.
+test-native: build
+	bash tests/run_c_and_python.sh
+	bash tests/cli_test.sh
+
+bench: build
+	python3 tools/bench.py
+
+demo: build
+	bash examples/demo.sh
+
+clean:
+	rm -rf .build build

@@ -1,0 +1,98 @@
+import CDalle
+import DalleCore
+
+/// The object behind a `dalle_model *`.
+final class ModelBox {
+    let model: DalleModel
+    init(_ model: DalleModel) { self.model = model }
+}
+
+/// A Swift progress handler that calls a C progress callback for `phase`.
+func progressHandler(_ callback: dalle_progress_callback?, _ userData: UnsafeMutableRawPointer?, phase: Int32) -> ProgressHandler? {
+    guard let callback else { return nil }
+    return { step, total in callback(dalle_phase(phase), Int32(clamping: step), Int32(clamping: total), userData) }
+}
+
+@_cdecl("dalle_model_default_params")
+public func dalle_model_default_params() -> dalle_model_params {
+    var params = dalle_model_params()
+    params.struct_size = UInt32(MemoryLayout<dalle_model_params>.size)
+    return params
+}
+
+/// Loads a model file from `path`.
+@_cdecl("dalle_model_load_file")
+public func dalle_model_load_file(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<dalle_model_params>?,
+                                  _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> dalle_status {
+    boundary("dalle_model_load_file") {
+        guard let outModel else { throw DalleError.invalidArgument("out_model is NULL") }
+        outModel.pointee = nil
+        guard let path else { throw DalleError.invalidArgument("path is NULL") }
+        let p = try readModelParams(params)
+        let model = try DalleModel(path: String(cString: path), progress: progressHandler(p.progress, p.progress_user_data, phase: Int32(DALLE_PHASE_LOAD)))
+        outModel.pointee = publish(model)
+    }
+}
+
+/// Loads a model file from memory; the buffer is only read during the call.
+@_cdecl("dalle_model_load_buffer")
+public func dalle_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ params: UnsafePointer<dalle_model_params>?,
+                                    _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> dalle_status {
+    boundary("dalle_model_load_buffer") {
+        guard let outModel else { throw DalleError.invalidArgument("out_model is NULL") }
+        outModel.pointee = nil
+        guard let data else { throw DalleError.invalidArgument("data is NULL") }
+        guard size > 0 else { throw DalleError.invalidArgument("size is \(size); a model buffer is never empty") }
+        let p = try readModelParams(params)
+        let model = try DalleModel(bytes: UnsafeRawBufferPointer(start: data, count: size),
+                                   progress: progressHandler(p.progress, p.progress_user_data, phase: Int32(DALLE_PHASE_LOAD)))
+        outModel.pointee = publish(model)
+    }
+}
+
+private func readModelParams(_ params: UnsafePointer<dalle_model_params>?) throws -> dalle_model_params {
+    try readParams(params, defaults: dalle_model_default_params(), name: "dalle_model_params",
+                   minimumSize: MemoryLayout<dalle_model_params>.size)
+}
+
+private func publish(_ model: DalleModel) -> OpaquePointer {
+    for name in model.skippedComponents {
+        Log.write(dalle_log_level(DALLE_LOG_WARN), "model component '\(name)' is not supported by libdalle \(libraryVersion); skipped")
+    }
+    Log.write(dalle_log_level(DALLE_LOG_INFO), "loaded model: components \(model.components), \(model.parameterCount) parameters")
+    return Handles.make(ModelBox(model), .model)
+}
+
+@_cdecl("dalle_model_free")
+public func dalle_model_free(_ model: OpaquePointer?) {
+    guard let model else { return }
+    do { try Handles.release(model, .model, as: ModelBox.self) } catch { reportMisuse("dalle_model_free", error) }
+}
+
+/// Fills the first `out_info->struct_size` bytes of `*out_info`.
+@_cdecl("dalle_model_get_info")
+public func dalle_model_get_info(_ model: OpaquePointer?, _ outInfo: UnsafeMutablePointer<dalle_model_info>?) -> dalle_status {
+    boundary("dalle_model_get_info") {
+        guard let outInfo else { throw DalleError.invalidArgument("out_info is NULL") }
+        let size = Int(UnsafeRawPointer(outInfo).load(as: UInt32.self))
+        let minimum = MemoryLayout<UInt32>.size * 6
+        guard size >= minimum else {
+            throw DalleError.invalidArgument("out_info->struct_size is \(size); set it to sizeof(dalle_model_info) (\(MemoryLayout<dalle_model_info>.size))")
+        }
+        let m = try Handles.resolve(model, .model, as: ModelBox.self, name: "model").model
+        var info = dalle_model_info()
+        info.struct_size = UInt32(min(size, MemoryLayout<dalle_model_info>.size))
+        info.components = m.components.rawValue
+        if let config = m.dvaeConfig {
+            info.image_size = UInt32(clamping: config.imageSize)
+            info.image_channels = 3
+            info.token_grid_size = UInt32(clamping: config.tokenGridSize)
+            info.codebook_size = UInt32(clamping: config.vocabSize)
+        }
+        info.n_params = UInt64(clamping: m.parameterCount)
+        let byteCount = Int(info.struct_size)
+        withUnsafeBytes(of: &info) { bytes in
+            UnsafeMutableRawPointer(outInfo).copyMemory(from: bytes.baseAddress!, byteCount: byteCount)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import DalleCore
+import DalleImageIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    usage: dalle <command> [options]
+
+    commands:
+      info MODEL                                 describe a libdalle model file
+      encode --model M --image IN.png --out T    encode an image to a grid of dVAE tokens
+      decode --model M --tokens T --out OUT.png  decode a token grid to an image
+
+    options:
+      --model PATH     libdalle model file (.safetensors with a dvae component)
+      --image PATH     input PNG, of the model's image size (e.g. 256x256); alpha is ignored
+      --tokens PATH    token file: one grid row per line, ids separated by spaces ("-": stdin)
+      --out PATH       output token file ("-": stdout) or PNG image
+      --threads N      worker threads (default 0: every core)
+      -h, --help       show this help
+
+    """
+
+/// Runs the command in `args` (without the program name) and returns the exit status.
+func runCLI(_ args: [String]) -> Int32 {
+    do {
+        let arguments = try Arguments(args)
+        if arguments.wantsHelp || arguments.command == "help" {
+            print(usage, terminator: "")
+            return 0
+        }
+        switch arguments.command {
+        case "info": try info(arguments)
+        case "encode": try encode(arguments)
+        case "decode": try decode(arguments)
+        case nil: throw UsageError("no command given")
+        case let other?: throw UsageError("unknown command '\(other)'")
+        }
+        return 0
+    } catch let error as UsageError {
+        printError("dalle: \(error.message)\nRun 'dalle --help' for usage.")
+    } catch let error as RunError {
+        printError("dalle: \(error.message)")
+    } catch {
+        printError("dalle: \(error)")
+    }
+    return 1
+}
+
+/// A failure whose message is complete as it stands (no `DalleError` category prefix).
+struct RunError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+private func info(_ arguments: Arguments) throws {
+    try arguments.check(allowed: [], maxPositional: 1)
+    guard let path = arguments.positional.first else { throw UsageError("info needs a MODEL file") }
+    let model = try DalleModel(path: path)
+    print("model: \(path)")
+    print("format: \(model.metadata["format"] ?? "?") version \(model.metadata["format_version"] ?? "?")")
+    print("components: \(model.components)")
+    if !model.skippedComponents.isEmpty {
+        print("skipped components (not supported by this build): \(model.skippedComponents.joined(separator: ","))")
+    }
+    print("parameters: \(model.parameterCount)")
+    if let c = model.dvaeConfig {
+        print("dvae: \(c.imageSize)x\(c.imageSize) RGB images <-> \(c.tokenGridSize)x\(c.tokenGridSize) token grids, "
+            + "vocabulary \(c.vocabSize)")
+        print("dvae layers: \(c.groupCount) groups, \(c.blocksPerGroup) blocks per group, "
+            + "\(c.hiddenChannels) hidden channels, \(c.initChannels) token-embedding channels")
+    }
+}
+
+private func encode(_ arguments: Arguments) throws {
+    try arguments.check(allowed: ["model", "image", "out", "threads"], maxPositional: 0)
+    let (imagePath, outPath) = (try arguments.required("image"), try arguments.required("out"))
+    let session = try openSession(arguments)
+    let (_, config) = try session.model.requireDVAE()
+    let image: RGBImage
+    do {
+        image = try PNG.read(path: imagePath)
+    } catch DalleError.badFile(let message) {
+        throw RunError("cannot read the image \(message)")
+    }
+    guard image.width == config.imageSize, image.height == config.imageSize else {
+        throw DalleError.invalidArgument("\(imagePath) is \(image.width)x\(image.height); this model encodes "
+            + "\(config.imageSize)x\(config.imageSize) images (resize or crop it first)")
+    }
+    let start = now()
+    let tokens = try image.pixels.withUnsafeBufferPointer { pixels in
+        try session.encode([ImageView(width: image.width, height: image.height, channels: 3, pixels: pixels)])
+    }
+    let grid = try TokenGrid(rows: config.tokenGridSize, columns: config.tokenGridSize, tokens: tokens)
+    try TokenText.write(grid, path: outPath)
+    printError("dalle: encoded \(imagePath) to \(grid.rows)x\(grid.columns) tokens in \(seconds(since: start)) -> \(outPath)")
+}
+
+private func decode(_ arguments: Arguments) throws {
+    try arguments.check(allowed: ["model", "tokens", "out", "threads"], maxPositional: 0)
+    let (tokensPath, outPath) = (try arguments.required("tokens"), try arguments.required("out"))
+    let session = try openSession(arguments)
+    let (_, config) = try session.model.requireDVAE()
+    let grid = try TokenText.read(path: tokensPath)
+    let side = config.tokenGridSize
+    guard grid.rows == side, grid.columns == side else {
+        throw DalleError.invalidArgument("\(tokensPath) holds a \(grid.rows)x\(grid.columns) token grid; this model decodes \(side)x\(side) grids")
+    }
+    let start = now()
+    let pixels = try grid.tokens.withUnsafeBufferPointer { try session.decode(tokens: $0, count: 1) }
+    let image = try RGBImage(width: config.imageSize, height: config.imageSize, pixels: pixels)
+    try PNG.write(image, path: outPath)
+    printError("dalle: decoded \(side)x\(side) tokens to a \(image.width)x\(image.height) image in \(seconds(since: start)) -> \(outPath)")
+}
+
+private func openSession(_ arguments: Arguments) throws -> DalleSession {
+    let threads = try arguments.threads()
+    let model = try DalleModel(path: try arguments.required("model"))
+    return try DalleSession(model: model, threads: threads)
+}
+
+private func printError(_ message: String) {
+    fputs(message + "\n", stderr)
+}
+
+private func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+private func seconds(since start: Double) -> String {
+    let ms = Int(((now() - start) * 1000).rounded())
+    return "\(ms / 1000).\(String(ms % 1000 / 10).leftPadded(to: 2)) s"
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
+    }
+}

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The building blocks shared by the dVAE's encoder and decoder: the residual block
+/// (`EncoderBlock` / `DecoderBlock` in `dall_e`) and a strict, recording weight loader.
+
+/// y = id_path(x) + post_gain · res_path(x), where res_path is four convolutions each
+/// preceded by a ReLU and id_path is a 1×1 convolution when the width changes (else
+/// the identity). The encoder's kernels are 3,3,3,1; the decoder's 1,3,3,3.
+struct DVAEResBlock: Sendable {
+    let idPath: Conv2DWeights?
+    /// The first three res-path convolutions.
+    let hidden: [Conv2DWeights]
+    /// The last res-path convolution, fused with the scaled residual sum.
+    let last: Conv2DWeights
+    let postGain: Float
+
+    /// Loads the block under `prefix` (e.g. "dvae.encoder.blocks.group_1.block_1").
+    init(_ prefix: String, inChannels: Int, outChannels: Int, kernelSizes: [Int],
+         postGain: Float, loader: DVAEWeightLoader) throws {
+        let mid = outChannels / 4
+        idPath = inChannels == outChannels ? nil
+            : try loader.conv(prefix + ".id_path", in: inChannels, out: outChannels, kernel: 1)
+        var convs: [Conv2DWeights] = []
+        for (i, k) in kernelSizes.enumerated() {
+            let n = i == 0 ? inChannels : mid
+            let m = i == kernelSizes.count - 1 ? outChannels : mid
+            convs.append(try loader.conv(prefix + ".res_path.conv_\(i + 1)", in: n, out: m, kernel: k))
+        }
+        hidden = Array(convs.dropLast())
+        last = convs[convs.count - 1]
+        self.postGain = postGain
+    }
+
+    func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
+        let identity = idPath.map { conv2d(x, $0, pool: pool) } ?? x
+        var h = x
+        for conv in hidden { h = conv2d(h, conv, reluInput: true, pool: pool) }
+        return conv2d(h, last, reluInput: true, residual: identity, scale: postGain, pool: pool)
+    }
+}
+
+/// Reads tensors by name and expected shape from a `WeightStore`, remembering every
+/// name it read so that the model can reject tensors it never used.
+final class DVAEWeightLoader {
+    let store: WeightStore
+    private(set) var used: Set<String> = []
+
+    init(_ store: WeightStore) { self.store = store }
+
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        used.insert(name)
+        return try store.tensor(name, shape: shape)
+    }
+
+    /// The reference `Conv2d` under `prefix`: weight `w` [out, in, k, k], bias `b` [out].
+    func conv(_ prefix: String, in n: Int, out m: Int, kernel k: Int) throws -> Conv2DWeights {
+        try Conv2DWeights(weight: tensor(prefix + ".w", shape: [m, n, k, k]),
+                          bias: tensor(prefix + ".b", shape: [m]))
+    }
+
+    /// Throws `badFile` naming the first tensor under `prefix` that was never read: a
+    /// file for another configuration or another kind of dVAE.
+    func rejectUnused(prefix: String) throws {
+        if let name = store.names.first(where: { $0.hasPrefix(prefix) && !used.contains($0) }) {
+            throw DalleError.badFile(
+                "unexpected tensor '\(name)': the file does not match the dVAE configuration in its metadata")
+        }
+    }
+}
+
+/// A `WeightStore` that makes up the reference initialisation for every tensor asked
+/// for — weights (`….w`, shape [out, in, k, k]) drawn from N(0, 1/(in·k²)), biases
+/// zero — from a seeded generator, and keeps what it made.
+final class DVAEReferenceInit: WeightStore {
+    private var rng: SplitMix64
+    private(set) var made: [String: Tensor] = [:]
+
+    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+
+    var names: [String] { made.keys.sorted() }
+
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        var t = Tensor(zeros: shape)
+        if shape.count == 4 {
+            let std = 1 / Double(shape[1] * shape[2] * shape[3]).squareRoot()
+            for i in 0..<t.count { t.scalars[i] = Float(rng.nextGaussian() * std) }
+        }
+        made[name] = t
+        return t
+    }
+}
+
+/// SplitMix64 (Steele, Lea & Flood), a small seeded generator for reproducible weights.
+struct SplitMix64 {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    mutating func nextUnit() -> Double { (Double(next() >> 11) + 1) * 0x1p-53 }
+
+    /// A standard normal sample (Box–Muller).
+    mutating func nextGaussian() -> Double {
+        let r = (-2 * log(nextUnit())).squareRoot()
+        return r * cos(2 * Double.pi * nextUnit())
+    }
+}

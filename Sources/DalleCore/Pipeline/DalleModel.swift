@@ -1,0 +1,132 @@
+/// The parts a libdalle model file can hold (the `components` metadata entry).
+public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let dvae = ModelComponents(rawValue: 1 << 0)
+    public static let tokenizer = ModelComponents(rawValue: 1 << 1)
+    public static let transformer = ModelComponents(rawValue: 1 << 2)
+    public static let clip = ModelComponents(rawValue: 1 << 3)
+
+    /// Metadata names, in the order files list them.
+    public static let named: [(name: String, component: ModelComponents)] = [
+        ("dvae", .dvae), ("tokenizer", .tokenizer), ("transformer", .transformer), ("clip", .clip),
+    ]
+
+    /// Components this build can load; files may list others, which are skipped with a warning.
+    public static let supported: ModelComponents = [.dvae]
+
+    public var description: String {
+        let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
+        return names.isEmpty ? "none" : names.joined(separator: ",")
+    }
+}
+
+/// A loaded model bundle: one safetensors file whose `__metadata__` says
+/// `"format": "libdalle"`, `"format_version": "1"`, `"components": "dvae,..."`, with each
+/// component's config under `"<component>.*"` keys and its tensors under `"<component>.*"` names.
+///
+/// Immutable once built; any number of `DalleSession`s on any threads may share it.
+public final class DalleModel: @unchecked Sendable {
+    public static let formatName = "libdalle"
+    public static let formatVersion = 1
+
+    public let metadata: [String: String]
+    /// Components loaded from the file.
+    public let components: ModelComponents
+    /// Names the file lists that this build does not load (a newer file, or a typo).
+    public let skippedComponents: [String]
+    public let dvae: DVAE?
+    public let dvaeConfig: DVAEConfig?
+    /// Parameters of all loaded components.
+    public let parameterCount: Int
+
+    /// Opens and loads the model file at `path`.
+    public convenience init(path: String, progress: ProgressHandler? = nil) throws {
+        let file = try SafetensorsFile(path: path)
+        try self.init(metadata: file.metadata, weights: file, progress: progress)
+    }
+
+    /// Loads a model file held in memory; `bytes` is only read during the call.
+    public convenience init(bytes: UnsafeRawBufferPointer, progress: ProgressHandler? = nil) throws {
+        let file = try SafetensorsFile(bytes: bytes)
+        try self.init(metadata: file.metadata, weights: file, progress: progress)
+    }
+
+    /// Builds the components `metadata` lists from `weights`. Progress steps: the header,
+    /// then one per component.
+    public init(metadata: [String: String], weights: WeightStore, progress: ProgressHandler? = nil) throws {
+        guard let format = metadata["format"], format == DalleModel.formatName else {
+            let found = metadata["format"].map { "\"format\": \"\($0)\"" } ?? "no \"format\" entry"
+            throw DalleError.badFile("not a libdalle model: its safetensors metadata has \(found), expected \"format\": \"libdalle\" (convert checkpoints with the scripts in tools/)")
+        }
+        guard let versionText = metadata["format_version"], let version = Int(versionText) else {
+            throw DalleError.badFile("libdalle model without a numeric \"format_version\" in its metadata")
+        }
+        guard version <= DalleModel.formatVersion else {
+            throw DalleError.unsupported("model format_version \(version) is newer than this library reads (\(DalleModel.formatVersion)); upgrade libdalle")
+        }
+        let listed = (metadata["components"] ?? "").split(separator: ",")
+            .map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+        guard !listed.isEmpty else { throw DalleError.badFile("libdalle model lists no \"components\" in its metadata") }
+
+        var wanted: ModelComponents = []
+        var skipped: [String] = []
+        for name in listed {
+            if let known = ModelComponents.named.first(where: { $0.name == name }),
+               ModelComponents.supported.contains(known.component) {
+                wanted.insert(known.component)
+            } else {
+                skipped.append(name)
+            }
+        }
+        let reporter = StepReporter(total: 1 + wanted.rawValue.nonzeroBitCount, handler: progress, cancellation: nil)
+        try reporter.report(0)
+
+        var step = 0
+        var dvae: DVAE? = nil, dvaeConfig: DVAEConfig? = nil
+        var parameters = 0
+        if wanted.contains(.dvae) {
+            let config = try DVAEConfig(metadata: metadata)
+            let model = try DVAE(config: config, weights: weights)
+            (dvae, dvaeConfig) = (model, config)
+            parameters += countParameters(weights, prefix: "dvae.")
+            step += 1
+            try reporter.report(step)
+        }
+        self.metadata = metadata
+        self.components = wanted
+        self.skippedComponents = skipped
+        self.dvae = dvae
+        self.dvaeConfig = dvaeConfig
+        self.parameterCount = parameters
+        try reporter.report(step + 1)
+    }
+
+    /// The dVAE, or an error saying this file has none.
+    public func requireDVAE() throws -> (DVAE, DVAEConfig) {
+        guard let dvae, let dvaeConfig else {
+            throw DalleError.unsupported("this model has no dvae component (it holds: \(components)); encode and decode need one")
+        }
+        return (dvae, dvaeConfig)
+    }
+}
+
+/// Scalars in the tensors of `weights` whose names start with `prefix`.
+func countParameters(_ weights: WeightStore, prefix: String) -> Int {
+    let names = weights.names.filter { $0.hasPrefix(prefix) }
+    switch weights {
+    case let file as SafetensorsFile:
+        return names.reduce(0) { $0 + (file.info($1).flatMap { Tensor.elementCount($0.shape) } ?? 0) }
+    case let memory as InMemoryWeights:
+        return names.reduce(0) { $0 + (memory.tensors[$1]?.count ?? 0) }
+    default:
+        return 0
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}

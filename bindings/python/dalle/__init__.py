@@ -1,0 +1,327 @@
+"""libdalle from Python: load a model, encode images to dVAE tokens, decode them back.
+
+    import dalle
+    with dalle.Model("model.safetensors") as model, dalle.Context(model, threads=0) as ctx:
+        tokens = ctx.encode(images)        # numpy (N, S, S, 3) uint8 -> (N, G, G) int32
+        images = ctx.decode(tokens)        # (N, G, G) int32 -> (N, S, S, 3) uint8
+
+Without numpy, images are bytes (N·S·S·3, RGB8) and token grids are lists of ints.
+Every failure raises a `dalle.DalleError` subclass carrying the library's message.
+"""
+
+import ctypes
+import os
+
+from . import _lib
+from ._lib import lib
+
+try:
+    import numpy as _np
+except ImportError:  # numpy is optional
+    _np = None
+
+__all__ = ["Model", "Context", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
+           "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
+           "system_info", "set_log_callback", "set_log_level"]
+
+__version__ = lib.dalle_version().decode()
+
+
+class DalleError(Exception):
+    """A failed libdalle call: `status` is the dalle_status code, `message` the library's text."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class InvalidArgumentError(DalleError, ValueError): pass
+class BadFileError(DalleError): pass
+class UnsupportedError(DalleError): pass
+class DalleIOError(DalleError, OSError): pass
+class DalleOutOfMemoryError(DalleError, MemoryError): pass
+class CancelledError(DalleError): pass
+class InternalError(DalleError): pass
+
+
+_ERRORS = {
+    _lib.DALLE_INVALID_ARGUMENT: InvalidArgumentError, _lib.DALLE_BAD_FILE: BadFileError,
+    _lib.DALLE_UNSUPPORTED: UnsupportedError, _lib.DALLE_IO_ERROR: DalleIOError,
+    _lib.DALLE_OUT_OF_MEMORY: DalleOutOfMemoryError, _lib.DALLE_CANCELLED: CancelledError,
+    _lib.DALLE_INTERNAL_ERROR: InternalError,
+}
+
+
+def _check(status, message_fn=None):
+    if status != _lib.DALLE_OK:
+        raw = message_fn() if message_fn else lib.dalle_last_error()
+        message = raw.decode("utf-8", "replace") if raw else lib.dalle_status_string(status).decode()
+        raise _ERRORS.get(status, DalleError)(status, message)
+
+
+def version():
+    """The loaded library's version string."""
+    return lib.dalle_version().decode()
+
+
+def system_info():
+    """One line: version, SIMD level, cores."""
+    return lib.dalle_system_info().decode()
+
+
+# Every log callback ever handed to the library stays alive: another thread may still be
+# inside an old one while it is being replaced.
+_log_callbacks = []
+
+
+def set_log_callback(fn):
+    """Routes library log lines to fn(level, message); None restores the stderr logger."""
+    if fn is None:
+        lib.dalle_log_set(_lib.dalle_log_callback(), None)
+        return
+    callback = _lib.dalle_log_callback(lambda level, message, _: fn(level, message.decode("utf-8", "replace")))
+    _log_callbacks.append(callback)
+    lib.dalle_log_set(callback, None)
+
+
+def set_log_level(level):
+    """Drops messages below level (dalle._lib.DALLE_LOG_*; DALLE_LOG_NONE silences)."""
+    lib.dalle_log_set_level(level)
+
+
+class _Progress:
+    """Wraps a Python progress function fn(phase, step, total) -> bool|None as a C callback.
+    An exception in fn stops the call; it is re-raised once the call returns."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.error = None
+        self.c_callback = _lib.dalle_progress_callback(self._call) if fn else _lib.dalle_progress_callback()
+
+    def _call(self, phase, step, total, _user_data):
+        try:
+            return self.fn(phase, step, total) is not False
+        except BaseException as e:  # noqa: BLE001 - re-raised after the C call
+            self.error = e
+            return False
+
+    def reraise(self):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+class Model:
+    """A loaded libdalle model (immutable; share it between contexts and threads).
+
+    `source` is a path (str / os.PathLike) or the file's bytes. `progress(phase, step, total)`
+    may return False to cancel loading."""
+
+    def __init__(self, source, progress=None):
+        self._handle = None
+        callback = _Progress(progress)
+        params = lib.dalle_model_default_params()
+        params.progress = callback.c_callback
+        handle = _lib.dalle_model_p()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            buffer = bytes(source)
+            status = lib.dalle_model_load_buffer(buffer, len(buffer), ctypes.byref(params), ctypes.byref(handle))
+        else:
+            path = os.fsencode(source)
+            status = lib.dalle_model_load_file(path, ctypes.byref(params), ctypes.byref(handle))
+        callback.reraise()
+        _check(status)
+        self._handle = handle.value
+        info = _lib.dalle_model_info()
+        info.struct_size = ctypes.sizeof(info)
+        _check(lib.dalle_model_get_info(self._handle, ctypes.byref(info)))
+        self.components = [name for name, bit in (("dvae", _lib.DALLE_COMPONENT_DVAE),
+                                                  ("tokenizer", _lib.DALLE_COMPONENT_TOKENIZER),
+                                                  ("transformer", _lib.DALLE_COMPONENT_TRANSFORMER),
+                                                  ("clip", _lib.DALLE_COMPONENT_CLIP)) if info.components & bit]
+        self.image_size = info.image_size
+        self.image_channels = info.image_channels
+        self.token_grid_size = info.token_grid_size
+        self.codebook_size = info.codebook_size
+        self.n_params = info.n_params
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, "the model is closed")
+        return self._handle
+
+    def close(self):
+        """Releases the model (contexts still open keep its weights alive)."""
+        if self._handle is not None:
+            lib.dalle_model_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self):
+        return (f"dalle.Model(components={self.components}, image_size={self.image_size}, "
+                f"token_grid_size={self.token_grid_size}, codebook_size={self.codebook_size}, "
+                f"n_params={self.n_params})")
+
+
+class Context:
+    """Per-caller state on a model: threads (0 = all cores), seed (None = random),
+    progress(phase, step, total) -> False to cancel. Use from one thread at a time;
+    `cancel()` may be called from any thread."""
+
+    def __init__(self, model, threads=0, seed=None, progress=None):
+        self._handle = None
+        self.model = model  # keeps the Python object (and its handle) alive
+        self._progress = _Progress(progress)  # the library calls it for this context's lifetime
+        params = lib.dalle_context_default_params()
+        params.n_threads = threads
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.progress = self._progress.c_callback
+        handle = _lib.dalle_context_p()
+        _check(lib.dalle_context_create(model.handle, ctypes.byref(params), ctypes.byref(handle)))
+        self._handle = handle.value
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, "the context is closed")
+        return self._handle
+
+    @property
+    def seed(self):
+        return lib.dalle_context_seed(self.handle)
+
+    @property
+    def threads(self):
+        return lib.dalle_context_threads(self.handle)
+
+    def cancel(self):
+        """Asks the call running on this context to stop (any thread)."""
+        if self._handle is not None:
+            lib.dalle_cancel(self._handle)
+
+    def _call(self, fn, *args):
+        handle = self.handle
+        status = fn(handle, *args)
+        self._progress.reraise()
+        _check(status, lambda: lib.dalle_context_last_error(handle))
+
+    def encode(self, images):
+        """Token grids of images. `images`: a uint8 array (N, S, S, 3|4) or (S, S, 3|4), a list
+        of such arrays, or (without numpy) bytes holding N·S·S·3 RGB8 bytes. Returns int32
+        (N, G, G) with numpy, else a list of N grids as lists of G·G ints."""
+        structs, keep = self._image_structs(images)
+        out = _lib.dalle_tokens()
+        self._call(lib.dalle_encode, structs, len(structs), ctypes.byref(out))
+        try:
+            n, g = out.count, out.rows * out.cols
+            if _np is not None:
+                if n == 0:
+                    return _np.zeros((0, out.rows, out.cols), dtype=_np.int32)
+                flat = _np.ctypeslib.as_array(out.data, shape=(n * g,)).copy()
+                return flat.reshape(n, out.rows, out.cols)
+            return [list(out.data[i * g:(i + 1) * g]) for i in range(n)]
+        finally:
+            del keep
+            lib.dalle_tokens_free(ctypes.byref(out))
+
+    def decode(self, tokens):
+        """RGB8 images of token grids. `tokens`: int array (N, G, G) or (G, G), or a list of
+        grids (lists of G·G ints). Returns uint8 (N, S, S, 3) with numpy, else bytes."""
+        g = self.model.token_grid_size
+        if _np is not None:
+            array = _np.ascontiguousarray(tokens, dtype=_np.int32)
+            if array.ndim == 2:
+                array = array[None]
+            if array.ndim != 3:
+                raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                           f"tokens must be (N, {g}, {g}) or ({g}, {g}); got shape {array.shape}")
+            n, rows, cols = array.shape
+            data = array.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+            keep = array
+        else:
+            grids = [list(t) for t in tokens]
+            n, rows, cols = len(grids), g, g
+            for i, grid in enumerate(grids):
+                if len(grid) != g * g:
+                    raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                               f"token grid {i} has {len(grid)} ids; expected {g * g}")
+            keep = (ctypes.c_int32 * (n * g * g))(*[t for grid in grids for t in grid])
+            data = ctypes.cast(keep, ctypes.POINTER(ctypes.c_int32))
+        request = _lib.dalle_tokens(count=n, rows=rows, cols=cols, data=data)
+        out = _lib.dalle_image_batch()
+        self._call(lib.dalle_decode, ctypes.byref(request), ctypes.byref(out))
+        try:
+            s = self.model.image_size
+            size = s * s * 3
+            chunks = [ctypes.string_at(out.images[i].data, size) for i in range(out.count)]
+            if _np is not None:
+                flat = _np.frombuffer(b"".join(chunks), dtype=_np.uint8)
+                return flat.reshape(out.count, s, s, 3)
+            return b"".join(chunks)
+        finally:
+            del keep
+            lib.dalle_image_batch_free(ctypes.byref(out))
+
+    def _image_structs(self, images):
+        """dalle_image structs pointing into the caller's pixels, and the objects to keep alive."""
+        s = self.model.image_size
+        if isinstance(images, (bytes, bytearray, memoryview)):
+            raw = bytes(images)
+            size = s * s * 3
+            if size == 0 or len(raw) % size:
+                raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                           f"{len(raw)} bytes is not a whole number of {s}x{s} RGB images ({size} bytes each)")
+            buffer = ctypes.create_string_buffer(raw, len(raw))
+            base = ctypes.addressof(buffer)
+            structs = (_lib.dalle_image * (len(raw) // size))()
+            for i in range(len(structs)):
+                structs[i] = _lib.dalle_image(s, s, 3, ctypes.cast(base + i * size, ctypes.POINTER(ctypes.c_uint8)))
+            return structs, buffer
+        if _np is None:
+            raise TypeError("without numpy, images must be bytes of N·S·S·3 RGB8 pixels")
+        arrays = [images] if not isinstance(images, (list, tuple)) else list(images)
+        batch = []
+        for a in arrays:
+            a = _np.asarray(a)
+            if a.dtype != _np.uint8:
+                raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, f"images must be uint8, got {a.dtype}")
+            batch.extend([a] if a.ndim == 3 else list(a) if a.ndim == 4 else [None])
+            if a.ndim not in (3, 4):
+                raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                           f"images must be (N, H, W, C) or (H, W, C); got shape {a.shape}")
+        batch = [_np.ascontiguousarray(a) for a in batch]
+        structs = (_lib.dalle_image * len(batch))()
+        for i, a in enumerate(batch):
+            h, w, c = a.shape
+            structs[i] = _lib.dalle_image(w, h, c, a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+        return structs, batch
+
+    def close(self):
+        if self._handle is not None:
+            lib.dalle_context_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass

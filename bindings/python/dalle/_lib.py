@@ -1,0 +1,139 @@
+"""Low-level ctypes mirror of include/dalle.h, one-to-one: constants, structs, callback
+types and function prototypes. The pleasant API is in dalle/__init__.py."""
+
+import ctypes
+import os
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int32, c_size_t,
+                    c_uint8, c_uint32, c_uint64, c_void_p)
+
+# Status codes
+DALLE_OK = 0
+DALLE_INVALID_ARGUMENT = 1
+DALLE_BAD_FILE = 2
+DALLE_UNSUPPORTED = 3
+DALLE_IO_ERROR = 4
+DALLE_OUT_OF_MEMORY = 5
+DALLE_CANCELLED = 6
+DALLE_INTERNAL_ERROR = 7
+
+# Log levels
+DALLE_LOG_DEBUG = 0
+DALLE_LOG_INFO = 1
+DALLE_LOG_WARN = 2
+DALLE_LOG_ERROR = 3
+DALLE_LOG_NONE = 4
+
+# Components
+DALLE_COMPONENT_DVAE = 1 << 0
+DALLE_COMPONENT_TOKENIZER = 1 << 1
+DALLE_COMPONENT_TRANSFORMER = 1 << 2
+DALLE_COMPONENT_CLIP = 1 << 3
+
+# Progress phases
+DALLE_PHASE_LOAD = 0
+DALLE_PHASE_ENCODE = 1
+DALLE_PHASE_DECODE = 2
+
+DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
+DALLE_MAX_BATCH = 4096
+
+dalle_status = c_int32
+dalle_log_level = c_int32
+dalle_phase = c_int32
+
+dalle_progress_callback = CFUNCTYPE(c_bool, dalle_phase, c_int32, c_int32, c_void_p)
+dalle_log_callback = CFUNCTYPE(None, dalle_log_level, c_char_p, c_void_p)
+
+
+class dalle_image(Structure):
+    _fields_ = [("width", c_uint32), ("height", c_uint32), ("channels", c_uint32),
+                ("data", POINTER(c_uint8))]
+
+
+class dalle_image_batch(Structure):
+    _fields_ = [("count", c_uint32), ("images", POINTER(dalle_image))]
+
+
+class dalle_tokens(Structure):
+    _fields_ = [("count", c_uint32), ("rows", c_uint32), ("cols", c_uint32),
+                ("data", POINTER(c_int32))]
+
+
+class dalle_model_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("progress", dalle_progress_callback),
+                ("progress_user_data", c_void_p)]
+
+
+class dalle_model_info(Structure):
+    _fields_ = [("struct_size", c_uint32), ("components", c_uint32), ("image_size", c_uint32),
+                ("image_channels", c_uint32), ("token_grid_size", c_uint32),
+                ("codebook_size", c_uint32), ("n_params", c_uint64)]
+
+
+class dalle_context_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_threads", c_int32), ("seed", c_uint64),
+                ("progress", dalle_progress_callback), ("progress_user_data", c_void_p)]
+
+
+dalle_model_p = c_void_p
+dalle_context_p = c_void_p
+
+# name: (restype, argtypes)
+PROTOTYPES = {
+    "dalle_version": (c_char_p, []),
+    "dalle_status_string": (c_char_p, [dalle_status]),
+    "dalle_last_error": (c_char_p, []),
+    "dalle_system_info": (c_char_p, []),
+    "dalle_log_set": (None, [dalle_log_callback, c_void_p]),
+    "dalle_log_set_level": (None, [dalle_log_level]),
+    "dalle_model_default_params": (dalle_model_params, []),
+    "dalle_model_load_file": (dalle_status, [c_char_p, POINTER(dalle_model_params), POINTER(dalle_model_p)]),
+    "dalle_model_load_buffer": (dalle_status, [c_void_p, c_size_t, POINTER(dalle_model_params), POINTER(dalle_model_p)]),
+    "dalle_model_free": (None, [dalle_model_p]),
+    "dalle_model_get_info": (dalle_status, [dalle_model_p, POINTER(dalle_model_info)]),
+    "dalle_context_default_params": (dalle_context_params, []),
+    "dalle_context_create": (dalle_status, [dalle_model_p, POINTER(dalle_context_params), POINTER(dalle_context_p)]),
+    "dalle_context_free": (None, [dalle_context_p]),
+    "dalle_context_last_error": (c_char_p, [dalle_context_p]),
+    "dalle_context_seed": (c_uint64, [dalle_context_p]),
+    "dalle_context_threads": (c_int32, [dalle_context_p]),
+    "dalle_cancel": (None, [dalle_context_p]),
+    "dalle_encode": (dalle_status, [dalle_context_p, POINTER(dalle_image), c_uint32, POINTER(dalle_tokens)]),
+    "dalle_decode": (dalle_status, [dalle_context_p, POINTER(dalle_tokens), POINTER(dalle_image_batch)]),
+    "dalle_tokens_free": (None, [POINTER(dalle_tokens)]),
+    "dalle_image_batch_free": (None, [POINTER(dalle_image_batch)]),
+}
+
+
+def candidate_paths():
+    """Where libdalle.so is looked for, in order: $DALLE_LIBRARY, next to this package,
+    then the repository's build folders (.build/release, build/lib)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.abspath(os.path.join(here, "..", "..", ".."))
+    paths = []
+    if os.environ.get("DALLE_LIBRARY"):
+        paths.append(os.environ["DALLE_LIBRARY"])
+    paths += [os.path.join(here, "libdalle.so"),
+              os.path.join(repo, ".build", "release", "libdalle.so"),
+              os.path.join(repo, "build", "lib", "libdalle.so")]
+    return paths
+
+
+def load_library():
+    """Loads libdalle.so from the first existing candidate path and declares its prototypes."""
+    tried = candidate_paths()
+    for path in tried:
+        if os.path.exists(path):
+            lib = ctypes.CDLL(path)
+            break
+    else:
+        raise OSError("libdalle.so not found; set DALLE_LIBRARY or build it with `swift build -c release`. Tried: "
+                      + ", ".join(tried))
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+lib = load_library()

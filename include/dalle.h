@@ -1,0 +1,292 @@
+/*
+ * dalle.h - the C API of libdalle, OpenAI's DALL-E in a self-contained shared library.
+ *
+ * Version 0.1: load a model file and run its discrete VAE (dVAE): RGB8 images -> token
+ * grids (dalle_encode) and token grids -> RGB8 images (dalle_decode). Later versions
+ * append the text tokenizer, the transformer (generate), CLIP (rerank) and training to
+ * this header; nothing below changes when they do.
+ *
+ * Conventions
+ *   - Every fallible function returns a dalle_status. On failure it also sets a message
+ *     saying what was wrong: dalle_last_error() (per thread) and, for calls that take a
+ *     context, dalle_context_last_error(ctx). Messages are UTF-8, NUL-terminated.
+ *   - Params structs start with `uint32_t struct_size` (set by the *_default_params()
+ *     functions, or sizeof by the caller); fields are only ever appended.
+ *   - Ownership: inputs are borrowed for the duration of the call only. Everything the
+ *     library allocates for the caller has a matching dalle_*_free, and every free
+ *     function accepts NULL. Output structs are zeroed on failure, so freeing them
+ *     after a failed call is always safe.
+ *   - Handles that were freed, or never came from the library, are rejected with
+ *     DALLE_INVALID_ARGUMENT where detectable (the library keeps a registry of live
+ *     handles); they are never dereferenced.
+ *   - The library never writes to stdout. It writes to stderr only through the default
+ *     logger, which dalle_log_set / dalle_log_set_level replace or silence.
+ *
+ * Thread safety
+ *   A dalle_model is immutable once loaded: any number of threads may use it at once,
+ *   and any number of contexts may share it. A dalle_context holds everything a call
+ *   mutates (thread pool, scratch memory, seed, last error) and must be used by one
+ *   thread at a time; a second thread calling into a busy context gets
+ *   DALLE_INVALID_ARGUMENT. The exceptions are dalle_cancel, which any thread may call
+ *   at any time, and the free functions, which must not race with other calls on the
+ *   same handle. A model may be freed before its contexts: they keep its weights alive
+ *   until they are freed. dalle_log_set and dalle_log_set_level are thread-safe; the log
+ *   callback may be called from any thread that calls into the library. Progress
+ *   callbacks are called on the thread that made the call. Results do not depend on a
+ *   context's thread count.
+ */
+#ifndef DALLE_H
+#define DALLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define DALLE_VERSION_MAJOR 0
+#define DALLE_VERSION_MINOR 1
+#define DALLE_VERSION_PATCH 0
+#define DALLE_VERSION_STRING "0.1.0"
+
+/* DALLE_API marks the functions libdalle exports. */
+#if defined(_WIN32)
+#  if defined(DALLE_BUILD)
+#    define DALLE_API __declspec(dllexport)
+#  else
+#    define DALLE_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define DALLE_API __attribute__((visibility("default")))
+#else
+#  define DALLE_API
+#endif
+
+/* DALLE_DEPRECATED(hint) marks an entry point that a later version will remove. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define DALLE_DEPRECATED(hint) __attribute__((deprecated(hint)))
+#elif defined(_MSC_VER)
+#  define DALLE_DEPRECATED(hint) __declspec(deprecated(hint))
+#else
+#  define DALLE_DEPRECATED(hint)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------- */
+/* Status codes, log levels, components, phases (enums are stored as int32_t / uint32_t) */
+
+typedef int32_t dalle_status;
+enum {
+    DALLE_OK = 0,
+    DALLE_INVALID_ARGUMENT = 1, /* a NULL pointer, wrong size, bad shape, unknown handle */
+    DALLE_BAD_FILE = 2,         /* a malformed model file (truncated, bad header, shapes) */
+    DALLE_UNSUPPORTED = 3,      /* well formed, but not something this build can do      */
+    DALLE_IO_ERROR = 4,         /* opening or reading a file failed                       */
+    DALLE_OUT_OF_MEMORY = 5,    /* an allocation failed or a size is too large            */
+    DALLE_CANCELLED = 6,        /* a progress callback or dalle_cancel stopped the call   */
+    DALLE_INTERNAL_ERROR = 7    /* a bug in libdalle: please report the message           */
+};
+
+typedef int32_t dalle_log_level;
+enum {
+    DALLE_LOG_DEBUG = 0,
+    DALLE_LOG_INFO = 1,
+    DALLE_LOG_WARN = 2,
+    DALLE_LOG_ERROR = 3,
+    DALLE_LOG_NONE = 4          /* as a minimum level: deliver nothing */
+};
+
+/* Bits of dalle_model_info.components: the parts a model file holds. */
+enum {
+    DALLE_COMPONENT_DVAE = 1 << 0,
+    DALLE_COMPONENT_TOKENIZER = 1 << 1,
+    DALLE_COMPONENT_TRANSFORMER = 1 << 2,
+    DALLE_COMPONENT_CLIP = 1 << 3
+};
+
+/* What a progress callback is reporting on. */
+typedef int32_t dalle_phase;
+enum {
+    DALLE_PHASE_LOAD = 0,       /* steps: header, then one per component   */
+    DALLE_PHASE_ENCODE = 1,     /* steps: one per image                    */
+    DALLE_PHASE_DECODE = 2      /* steps: one per token grid               */
+};
+
+/* The seed value that asks the context to pick a random seed (see dalle_context_seed). */
+#define DALLE_SEED_RANDOM ((uint64_t)0xFFFFFFFFFFFFFFFFull)
+
+/* The most images or token grids one dalle_encode / dalle_decode call accepts. */
+#define DALLE_MAX_BATCH 4096
+
+/* ---------------------------------------------------------------------------------- */
+/* Handles and plain data */
+
+/* Weights loaded from a model file: immutable, shareable across threads and contexts. */
+typedef struct dalle_model dalle_model;
+/* Per-caller state on a model: threads, seed, scratch memory, last error, cancel flag. */
+typedef struct dalle_context dalle_context;
+
+/* An 8-bit image, rows top to bottom, pixels interleaved (RGBRGB... or RGBARGBA...),
+ * no padding: data holds height * width * channels bytes. */
+typedef struct dalle_image {
+    uint32_t width;
+    uint32_t height;
+    uint32_t channels;          /* 3 (RGB); inputs may also be 4 (RGBA, alpha ignored) */
+    uint8_t *data;
+} dalle_image;
+
+/* Images the library allocated (dalle_decode); free with dalle_image_batch_free. */
+typedef struct dalle_image_batch {
+    uint32_t count;
+    dalle_image *images;
+} dalle_image_batch;
+
+/* `count` token grids of rows x cols image-token ids, row-major, grid after grid:
+ * data holds count * rows * cols ids. When the library allocated it (dalle_encode),
+ * free it with dalle_tokens_free; when the caller built it, the caller owns it. */
+typedef struct dalle_tokens {
+    uint32_t count;
+    uint32_t rows;
+    uint32_t cols;
+    int32_t *data;
+} dalle_tokens;
+
+/* Called with step = 0 before the first step and after each of `total` steps.
+ * Return false to stop: the call then returns DALLE_CANCELLED, having freed everything
+ * it allocated. Called on the thread that made the call. */
+typedef bool (*dalle_progress_callback)(dalle_phase phase, int32_t step, int32_t total,
+                                        void *user_data);
+
+/* Receives one message (UTF-8, no trailing newline) at or above the minimum level. */
+typedef void (*dalle_log_callback)(dalle_log_level level, const char *message,
+                                   void *user_data);
+
+/* ---------------------------------------------------------------------------------- */
+/* Library */
+
+/* "MAJOR.MINOR.PATCH" of the loaded library (compare with DALLE_VERSION_STRING). Static. */
+DALLE_API const char *dalle_version(void);
+
+/* A short static description of a status code ("invalid argument", ...). */
+DALLE_API const char *dalle_status_string(dalle_status status);
+
+/* The message of the last failed call made on this thread, or "" when the last call
+ * succeeded. Valid until this thread's next call into the library. */
+DALLE_API const char *dalle_last_error(void);
+
+/* A static one-line description of the build and machine: version, SIMD level, cores. */
+DALLE_API const char *dalle_system_info(void);
+
+/* Routes log messages to `callback` (NULL restores the default logger, which writes
+ * "libdalle: LEVEL: message" lines to stderr). */
+DALLE_API void dalle_log_set(dalle_log_callback callback, void *user_data);
+
+/* Messages below `min_level` are dropped (default DALLE_LOG_WARN; DALLE_LOG_NONE
+ * silences the library). */
+DALLE_API void dalle_log_set_level(dalle_log_level min_level);
+
+/* ---------------------------------------------------------------------------------- */
+/* Models */
+
+typedef struct dalle_model_params {
+    uint32_t struct_size;                 /* sizeof(dalle_model_params)             */
+    dalle_progress_callback progress;     /* DALLE_PHASE_LOAD steps; may be NULL     */
+    void *progress_user_data;
+} dalle_model_params;
+
+/* What a loaded model holds. Set struct_size = sizeof(dalle_model_info) before calling
+ * dalle_model_get_info; fields the model lacks are 0. */
+typedef struct dalle_model_info {
+    uint32_t struct_size;
+    uint32_t components;        /* DALLE_COMPONENT_* bits                                 */
+    uint32_t image_size;        /* dVAE: images are image_size x image_size pixels        */
+    uint32_t image_channels;    /* dVAE: 3                                                */
+    uint32_t token_grid_size;   /* dVAE: token grids are token_grid_size squared          */
+    uint32_t codebook_size;     /* dVAE: image-token ids are 0 ..< codebook_size          */
+    uint64_t n_params;          /* parameters of all loaded components                    */
+} dalle_model_info;
+
+DALLE_API dalle_model_params dalle_model_default_params(void);
+
+/* Loads a libdalle model file (safetensors; see tools/) from `path`. `params` may be NULL
+ * for defaults. On success *out_model is a new model, to be freed with dalle_model_free;
+ * on failure it is set to NULL. */
+DALLE_API dalle_status dalle_model_load_file(const char *path, const dalle_model_params *params,
+                                             dalle_model **out_model);
+
+/* Loads a model from the `size` bytes at `data` (a model file read into memory). The
+ * buffer is only read during the call; the caller may free it afterwards. */
+DALLE_API dalle_status dalle_model_load_buffer(const void *data, size_t size,
+                                               const dalle_model_params *params,
+                                               dalle_model **out_model);
+
+/* Releases the caller's reference; contexts still using the model keep it alive. */
+DALLE_API void dalle_model_free(dalle_model *model);
+
+/* Fills the first out_info->struct_size bytes of *out_info. */
+DALLE_API dalle_status dalle_model_get_info(const dalle_model *model, dalle_model_info *out_info);
+
+/* ---------------------------------------------------------------------------------- */
+/* Contexts */
+
+typedef struct dalle_context_params {
+    uint32_t struct_size;                 /* sizeof(dalle_context_params)           */
+    int32_t n_threads;                    /* worker threads; 0 = all online cores   */
+    uint64_t seed;                        /* DALLE_SEED_RANDOM = pick one           */
+    dalle_progress_callback progress;     /* encode/decode steps; may be NULL        */
+    void *progress_user_data;
+} dalle_context_params;
+
+DALLE_API dalle_context_params dalle_context_default_params(void);
+
+/* Creates a context on `model` (which it keeps alive). `params` may be NULL for
+ * defaults. On failure *out_ctx is set to NULL. Free with dalle_context_free. */
+DALLE_API dalle_status dalle_context_create(const dalle_model *model,
+                                            const dalle_context_params *params,
+                                            dalle_context **out_ctx);
+
+DALLE_API void dalle_context_free(dalle_context *ctx);
+
+/* The message of the last failed call on ctx, or "" when it succeeded. Valid until the
+ * next call on ctx. Never NULL (an invalid ctx gets a static message). */
+DALLE_API const char *dalle_context_last_error(const dalle_context *ctx);
+
+/* The seed the context uses (the one picked when DALLE_SEED_RANDOM was asked for);
+ * 0 for an invalid ctx. */
+DALLE_API uint64_t dalle_context_seed(const dalle_context *ctx);
+
+/* The number of worker threads the context uses; 0 for an invalid ctx. */
+DALLE_API int32_t dalle_context_threads(const dalle_context *ctx);
+
+/* Asks the call running on ctx to stop at its next step (it returns DALLE_CANCELLED).
+ * Safe from any thread, including a progress callback. A call that starts after the
+ * request is not affected. */
+DALLE_API void dalle_cancel(dalle_context *ctx);
+
+/* ---------------------------------------------------------------------------------- */
+/* dVAE: images <-> image tokens */
+
+/* Encodes n_images images (each image_size x image_size, 3 or 4 channels) into token
+ * grids: out_tokens gets n_images grids of token_grid_size x token_grid_size ids, in a
+ * buffer the library allocates (free with dalle_tokens_free). `images` is borrowed. */
+DALLE_API dalle_status dalle_encode(dalle_context *ctx, const dalle_image *images,
+                                    uint32_t n_images, dalle_tokens *out_tokens);
+
+/* Decodes token grids (token_grid_size square, ids below codebook_size) into RGB images
+ * of image_size x image_size; out_images is allocated by the library (free with
+ * dalle_image_batch_free). `tokens` is borrowed. */
+DALLE_API dalle_status dalle_decode(dalle_context *ctx, const dalle_tokens *tokens,
+                                    dalle_image_batch *out_images);
+
+/* Frees tokens->data if the library allocated it and zeroes *tokens. */
+DALLE_API void dalle_tokens_free(dalle_tokens *tokens);
+
+/* Frees the images of a batch the library allocated and zeroes *images. */
+DALLE_API void dalle_image_batch_free(dalle_image_batch *images);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DALLE_H */

@@ -1,0 +1,29 @@
+/* Prints sizeof and offsetof for every struct in dalle.h, in the format of
+ * abi_layout.txt; run_c_and_python.sh diffs the two, and CAPITests.swift checks the same
+ * file against Swift's MemoryLayout, and tests/python against ctypes. */
+#include <stddef.h>
+#include <stdio.h>
+#include "dalle.h"
+
+#define FIELD(s, f) printf(" %s %zu", #f, offsetof(s, f))
+
+int main(void) {
+    printf("dalle_image %zu", sizeof(dalle_image));
+    FIELD(dalle_image, width); FIELD(dalle_image, height); FIELD(dalle_image, channels); FIELD(dalle_image, data);
+    printf("\ndalle_image_batch %zu", sizeof(dalle_image_batch));
+    FIELD(dalle_image_batch, count); FIELD(dalle_image_batch, images);
+    printf("\ndalle_tokens %zu", sizeof(dalle_tokens));
+    FIELD(dalle_tokens, count); FIELD(dalle_tokens, rows); FIELD(dalle_tokens, cols); FIELD(dalle_tokens, data);
+    printf("\ndalle_model_params %zu", sizeof(dalle_model_params));
+    FIELD(dalle_model_params, struct_size); FIELD(dalle_model_params, progress);
+    FIELD(dalle_model_params, progress_user_data);
+    printf("\ndalle_model_info %zu", sizeof(dalle_model_info));
+    FIELD(dalle_model_info, struct_size); FIELD(dalle_model_info, components); FIELD(dalle_model_info, image_size);
+    FIELD(dalle_model_info, image_channels); FIELD(dalle_model_info, token_grid_size);
+    FIELD(dalle_model_info, codebook_size); FIELD(dalle_model_info, n_params);
+    printf("\ndalle_context_params %zu", sizeof(dalle_context_params));
+    FIELD(dalle_context_params, struct_size); FIELD(dalle_context_params, n_threads); FIELD(dalle_context_params, seed);
+    FIELD(dalle_context_params, progress); FIELD(dalle_context_params, progress_user_data);
+    printf("\n");
+    return 0;
+}

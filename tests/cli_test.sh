@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# End-to-end tests of the dalle CLI against the dVAE golden model and vectors
+# (Tests/DalleCoreTests/Golden/dvae, made by tools/make_golden_dvae.py). Needs python3 + numpy.
+#   bash tests/cli_test.sh            uses build/bin/dalle (make build), else the SwiftPM build
+set -u
+cd "$(dirname "$0")/.."
+DALLE=${DALLE:-build/bin/dalle}
+[ -x "$DALLE" ] || DALLE="$(swift build -c release --show-bin-path)/dalle-cli"
+[ -x "$DALLE" ] || { echo "cli_test: no dalle binary (run make build)"; exit 1; }
+MODEL=Tests/DalleCoreTests/Golden/dvae/model.safetensors
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+failures=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect STATUS PATTERN -- COMMAND...: runs COMMAND, checks its exit status and that its
+# stderr matches PATTERN (grep -E), and that it never crashed (no trap, no backtrace).
+expect() {
+    local status=$1 pattern=$2; shift 3
+    "$@" >"$T/stdout" 2>"$T/stderr"
+    local got=$?
+    [ "$got" = "$status" ] || fail "'$*' exited $got, expected $status: $(head -c 300 "$T/stderr")"
+    grep -Eq -- "$pattern" "$T/stderr" "$T/stdout" || fail "'$*' output does not match '$pattern': $(head -c 300 "$T/stderr")"
+    if grep -Eqi "fatal error|backtrace|crash|unexpectedly found nil" "$T/stderr"; then fail "'$*' crashed"; fi
+}
+
+python3 tests/cli_golden.py inputs "$T" || { echo "cli_test: cannot make the golden inputs"; exit 1; }
+
+# Help and usage errors.
+expect 0 "usage: dalle" -- "$DALLE" --help
+expect 0 "usage: dalle" -- "$DALLE" encode -h
+expect 1 "no command given" -- "$DALLE"
+expect 1 "unknown command 'frobnicate'" -- "$DALLE" frobnicate
+expect 1 "unknown option --colour" -- "$DALLE" encode --model "$MODEL" --image x.png --out y --colour red
+expect 1 "option --out needs a value" -- "$DALLE" encode --model "$MODEL" --image x.png --out
+expect 1 "missing --image" -- "$DALLE" encode --model "$MODEL" --out "$T/t.txt"
+expect 1 "--threads must be an integer" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --threads -2
+expect 1 "info needs a MODEL" -- "$DALLE" info
+
+# info
+expect 0 "components: dvae" -- "$DALLE" info "$MODEL"
+grep -q "32x32 RGB images <-> 4x4 token grids, vocabulary 128" "$T/stdout" || fail "info does not describe the dVAE: $(cat "$T/stdout")"
+expect 1 "cannot open" -- "$DALLE" info "$T/missing.safetensors"
+expect 1 "." -- "$DALLE" info "$T/image0.png"
+
+# encode: every golden image gives the reference tokens, with any thread count.
+for n in 0 1 2; do
+    for threads in 1 2; do
+        expect 0 "encoded" -- "$DALLE" encode --model "$MODEL" --image "$T/image$n.png" --out "$T/tokens$n.txt" --threads $threads
+        cmp -s "$T/tokens$n.txt" "$T/expected$n.txt" || fail "image$n (threads $threads): tokens $(tr '\n' ' ' <"$T/tokens$n.txt") != reference $(tr '\n' ' ' <"$T/expected$n.txt")"
+    done
+done
+expect 0 "encoded" -- "$DALLE" encode --model="$MODEL" --image="$T/image0.png" --out=-
+cmp -s "$T/stdout" "$T/expected0.txt" || fail "encode --out - did not print the tokens"
+
+# decode: the golden token grids give the reference images (within one level), same bytes for any thread count.
+for n in 0 1; do
+    expect 0 "decoded" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode$n.txt" --out "$T/decoded$n.png" --threads 1
+    python3 tests/cli_golden.py check-decoded "$T/decoded$n.png" $n || fail "decode$n differs from the reference"
+    expect 0 "decoded" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode$n.txt" --out "$T/decoded${n}b.png" --threads 2
+    cmp -s "$T/decoded$n.png" "$T/decoded${n}b.png" || fail "decode$n depends on the thread count"
+done
+# Round trip through stdin: decode tokens read from standard input.
+expect 0 "decoded" -- sh -c "cat '$T/decode0.txt' | '$DALLE' decode --model '$MODEL' --tokens - --out '$T/stdin.png'"
+cmp -s "$T/stdin.png" "$T/decoded0.png" || fail "decode --tokens - differs"
+
+# Bad inputs: clear errors, exit status 1, no crash.
+printf '1 2 3 4\n5 6 7\n' >"$T/ragged.txt"
+expect 1 "line 2 has 3 ids" -- "$DALLE" decode --model "$MODEL" --tokens "$T/ragged.txt" --out "$T/o.png"
+printf '1 2\n3 4\n' >"$T/small.txt"
+expect 1 "2x2 token grid; this model decodes 4x4" -- "$DALLE" decode --model "$MODEL" --tokens "$T/small.txt" --out "$T/o.png"
+printf '0 0 0 0\n0 0 0 0\n0 0 128 0\n0 0 0 0\n' >"$T/range.txt"
+expect 1 "128" -- "$DALLE" decode --model "$MODEL" --tokens "$T/range.txt" --out "$T/o.png"
+expect 1 "cannot open" -- "$DALLE" decode --model "$MODEL" --tokens "$T/none.txt" --out "$T/o.png"
+expect 1 "cannot create" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/no/such/dir/o.png"
+head -c 100 "$T/image0.png" >"$T/truncated.png"
+expect 1 "cannot read the image .*truncated.png: PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/truncated.png" --out "$T/t.txt"
+expect 1 "not a PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/decode0.txt" --out "$T/t.txt"
+expect 1 "is 130x96; this model encodes 32x32" -- "$DALLE" encode --model "$MODEL" --image Tests/DalleCoreTests/Golden/png/big_rgb.png --out "$T/t.txt"
+
+if [ "$failures" -ne 0 ]; then echo "cli_test: $failures failure(s)"; exit 1; fi
+echo "cli_test: all CLI tests passed"
