@@ -2,10 +2,10 @@
 //
 //   dalle-bench gemm [--threads N]   GFLOPS of square and conv-shaped GEMMs
 //   dalle-bench conv [--threads N]   the full dVAE encoder's and decoder's layer list at 256²
+//   dalle-bench dvae [--threads N]   the real DVAE (OpenAI configuration, random weights):
+//                                    encode and decode of one 256² image
 //
-// Output lines are tab-separated so tools/bench.py can parse them. Each mode is one
-// function below; a `dvae` mode timing the real model's encode/decode slots into the
-// switch at the end the same way. tools/bench.py runs it beside numpy / PyTorch, with
+// Output lines are tab-separated so tools/bench.py can parse them. tools/bench.py runs it beside numpy / PyTorch, with
 // glibc told to keep freed memory (GLIBC_TUNABLES=glibc.malloc.mmap_max=0:...) so that
 // page faults on fresh tensors do not swamp the arithmetic.
 
@@ -176,6 +176,38 @@ func convPass(pool: ThreadPool, verbose: Bool) {
     print("decoder total\t\t\(dec.total)\t\(dec.cpuTotal)\t\(dec.gflopTotal)\t\(dec.gflopTotal / dec.cpuTotal)")
 }
 
+// MARK: dvae (the model itself)
+
+func benchDVAE(pool: ThreadPool, passes: Int = 3) {
+    let config = DVAEConfig.openAI
+    let t0 = now()
+    let model: DVAE
+    do {
+        model = try DVAE(config: config, weights: DVAE.randomWeights(config: config, seed: 1))
+    } catch {
+        print("dvae: \(error)")
+        exit(1)
+    }
+    print("load\t\t\(now() - t0)")
+    var rng = Random(state: 3)
+    var image = rng.tensor([1, config.inputChannels, config.imageSize, config.imageSize], scale: 0.5)
+    for i in 0..<image.count { image.scalars[i] += 0.5 }
+    print("stage\tpass\tseconds\tcpu_seconds")
+    for pass in 1...passes {
+        do {
+            var w0 = now(), c0 = cpuNow()
+            let tokens = try model.encode(image, pool: pool)
+            print("encode\t\(pass)\t\(now() - w0)\t\(cpuNow() - c0)")
+            w0 = now(); c0 = cpuNow()
+            _ = try model.decode(tokens: tokens, count: 1, pool: pool)
+            print("decode\t\(pass)\t\(now() - w0)\t\(cpuNow() - c0)")
+        } catch {
+            print("dvae: \(error)")
+            exit(1)
+        }
+    }
+}
+
 // MARK: main
 
 var args = Array(CommandLine.arguments.dropFirst())
@@ -189,7 +221,8 @@ print("# threads\t\(pool.threads)")
 switch args.first {
 case "gemm": benchGEMM(pool: pool)
 case "conv": benchConv(pool: pool)
+case "dvae": benchDVAE(pool: pool)
 default:
-    print("usage: dalle-bench gemm|conv [--threads N]")
+    print("usage: dalle-bench gemm|conv|dvae [--threads N]")
     exit(2)
 }
