@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Side-by-side kernel timings: libdalle (dalle-bench) vs numpy / PyTorch.
 
-    python3 tools/bench.py [gemm|conv] [--threads N] [--bench PATH]
+    python3 tools/bench.py [gemm|conv|dvae] [--threads N] [--bench PATH]
 
 gemm (default): `dalle-bench gemm`, then numpy's matmul (OpenBLAS) on the same (m, n, k)
 shapes in the same run; prints GFLOPS side by side.
 conv: `dalle-bench conv` (the full dVAE encoder's and decoder's layer list at 256x256 with
 random weights), then the same layers with torch.nn.functional (needs torch); prints the
 encoder and decoder totals side by side.
+dvae: `dalle-bench dvae` (the DVAE model, OpenAI configuration, random weights: encode and
+decode of one 256x256 image), then OpenAI's `dall_e` Encoder/Decoder (needs torch and
+dall-e) on the same sizes.
 
 `--threads` sets OMP/OPENBLAS/MKL thread counts (before numpy/torch are imported) and is
 passed to dalle-bench; 0 means every core. `--bench` uses an already built dalle-bench.
@@ -137,9 +140,51 @@ def conv_main(args, threads):
           "> 1 means libdalle is faster)")
 
 
+def torch_dvae(torch, threads, passes=3):
+    """Best (wall, cpu) seconds of dall_e's Encoder and Decoder on one 256x256 image."""
+    from dall_e.decoder import Decoder
+    from dall_e.encoder import Encoder
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    enc, dec = Encoder().eval(), Decoder().eval()
+    image = torch.rand(1, 3, 256, 256)
+    best_enc = best_dec = (float("inf"),) * 2
+    with torch.no_grad():
+        for _ in range(passes):
+            w0, c0 = time.perf_counter(), time.process_time()
+            tokens = torch.argmax(enc(image), dim=1)
+            best_enc = min(best_enc, (time.perf_counter() - w0, time.process_time() - c0))
+            w0, c0 = time.perf_counter(), time.process_time()
+            one_hot = torch.nn.functional.one_hot(tokens, num_classes=enc.vocab_size)
+            torch.sigmoid(dec(one_hot.permute(0, 3, 1, 2).float())[:, :3])
+            best_dec = min(best_dec, (time.perf_counter() - w0, time.process_time() - c0))
+    return best_enc, best_dec
+
+
+def dvae_main(args, threads):
+    import torch  # after the thread variables are set
+    ours, theirs = {}, {}
+    for _ in range(args.repeat):  # alternate rounds, keep each side's fastest
+        for line in dalle_bench(args.bench, "dvae", threads).splitlines():
+            parts = line.split("\t")
+            if parts[0] in ("encode", "decode"):
+                t = (float(parts[2]), float(parts[3]))
+                ours[parts[0]] = min(ours.get(parts[0], t), t)
+        for name, t in zip(("encode", "decode"), torch_dvae(torch, threads)):
+            theirs[name] = min(theirs.get(name, t), t)
+    print(f"threads: {threads}")
+    print(f"{'dVAE 256x256, batch 1':<22}{'libdalle s':>11}{'dall_e s':>9}{'ratio':>7}"
+          f"{'libdalle cpu-s':>16}{'dall_e cpu-s':>14}")
+    for name in ("encode", "decode"):
+        a, b = ours[name], theirs[name]
+        print(f"{name:<22}{a[0]:>11.3f}{b[0]:>9.3f}{b[0] / a[0]:>7.2f}{a[1]:>16.3f}{b[1]:>14.3f}")
+    print(f"(best of {args.repeat} rounds of several passes; ratio = dall_e / libdalle wall time, "
+          "> 1 means libdalle is faster)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="gemm", choices=["gemm", "conv"])
+    ap.add_argument("mode", nargs="?", default="gemm", choices=["gemm", "conv", "dvae"])
     ap.add_argument("--threads", type=int, default=0, help="threads for both (0 = all cores)")
     ap.add_argument("--bench", help="path to a built dalle-bench (default: swift run)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds to alternate (best kept)")
@@ -154,6 +199,8 @@ def main():
         os.environ[var] = str(threads)
     if args.mode == "conv":
         return conv_main(args, threads)
+    if args.mode == "dvae":
+        return dvae_main(args, threads)
     import numpy as np  # after the thread variables are set
 
     # Alternate whole rounds and keep each side's best, so a burst of other load on the
