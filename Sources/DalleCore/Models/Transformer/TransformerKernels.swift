@@ -6,66 +6,77 @@ import Glibc
 // column tiles) over threads and sums in a fixed order, so results do not depend on
 // the thread count.
 
-/// A PyTorch `nn.Linear` stored transposed for row-major products: y = x · weight + bias,
-/// weight [inputs, outputs].
+/// A PyTorch `nn.Linear`, y = x · Wᵀ + b, with W stored once at load time in panels of 32
+/// output columns ([panel][inputs][32], zero-padded): a panel is contiguous, so a
+/// matrix-vector product streams the weights sequentially.
 struct Linear {
     let inputs: Int
     let outputs: Int
-    let weight: [Float]
+    /// [panelCount][inputs][panelWidth].
+    let panels: [Float]
+    /// [panelCount · panelWidth] (zero-padded), or nil.
     let bias: [Float]?
 
-    /// From PyTorch's [outputs, inputs] weight (transposed here, once).
+    static let panelWidth = 32
+    /// Rows at or below this count use the streaming kernel; larger products use `gemm`'s
+    /// packed micro-kernel on each panel.
+    static let streamingRows = 16
+
+    var panelCount: Int { (outputs + Linear.panelWidth - 1) / Linear.panelWidth }
+
+    /// From PyTorch's [outputs, inputs] weight and [outputs] bias.
     init(torchWeight w: Tensor, bias: Tensor?) {
-        let outputs = w.shape[0], inputs = w.shape[1]
-        var t = [Float](repeating: 0, count: outputs * inputs)
-        w.scalars.withUnsafeBufferPointer { src in
-            for o in 0..<outputs { for i in 0..<inputs { t[i * outputs + o] = src[o * inputs + i] } }
+        let outputs = w.shape[0], inputs = w.shape[1], pw = Linear.panelWidth
+        let count = (outputs + pw - 1) / pw
+        var panels = [Float](repeating: 0, count: count * inputs * pw)
+        for o in 0..<outputs {
+            let base = (o / pw) * inputs * pw + o % pw
+            for i in 0..<inputs { panels[base + i * pw] = w.scalars[o * inputs + i] }
         }
         self.inputs = inputs
         self.outputs = outputs
-        self.weight = t
-        self.bias = bias?.scalars
+        self.panels = panels
+        self.bias = bias.map { $0.scalars + [Float](repeating: 0, count: count * pw - outputs) }
     }
 
-    /// Rows at or below this count use the streaming kernel (weights read once, columns
-    /// split over threads); larger products use the blocked `gemm`.
-    static let streamingRows = 16
-    /// Columns per streaming tile: two rows' accumulators of a tile stay in registers.
-    static let tileColumns = 32
-
-    /// y[rows, outputs] = x[rows, inputs] · weight + bias.
+    /// y[rows, outputs] = x[rows, inputs] · Wᵀ + b. Threads split the output panels.
     func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let n = outputs, k = inputs
-        weight.withUnsafeBufferPointer { wb in
-            let w = wb.baseAddress.unsafelyUnwrapped
-            if rows > Linear.streamingRows {
-                gemm(m: rows, n: n, k: k, a: x, lda: k, b: w, ldb: n, c: y, ldc: n, accumulate: false, pool: pool)
-                if let bias {
-                    bias.withUnsafeBufferPointer { b in
-                        pool.parallelFor(rows) { range in
-                            for r in range { for j in 0..<n { y[r * n + j] += b[j] } }
+        let n = outputs, k = inputs, pw = Linear.panelWidth
+        panels.withUnsafeBufferPointer { wb in
+            (bias ?? []).withUnsafeBufferPointer { bb in
+                let w = wb.baseAddress.unsafelyUnwrapped, b = bias == nil ? nil : bb.baseAddress
+                if rows > Linear.streamingRows {
+                    let packedX = packGemmA(x, m: rows, k: k)
+                    packedX.withUnsafeBufferPointer { pa in
+                        let a = pa.baseAddress.unsafelyUnwrapped, single = ThreadPool(threads: 1)
+                        pool.parallelFor(panelCount) { range in
+                            for panel in range {
+                                let j0 = panel * pw, width = min(pw, n - j0)
+                                gemmDriver(m: rows, n: width, k: k, a: .packed(a),
+                                           b: .matrix(w + panel * k * pw, ld: pw, relu: false),
+                                           c: y + j0, ldc: n, accumulate: false, epilogue: nil, pool: single)
+                                if let b {
+                                    for r in 0..<rows { for j in 0..<width { y[r * n + j0 + j] += b[j0 + j] } }
+                                }
+                            }
                         }
                     }
+                    return
                 }
-                return
-            }
-            // Work below ~64K multiply-adds per thread is not worth a thread.
-            let split = ThreadPool(threads: min(pool.threads, max(1, rows * k * n / 65536)))
-            (bias ?? []).withUnsafeBufferPointer { bb in
-                let b = bias == nil ? nil : bb.baseAddress
-                let tiles = (n + Linear.tileColumns - 1) / Linear.tileColumns
-                split.parallelFor(tiles) { tileRange in
-                    for tile in tileRange {
-                        let j0 = tile * Linear.tileColumns
-                        // Rows go in pairs; a lone last row pairs with itself (its twin's
-                        // result is dropped): the loop is bound by reading w, and the paired
+                // Work below ~64K multiply-adds per thread is not worth a thread.
+                let split = ThreadPool(threads: min(pool.threads, max(1, rows * k * n / 65536)))
+                split.parallelFor(panelCount) { range in
+                    for panel in range {
+                        let j0 = panel * pw, width = min(pw, n - j0)
+                        // Rows go in pairs; a lone last row pairs with itself (its twin's result
+                        // is dropped): the loop is bound by reading the weights, and the paired
                         // form keeps more multiply-adds in flight.
                         var r = 0
                         while r < rows {
                             let twin = min(r + 1, rows - 1)
-                            streamTile(x + r * k, x + twin * k, k: k, w: w + j0, n: n,
-                                       width: min(Linear.tileColumns, n - j0), bias: b.map { $0 + j0 },
-                                       y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
+                            streamPanel(x + r * k, x + twin * k, k: k, w: w + panel * k * pw,
+                                        bias: b.map { $0 + j0 }, width: width,
+                                        y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
                             r += 2
                         }
                     }
@@ -75,40 +86,33 @@ struct Linear {
     }
 }
 
-/// Two rows of y[, j0 ..< j0 + width] = x · w[:, j0 ..< j0 + width] + bias (the second
-/// stored only when `y1` is given), with `w` already offset to column j0 (row stride n). Full 32-column tiles keep their
-/// accumulators in registers; each output sums over k in ascending order.
+/// Two rows of one 32-column panel: y = x · panel + bias, the accumulators in registers and
+/// each output summed over k in ascending order. Stores `width` columns (the second row's
+/// only when `y1` is given).
 @inline(__always)
-private func streamTile(_ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
-                        w: UnsafePointer<Float>, n: Int, width: Int, bias: UnsafePointer<Float>?,
-                        y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
+private func streamPanel(_ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
+                         w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, width: Int,
+                         y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
     typealias V = SIMD16<Float>
-    if width == 32 {
-        func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
-        var a0 = b0, a1 = b1, c0 = b0, c1 = b1
-        for p in 0..<k {
-            let w0 = load(w + p * n), w1 = load(w + p * n + 16)
-            let s = x0[p], t = x1[p]
-            a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
-            c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
-        }
-        if let y1 {
-            UnsafeMutableRawPointer(y1).storeBytes(of: c0, as: V.self)
-            UnsafeMutableRawPointer(y1 + 16).storeBytes(of: c1, as: V.self)
-        }
-        UnsafeMutableRawPointer(y0).storeBytes(of: a0, as: V.self)
-        UnsafeMutableRawPointer(y0 + 16).storeBytes(of: a1, as: V.self)
-        return
+    func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
+    var a0 = b0, a1 = b1, c0 = b0, c1 = b1
+    for p in 0..<k {
+        let w0 = load(w + p * 32), w1 = load(w + p * 32 + 16)
+        let s = x0[p], t = x1[p]
+        a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
+        c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
     }
-    for (xr, yr) in [(x0, y0), (x1, y1)] {
-        guard let yr else { continue }
-        for j in 0..<width {
-            var acc = bias?[j] ?? 0
-            for p in 0..<k { acc = acc.addingProduct(xr[p], w[p * n + j]) }
-            yr[j] = acc
+    func store(_ lo: V, _ hi: V, _ y: UnsafeMutablePointer<Float>) {
+        if width == 32 {
+            UnsafeMutableRawPointer(y).storeBytes(of: lo, as: V.self)
+            UnsafeMutableRawPointer(y + 16).storeBytes(of: hi, as: V.self)
+        } else {
+            for j in 0..<width { y[j] = j < 16 ? lo[j] : hi[j - 16] }
         }
     }
+    store(a0, a1, y0)
+    if let y1 { store(c0, c1, y1) }
 }
 
 /// LayerNorm weights (`nn.LayerNorm`, eps 1e-5).
