@@ -162,6 +162,23 @@ final class TransformerTests: XCTestCase {
                        DalleTransformer.randomWeights(config: Self.small, seed: 1).tensors)
     }
 
+    /// Threads split outputs, never sums: results are bit-identical for any thread count.
+    func testResultsIndependentOfThreadCount() throws {
+        let g = try golden("defaults")
+        let text = try g.ints("text"), image = try g.ints("image")
+        func run(_ threads: Int) throws -> [Float] {
+            let pool = ThreadPool(threads: threads)
+            var out = try g.model.logits(text: text, image: image, batch: 2, pool: pool).scalars
+            var cache = g.model.makeCache(batch: 2)
+            out += try g.model.prefill(text: text, image: [], batch: 2, cache: &cache, pool: pool).scalars
+            for i in 0..<5 { out += try g.model.step(imageTokens: [image[i], image[i + 64]], cache: &cache, pool: pool).scalars }
+            return out
+        }
+        let one = try run(1)
+        XCTAssertEqual(one, try run(2))
+        XCTAssertEqual(one, try run(5))
+    }
+
     func testRotaryTableMatchesReference() throws {
         let g = try golden("defaults")
         let stored = try g.bundle.tensor("transformer.transformer.pos_emb")
