@@ -231,6 +231,10 @@ final class TransformerTests: XCTestCase {
         assertThrows(try model.logits(text: [1, 2, 3, 4], image: Array(repeating: 0, count: 10), batch: 1, pool: pool),
                      "n ≤ 9", Self.invalid)
         assertThrows(try model.logits(text: [], image: [], batch: 0, pool: pool), "batch", Self.invalid)
+        var huge = model.makeCache(batch: 1 << 40)
+        assertThrows(try model.prefill(text: [], image: [], batch: 1 << 40, cache: &huge, pool: pool), "would need") { e in
+            if case .outOfMemory = e { return true } else { return false }
+        }
         var cache = model.makeCache(batch: 1)
         assertThrows(try model.step(imageTokens: [0], cache: &cache, pool: pool), "before prefill", Self.invalid)
         assertThrows(try model.prefill(text: [1, 2, 3, 4], image: Array(repeating: 0, count: 9), batch: 1, cache: &cache,

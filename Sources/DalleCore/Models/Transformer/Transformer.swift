@@ -235,6 +235,9 @@ public final class DalleTransformer: @unchecked Sendable {
         let n = try imageTokenCount(image, batch: batch, limit: config.imageSeqLen)
         var cache = makeCache(batch: batch)
         let length = min(config.textLen + n, config.seqLen)
+        _ = try checkedCount([batch, length, config.totalTokens], "the logits")
+        try checkWorkspace(batch: batch, length: length)
+        try cache.allocate(config)
         let ids = try sequenceIds(text: text, image: image, batch: batch, imageCount: n, length: length)
         let hidden = run(ids: ids, count: length, cache: &cache, pool: pool)
         let c = config
@@ -258,7 +261,7 @@ public final class DalleTransformer: @unchecked Sendable {
     }
 
     /// An empty cache for `batch` sequences.
-    public func makeCache(batch: Int) -> TransformerCache { TransformerCache(config: config, batch: max(batch, 0)) }
+    public func makeCache(batch: Int) -> TransformerCache { TransformerCache(batch: max(batch, 0)) }
 
     /// Feeds <bos>, the text [batch, textSeqLen] and an image prefix [batch, n]
     /// (0 ≤ n < imageSeqLen) into an empty `cache`; returns the logits for image token n,
@@ -270,6 +273,8 @@ public final class DalleTransformer: @unchecked Sendable {
         }
         let n = try imageTokenCount(image, batch: batch, limit: config.imageSeqLen - 1)
         let length = config.textLen + n
+        try checkWorkspace(batch: batch, length: length)
+        try cache.allocate(config)
         let ids = try sequenceIds(text: text, image: image, batch: batch, imageCount: n, length: length)
         let hidden = run(ids: ids, count: length, cache: &cache, pool: pool)
         var last = [Float](repeating: 0, count: batch * config.dim)
@@ -301,6 +306,12 @@ public final class DalleTransformer: @unchecked Sendable {
     }
 
     // MARK: Input checks
+
+    /// `outOfMemory` when the activations of `length` positions per sequence would be absurd.
+    private func checkWorkspace(batch: Int, length: Int) throws {
+        let widest = max(2 * config.ffHidden, 3 * config.innerDim, config.dim)
+        _ = try checkedCount([batch, length, widest], "the activations")
+    }
 
     private func imageTokenCount(_ image: [Int32], batch: Int, limit: Int) throws -> Int {
         guard batch >= 1 else { throw DalleError.invalidArgument("batch must be at least 1, got \(batch)") }
