@@ -209,6 +209,7 @@ final class TransformerTests: XCTestCase {
         let base = try golden("defaults").bundle.metadata
         func with(_ key: String, _ value: String?) -> [String: String] { var m = base; m[key] = value; return m }
         assertThrows(try TransformerConfig(metadata: with("transformer.reversible", "true")), "reversible", Self.unsupported)
+        assertThrows(try TransformerConfig(metadata: with("transformer.kind", "min-dalle")), "min-dalle", Self.unsupported)
         assertThrows(try TransformerConfig(metadata: with("transformer.sparse_attn", "true")), "sparse_attn", Self.unsupported)
         assertThrows(try TransformerConfig(metadata: with("transformer.share_input_output_emb", "true")),
                      "share_input_output_emb", Self.unsupported)

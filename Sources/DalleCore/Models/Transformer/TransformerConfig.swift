@@ -89,6 +89,9 @@ public struct TransformerConfig: Equatable, Sendable {
     public func attentionId(layer i: Int) -> Int { sharedAttnIds[i % sharedAttnIds.count] }
     public func feedForwardId(layer i: Int) -> Int { sharedFFIds[i % sharedFFIds.count] }
 
+    /// The `transformer.kind` this implementation reads.
+    public static let kind = "dalle-pytorch"
+
     /// DALLE-pytorch options this implementation rejects when set (metadata key, value meaning "off").
     static let rejectedOptions: [(key: String, off: String)] = [
         ("reversible", "false"), ("sparse_attn", "false"), ("share_input_output_emb", "false"),
@@ -131,6 +134,9 @@ public struct TransformerConfig: Equatable, Sendable {
                 return n
             }
         }
+        if let kind = metadata["transformer.kind"], kind != TransformerConfig.kind {
+            throw DalleError.unsupported("transformer kind '\(kind)' (this build reads '\(TransformerConfig.kind)')")
+        }
         for option in TransformerConfig.rejectedOptions {
             guard try !bool(option.key, default: false) else { throw DalleError.unsupported("DALLE-pytorch option '\(option.key)' (this build runs only \(option.key)=\(option.off))") }
         }
@@ -156,7 +162,7 @@ public struct TransformerConfig: Equatable, Sendable {
     public var metadata: [String: String] {
         func flag(_ b: Bool) -> String { b ? "true" : "false" }
         return [
-            "transformer.kind": "dalle-pytorch",
+            "transformer.kind": TransformerConfig.kind,
             "transformer.dim": String(dim),
             "transformer.depth": String(depth),
             "transformer.heads": String(heads),
