@@ -161,8 +161,17 @@ extension ShapesWorld {
                 + "centroid \(axis) \(rounded(pa)) vs \(rounded(pb)) (needs \(Int(minimumCentroidOffset)) px or more)"
         }
         if let relationFailure { return fail(relationFailure) }
-        let expected = wanted.map { "a " + $0.words(plural: false) }
-        return fail("expected \(listing(expected)), found \(listing(found.map(\.description)))")
+        let expected: String
+        switch caption {
+        case .single, .counting: expected = caption.text
+        case .relation(let a, _, let b): expected = "a " + a.words(plural: false) + " and a " + b.words(plural: false)
+        }
+        return fail("expected \(expected), found \(listing(found.map(\.description)))")
+    }
+
+    /// `analyse` for an owned image.
+    public static func analyse(_ image: RGBImage) throws -> Analysis {
+        try image.withView { try analyse($0) }
     }
 
     /// `judge` for an owned image.

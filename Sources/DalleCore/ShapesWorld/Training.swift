@@ -46,6 +46,13 @@ extension ShapesWorld {
         return makeTrainingSample(seed: seed, index: index, mix: mix)
     }
 
+    /// The caption of `trainingSample(seed:index:mix:)` without rendering its image (for text-only work).
+    public static func trainingCaption(seed: UInt64, index: UInt64, mix: TemplateMix = .standard) throws -> Caption {
+        try mix.validate()
+        var rng = ShapesRandom(seed: seed, stream: .training, index: index)
+        return randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
+    }
+
     static func makeTrainingSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
         var rng = ShapesRandom(seed: seed, stream: .training, index: index)
         let caption = randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
