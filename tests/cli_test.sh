@@ -81,6 +81,20 @@ expect 1 "cannot read the image .*truncated.png: PNG" -- "$DALLE" encode --model
 expect 1 "not a PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/decode0.txt" --out "$T/t.txt"
 expect 1 "is 130x96; this model encodes 32x32" -- "$DALLE" encode --model "$MODEL" --image Tests/DalleCoreTests/Golden/png/big_rgb.png --out "$T/t.txt"
 
+# Shapes World: render a few samples, each passes the judge against its own caption, fails a wrong one.
+expect 0 "wrote 12 Shapes World images" -- "$DALLE" shapes --count 12 --seed 7 --out-dir "$T/shapes"
+for i in 000 005 011; do
+    expect 0 "^pass$" -- "$DALLE" judge --caption "$(cat "$T/shapes/$i.txt")" "$T/shapes/$i.png"
+done
+cmp -s <("$DALLE" shapes --count 12 --seed 7 --out-dir "$T/shapes2" 2>&1; cat "$T/shapes2"/*.txt) \
+    <(echo "dalle: wrote 12 Shapes World images (seed 7) with captions to $T/shapes2"; cat "$T/shapes"/*.txt) \
+    || fail "dalle shapes is not deterministic"
+expect 1 "^fail: expected 2 objects, found 3" -- "$DALLE" judge --caption "two large purple triangles" "$T/shapes/000.png"
+expect 1 "word 3 'circel': expected a shape" -- "$DALLE" judge --caption "a red circel" "$T/shapes/000.png"
+expect 1 "judges 64x64 images; this one is 130x96" -- "$DALLE" judge --caption "a red circle" Tests/DalleCoreTests/Golden/png/big_rgb.png
+expect 1 "--count must be an integer" -- "$DALLE" shapes --count -1 --out-dir "$T/shapes3"
+expect 1 "cannot create the directory" -- "$DALLE" shapes --count 1 --out-dir "$T/no/such/dir"
+
 passed=$((checks > failures ? checks - failures : 0))
 echo "cli_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -57,6 +57,9 @@ extension ShapesWorld {
     /// Steps 1–4 of the spec: palette mapping, components, noise, shape and size of every object.
     /// Takes a 64×64 RGB or RGBA image (alpha ignored); throws `DalleError.invalidArgument` for another size.
     public static func analyse(_ image: ImageView) throws -> Analysis {
+        guard image.width == imageSize, image.height == imageSize else {
+            throw DalleError.invalidArgument("the Shapes World judges \(imageSize)x\(imageSize) images; this one is \(image.width)x\(image.height)")
+        }
         try ImageConversion.validate(image, size: imageSize, label: "the image")
         let n = imageSize, stride = image.channels
         // Step 1: each pixel's palette index (0..<8 colours, 8 background) or -1 for noise.
