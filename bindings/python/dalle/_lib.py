@@ -37,6 +37,12 @@ DALLE_PHASE_DECODE = 2
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
 
+dalle_tokenize_mode = c_int32
+DALLE_TOKENIZE_MODEL = 0
+DALLE_TOKENIZE_RAW = 1
+DALLE_TOKENIZE_CLIP = 2
+DALLE_TOKENIZE_DALLE = 3
+
 dalle_status = c_int32
 dalle_log_level = c_int32
 dalle_phase = c_int32
@@ -102,6 +108,8 @@ PROTOTYPES = {
     "dalle_decode": (dalle_status, [dalle_context_p, POINTER(dalle_tokens), POINTER(dalle_image_batch)]),
     "dalle_tokens_free": (None, [POINTER(dalle_tokens)]),
     "dalle_image_batch_free": (None, [POINTER(dalle_image_batch)]),
+    "dalle_tokenize": (dalle_status, [dalle_context_p, c_char_p, dalle_tokenize_mode, POINTER(c_int32), c_size_t,
+                                      POINTER(c_size_t), POINTER(c_bool)]),
 }
 
 
