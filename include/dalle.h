@@ -265,27 +265,6 @@ DALLE_API int32_t dalle_context_threads(const dalle_context *ctx);
 DALLE_API void dalle_cancel(dalle_context *ctx);
 
 /* ---------------------------------------------------------------------------------- */
-/* dVAE: images <-> image tokens */
-
-/* Encodes n_images images (each image_size x image_size, 3 or 4 channels) into token
- * grids: out_tokens gets n_images grids of token_grid_size x token_grid_size ids, in a
- * buffer the library allocates (free with dalle_tokens_free). `images` is borrowed. */
-DALLE_API dalle_status dalle_encode(dalle_context *ctx, const dalle_image *images,
-                                    uint32_t n_images, dalle_tokens *out_tokens);
-
-/* Decodes token grids (token_grid_size square, ids below codebook_size) into RGB images
- * of image_size x image_size; out_images is allocated by the library (free with
- * dalle_image_batch_free). `tokens` is borrowed. */
-DALLE_API dalle_status dalle_decode(dalle_context *ctx, const dalle_tokens *tokens,
-                                    dalle_image_batch *out_images);
-
-/* Frees tokens->data if the library allocated it and zeroes *tokens. */
-DALLE_API void dalle_tokens_free(dalle_tokens *tokens);
-
-/* Frees the images of a batch the library allocated and zeroes *images. */
-DALLE_API void dalle_image_batch_free(dalle_image_batch *images);
-
-/* ---------------------------------------------------------------------------------- */
 /* Text: the BPE tokenizer (CLIP's byte-level BPE; models may carry their own merges) */
 
 /* Which ids dalle_tokenize returns (stored as int32_t). */
@@ -315,6 +294,27 @@ enum {
 DALLE_API dalle_status dalle_tokenize(dalle_context *ctx, const char *utf8_text, dalle_tokenize_mode mode,
                                       int32_t *out_ids, size_t capacity, size_t *out_count,
                                       bool *out_truncated);
+
+/* ---------------------------------------------------------------------------------- */
+/* dVAE: images <-> image tokens */
+
+/* Encodes n_images images (each image_size x image_size, 3 or 4 channels) into token
+ * grids: out_tokens gets n_images grids of token_grid_size x token_grid_size ids, in a
+ * buffer the library allocates (free with dalle_tokens_free). `images` is borrowed. */
+DALLE_API dalle_status dalle_encode(dalle_context *ctx, const dalle_image *images,
+                                    uint32_t n_images, dalle_tokens *out_tokens);
+
+/* Decodes token grids (token_grid_size square, ids below codebook_size) into RGB images
+ * of image_size x image_size; out_images is allocated by the library (free with
+ * dalle_image_batch_free). `tokens` is borrowed. */
+DALLE_API dalle_status dalle_decode(dalle_context *ctx, const dalle_tokens *tokens,
+                                    dalle_image_batch *out_images);
+
+/* Frees tokens->data if the library allocated it and zeroes *tokens. */
+DALLE_API void dalle_tokens_free(dalle_tokens *tokens);
+
+/* Frees the images of a batch the library allocated and zeroes *images. */
+DALLE_API void dalle_image_batch_free(dalle_image_batch *images);
 
 #ifdef __cplusplus
 }

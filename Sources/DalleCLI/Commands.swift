@@ -32,10 +32,10 @@ func runCLI(_ args: [String]) -> Int32 {
             return 0
         }
         switch arguments.command {
+        case "tokenize": try tokenizeCommand(arguments)
         case "info": try info(arguments)
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)
-        case "tokenize": try tokenizeCommand(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }
