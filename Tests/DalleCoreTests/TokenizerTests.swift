@@ -120,6 +120,25 @@ final class TokenizerTests: XCTestCase {
         return symbols
     }
 
+    /// The one known difference: ftfy repairs mojibake ("cafÃ©" → "café"), libdalle tokenizes
+    /// the text as written, exactly as CLIP does with ftfy's fix_encoding turned off.
+    func testMojibakeIsTokenizedAsWritten() throws {
+        let tokenizer = try XCTUnwrap(Self.clip)
+        let json = try JSONValue.parse(Self.readFile(Self.goldenDirectory + "/golden.json"))
+        let section = try XCTUnwrap(json["mojibake"])
+        let strings = try XCTUnwrap(section["strings"]?.arrayValue?.compactMap(\.stringValue))
+        func rows(_ key: String) throws -> [[Int32]] {
+            try XCTUnwrap(section[key]?.arrayValue).map { ($0.arrayValue ?? []).map { Int32($0.exactInteger ?? -1) } }
+        }
+        let (repaired, asWritten) = (try rows("clip"), try rows("clip_as_written"))
+        XCTAssertEqual(strings.count, 10)
+        for (i, text) in strings.enumerated() {
+            let ids = try tokenizer.tokenizeCLIP(text)
+            XCTAssertEqual(Array(ids.ids.prefix(ids.count)), asWritten[i], text)
+            XCTAssertNotEqual(Array(ids.ids.prefix(ids.count)), repaired[i], text)
+        }
+    }
+
     func testHeapMergingMatchesReferenceLoop() throws {
         let tokenizer = try XCTUnwrap(Self.clip)
         var rng = TokenizerTestRNG(seed: 7)
