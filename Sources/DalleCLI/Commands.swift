@@ -11,6 +11,7 @@ let usage = """
       info MODEL                                 describe a libdalle model file
       encode --model M --image IN.png --out T    encode an image to a grid of dVAE tokens
       decode --model M --tokens T --out OUT.png  decode a token grid to an image
+      tokenize --model M [--mode MODE] TEXT      print a caption's token ids (MODE: model, raw, clip, dalle)
       shapes --count N [--seed S] --out-dir DIR  render Shapes World training images: DIR/000.png + 000.txt, ...
       judge --caption "..." IMAGE.png            judge a 64x64 image against a Shapes World caption
                                                  (prints pass, or fail: REASON and exits 1)
@@ -38,6 +39,7 @@ func runCLI(_ args: [String]) -> Int32 {
             return 0
         }
         switch arguments.command {
+        case "tokenize": try tokenizeCommand(arguments)
         case "info": try info(arguments)
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)

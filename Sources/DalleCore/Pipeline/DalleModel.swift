@@ -14,7 +14,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     ]
 
     /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae]
+    public static let supported: ModelComponents = [.dvae, .tokenizer]
 
     public var description: String {
         let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
@@ -38,6 +38,7 @@ public final class DalleModel: @unchecked Sendable {
     public let skippedComponents: [String]
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
+    public let tokenizer: Tokenizer?
     /// Parameters of all loaded components.
     public let parameterCount: Int
 
@@ -94,7 +95,15 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
+        var tokenizer: Tokenizer? = nil
+        if wanted.contains(.tokenizer) {
+            guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("a tokenizer loads only from a model file") }
+            tokenizer = try Tokenizer(metadata: metadata, weights: file)
+            step += 1
+            try reporter.report(step)
+        }
         self.metadata = metadata
+        self.tokenizer = tokenizer
         self.components = wanted
         self.skippedComponents = skipped
         self.dvae = dvae
