@@ -89,8 +89,8 @@ extension ShapesWorld {
     /// border, any two boxes at least `margin` empty pixels apart, and for a relation "A r B" the
     /// boxes at least `margin` pixels apart along r's axis in r's direction. Objects are placed one
     /// after another, each uniformly among the positions that satisfy the constraints with the ones
-    /// before; when none is left the whole layout is drawn again (every caption of the grammar fits,
-    /// so this ends: a try succeeds with probability well above 1 %).
+    /// before; when none is left, sizes and places are all drawn again. Every caption of the grammar
+    /// fits, so this ends: even three large objects (a 2×2 arrangement) succeed in about 2 tries of 3.
     static func layout(_ caption: Caption, rng: inout ShapesRandom) -> [PlacedObject] {
         let descriptions = caption.objects
         var relation: Relation?
