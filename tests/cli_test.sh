@@ -35,6 +35,17 @@ expect 0 "usage: dalle" -- "$DALLE" encode -h
 expect 1 "no command given" -- "$DALLE"
 expect 1 "unknown command 'frobnicate'" -- "$DALLE" frobnicate
 expect 1 "unknown option --colour" -- "$DALLE" encode --model "$MODEL" --image x.png --out y --colour red
+
+# tokenize: CLIP's ids (golden: clip.tokenize), modes, truncation note, bad inputs.
+TOK=Tests/DalleCoreTests/Golden/tokenizer/clip_bpe.safetensors
+expect 0 "^49406 320 2442 736 7117 267 531 518 1823 256 49407 0" -- "$DALLE" tokenize --model "$TOK" "A small red circle, to the left!"
+expect 0 "^585 568 261 15304$" -- "$DALLE" tokenize --model "$TOK" --mode raw "It's &amp; café"
+[ "$(wc -w <"$T/stdout")" = 4 ] || fail "tokenize --mode raw printed padding"
+expect 0 "truncated to 77 tokens" -- "$DALLE" tokenize --model "$TOK" --mode clip "$(printf 'word %.0s' $(seq 100))"
+expect 1 "unknown --mode 'bpe'" -- "$DALLE" tokenize --model "$TOK" --mode bpe "a"
+expect 1 "tokenize needs the TEXT" -- "$DALLE" tokenize --model "$TOK"
+expect 1 "no tokenizer component" -- "$DALLE" tokenize --model "$MODEL" "a"
+
 expect 1 "option --out needs a value" -- "$DALLE" encode --model "$MODEL" --image x.png --out
 expect 1 "missing --image" -- "$DALLE" encode --model "$MODEL" --out "$T/t.txt"
 expect 1 "--threads must be an integer" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --threads -2
@@ -80,6 +91,20 @@ head -c 100 "$T/image0.png" >"$T/truncated.png"
 expect 1 "cannot read the image .*truncated.png: PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/truncated.png" --out "$T/t.txt"
 expect 1 "not a PNG" -- "$DALLE" encode --model "$MODEL" --image "$T/decode0.txt" --out "$T/t.txt"
 expect 1 "is 130x96; this model encodes 32x32" -- "$DALLE" encode --model "$MODEL" --image Tests/DalleCoreTests/Golden/png/big_rgb.png --out "$T/t.txt"
+
+# Shapes World: render a few samples, each passes the judge against its own caption, fails a wrong one.
+expect 0 "wrote 12 Shapes World images" -- "$DALLE" shapes --count 12 --seed 7 --out-dir "$T/shapes"
+for i in 000 005 011; do
+    expect 0 "^pass$" -- "$DALLE" judge --caption "$(cat "$T/shapes/$i.txt")" "$T/shapes/$i.png"
+done
+cmp -s <("$DALLE" shapes --count 12 --seed 7 --out-dir "$T/shapes2" 2>&1; cat "$T/shapes2"/*.txt) \
+    <(echo "dalle: wrote 12 Shapes World images (seed 7) with captions to $T/shapes2"; cat "$T/shapes"/*.txt) \
+    || fail "dalle shapes is not deterministic"
+expect 1 "^fail: expected 2 objects, found 3" -- "$DALLE" judge --caption "two large purple triangles" "$T/shapes/000.png"
+expect 1 "word 3 'circel': expected a shape" -- "$DALLE" judge --caption "a red circel" "$T/shapes/000.png"
+expect 1 "judges 64x64 images; this one is 130x96" -- "$DALLE" judge --caption "a red circle" Tests/DalleCoreTests/Golden/png/big_rgb.png
+expect 1 "--count must be an integer" -- "$DALLE" shapes --count -1 --out-dir "$T/shapes3"
+expect 1 "cannot create the directory" -- "$DALLE" shapes --count 1 --out-dir "$T/no/such/dir"
 
 passed=$((checks > failures ? checks - failures : 0))
 echo "cli_test: $passed passed, $failures failed"

@@ -28,7 +28,6 @@ Requirements: torch (CPU), dalle-pytorch (--no-deps) with einops, axial-position
 rotary-embedding-torch; safetensors; the stubs in tools/stubs.
 """
 import argparse
-import gzip
 import inspect
 import os
 import sys
@@ -110,26 +109,11 @@ def dvae_metadata(vae_params):
     }
 
 
-def clip_merges_text():
-    """CLIP's BPE merges, one 'a b' per line in rank order (as clip's SimpleTokenizer reads them)."""
-    import importlib.util
-    spec = importlib.util.find_spec("clip")  # located, not imported (clip needs torchvision)
-    if spec is None or spec.origin is None:
-        sys.exit("the tokenizer section needs the openai-clip package (pip install --no-deps openai-clip)")
-    path = os.path.join(os.path.dirname(spec.origin), "bpe_simple_vocab_16e6.txt.gz")
-    lines = gzip.open(path).read().decode("utf-8").split("\n")
-    return "\n".join(lines[1:49152 - 256 - 2 + 1])
-
-
 def tokenizer_section():
-    """(tensors, metadata) of the tokenizer component; bundle_tokenizer.py's when present."""
-    try:
-        from bundle_tokenizer import tokenizer_tensors_and_metadata
-        return tokenizer_tensors_and_metadata()
-    except ImportError:
-        merges = clip_merges_text().encode("utf-8")
-        tensors = {"tokenizer.merges": torch.frombuffer(bytearray(merges), dtype=torch.uint8).clone()}
-        return tensors, {"tokenizer.kind": "clip-bpe", "tokenizer.vocab_size": "49408"}
+    """(tensors, metadata) of the tokenizer component: CLIP's BPE, via bundle_tokenizer.py."""
+    from bundle_tokenizer import tokenizer_tensors_and_metadata
+    blob, metadata = tokenizer_tensors_and_metadata()
+    return {"tokenizer.merges": torch.from_numpy(blob)}, metadata
 
 
 def convert(checkpoint, dtype="f32", with_tokenizer=True):

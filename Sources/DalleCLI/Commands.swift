@@ -11,6 +11,10 @@ let usage = """
       info MODEL                                 describe a libdalle model file
       encode --model M --image IN.png --out T    encode an image to a grid of dVAE tokens
       decode --model M --tokens T --out OUT.png  decode a token grid to an image
+      tokenize --model M [--mode MODE] TEXT      print a caption's token ids (MODE: model, raw, clip, dalle)
+      shapes --count N [--seed S] --out-dir DIR  render Shapes World training images: DIR/000.png + 000.txt, ...
+      judge --caption "..." IMAGE.png            judge a 64x64 image against a Shapes World caption
+                                                 (prints pass, or fail: REASON and exits 1)
 
     options:
       --model PATH     libdalle model file (.safetensors with a dvae component)
@@ -18,6 +22,10 @@ let usage = """
       --tokens PATH    token file: one grid row per line, ids separated by spaces ("-": stdin)
       --out PATH       output token file ("-": stdout) or PNG image
       --threads N      worker threads (default 0: every core)
+      --count N        number of images to render
+      --seed S         Shapes World stream seed (default 0)
+      --out-dir DIR    output directory (created if missing)
+      --caption TEXT   a caption of the Shapes World grammar, e.g. "a red circle to the left of a blue square"
       -h, --help       show this help
 
     """
@@ -31,13 +39,18 @@ func runCLI(_ args: [String]) -> Int32 {
             return 0
         }
         switch arguments.command {
+        case "tokenize": try tokenizeCommand(arguments)
         case "info": try info(arguments)
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)
+        case "shapes": try shapes(arguments)
+        case "judge": try judge(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }
         return 0
+    } catch let status as ExitStatus {
+        return status.code
     } catch let error as UsageError {
         printError("dalle: \(error.message)\nRun 'dalle --help' for usage.")
     } catch let error as RunError {

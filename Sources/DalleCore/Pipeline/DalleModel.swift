@@ -14,7 +14,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     ]
 
     /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae, .transformer]
+    public static let supported: ModelComponents = [.dvae, .tokenizer, .transformer]
 
     public var description: String {
         let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
@@ -38,6 +38,7 @@ public final class DalleModel: @unchecked Sendable {
     public let skippedComponents: [String]
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
+    public let tokenizer: Tokenizer?
     /// The image tokenizer the "dvae" component holds, whatever its kind ("openai": the same
     /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
     public let imageTokenizer: ImageTokenizer?
@@ -104,6 +105,13 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
+        var tokenizer: Tokenizer? = nil
+        if wanted.contains(.tokenizer) {
+            guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("a tokenizer loads only from a model file") }
+            tokenizer = try Tokenizer(metadata: metadata, weights: file)
+            step += 1
+            try reporter.report(step)
+        }
         if wanted.contains(.transformer) {
             transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
             parameters += countParameters(weights, prefix: "transformer.")
@@ -111,6 +119,7 @@ public final class DalleModel: @unchecked Sendable {
             try reporter.report(step)
         }
         self.metadata = metadata
+        self.tokenizer = tokenizer
         self.imageTokenizer = imageTokenizer
         self.transformer = transformer
         self.components = wanted

@@ -1,0 +1,131 @@
+extension ShapesWorld {
+    /// How often each template is drawn for training, as integer weights.
+    public struct TemplateMix: Hashable, Sendable {
+        public var single: Int
+        public var counting: Int
+        public var relation: Int
+
+        /// One object 25 %, counting 25 %, relation 50 % (relations have the most combinations).
+        public static let standard = TemplateMix(single: 1, counting: 1, relation: 2)
+
+        /// Weights must be 0...2²⁰ with a positive sum; the stream and `trainingSample` check them.
+        public init(single: Int, counting: Int, relation: Int) {
+            self.single = single
+            self.counting = counting
+            self.relation = relation
+        }
+
+        func validate() throws {
+            guard single >= 0, counting >= 0, relation >= 0, single <= 1 << 20, counting <= 1 << 20, relation <= 1 << 20,
+                  single + counting + relation > 0 else {
+                throw DalleError.invalidArgument("template weights must be 0...\(1 << 20) with a positive sum, got "
+                    + "single \(single), counting \(counting), relation \(relation)")
+            }
+        }
+    }
+
+    /// A captioned training image.
+    public struct Sample: Equatable, Sendable {
+        public var caption: Caption
+        public var image: RGBImage
+    }
+
+    /// The colour–shape pairs training draws from: all 24 but the held-out three, uniformly.
+    public static let trainingPairs: [ColourShape] = Colour.allCases.flatMap { colour in
+        Shape.allCases.map { ColourShape(colour: colour, shape: $0) }
+    }.filter { !$0.isHeldOut }
+
+    /// Training sample number `index` of the stream `seed`: a function of (seed, index, mix) alone,
+    /// so samples can be made in any order or on any number of threads.
+    /// Captions: the template by `mix`; NUMBER two or three and the relation uniformly; each object's
+    /// colour–shape pair uniformly from `trainingPairs` (a relation's B redrawn until it differs from A);
+    /// each object's size stated with probability ½ (then small or large evenly), else drawn at random
+    /// at render time. Never a held-out pair.
+    public static func trainingSample(seed: UInt64, index: UInt64, mix: TemplateMix = .standard) throws -> Sample {
+        try mix.validate()
+        return makeTrainingSample(seed: seed, index: index, mix: mix)
+    }
+
+    /// The caption of `trainingSample(seed:index:mix:)` without rendering its image (for text-only work).
+    public static func trainingCaption(seed: UInt64, index: UInt64, mix: TemplateMix = .standard) throws -> Caption {
+        try mix.validate()
+        var rng = ShapesRandom(seed: seed, stream: .training, index: index)
+        return randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
+    }
+
+    static func makeTrainingSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
+        var rng = ShapesRandom(seed: seed, stream: .training, index: index)
+        let caption = randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
+        return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
+    }
+
+    /// The training stream: samples 0, 1, 2, … of `trainingSample(seed:index:mix:)`, endless.
+    public struct TrainingStream: Sequence, IteratorProtocol, Sendable {
+        public let seed: UInt64
+        public let mix: TemplateMix
+        /// The index of the next sample.
+        public var index: UInt64
+
+        /// Throws when `mix` has no positive weight.
+        public init(seed: UInt64, mix: TemplateMix = .standard, startIndex: UInt64 = 0) throws {
+            try mix.validate()
+            self.seed = seed
+            self.mix = mix
+            self.index = startIndex
+        }
+
+        public mutating func next() -> Sample? {
+            defer { index &+= 1 }
+            return ShapesWorld.makeTrainingSample(seed: seed, index: index, mix: mix)
+        }
+    }
+
+    static func randomCaption(mix: TemplateMix, pairs: [ColourShape], rng: inout ShapesRandom) -> Caption {
+        var r = rng.below(mix.single + mix.counting + mix.relation)
+        if r < mix.single { return .single(randomObject(pairs: pairs, rng: &rng)) }
+        r -= mix.single
+        if r < mix.counting {
+            let number: Number = rng.below(2) == 0 ? .two : .three
+            return .counting(number, randomObject(pairs: pairs, rng: &rng))
+        }
+        let relation = Relation.allCases[rng.below(Relation.allCases.count)]
+        let a = randomObject(pairs: pairs, rng: &rng)
+        var b = randomObject(pairs: pairs, rng: &rng)
+        while b.colourShape == a.colourShape { b = randomObject(pairs: pairs, rng: &rng) }
+        return .relation(a, relation, b)
+    }
+
+    static func randomObject(pairs: [ColourShape], rng: inout ShapesRandom) -> ObjectDescription {
+        let pair = pairs[rng.below(pairs.count)]
+        let size: Size? = rng.below(2) == 0 ? nil : (rng.below(2) == 0 ? .small : .large)
+        return ObjectDescription(colour: pair.colour, shape: pair.shape, size: size)
+    }
+}
+
+/// The Shapes World's random numbers: SplitMix64 seeded per (seed, stream, index), so every
+/// sample has its own generator and streams for different purposes never share numbers.
+struct ShapesRandom {
+    enum Stream: UInt64 {
+        case training = 0x7472_6169_6E00_0001
+        case render = 0x7265_6E64_6572_0002
+        case evaluation = 0x6576_616C_0000_0003
+    }
+
+    private var generator: SplitMix64
+
+    init(seed: UInt64, stream: Stream, index: UInt64) {
+        var base = SplitMix64(seed: seed ^ stream.rawValue)
+        var mixed = SplitMix64(seed: base.next() ^ index)
+        generator = SplitMix64(seed: mixed.next())
+    }
+
+    /// Uniform in 0..<n for n ≥ 1 (Lemire's multiply-and-reject, unbiased).
+    mutating func below(_ n: Int) -> Int {
+        let bound = UInt64(n)
+        let threshold = (0 &- bound) % bound
+        while true {
+            let product = generator.next().multipliedFullWidth(by: bound)
+            if product.low >= threshold { return Int(product.high) }
+        }
+    }
+}
