@@ -302,5 +302,8 @@ final class TransformerTests: XCTestCase {
         XCTAssertTrue(model.imageTokenizer is DiscreteVAE)
         XCTAssertEqual(model.transformer?.config, try golden("defaults").config)
         XCTAssertEqual(model.metadata["tokenizer.kind"], "clip-bpe")
+        XCTAssertEqual(model.tokenizer?.vocabularySize, 49408)
+        XCTAssertEqual(model.skippedComponents, [])
+        XCTAssertEqual(model.tokenizer?.encode("a red apple"), [320, 736, 3055])  // DALLE-pytorch's SimpleTokenizer
     }
 }
