@@ -113,7 +113,11 @@ public final class DalleModel: @unchecked Sendable {
             try reporter.report(step)
         }
         if wanted.contains(.transformer) {
-            transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
+            let config = try TransformerConfig(metadata: metadata)
+            if let image = imageTokenizer, image.vocabSize != config.numImageTokens || image.gridSize != config.imageFmapSize {
+                throw DalleError.badFile("the transformer expects \(config.numImageTokens) image tokens on a \(config.imageFmapSize)×\(config.imageFmapSize) grid; the dvae has \(image.vocabSize) on \(image.gridSize)×\(image.gridSize)")
+            }
+            transformer = try DalleTransformer(config: config, weights: weights)
             parameters += countParameters(weights, prefix: "transformer.")
             step += 1
             try reporter.report(step)
