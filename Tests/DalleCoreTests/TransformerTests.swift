@@ -305,5 +305,9 @@ final class TransformerTests: XCTestCase {
         XCTAssertEqual(model.tokenizer?.vocabularySize, 49408)
         XCTAssertEqual(model.skippedComponents, [])
         XCTAssertEqual(model.tokenizer?.encode("a red apple"), [320, 736, 3055])  // DALLE-pytorch's SimpleTokenizer
+        let file = try SafetensorsFile(path: Self.goldenDirectory + "/defaults.safetensors")
+        var metadata = file.metadata
+        metadata["transformer.num_image_tokens"] = "65"
+        assertThrows(try DalleModel(metadata: metadata, weights: file), "the dvae has 64", Self.badFile)
     }
 }
