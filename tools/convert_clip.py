@@ -80,7 +80,7 @@ def bundle(sd, vision_heads=None, text_heads=None, dtype="f32", with_tokenizer=T
         raise SystemExit("widths below 64: give --vision-heads and --text-heads")
     ref.reference_model(config, sd)  # strict: every name and shape must match the reference
     np_dtype = np.float16 if dtype == "f16" else np.float32
-    tensors = {"clip." + k: np.ascontiguousarray(v.astype(np_dtype)) for k, v in sd.items()}
+    tensors = {"clip." + k: np.array(v, dtype=np_dtype, order="C") for k, v in sd.items()}
     metadata = {"format": "libdalle", "format_version": "1", "components": "clip", "clip.kind": "vit"}
     metadata.update({"clip." + k: str(v) for k, v in config.items()})
     if with_tokenizer:

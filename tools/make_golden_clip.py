@@ -113,7 +113,8 @@ def main():
     # Tiny end-to-end model: HF-layout float16 checkpoint → converter → bundle.
     sd = {k: v.astype(np.float16) for k, v in ref.seeded_state_dict(TINY, 5).items()}
     hf_path = os.path.join(OUT, "clip_tiny_hf.safetensors")
-    save_file({k: np.ascontiguousarray(v) for k, v in ref.openai_to_hf(sd).items()}, hf_path)
+    save_file({k: np.array(v, order="C") for k, v in ref.openai_to_hf(sd).items()}, hf_path,
+              {"format": "pt", "clip.vision_heads": "2", "clip.transformer_heads": "2"})
     bundle_path = os.path.join(OUT, "clip_tiny.safetensors")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_clip.py"), hf_path, bundle_path,
                     "--dtype", "f16", "--vision-heads", "2", "--text-heads", "2"], check=True)

@@ -87,6 +87,11 @@ public struct CLIPConfig: Equatable, Sendable {
         return m
     }
 
+    /// Scalars in all parameters.
+    public var parameterCount: Int {
+        CLIPSeededWeights.parameterShapes(self).reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
     /// Patches along one side of the image.
     public var gridSize: Int { imageResolution / visionPatchSize }
 
