@@ -246,3 +246,141 @@ final class GenerationTests: XCTestCase {
         assertInvalid(try generate(GenerationOptions(), text: [1, 2]), "token positions")
     }
 }
+
+/// Generation with the real transformer (random weights), a tiny tokenizer and a tiny dVAE,
+/// through DalleSession and the C API.
+final class TransformerGenerationTests: XCTestCase {
+    /// 32x32 images, 4x4 token grids, 24 image tokens.
+    static let dvae = DVAEConfig(imageSize: 32, groupCount: 4, hiddenChannels: 8, blocksPerGroup: 1,
+                                 inputChannels: 3, outputChannels: 3, vocabSize: 24, initChannels: 8)
+    static let merges: [(String, String)] = [("r", "e"), ("re", "d</w>"), ("b", "a"), ("ba", "l"), ("bal", "l</w>")]
+    static let config = TransformerConfig(dim: 32, depth: 3, heads: 2, dimHead: 16, textSeqLen: 6, numTextTokens: 520,
+                                          numImageTokens: 24, imageFmapSize: 4, attnTypes: [.axialRow, .axialCol, .convLike])
+    static let transformer: DalleTransformer = {
+        (try? DalleTransformer(config: config, weights: DalleTransformer.randomWeights(config: config, seed: 11)))!
+    }()
+
+    /// A bundle file with a dVAE, a tokenizer and a transformer (written once per run).
+    static let bundlePath: String = {
+        let path = "/tmp/libdalle-generate-test-\(getpid()).safetensors"
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "libdalle", "format_version": "1", "components": "dvae,tokenizer,transformer"]
+        for (key, value) in dvae.metadata.merging(config.metadata, uniquingKeysWith: { a, _ in a }) { writer.metadata[key] = value }
+        let tensors = DVAE.randomWeights(config: dvae, seed: 3).tensors
+            .merging(DalleTransformer.randomWeights(config: config, seed: 11).tensors, uniquingKeysWith: { a, _ in a })
+        for (name, tensor) in tensors { try? writer.add(name, tensor) }
+        try? Tokenizer(merges: merges).write(to: &writer)
+        try? writer.write(to: path)
+        return path
+    }()
+
+    override class func tearDown() { unlink(bundlePath) }
+
+    let text: [Int32] = [300, 17, 42, 0, 0, 0]
+
+    func generate(_ options: GenerationOptions, threads: Int = 1, text: [Int32]? = nil) throws -> [Int32] {
+        try ImageTokenGenerator.generate(Self.transformer, text: text ?? self.text, options: options, pool: ThreadPool(threads: threads))
+    }
+
+    /// Image logits of the position after `image`, from a full (uncached) forward pass.
+    func fullForward(text: [Int32], image: [Int32]) throws -> [Float] {
+        let logits = try Self.transformer.logits(text: text, image: image, batch: 1, pool: ThreadPool(threads: 1))
+        let (length, vocab) = (logits.shape[1], logits.shape[2])
+        let row = (length - 1) * vocab + Self.config.textVocab
+        return Array(logits.scalars[row..<(row + Self.config.numImageTokens)])
+    }
+
+    func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] || (v[$0] == v[$1] && $0 > $1) }! }
+
+    func testGreedyIsArgmaxOfFullForward() throws {
+        let tokens = try generate(GenerationOptions(count: 2, sampling: SamplingOptions(topK: 1)))
+        XCTAssertEqual(tokens.count, 32)
+        for c in 0..<2 {
+            let grid = Array(tokens[(c * 16)..<((c + 1) * 16)])
+            for i in 0..<16 {
+                XCTAssertEqual(Int(grid[i]), argmax(try fullForward(text: text, image: Array(grid[0..<i]))), "candidate \(c) token \(i)")
+            }
+        }
+    }
+
+    func testGuidanceAgainstTwoForwardPasses() throws {
+        let scale: Float = 2.5
+        let tokens = try generate(GenerationOptions(count: 1, sampling: SamplingOptions(topK: 1), condScale: scale))
+        let empty = [Int32](repeating: 0, count: 6)
+        var differs = false
+        for i in 0..<16 {
+            let prefix = Array(tokens[0..<i])
+            let cond = try fullForward(text: text, image: prefix), null = try fullForward(text: empty, image: prefix)
+            XCTAssertEqual(Int(tokens[i]), argmax(zip(cond, null).map { $1 + ($0 - $1) * scale }), "token \(i)")
+            differs = differs || argmax(cond) != Int(tokens[i])
+        }
+        XCTAssertTrue(differs, "guidance never changed a greedy choice: the test shows nothing")
+    }
+
+    func testDeterministicAcrossThreadsRunsAndBatchSizes() throws {
+        let options = GenerationOptions(count: 4, seed: 7, sampling: SamplingOptions(temperature: 1.5, topK: 12, topP: 0.9), condScale: 1.5)
+        let one = try generate(options, threads: 1)
+        XCTAssertEqual(try generate(options, threads: 1), one)
+        XCTAssertEqual(try generate(options, threads: 2), one)
+        XCTAssertEqual(try generate(options, threads: 5), one)
+        var single = options
+        single.count = 1
+        XCTAssertEqual(try generate(single, threads: 2), Array(one.prefix(16)))
+        XCTAssertEqual(Set(stride(from: 0, to: 64, by: 16).map { Array(one[$0..<($0 + 16)]) }).count, 4)
+    }
+
+    func testPrimingKeepsRowsAndMatchesGreedyContinuation() throws {
+        let prime: [Int32] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let tokens = try generate(GenerationOptions(count: 2, sampling: SamplingOptions(topK: 1), primeTokens: prime, primeRows: 2))
+        for c in 0..<2 { XCTAssertEqual(Array(tokens[(c * 16)..<(c * 16 + 8)]), prime) }
+        XCTAssertEqual(Int(tokens[8]), argmax(try fullForward(text: text, image: prime)))
+        XCTAssertEqual(Int(tokens[9]), argmax(try fullForward(text: text, image: prime + [tokens[8]])))
+    }
+
+    // MARK: DalleSession
+
+    func session(threads: Int = 1) throws -> DalleSession {
+        try DalleSession(model: try DalleModel(path: Self.bundlePath), threads: threads, seed: 5)
+    }
+
+    func testSessionGeneratesImagesAndReportsTruncation() throws {
+        let s = try session()
+        var tokenSteps: [Int] = [], decodeSteps: [Int] = []
+        let result = try s.generate(prompt: "red ball", options: GenerationOptions(count: 2, seed: 9),
+                                    tokenProgress: { step, total in XCTAssertEqual(total, 16); tokenSteps.append(step); return true },
+                                    decodeProgress: { step, total in XCTAssertEqual(total, 2); decodeSteps.append(step); return true })
+        XCTAssertEqual(tokenSteps, Array(0...16))
+        XCTAssertEqual(decodeSteps, [0, 1, 2])
+        XCTAssertEqual(result.tokens.count, 32)
+        XCTAssertEqual(result.pixels.count, 2 * 32 * 32 * 3)
+        XCTAssertEqual(result.pixels, try result.tokens.withUnsafeBufferPointer { try s.decode(tokens: $0, count: 2) })
+        XCTAssertEqual(result.promptTokenCount, 2)  // "red</w>", "ball</w>"
+        XCTAssertEqual(result.truncatedTokenCount, 0)
+        XCTAssertEqual(result.seed, 9)
+        // The same prompt and seed through the tokenizer by hand.
+        let ids = try s.model.tokenizer!.tokenizeDALLE("red ball", textLength: 6).ids
+        XCTAssertEqual(result.tokens, try ImageTokenGenerator.generate(Self.transformer, text: ids, options: GenerationOptions(count: 2, seed: 9), pool: s.pool))
+
+        let long = try s.generate(prompt: "red ball red ball red ball red ball", options: GenerationOptions(), decodeImages: false)
+        XCTAssertEqual(long.promptTokenCount, 6)
+        XCTAssertEqual(long.truncatedTokenCount, 2)
+        XCTAssertTrue(long.pixels.isEmpty)
+        XCTAssertEqual(try s.generate(prompt: "", options: GenerationOptions(), decodeImages: false).promptTokenCount, 0)
+    }
+
+    func testSessionCancelAndMissingTransformer() throws {
+        let s = try session()
+        XCTAssertThrowsError(try s.generate(prompt: "red", options: GenerationOptions(), tokenProgress: { step, _ in
+            if step == 3 { s.cancel() }
+            return true
+        })) { XCTAssertEqual($0 as? DalleError, .cancelled) }
+        // The next call is not affected by the earlier cancel.
+        XCTAssertNoThrow(try s.generate(prompt: "red", options: GenerationOptions(), decodeImages: false))
+
+        let dvaeOnly = try DalleSession(model: try DalleModel(path: CAPITests.modelPath), threads: 1)
+        XCTAssertThrowsError(try dvaeOnly.generate(prompt: "red", options: GenerationOptions())) { error in
+            guard case .unsupported(let message)? = error as? DalleError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("no transformer"), message)
+        }
+    }
+}
