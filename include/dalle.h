@@ -285,6 +285,62 @@ DALLE_API void dalle_tokens_free(dalle_tokens *tokens);
 /* Frees the images of a batch the library allocated and zeroes *images. */
 DALLE_API void dalle_image_batch_free(dalle_image_batch *images);
 
+/* ---------------------------------------------------------------------------------- */
+/* Generate: prompt -> text tokens -> image tokens (transformer) -> images (dVAE) */
+
+/* Progress phase of dalle_generate's sampling loop: one step per generated image token.
+ * Decoding the images then reports DALLE_PHASE_DECODE steps, one per image. */
+enum { DALLE_PHASE_GENERATE = 3 };
+
+/* The most images one dalle_generate call makes (each needs its own KV cache). */
+#define DALLE_MAX_GENERATE 256
+
+typedef struct dalle_generate_params {
+    uint32_t struct_size;             /* sizeof(dalle_generate_params)                       */
+    uint32_t count;                   /* images to generate, 1 ... DALLE_MAX_GENERATE (1)     */
+    uint64_t seed;                    /* DALLE_SEED_RANDOM (default) = the context's seed;
+                                         image i depends only on the seed, not on count     */
+    float temperature;                /* > 0; logits are divided by it (1)                   */
+    int32_t top_k;                    /* keep the top_k likeliest tokens; 0 = all (0), 1 = greedy */
+    float top_p;                      /* keep the likeliest tokens up to this mass, (0, 1] (1) */
+    float cond_scale;                 /* classifier-free guidance against the empty caption:
+                                         null + (cond - null) * cond_scale; 1 = off (1)      */
+    uint32_t prime_rows;              /* rows of image tokens given, 0 ..< token_grid_size (0) */
+    const int32_t *prime_tokens;      /* prime_rows * token_grid_size ids (e.g. the first rows
+                                         of a dalle_encode grid), shared by all images; NULL
+                                         when prime_rows is 0. Borrowed for the call.         */
+    dalle_progress_callback progress; /* GENERATE then DECODE steps; NULL = the context's    */
+    void *progress_user_data;
+} dalle_generate_params;
+
+/* What a dalle_generate call did with the prompt and the seed. */
+typedef struct dalle_generate_info {
+    uint32_t struct_size;             /* set to sizeof(dalle_generate_info) by the caller    */
+    uint32_t prompt_tokens;           /* text tokens of the prompt that were used            */
+    uint32_t truncated_tokens;        /* text tokens dropped past the model's text length     */
+    uint32_t generated_tokens;        /* image tokens generated per image                    */
+    uint64_t seed;                    /* the seed the draws used                             */
+} dalle_generate_info;
+
+DALLE_API dalle_generate_params dalle_generate_default_params(void);
+
+/* Generates params->count images for `prompt` (UTF-8, NUL-terminated; "" = unconditional;
+ * a prompt longer than the model's text length is truncated, reported in out_info and as a
+ * warning log line). The model needs a tokenizer and a transformer, and a dVAE when
+ * out_images is set. `params` may be NULL for defaults.
+ *   out_images: the images, image_size x image_size RGB (free with dalle_image_batch_free),
+ *               or NULL to skip decoding;
+ *   out_tokens: the image tokens of each image, count grids of token_grid_size squared
+ *               (free with dalle_tokens_free), or NULL;
+ *   out_info:   filled up to out_info->struct_size bytes, or NULL.
+ * At least one of out_images and out_tokens must be non-NULL. A cancelled call
+ * (progress callback or dalle_cancel) returns DALLE_CANCELLED within one token step,
+ * with the outputs zeroed and nothing allocated. */
+DALLE_API dalle_status dalle_generate(dalle_context *ctx, const char *prompt,
+                                      const dalle_generate_params *params,
+                                      dalle_image_batch *out_images, dalle_tokens *out_tokens,
+                                      dalle_generate_info *out_info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,13 +27,14 @@ func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
         if arguments.wantsHelp || arguments.command == "help" {
-            print(usage, terminator: "")
+            print(usage + generateUsage, terminator: "")
             return 0
         }
         switch arguments.command {
         case "info": try info(arguments)
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)
+        case "generate": try generate(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }
@@ -120,17 +121,17 @@ private func openSession(_ arguments: Arguments) throws -> DalleSession {
     return try DalleSession(model: model, threads: threads)
 }
 
-private func printError(_ message: String) {
+func printError(_ message: String) {
     fputs(message + "\n", stderr)
 }
 
-private func now() -> Double {
+func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-private func seconds(since start: Double) -> String {
+func seconds(since start: Double) -> String {
     let ms = Int(((now() - start) * 1000).rounded())
     return "\(ms / 1000).\(String(ms % 1000 / 10).leftPadded(to: 2)) s"
 }

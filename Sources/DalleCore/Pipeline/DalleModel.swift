@@ -14,7 +14,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     ]
 
     /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae, .clip]
+    public static let supported: ModelComponents = [.dvae, .tokenizer, .transformer, .clip]
 
     public var description: String {
         let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
@@ -38,6 +38,8 @@ public final class DalleModel: @unchecked Sendable {
     public let skippedComponents: [String]
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
+    public let tokenizer: Tokenizer?
+    public let transformer: DalleTransformer?
     public let clip: CLIP?
     /// Parameters of all loaded components.
     public let parameterCount: Int
@@ -98,6 +100,20 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
+        var tokenizer: Tokenizer? = nil
+        if wanted.contains(.tokenizer) {
+            guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("a tokenizer loads only from a model file") }
+            tokenizer = try Tokenizer(metadata: metadata, weights: file)
+            step += 1
+            try reporter.report(step)
+        }
+        var transformer: DalleTransformer? = nil
+        if wanted.contains(.transformer) {
+            transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
+            parameters += countParameters(weights, prefix: "transformer.")
+            step += 1
+            try reporter.report(step)
+        }
         var clip: CLIP? = nil
         if wanted.contains(.clip) {
             let config = try CLIPConfig(metadata: metadata)
@@ -108,6 +124,8 @@ public final class DalleModel: @unchecked Sendable {
         }
         self.clip = clip
         self.metadata = metadata
+        self.tokenizer = tokenizer
+        self.transformer = transformer
         self.components = wanted
         self.skippedComponents = skipped
         self.dvae = dvae

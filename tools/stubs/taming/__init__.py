@@ -1,0 +1,1 @@
+"""Stub of `taming` (VQGAN) for importing dalle_pytorch; VQGanVAE is not usable."""
