@@ -341,6 +341,42 @@ DALLE_API dalle_status dalle_generate(dalle_context *ctx, const char *prompt,
                                       dalle_image_batch *out_images, dalle_tokens *out_tokens,
                                       dalle_generate_info *out_info);
 
+/* ---------------------------------------------------------------------------------- */
+/* CLIP: how well images match a prompt (rerank generated candidates) */
+
+/* Progress phase of CLIP image embedding: one step per batch of up to 8 images. */
+enum { DALLE_PHASE_CLIP = 4 };
+
+/* Images for CLIP may have any size and aspect ratio (3 or 4 channels, sides up to
+ * 32768, at most 2^26 pixels): each is resized (bicubic, short side to CLIP's input size)
+ * and centre-cropped as OpenAI's CLIP preprocessing does; alpha is ignored. Prompts are
+ * UTF-8, NUL-terminated, non-empty, and truncated to CLIP's 77 tokens. These calls need
+ * a model with CLIP and a tokenizer (DALLE_UNSUPPORTED otherwise). */
+
+/* *out_size = the length of CLIP embeddings (embed_dim; 512 for ViT-B/32). */
+DALLE_API dalle_status dalle_clip_embedding_size(const dalle_model *model, uint32_t *out_size);
+
+/* Writes the CLIP text embedding of `prompt` (not normalised, as CLIP's encode_text) into
+ * the caller's out_embedding[embedding_size]; embedding_size must equal
+ * dalle_clip_embedding_size. */
+DALLE_API dalle_status dalle_clip_encode_text(dalle_context *ctx, const char *prompt,
+                                              float *out_embedding, uint32_t embedding_size);
+
+/* Writes the CLIP image embeddings of n_images images (1 ... DALLE_MAX_BATCH; not
+ * normalised, as CLIP's encode_image) into the caller's out_embeddings[n_images *
+ * embedding_size], image after image. `images` is borrowed. */
+DALLE_API dalle_status dalle_clip_encode_images(dalle_context *ctx, const dalle_image *images,
+                                                uint32_t n_images, float *out_embeddings,
+                                                uint32_t embedding_size);
+
+/* Scores n_images images (1 ... DALLE_MAX_BATCH) against `prompt`: out_scores[i] =
+ * exp(logit_scale) * cos(image i, prompt) (CLIP's logits_per_image), and out_order[k] = the
+ * index of the k-th best image (best first; ties in input order). Both arrays hold n_images
+ * values and belong to the caller; either may be NULL, not both. */
+DALLE_API dalle_status dalle_rerank(dalle_context *ctx, const char *prompt,
+                                    const dalle_image *images, uint32_t n_images,
+                                    float *out_scores, uint32_t *out_order);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,12 +8,13 @@ public enum CLIPPreprocess {
     public static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
     public static let std: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
-    /// The preprocessed images as [N, 3, size, size]. Images may have any size and aspect ratio.
-    public static func tensor(from images: [ImageView], size: Int) throws -> Tensor {
+    /// The preprocessed images as [N, 3, size, size]. Images may have any size and aspect
+    /// ratio; errors name them "images[firstIndex + i]".
+    public static func tensor(from images: [ImageView], size: Int, firstIndex: Int = 0) throws -> Tensor {
         let plane = size * size
         var scalars = [Float](repeating: 0, count: images.count * 3 * plane)
         for (n, image) in images.enumerated() {
-            let cropped = try resizeAndCrop(image, size: size, label: "images[\(n)]")
+            let cropped = try resizeAndCrop(image, size: size, label: "images[\(firstIndex + n)]")
             for p in 0..<plane {
                 for c in 0..<3 {
                     let x = Float(cropped.pixels[p * 3 + c]) / 255
@@ -30,8 +31,9 @@ public enum CLIPPreprocess {
         guard image.channels == 3 || image.channels == 4 else {
             throw DalleError.invalidArgument("\(label) has \(image.channels) channels; expected 3 (RGB) or 4 (RGBA)")
         }
-        guard image.width > 0, image.height > 0, image.width <= 1 << 15, image.height <= 1 << 15 else {
-            throw DalleError.invalidArgument("\(label) is \(image.width)x\(image.height); sides must be 1...32768")
+        guard image.width > 0, image.height > 0, image.width <= 1 << 15, image.height <= 1 << 15,
+              image.width * image.height <= 1 << 26 else {
+            throw DalleError.invalidArgument("\(label) is \(image.width)x\(image.height); sides must be 1...32768 and the image at most 2^26 pixels")
         }
         guard image.pixels.count == image.width * image.height * image.channels else {
             throw DalleError.invalidArgument("\(label) holds \(image.pixels.count) bytes; \(image.width)x\(image.height)x\(image.channels) needs \(image.width * image.height * image.channels)")
