@@ -27,7 +27,7 @@ func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
         if arguments.wantsHelp || arguments.command == "help" {
-            print(usage + generateUsage, terminator: "")
+            print(usage + generateUsage + rerankUsage, terminator: "")
             return 0
         }
         switch arguments.command {
@@ -35,6 +35,7 @@ func runCLI(_ args: [String]) -> Int32 {
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)
         case "generate": try generate(arguments)
+        case "rerank": try rerank(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }

@@ -175,14 +175,3 @@ final class CLIPTests: XCTestCase {
         }
     }
 }
-
-extension Array where Element == RGBImage {
-    /// Borrowed views of every image, for the length of `body`.
-    func withViews<T>(_ body: ([ImageView]) throws -> T) rethrows -> T {
-        func go(_ i: Int, _ views: [ImageView]) throws -> T {
-            if i == count { return try body(views) }
-            return try self[i].withView { try go(i + 1, views + [$0]) }
-        }
-        return try go(0, [])
-    }
-}
