@@ -150,6 +150,28 @@ final class CLIPTests: XCTestCase {
         try checkTiny(model)
     }
 
+    func testTinySessionTokensAndRerankMatchReference() throws {
+        let io = try SafetensorsFile(path: Self.golden + "/tiny_expected.safetensors")
+        let session = try DalleSession(model: try DalleModel(path: Self.golden + "/clip_tiny.safetensors"), threads: 2)
+        let prompts = (io.metadata["prompts"] ?? "").split(separator: "\n").map(String.init)
+        let tokens = try io.tensor("tokens").scalars.map { Int32($0) }
+        let logits = try io.tensor("logits").scalars
+        let images = try tinyImages()
+        for (p, prompt) in prompts.enumerated() {
+            XCTAssertEqual(try session.clipTokens(prompt), Array(tokens[(p * 77)..<((p + 1) * 77)]), prompt)
+            let result = try images.withViews { try session.rerank(prompt: prompt, images: $0) }
+            let expected = (0..<images.count).map { logits[$0 * prompts.count + p] }
+            assertClose(result.scores, expected, atol: 2e-3, rtol: 0, "rerank '\(prompt)'")
+            XCTAssertEqual(result.order, expected.indices.sorted { expected[$0] > expected[$1] })
+        }
+        XCTAssertThrowsError(try images.withViews { try session.rerank(prompt: "", images: $0) })
+        XCTAssertThrowsError(try session.rerank(prompt: "a cat", images: []))
+        let noCLIP = try DalleSession(model: try DalleModel(path: Self.golden + "/../dvae/model.safetensors"))
+        XCTAssertThrowsError(try images.withViews { try noCLIP.rerank(prompt: "a cat", images: $0) }) {
+            XCTAssertTrue("\($0)".contains("no clip component"))
+        }
+    }
+
     // MARK: Preprocessing (Pillow's bicubic resize + centre crop)
 
     func testPreprocessingMatchesPillow() throws {
