@@ -23,7 +23,6 @@ output holds tensors "clip.<OpenAI name>" plus the CLIP BPE tokenizer section (f
 Requirements: torch (CPU), openai-clip (--no-deps) with ftfy regex tqdm packaging, safetensors, numpy.
 """
 import argparse
-import gzip
 import os
 import sys
 
@@ -31,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clip_reference as ref  # noqa: E402
+from bundle_tokenizer import tokenizer_tensors_and_metadata  # noqa: E402
 
 NOT_PARAMETERS = {"input_resolution", "context_length", "vocab_size"}
 
@@ -56,19 +56,6 @@ def load_checkpoint(path):
     return {k: np.asarray(v, dtype=np.float32) for k, v in sd.items() if k not in NOT_PARAMETERS}
 
 
-def tokenizer_section():
-    """(tensors, metadata) of the CLIP BPE tokenizer: tools/bundle_tokenizer.py's when present."""
-    try:
-        from bundle_tokenizer import tokenizer_tensors_and_metadata
-        return tokenizer_tensors_and_metadata()
-    except ImportError:
-        pass
-    path = os.path.join(os.path.dirname(ref.clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
-    lines = gzip.open(path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = np.frombuffer("\n".join(lines).encode("utf-8"), dtype=np.uint8).copy()
-    return {"tokenizer.merges": merges}, {"tokenizer.kind": "clip-bpe", "tokenizer.vocab_size": "49408"}
-
-
 def bundle(sd, vision_heads=None, text_heads=None, dtype="f32", with_tokenizer=True):
     """(tensors, metadata) of the libdalle bundle for an OpenAI-layout state dict."""
     config = ref.config_from_state_dict(sd)
@@ -84,8 +71,8 @@ def bundle(sd, vision_heads=None, text_heads=None, dtype="f32", with_tokenizer=T
     metadata = {"format": "libdalle", "format_version": "1", "components": "clip", "clip.kind": "vit"}
     metadata.update({"clip." + k: str(v) for k, v in config.items()})
     if with_tokenizer:
-        t, m = tokenizer_section()
-        tensors.update(t)
+        merges, m = tokenizer_tensors_and_metadata()
+        tensors["tokenizer.merges"] = merges
         metadata.update(m)
         metadata["components"] = "clip,tokenizer"
     return tensors, metadata
