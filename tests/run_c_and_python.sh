@@ -44,6 +44,14 @@ step "examples/c/roundtrip.c"
 $CC -std=c99 $STRICT examples/c/roundtrip.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/roundtrip"
 LD_LIBRARY_PATH="$LIBDIR" "$OUT/roundtrip" "$MODEL"
 
+step "examples/c/rerank.c (CLIP)"
+CLIP_MODEL="$REPO/Tests/DalleCoreTests/Golden/clip/clip_tiny.safetensors"
+$CC -std=c99 $STRICT examples/c/rerank.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/rerank"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/rerank" "$CLIP_MODEL" "red and blue stripes"
+
+step "examples/python/rerank.py (CLIP)"
+PYTHONPATH="$REPO/bindings/python" python3 examples/python/rerank.py "$CLIP_MODEL" "red and blue stripes"
+
 step "Python binding (pytest tests/python)"
 python3 -m pytest -q tests/python
 

@@ -275,6 +275,45 @@ class Context:
             del keep
             lib.dalle_image_batch_free(ctypes.byref(out))
 
+    # CLIP: images of any size (uint8 (H, W, 3|4) arrays, or a list of them), prompts as str.
+
+    def clip_embedding_size(self):
+        size = ctypes.c_uint32()
+        _check(lib.dalle_clip_embedding_size(self.model.handle, ctypes.byref(size)))
+        return size.value
+
+    def clip_encode_text(self, prompt):
+        """CLIP's text embedding of `prompt` (not normalised): a float32 array (or list) of embed_dim."""
+        d = self.clip_embedding_size()
+        out = (ctypes.c_float * d)()
+        self._call(lib.dalle_clip_encode_text, prompt.encode("utf-8") if prompt is not None else None, out, d)
+        return _np.array(out, dtype=_np.float32) if _np is not None else list(out)
+
+    def clip_encode_images(self, images):
+        """CLIP's image embeddings (not normalised) of images of any size: float32 (N, embed_dim)."""
+        if _np is None:
+            raise TypeError("clip_encode_images needs numpy")
+        structs, keep = self._image_structs(images)
+        d = self.clip_embedding_size()
+        out = _np.zeros((len(structs), d), dtype=_np.float32)
+        self._call(lib.dalle_clip_encode_images, structs, len(structs),
+                   out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), d)
+        del keep
+        return out
+
+    def rerank(self, prompt, images):
+        """Scores images of any size against `prompt` with the model's CLIP. Returns (scores,
+        order): scores[i] = exp(logit_scale) · cos(image i, prompt), order = indices best first."""
+        if _np is None:
+            raise TypeError("rerank needs numpy")
+        structs, keep = self._image_structs(images)
+        n = len(structs)
+        scores = (ctypes.c_float * max(n, 1))()
+        order = (ctypes.c_uint32 * max(n, 1))()
+        self._call(lib.dalle_rerank, prompt.encode("utf-8") if prompt is not None else None, structs, n, scores, order)
+        del keep
+        return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
+
     def _image_structs(self, images):
         """dalle_image structs pointing into the caller's pixels, and the objects to keep alive."""
         s = self.model.image_size

@@ -102,6 +102,13 @@ PROTOTYPES = {
     "dalle_decode": (dalle_status, [dalle_context_p, POINTER(dalle_tokens), POINTER(dalle_image_batch)]),
     "dalle_tokens_free": (None, [POINTER(dalle_tokens)]),
     "dalle_image_batch_free": (None, [POINTER(dalle_image_batch)]),
+    # CLIP
+    "dalle_clip_embedding_size": (dalle_status, [dalle_model_p, POINTER(c_uint32)]),
+    "dalle_clip_encode_text": (dalle_status, [dalle_context_p, c_char_p, POINTER(ctypes.c_float), c_uint32]),
+    "dalle_clip_encode_images": (dalle_status, [dalle_context_p, POINTER(dalle_image), c_uint32,
+                                                POINTER(ctypes.c_float), c_uint32]),
+    "dalle_rerank": (dalle_status, [dalle_context_p, c_char_p, POINTER(dalle_image), c_uint32,
+                                    POINTER(ctypes.c_float), POINTER(c_uint32)]),
 }
 
 
