@@ -34,10 +34,16 @@ extension DalleSession {
                          tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         cancellation.reset()
         let generator = try model.requireGenerator()
+        let grid = generator.predictor.imageGridSize
+        if decodeImages {
+            let (_, dvae) = try model.requireDVAE()
+            guard dvae.tokenGridSize == grid, dvae.vocabSize >= generator.predictor.imageVocabSize else {
+                throw DalleError.badFile("the transformer makes \(grid)x\(grid) grids of \(generator.predictor.imageVocabSize) image tokens but the dvae decodes \(dvae.tokenGridSize)x\(dvae.tokenGridSize) grids of \(dvae.vocabSize)")
+            }
+        }
         let text = try generator.encodePrompt(prompt)
         let tokens = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
                                                       progress: tokenProgress, cancellation: cancellation)
-        let grid = generator.predictor.imageGridSize
         var pixels: [UInt8] = []
         var imageSize = 0
         if decodeImages {
