@@ -533,3 +533,38 @@ final class GenerateCAPITests: XCTestCase {
         dalle_model_free(dvaeOnly)
     }
 }
+
+/// Parity with DALLE-pytorch 1.6.6 (tools/make_golden_generate.py): prompt ids, greedy tokens,
+/// guided greedy tokens and primed greedy tokens for a random-weight model with a DiscreteVAE.
+final class GenerationGoldenTests: XCTestCase {
+    static let directory = CAPITests.repoRoot + "/Tests/DalleCoreTests/Golden/generate/"
+
+    func testGreedyGuidedAndPrimedMatchDALLEPytorch() throws {
+        let ref = try SafetensorsFile(path: Self.directory + "ref.safetensors")
+        let session = try DalleSession(model: try DalleModel(path: Self.directory + "model.safetensors"), threads: 2)
+        let prompts = (ref.metadata["prompts"] ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let scale = try XCTUnwrap(Float(ref.metadata["cond_scale"] ?? ""))
+        let primeRows = try XCTUnwrap(Int(ref.metadata["prime_rows"] ?? ""))
+        func ints(_ name: String) throws -> [Int32] { try ref.tensor(name).scalars.map { Int32($0) } }
+        let (text, greedy, guided, primed) = (try ints("text"), try ints("greedy"), try ints("guided"), try ints("primed"))
+        let (tsl, isl) = (text.count / prompts.count, greedy.count / prompts.count)
+        XCTAssertEqual(prompts.count, 3)
+
+        let tokenizer = try XCTUnwrap(session.model.imageTokenizer)
+        let prime = Array(try tokenizer.encode(try ref.tensor("prime_pixels"), pool: session.pool).prefix(primeRows * tokenizer.gridSize))
+        let greedyOptions = GenerationOptions(sampling: SamplingOptions(topK: 1))
+        for (p, prompt) in prompts.enumerated() {
+            let ids = try session.model.requireGenerator().encodePrompt(prompt).ids
+            XCTAssertEqual(ids, Array(text[(p * tsl)..<((p + 1) * tsl)]), "prompt \(p) ids")
+            func expected(_ all: [Int32]) -> [Int32] { Array(all[(p * isl)..<((p + 1) * isl)]) }
+            let plain = try session.generate(prompt: prompt, options: greedyOptions, decodeImages: false).tokens
+            XCTAssertEqual(plain, expected(greedy), "greedy, prompt \(p)")
+            var options = greedyOptions
+            options.condScale = scale
+            XCTAssertEqual(try session.generate(prompt: prompt, options: options, decodeImages: false).tokens, expected(guided), "guided, prompt \(p)")
+            options = greedyOptions
+            (options.primeTokens, options.primeRows) = (prime, primeRows)
+            XCTAssertEqual(try session.generate(prompt: prompt, options: options, decodeImages: false).tokens, expected(primed), "primed, prompt \(p)")
+        }
+    }
+}

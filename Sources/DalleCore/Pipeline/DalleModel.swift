@@ -39,6 +39,9 @@ public final class DalleModel: @unchecked Sendable {
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
     public let tokenizer: Tokenizer?
+    /// The image tokenizer the "dvae" component holds, whatever its kind ("openai": the same
+    /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
+    public let imageTokenizer: ImageTokenizer?
     public let transformer: DalleTransformer?
     /// Parameters of all loaded components.
     public let parameterCount: Int
@@ -87,11 +90,17 @@ public final class DalleModel: @unchecked Sendable {
 
         var step = 0
         var dvae: DVAE? = nil, dvaeConfig: DVAEConfig? = nil
+        var imageTokenizer: ImageTokenizer? = nil, transformer: DalleTransformer? = nil
         var parameters = 0
-        if wanted.contains(.dvae) {
+        if wanted.contains(.dvae), metadata["dvae.kind"] == DiscreteVAEConfig.kind {
+            imageTokenizer = try makeImageTokenizer(metadata: metadata, weights: weights)
+            parameters += countParameters(weights, prefix: "dvae.")
+            step += 1
+            try reporter.report(step)
+        } else if wanted.contains(.dvae) {
             let config = try DVAEConfig(metadata: metadata)
             let model = try DVAE(config: config, weights: weights)
-            (dvae, dvaeConfig) = (model, config)
+            (dvae, dvaeConfig, imageTokenizer) = (model, config, model)
             parameters += countParameters(weights, prefix: "dvae.")
             step += 1
             try reporter.report(step)
@@ -103,7 +112,6 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
-        var transformer: DalleTransformer? = nil
         if wanted.contains(.transformer) {
             transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
             parameters += countParameters(weights, prefix: "transformer.")
@@ -112,6 +120,7 @@ public final class DalleModel: @unchecked Sendable {
         }
         self.metadata = metadata
         self.tokenizer = tokenizer
+        self.imageTokenizer = imageTokenizer
         self.transformer = transformer
         self.components = wanted
         self.skippedComponents = skipped
