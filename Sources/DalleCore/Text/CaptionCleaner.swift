@@ -176,7 +176,7 @@ public enum CaptionCleaner {
             let table = EntityTables.shared.html5
             if let value = table[String(String.UnicodeScalarView(name))] {
                 out += value
-            } else if let x = (2..<name.count).reversed().first(where: { table[String(String.UnicodeScalarView(name[..<$0]))] != nil }),
+            } else if let x = stride(from: name.count - 1, through: 2, by: -1).first(where: { table[String(String.UnicodeScalarView(name[..<$0]))] != nil }),
                       let value = table[String(String.UnicodeScalarView(name[..<x]))] {
                 out += value
                 out += name[x...]

@@ -23,8 +23,11 @@ enum PreTokenizer {
         while i < n {
             let s = text[i]
             if s == "<", let special = specials.firstIndex(where: { matches($0, text, at: i) }) {
-                pieces.append(.special(special))
-                i += specials[special].count
+                // Written with `ſ`, the pattern matches but the piece is no special token: the
+                // reference's cache only knows the exact strings, so it goes through BPE.
+                let end = i + specials[special].count
+                pieces.append(text[i..<end].elementsEqual(specials[special]) ? .special(special) : .text(i..<end))
+                i = end
             } else if s == "'", let length = contractionLength(text, at: i) {
                 pieces.append(.text(i..<(i + length)))
                 i += length

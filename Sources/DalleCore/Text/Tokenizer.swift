@@ -43,8 +43,9 @@ public final class Tokenizer: @unchecked Sendable {
     /// Builds the vocabulary from `merges`, ranked in order. Throws when a merge is empty.
     public init(merges: [(String, String)]) throws {
         let byteChars = Tokenizer.byteToUnicode
-        var vocabulary = byteChars.map { String($0) }
-        vocabulary += byteChars.map { String($0) + "</w>" }
+        let ordered = Tokenizer.byteOrder.map { byteChars[Int($0)] }
+        var vocabulary = ordered.map { String($0) }
+        vocabulary += ordered.map { String($0) + "</w>" }
         for (index, merge) in merges.enumerated() {
             guard !merge.0.isEmpty, !merge.1.isEmpty else {
                 throw DalleError.badFile("tokenizer merge \(index + 1) has an empty side")
@@ -88,18 +89,21 @@ public final class Tokenizer: @unchecked Sendable {
         try self.init(merges: merges)
     }
 
-    /// `bytes_to_unicode()`: byte b → the character standing for it in symbol strings.
+    /// The order of `bytes_to_unicode()`'s entries, which is the order of the first 256 ids:
+    /// the printable bytes, then the others.
+    static let byteOrder: [UInt8] = {
+        let printable = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
+        return (printable + (0..<256).filter { !printable.contains($0) }).map { UInt8($0) }
+    }()
+
+    /// `bytes_to_unicode()`: byte b → the character standing for it in symbol strings (printable
+    /// bytes stand for themselves, the others for U+0100 onwards in byte order).
     public static let byteToUnicode: [Character] = {
-        var printable = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
-        var chars = printable
-        var extra = 0
-        for b in 0..<256 where !printable.contains(b) {
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-        }
         var table = [Character](repeating: " ", count: 256)
-        for (b, c) in zip(printable, chars) { table[b] = Character(Unicode.Scalar(UInt32(c)) ?? " ") }
+        for (index, b) in byteOrder.enumerated() {
+            let value = index < 188 ? UInt32(b) : UInt32(256 + index - 188)
+            table[Int(b)] = Character(Unicode.Scalar(value) ?? " ")
+        }
         return table
     }()
 
