@@ -1,11 +1,12 @@
 /// Weights of a square 2-D convolution with stride 1 and "same" zero padding
-/// ((k - 1) / 2 on each side), as OpenAI's dVAE uses. Built once at load time.
+/// ((k - 1) / 2 on each side), as OpenAI's dVAE uses. Built once at load time, when the
+/// weights are packed into the GEMM kernel's panel layout.
 public struct Conv2DWeights: Sendable {
     public let outChannels: Int
     public let inChannels: Int
     public let kernelSize: Int
-    /// [outChannels, inChannels, k, k], PyTorch's layout.
-    let weight: [Float]
+    /// The [out, in·k·k] weight matrix packed by `packGemmA`.
+    let packedWeight: [Float]
     /// [outChannels]
     let bias: [Float]
 
@@ -19,7 +20,10 @@ public struct Conv2DWeights: Sendable {
             throw DalleError.badFile("convolution bias must be [\(s[0])], got \(bias.shape)")
         }
         outChannels = s[0]; inChannels = s[1]; kernelSize = s[2]
-        self.weight = weight.scalars
+        let depth = s[1] * s[2] * s[3]
+        packedWeight = weight.scalars.withUnsafeBufferPointer {
+            packGemmA($0.baseAddress!, m: s[0], k: depth)
+        }
         self.bias = bias?.scalars ?? [Float](repeating: 0, count: s[0])
     }
 }
@@ -28,42 +32,43 @@ public struct Conv2DWeights: Sendable {
 /// [N, C_in, H, W]; returns [N, C_out, H, W]. `residual` (same shape as y) defaults to
 /// zeros. These fusions cover the dVAE's res-blocks: relu → conv, and id + gain · res.
 /// The caller guarantees `x.shape[1] == w.inChannels` and the residual's shape.
+///
+/// Runs as an implicit GEMM: [C_out × C_in·k·k] · im2col(x) [C_in·k·k × H·W], with the
+/// im2col panels gathered during packing (never materialised) and 1×1 convolutions
+/// reading x directly as the right-hand matrix.
 public func conv2d(_ x: Tensor, _ w: Conv2DWeights, reluInput: Bool = false,
                    residual: Tensor? = nil, scale: Float = 1, pool: ThreadPool) -> Tensor {
     let n = x.shape[0], cin = x.shape[1], h = x.shape[2], wd = x.shape[3]
-    let k = w.kernelSize, pad = (k - 1) / 2, cout = w.outChannels
-    var y = Tensor(zeros: [n, cout, h, wd])
-    x.scalars.withUnsafeBufferPointer { xp in
-        y.scalars.withUnsafeMutableBufferPointer { yp in
-            let yBase = yp.baseAddress!
-            pool.parallelFor(n * cout) { range in
-                for job in range {
-                    let b = job / cout, o = job % cout
-                    let out = yBase + (b * cout + o) * h * wd
-                    for i in 0..<(h * wd) { out[i] = w.bias[o] }
-                    for c in 0..<cin {
-                        let plane = xp.baseAddress! + (b * cin + c) * h * wd
-                        for ky in 0..<k {
-                            for kx in 0..<k {
-                                let wv = w.weight[((o * cin + c) * k + ky) * k + kx]
-                                for yy in 0..<h {
-                                    let sy = yy + ky - pad
-                                    if sy < 0 || sy >= h { continue }
-                                    for xx in 0..<wd {
-                                        let sx = xx + kx - pad
-                                        if sx < 0 || sx >= wd { continue }
-                                        let v = plane[sy * wd + sx]
-                                        out[yy * wd + xx] += wv * (reluInput ? max(v, 0) : v)
-                                    }
-                                }
-                            }
+    let k = w.kernelSize, cout = w.outChannels, hw = h * wd
+    let total = n * cout * hw
+    if total == 0 { return Tensor(zeros: [n, cout, h, wd]) }
+    let y = [Float](unsafeUninitializedCapacity: total) { yBuf, count in
+        x.scalars.withUnsafeBufferPointer { xBuf in
+            w.packedWeight.withUnsafeBufferPointer { aBuf in
+                w.bias.withUnsafeBufferPointer { biasBuf in
+                    withResidualPointer(residual) { res in
+                        for b in 0..<n {
+                            let xb = xBuf.baseAddress! + b * cin * hw
+                            let rhs: GemmB = k == 1
+                                ? .matrix(xb, ld: hw, relu: reluInput)
+                                : .image(xb, height: h, width: wd, kernel: k, relu: reluInput)
+                            let epilogue = GemmEpilogue(bias: biasBuf.baseAddress!, scale: scale,
+                                                        residual: res.map { $0 + b * cout * hw })
+                            gemmDriver(m: cout, n: hw, k: cin * k * k, a: .packed(aBuf.baseAddress!),
+                                       b: rhs, c: yBuf.baseAddress! + b * cout * hw, ldc: hw,
+                                       accumulate: false, epilogue: epilogue, pool: pool)
                         }
                     }
                 }
             }
         }
+        count = total
     }
-    if scale != 1 { for i in 0..<y.scalars.count { y.scalars[i] *= scale } }
-    if let residual { for i in 0..<y.scalars.count { y.scalars[i] += residual.scalars[i] } }
-    return y
+    return Tensor(uncheckedShape: [n, cout, h, wd], scalars: y)
+}
+
+/// Calls `body` with the residual's storage, or nil.
+private func withResidualPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

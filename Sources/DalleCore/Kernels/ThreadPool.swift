@@ -19,6 +19,23 @@ public struct ThreadPool: Sendable {
         #endif
     }
 
+    /// Calls `body(item)` for each of `count` items, handed out one at a time to at most
+    /// `threads` workers: a worker slowed by other load on the machine simply takes fewer.
+    /// Each item must write its own outputs, so the result does not depend on who ran it.
+    public func parallelForEach(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(threads, count)
+        if workers == 1 { for i in 0..<count { body(i) }; return }
+        #if canImport(Glibc)
+        let next = ItemCounter()
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = next.take(below: count) { body(i) }
+        }
+        #else
+        parallelFor(count) { range in for i in range { body(i) } }
+        #endif
+    }
+
     /// Calls `body(range)` for `count` items split into at most `threads` contiguous chunks.
     public func parallelFor(_ count: Int, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
@@ -33,4 +50,53 @@ public struct ThreadPool: Sendable {
 
 #if canImport(Glibc)
 import Glibc
+#endif
+
+/// Runs `body` with a 64-byte-aligned scratch buffer of at least `bytes` bytes. On
+/// pthreads platforms the buffer belongs to the calling thread and is kept between calls,
+/// so kernels on the pool's long-lived workers do not pay for an allocation (and its page
+/// faults) every time. Not reentrant on one thread.
+func withThreadWorkspace<R>(bytes: Int, _ body: (UnsafeMutableRawPointer) -> R) -> R {
+    #if canImport(Glibc)
+    let header = 64
+    if let current = pthread_getspecific(workspaceKey), current.load(as: Int.self) >= bytes {
+        return body(current + header)
+    }
+    if let old = pthread_getspecific(workspaceKey) { old.deallocate() }
+    let capacity = max(bytes, 1 << 20)
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: capacity + header, alignment: 64)
+    raw.storeBytes(of: capacity, as: Int.self)
+    pthread_setspecific(workspaceKey, raw)
+    return body(raw + header)
+    #else
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    defer { raw.deallocate() }
+    return body(raw)
+    #endif
+}
+
+#if canImport(Glibc)
+/// A shared "next item" index behind a mutex.
+private final class ItemCounter: @unchecked Sendable {
+    private var next = 0
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+
+    /// The next index, or nil once `count` have been handed out.
+    func take(below count: Int) -> Int? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard next < count else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
+/// The key of each thread's workspace; the buffer is freed when its thread exits.
+private let workspaceKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { $0?.deallocate() }
+    return key
+}()
 #endif

@@ -1,0 +1,203 @@
+import XCTest
+@testable import DalleCore
+
+/// Deterministic values in [-1, 1).
+private struct Random {
+    var state: UInt64
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
+    }
+    mutating func array(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
+    mutating func tensor(_ shape: [Int]) -> Tensor {
+        Tensor(uncheckedShape: shape, scalars: array(shape.reduce(1, *)))
+    }
+}
+
+/// |x - ref| ≤ 1e-5 + 1e-4 · scale, where `scale` bounds the magnitude of the terms summed.
+private func assertClose(_ x: [Float], _ ref: [Double], scale: [Double], _ what: String,
+                         file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(x.count, ref.count, what, file: file, line: line)
+    for i in 0..<min(x.count, ref.count) where abs(Double(x[i]) - ref[i]) > 1e-5 + 1e-4 * scale[i] {
+        XCTFail("\(what): element \(i) is \(x[i]), expected \(ref[i])", file: file, line: line)
+        return
+    }
+}
+
+final class KernelTests: XCTestCase {
+    /// Runs gemm on padded row-major buffers; returns C (ld = ldc) for every thread count asked.
+    private func runGEMM(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], ldb: Int,
+                         c0: [Float], ldc: Int, accumulate: Bool, threads: Int) -> [Float] {
+        var c = c0
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                         c: cp.baseAddress!, ldc: ldc, accumulate: accumulate,
+                         pool: ThreadPool(threads: threads))
+                }
+            }
+        }
+        return c
+    }
+
+    private func checkGEMM(m: Int, n: Int, k: Int, accumulate: Bool, rng: inout Random) {
+        let lda = k + 3, ldb = n + 5, ldc = n + 2
+        let a = rng.array(max(1, m * lda)), b = rng.array(max(1, k * ldb)), c0 = rng.array(m * ldc)
+        let c = runGEMM(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c0: c0, ldc: ldc,
+                        accumulate: accumulate, threads: 2)
+        var ref = c0.map(Double.init), scale = [Double](repeating: 0, count: c0.count)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = accumulate ? Double(c0[i * ldc + j]) : 0, mag = abs(s)
+                for p in 0..<k {
+                    let t = Double(a[i * lda + p]) * Double(b[p * ldb + j])
+                    s += t; mag += abs(t)
+                }
+                ref[i * ldc + j] = s; scale[i * ldc + j] = mag
+            }
+        }
+        assertClose(c, ref, scale: scale, "gemm m=\(m) n=\(n) k=\(k) accumulate=\(accumulate)")
+    }
+
+    func testGEMMMatchesReferenceOnAwkwardSizes() {
+        var rng = Random(state: 7)
+        for m in [1, 7, 17, 65, 130] {
+            for n in [1, 7, 17, 33, 130] {
+                for k in [1, 17, 300] {
+                    checkGEMM(m: m, n: n, k: k, accumulate: m % 2 == 1, rng: &rng)
+                }
+            }
+        }
+        // Crossing the MC and NC blocks, and k = 0 (C becomes 0, or stays when accumulating).
+        checkGEMM(m: 151, n: 40, k: 20, accumulate: false, rng: &rng)
+        checkGEMM(m: 7, n: 3100, k: 9, accumulate: true, rng: &rng)
+        checkGEMM(m: 5, n: 6, k: 0, accumulate: false, rng: &rng)
+        checkGEMM(m: 5, n: 6, k: 0, accumulate: true, rng: &rng)
+    }
+
+    func testGEMMIsBitIdenticalForAnyThreadCount() {
+        var rng = Random(state: 11)
+        // Wide (split over columns) and tall (split over rows), both big enough to use 4 threads.
+        for (m, n, k) in [(100, 520, 300), (400, 40, 600)] {
+            let a = rng.array(m * k), b = rng.array(k * n), c0 = [Float](repeating: 0, count: m * n)
+            let one = runGEMM(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c0: c0, ldc: n,
+                              accumulate: false, threads: 1)
+            for threads in [2, 3, 4] {
+                let c = runGEMM(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c0: c0, ldc: n,
+                                accumulate: false, threads: threads)
+                XCTAssertEqual(c, one, "gemm \(m)x\(n)x\(k) with \(threads) threads")
+            }
+        }
+    }
+
+    /// Naive convolution in Double: y = residual + scale · (conv(relu?(x)) + bias); also the
+    /// magnitude of the summed terms.
+    private func referenceConv(_ x: Tensor, weight: Tensor, bias: Tensor, relu: Bool,
+                               residual: Tensor?, scale: Float) -> ([Double], [Double]) {
+        let n = x.shape[0], cin = x.shape[1], h = x.shape[2], w = x.shape[3]
+        let cout = weight.shape[0], k = weight.shape[2], pad = (k - 1) / 2
+        var y = [Double](repeating: 0, count: n * cout * h * w), mag = y
+        for b in 0..<n {
+            for o in 0..<cout {
+                for yy in 0..<h {
+                    for xx in 0..<w {
+                        var s = Double(bias.scalars[o]), m = abs(s)
+                        for c in 0..<cin {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let sy = yy + ky - pad, sx = xx + kx - pad
+                                    if sy < 0 || sy >= h || sx < 0 || sx >= w { continue }
+                                    var v = x.scalars[((b * cin + c) * h + sy) * w + sx]
+                                    if relu { v = max(v, 0) }
+                                    let t = Double(v) * Double(weight.scalars[((o * cin + c) * k + ky) * k + kx])
+                                    s += t; m += abs(t)
+                                }
+                            }
+                        }
+                        let i = ((b * cout + o) * h + yy) * w + xx
+                        let r = residual.map { Double($0.scalars[i]) } ?? 0
+                        y[i] = r + Double(scale) * s
+                        mag[i] = abs(r) + abs(Double(scale)) * m
+                    }
+                }
+            }
+        }
+        return (y, mag)
+    }
+
+    func testConv2DMatchesReference() throws {
+        var rng = Random(state: 3)
+        // (batch, cin, cout, k, h, w, relu, residual, scale): odd sizes, rows wider and
+        // narrower than a 16-pixel panel, and cin·k·k past one 256-deep block.
+        let cases: [(Int, Int, Int, Int, Int, Int, Bool, Bool, Float)] = [
+            (1, 3, 5, 1, 5, 7, false, false, 1),
+            (2, 4, 7, 3, 9, 13, true, false, 1),
+            (1, 3, 13, 7, 11, 9, false, true, 0.25),
+            (1, 5, 6, 3, 3, 32, true, true, 1.0 / 64),
+            (1, 40, 9, 3, 6, 20, true, false, 1),
+            (2, 300, 8, 1, 4, 17, true, true, 0.5),
+            (1, 2, 3, 7, 2, 3, false, false, 1),
+        ]
+        for (n, cin, cout, k, h, w, relu, withResidual, scale) in cases {
+            let x = rng.tensor([n, cin, h, w])
+            let weight = rng.tensor([cout, cin, k, k]), bias = rng.tensor([cout])
+            let residual = withResidual ? rng.tensor([n, cout, h, w]) : nil
+            let conv = try Conv2DWeights(weight: weight, bias: bias)
+            let y = conv2d(x, conv, reluInput: relu, residual: residual, scale: scale, pool: ThreadPool(threads: 2))
+            XCTAssertEqual(y.shape, [n, cout, h, w])
+            let (ref, mag) = referenceConv(x, weight: weight, bias: bias, relu: relu, residual: residual, scale: scale)
+            assertClose(y.scalars, ref, scale: mag, "conv k=\(k) \(cin)->\(cout) at \(h)x\(w)")
+        }
+    }
+
+    func testConv2DIsBitIdenticalForAnyThreadCount() throws {
+        var rng = Random(state: 5)
+        let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])
+        let conv = try Conv2DWeights(weight: rng.tensor([40, 16, 3, 3]), bias: rng.tensor([40]))
+        let one = conv2d(x, conv, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: 1))
+        for threads in [2, 3, 4] {
+            let y = conv2d(x, conv, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: threads))
+            XCTAssertEqual(y, one, "conv with \(threads) threads")
+        }
+    }
+
+    func testConv2DWeightsRejectBadShapes() {
+        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 2, 2]), bias: nil))
+        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 3]), bias: nil))
+        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 3, 3]), bias: Tensor(zeros: [3])))
+    }
+
+    func testPoolingAndUpsampling() throws {
+        let x = try Tensor(shape: [1, 2, 2, 4], scalars: [1, 5, -2, 0,
+                                                         3, 2, -1, -3,
+                                                         7, 0, 0, 0,
+                                                         0, 0, 0, 9])
+        XCTAssertEqual(maxPool2x2(x), try Tensor(shape: [1, 2, 1, 2], scalars: [5, 0, 7, 9]))
+        XCTAssertEqual(maxPool2x2(x, pool: ThreadPool(threads: 3)), maxPool2x2(x))
+        let small = try Tensor(shape: [1, 1, 2, 2], scalars: [1, 2, 3, 4])
+        XCTAssertEqual(upsampleNearest2x(small), try Tensor(shape: [1, 1, 4, 4], scalars: [1, 1, 2, 2,
+                                                                                          1, 1, 2, 2,
+                                                                                          3, 3, 4, 4,
+                                                                                          3, 3, 4, 4]))
+        // Rows wider than one 8-wide vector, split over threads: y[c, i, j] = x[c, i / 2, j / 2].
+        var rng = Random(state: 4)
+        let wide = rng.tensor([2, 3, 5, 19])
+        let up = upsampleNearest2x(wide, pool: ThreadPool(threads: 3))
+        XCTAssertEqual(up.shape, [2, 3, 10, 38])
+        for p in 0..<6 {
+            for i in 0..<10 {
+                for j in 0..<38 {
+                    XCTAssertEqual(up.scalars[(p * 10 + i) * 38 + j], wide.scalars[(p * 5 + i / 2) * 19 + j / 2])
+                }
+            }
+        }
+    }
+
+    func testReluAndAddScaled() {
+        var rng = Random(state: 9)
+        let a = rng.tensor([3, 37]), b = rng.tensor([3, 37])  // 111 values: vector body and tail
+        XCTAssertEqual(relu(a).scalars, a.scalars.map { max($0, 0) })
+        XCTAssertEqual(addScaled(a, b, scale: 0.5).scalars, zip(a.scalars, b.scalars).map { $0 + 0.5 * $1 })
+    }
+}
