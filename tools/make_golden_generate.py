@@ -31,6 +31,7 @@ from dalle_pytorch import DALLE, DiscreteVAE  # noqa: E402
 from dalle_pytorch.tokenizer import SimpleTokenizer  # noqa: E402
 
 import convert_dalle_pytorch  # noqa: E402
+from bundle_tokenizer import tokenizer_tensors_and_metadata  # noqa: E402
 from make_golden_transformer import perturb_and_round  # noqa: E402
 
 MERGES = 600
@@ -40,12 +41,6 @@ PRIME_ROWS = 3
 VAE = dict(image_size=32, num_layers=2, num_tokens=32, codebook_dim=16, hidden_dim=16, num_resnet_blocks=1)
 DALLE_ARGS = dict(dim=64, depth=2, heads=4, dim_head=16, text_seq_len=12, num_text_tokens=512 + MERGES + 2,
                   attn_types=("axial_row", "conv_like"))
-
-
-def tokenizer_section(merges):
-    text = ("\n".join(" ".join(m) for m in merges) + "\n").encode("utf-8")
-    tensors = {"tokenizer.merges": torch.frombuffer(bytearray(text), dtype=torch.uint8).clone()}
-    return tensors, {"tokenizer.kind": "clip-bpe", "tokenizer.vocab_size": str(512 + len(merges) + 2)}
 
 
 def guided_greedy(dalle, text, scale):
@@ -80,8 +75,8 @@ def main():
 
     checkpoint = {"hparams": DALLE_ARGS, "vae_params": VAE, "weights": dalle.state_dict()}
     tensors, metadata = convert_dalle_pytorch.convert(checkpoint, dtype="f16", with_tokenizer=False)
-    tok_tensors, tok_metadata = tokenizer_section(merges)
-    tensors.update(tok_tensors)
+    blob, tok_metadata = tokenizer_tensors_and_metadata(merges=merges)
+    tensors["tokenizer.merges"] = torch.from_numpy(blob)
     metadata.update(tok_metadata)
     metadata["components"] = "dvae,tokenizer,transformer"
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata=metadata)
