@@ -125,7 +125,8 @@ def tokenizer_section():
     """(tensors, metadata) of the tokenizer component; bundle_tokenizer.py's when present."""
     try:
         from bundle_tokenizer import tokenizer_tensors_and_metadata
-        return tokenizer_tensors_and_metadata()
+        blob, metadata = tokenizer_tensors_and_metadata()
+        return {"tokenizer.merges": torch.from_numpy(blob)}, metadata
     except ImportError:
         merges = clip_merges_text().encode("utf-8")
         tensors = {"tokenizer.merges": torch.frombuffer(bytearray(merges), dtype=torch.uint8).clone()}

@@ -45,8 +45,11 @@ func generate(_ arguments: Arguments) throws {
         options.primeRows = rows
         let image: RGBImage
         do { image = try PNG.read(path: primePath) } catch DalleError.badFile(let message) { throw RunError("cannot read the image \(message)") }
-        let tokens = try image.pixels.withUnsafeBufferPointer {
-            try session.encode([ImageView(width: image.width, height: image.height, channels: 3, pixels: $0)])
+        guard let imageTokenizer = model.imageTokenizer else { throw DalleError.unsupported("--prime needs a model with a dvae component") }
+        let tokens = try image.pixels.withUnsafeBufferPointer { pixels in
+            let view = ImageView(width: image.width, height: image.height, channels: 3, pixels: pixels)
+            try ImageConversion.validate(view, size: imageTokenizer.imageSize, label: primePath)
+            return try imageTokenizer.encode(try ImageConversion.tensor(from: [view], size: imageTokenizer.imageSize), pool: session.pool)
         }
         options.primeTokens = Array(tokens.prefix(max(0, min(rows, grid)) * grid))
     } else if arguments.options["prime-rows"] != nil {

@@ -1,3 +1,5 @@
+import CDalle
+import DalleCAPI
 import XCTest
 @testable import DalleCore
 
@@ -381,6 +383,188 @@ final class TransformerGenerationTests: XCTestCase {
         XCTAssertThrowsError(try dvaeOnly.generate(prompt: "red", options: GenerationOptions())) { error in
             guard case .unsupported(let message)? = error as? DalleError else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("no transformer"), message)
+        }
+    }
+}
+
+/// dalle_generate called as a C program calls it.
+final class GenerateCAPITests: XCTestCase {
+    override class func setUp() { DalleCAPI.dalle_log_set_level(dalle_log_level(DALLE_LOG_NONE)) }
+
+    var model: OpaquePointer? = nil
+    var ctx: OpaquePointer? = nil
+
+    override func setUpWithError() throws {
+        XCTAssertEqual(dalle_model_load_file(TransformerGenerationTests.bundlePath, nil, &model), dalle_status(DALLE_OK),
+                       String(cString: dalle_last_error()))
+        var params = DalleCAPI.dalle_context_default_params()
+        params.n_threads = 2
+        params.seed = 77
+        XCTAssertEqual(dalle_context_create(model, &params, &ctx), dalle_status(DALLE_OK))
+    }
+
+    override func tearDown() {
+        dalle_context_free(ctx)
+        dalle_model_free(model)
+    }
+
+    func message() -> String { String(cString: dalle_context_last_error(ctx)) }
+
+    func testGenerateImagesTokensAndInfo() throws {
+        var params = DalleCAPI.dalle_generate_default_params()
+        XCTAssertEqual(params.struct_size, UInt32(MemoryLayout<dalle_generate_params>.size))
+        XCTAssertEqual(params.count, 1)
+        XCTAssertEqual(params.seed, DALLE_SEED_RANDOM)
+        XCTAssertEqual(params.temperature, 1)
+        XCTAssertEqual(params.top_p, 1)
+        XCTAssertEqual(params.cond_scale, 1)
+        params.count = 3
+        params.top_k = 8
+        var images = dalle_image_batch(), tokens = dalle_tokens(), info = dalle_generate_info()
+        info.struct_size = UInt32(MemoryLayout<dalle_generate_info>.size)
+        XCTAssertEqual(dalle_generate(ctx, "red ball", &params, &images, &tokens, &info), dalle_status(DALLE_OK), message())
+        defer { dalle_image_batch_free(&images); dalle_tokens_free(&tokens) }
+        XCTAssertEqual(images.count, 3)
+        XCTAssertEqual(images.images?[2].width, 32)
+        XCTAssertEqual(images.images?[2].channels, 3)
+        XCTAssertEqual([tokens.count, tokens.rows, tokens.cols], [3, 4, 4])
+        XCTAssertEqual(info.seed, 77)  // DALLE_SEED_RANDOM: the context's seed
+        XCTAssertEqual([info.prompt_tokens, info.truncated_tokens, info.generated_tokens], [2, 0, 16])
+        let ids = Array(UnsafeBufferPointer(start: tokens.data, count: 48))
+
+        // The same images through the Swift API, and the pixels decode from the tokens.
+        let session = try DalleSession(model: try DalleModel(path: TransformerGenerationTests.bundlePath), threads: 1)
+        let expected = try session.generate(prompt: "red ball", options: GenerationOptions(count: 3, seed: 77, sampling: SamplingOptions(topK: 8)))
+        XCTAssertEqual(ids, expected.tokens)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: images.images?[1].data, count: 32 * 32 * 3)),
+                       Array(expected.pixels[(32 * 32 * 3)..<(2 * 32 * 32 * 3)]))
+
+        // Tokens only, priming, truncation, a NULL params struct.
+        var primed = DalleCAPI.dalle_generate_default_params()
+        let prime: [Int32] = [1, 2, 3, 4]
+        primed.prime_rows = 1
+        var only = dalle_tokens()
+        prime.withUnsafeBufferPointer { primed.prime_tokens = $0.baseAddress
+            XCTAssertEqual(dalle_generate(ctx, "red ball red ball red ball red", &primed, nil, &only, &info), dalle_status(DALLE_OK), message())
+        }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: only.data, count: 4)), prime)
+        XCTAssertEqual([info.prompt_tokens, info.truncated_tokens, info.generated_tokens], [6, 1, 12])
+        dalle_tokens_free(&only)
+        XCTAssertEqual(dalle_generate(ctx, "", nil, nil, &only, nil), dalle_status(DALLE_OK), message())
+        dalle_tokens_free(&only)
+        XCTAssertNil(only.data)
+    }
+
+    func testCancelReturnsCancelledWithOutputsZeroed() {
+        var params = DalleCAPI.dalle_generate_default_params()
+        params.count = 2
+        var calls = 0
+        params.progress = { phase, step, _, data in
+            let counter = data!.assumingMemoryBound(to: Int.self)
+            counter.pointee += 1
+            return !(phase == dalle_phase(DALLE_PHASE_GENERATE) && step == 5)
+        }
+        var images = dalle_image_batch(), tokens = dalle_tokens()
+        withUnsafeMutablePointer(to: &calls) { params.progress_user_data = UnsafeMutableRawPointer($0)
+            XCTAssertEqual(dalle_generate(ctx, "red", &params, &images, &tokens, nil), dalle_status(DALLE_CANCELLED))
+        }
+        XCTAssertEqual(calls, 6)  // steps 0 ... 5
+        XCTAssertNil(images.images)
+        XCTAssertNil(tokens.data)
+        XCTAssertTrue(message().contains("cancelled"), message())
+
+        // dalle_cancel from the callback's thread; the next call runs normally.
+        params.progress = { _, step, _, data in
+            if step == 2 { DalleCAPI.dalle_cancel(OpaquePointer(data)) }
+            return true
+        }
+        params.progress_user_data = UnsafeMutableRawPointer(ctx)
+        XCTAssertEqual(dalle_generate(ctx, "red", &params, &images, &tokens, nil), dalle_status(DALLE_CANCELLED))
+        params.progress = nil
+        XCTAssertEqual(dalle_generate(ctx, "red", &params, &images, &tokens, nil), dalle_status(DALLE_OK), message())
+        dalle_image_batch_free(&images)
+        dalle_tokens_free(&tokens)
+    }
+
+    func testBadInputs() {
+        func expect(_ status: Int32, _ fragment: String, prompt: UnsafePointer<CChar>? = nil, _ edit: (inout dalle_generate_params) -> Void = { _ in },
+                    images: Bool = true, tokens: Bool = true, file: StaticString = #filePath, line: UInt = #line) {
+            var params = DalleCAPI.dalle_generate_default_params()
+            edit(&params)
+            var outImages = dalle_image_batch(count: 9, images: nil), outTokens = dalle_tokens(count: 9, rows: 1, cols: 1, data: nil)
+            let got = withUnsafeMutablePointer(to: &outImages) { i in
+                withUnsafeMutablePointer(to: &outTokens) { t in
+                    "red".withCString { dalle_generate(ctx, prompt ?? $0, &params, images ? i : nil, tokens ? t : nil, nil) }
+                }
+            }
+            XCTAssertEqual(got, dalle_status(status), message(), file: file, line: line)
+            XCTAssertTrue(message().contains(fragment), "'\(message())' lacks '\(fragment)'", file: file, line: line)
+            XCTAssertEqual(outImages.count, images ? 0 : 9, file: file, line: line)
+            XCTAssertEqual(outTokens.count, tokens ? 0 : 9, file: file, line: line)
+        }
+        let invalid = Int32(DALLE_INVALID_ARGUMENT)
+        expect(invalid, "count is 0") { $0.count = 0 }
+        expect(invalid, "count is 100000") { $0.count = 100_000 }
+        expect(invalid, "temperature") { $0.temperature = 0 }
+        expect(invalid, "temperature") { $0.temperature = -2 }
+        expect(invalid, "top_p") { $0.top_p = 0 }
+        expect(invalid, "top_p") { $0.top_p = 1.5 }
+        expect(invalid, "top_k") { $0.top_k = -1 }
+        expect(invalid, "cond_scale") { $0.cond_scale = .nan }
+        expect(invalid, "struct_size") { $0.struct_size = 12 }
+        expect(invalid, "prime_tokens is NULL") { $0.prime_rows = 2 }
+        expect(invalid, "prime_rows is 4") { $0.prime_rows = 4; $0.prime_tokens = UnsafePointer(bitPattern: 16) }
+        expect(invalid, "both NULL", images: false, tokens: false)
+        let bad: [CChar] = [0x72, CChar(bitPattern: 0xC3), 0x28, 0]
+        bad.withUnsafeBufferPointer { expect(invalid, "UTF-8", prompt: $0.baseAddress) }
+        XCTAssertEqual(dalle_generate(nil, "red", nil, nil, nil, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        var tokens = dalle_tokens()
+        XCTAssertEqual(dalle_generate(ctx, nil, nil, nil, &tokens, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        var info = dalle_generate_info()  // struct_size 0
+        XCTAssertEqual(dalle_generate(ctx, "red", nil, nil, &tokens, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+
+        // A model without a transformer.
+        var dvaeOnly: OpaquePointer? = nil, dvaeCtx: OpaquePointer? = nil
+        XCTAssertEqual(dalle_model_load_file(CAPITests.modelPath, nil, &dvaeOnly), dalle_status(DALLE_OK))
+        XCTAssertEqual(dalle_context_create(dvaeOnly, nil, &dvaeCtx), dalle_status(DALLE_OK))
+        XCTAssertEqual(dalle_generate(dvaeCtx, "red", nil, nil, &tokens, nil), dalle_status(DALLE_UNSUPPORTED))
+        XCTAssertTrue(String(cString: dalle_context_last_error(dvaeCtx)).contains("no transformer"))
+        dalle_context_free(dvaeCtx)
+        dalle_model_free(dvaeOnly)
+    }
+}
+
+/// Parity with DALLE-pytorch 1.6.6 (tools/make_golden_generate.py): prompt ids, greedy tokens,
+/// guided greedy tokens and primed greedy tokens for a random-weight model with a DiscreteVAE.
+final class GenerationGoldenTests: XCTestCase {
+    static let directory = CAPITests.repoRoot + "/Tests/DalleCoreTests/Golden/generate/"
+
+    func testGreedyGuidedAndPrimedMatchDALLEPytorch() throws {
+        let ref = try SafetensorsFile(path: Self.directory + "ref.safetensors")
+        let session = try DalleSession(model: try DalleModel(path: Self.directory + "model.safetensors"), threads: 2)
+        let prompts = (ref.metadata["prompts"] ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let scale = try XCTUnwrap(Float(ref.metadata["cond_scale"] ?? ""))
+        let primeRows = try XCTUnwrap(Int(ref.metadata["prime_rows"] ?? ""))
+        func ints(_ name: String) throws -> [Int32] { try ref.tensor(name).scalars.map { Int32($0) } }
+        let (text, greedy, guided, primed) = (try ints("text"), try ints("greedy"), try ints("guided"), try ints("primed"))
+        let (tsl, isl) = (text.count / prompts.count, greedy.count / prompts.count)
+        XCTAssertEqual(prompts.count, 3)
+
+        let tokenizer = try XCTUnwrap(session.model.imageTokenizer)
+        let prime = Array(try tokenizer.encode(try ref.tensor("prime_pixels"), pool: session.pool).prefix(primeRows * tokenizer.gridSize))
+        let greedyOptions = GenerationOptions(sampling: SamplingOptions(topK: 1))
+        for (p, prompt) in prompts.enumerated() {
+            let ids = try session.model.requireGenerator().encodePrompt(prompt).ids
+            XCTAssertEqual(ids, Array(text[(p * tsl)..<((p + 1) * tsl)]), "prompt \(p) ids")
+            func expected(_ all: [Int32]) -> [Int32] { Array(all[(p * isl)..<((p + 1) * isl)]) }
+            let plain = try session.generate(prompt: prompt, options: greedyOptions, decodeImages: false).tokens
+            XCTAssertEqual(plain, expected(greedy), "greedy, prompt \(p)")
+            var options = greedyOptions
+            options.condScale = scale
+            XCTAssertEqual(try session.generate(prompt: prompt, options: options, decodeImages: false).tokens, expected(guided), "guided, prompt \(p)")
+            options = greedyOptions
+            (options.primeTokens, options.primeRows) = (prime, primeRows)
+            XCTAssertEqual(try session.generate(prompt: prompt, options: options, decodeImages: false).tokens, expected(primed), "primed, prompt \(p)")
         }
     }
 }

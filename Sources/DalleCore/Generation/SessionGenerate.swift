@@ -34,18 +34,45 @@ extension DalleSession {
                          tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         cancellation.reset()
         let generator = try model.requireGenerator()
+        let grid = generator.predictor.imageGridSize
+        var imageTokenizer: ImageTokenizer? = nil
+        if decodeImages {
+            guard let decoder = model.imageTokenizer else {
+                throw DalleError.unsupported("this model has no dvae component (it holds: \(model.components)); decoding generated images needs one")
+            }
+            guard decoder.gridSize == grid, decoder.vocabSize >= generator.predictor.imageVocabSize else {
+                throw DalleError.badFile("the transformer makes \(grid)x\(grid) grids of \(generator.predictor.imageVocabSize) image tokens but the dvae decodes \(decoder.gridSize)x\(decoder.gridSize) grids of \(decoder.vocabSize)")
+            }
+            imageTokenizer = decoder
+        }
         let text = try generator.encodePrompt(prompt)
         let tokens = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
                                                       progress: tokenProgress, cancellation: cancellation)
-        let grid = generator.predictor.imageGridSize
         var pixels: [UInt8] = []
-        var imageSize = 0
-        if decodeImages {
-            imageSize = try model.requireDVAE().1.imageSize
-            pixels = try tokens.withUnsafeBufferPointer { try decode(tokens: $0, count: options.count, progress: decodeProgress) }
+        if let imageTokenizer {
+            pixels = try decodeImagesRGB8(tokens, count: options.count, with: imageTokenizer, progress: decodeProgress)
         }
-        return GeneratedImages(count: options.count, gridSize: grid, tokens: tokens, imageSize: imageSize, pixels: pixels,
+        return GeneratedImages(count: options.count, gridSize: grid, tokens: tokens, imageSize: imageTokenizer?.imageSize ?? 0, pixels: pixels,
                                promptTokenCount: text.used, truncatedTokenCount: text.truncated,
                                generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed)
+    }
+
+    /// RGB8 images of `count` token grids (already checked against `decoder`), one progress
+    /// step per image; honours this session's cancellation flag.
+    private func decodeImagesRGB8(_ tokens: [Int32], count: Int, with decoder: ImageTokenizer,
+                                  progress: ProgressHandler?) throws -> [UInt8] {
+        let gridCount = decoder.gridSize * decoder.gridSize
+        let imageBytes = decoder.imageSize * decoder.imageSize * 3
+        let reporter = StepReporter(total: count, handler: progress, cancellation: cancellation)
+        try reporter.report(0)
+        var pixels = [UInt8](repeating: 0, count: count * imageBytes)
+        for n in 0..<count {
+            let image = try decoder.decode(tokens: Array(tokens[(n * gridCount)..<((n + 1) * gridCount)]), count: 1, pool: pool)
+            try pixels.withUnsafeMutableBufferPointer { out in
+                try ImageConversion.writeRGB8(image, image: 0, into: UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)]))
+            }
+            try reporter.report(n + 1)
+        }
+        return pixels
     }
 }

@@ -39,6 +39,9 @@ public final class DalleModel: @unchecked Sendable {
     public let dvae: DVAE?
     public let dvaeConfig: DVAEConfig?
     public let tokenizer: Tokenizer?
+    /// The image tokenizer the "dvae" component holds, whatever its kind ("openai": the same
+    /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
+    public let imageTokenizer: ImageTokenizer?
     public let transformer: DalleTransformer?
     public let clip: CLIP?
     /// Parameters of all loaded components.
@@ -91,11 +94,17 @@ public final class DalleModel: @unchecked Sendable {
 
         var step = 0
         var dvae: DVAE? = nil, dvaeConfig: DVAEConfig? = nil
+        var imageTokenizer: ImageTokenizer? = nil, transformer: DalleTransformer? = nil
         var parameters = 0
-        if wanted.contains(.dvae) {
+        if wanted.contains(.dvae), metadata["dvae.kind"] == DiscreteVAEConfig.kind {
+            imageTokenizer = try makeImageTokenizer(metadata: metadata, weights: weights)
+            parameters += countParameters(weights, prefix: "dvae.")
+            step += 1
+            try reporter.report(step)
+        } else if wanted.contains(.dvae) {
             let config = try DVAEConfig(metadata: metadata)
             let model = try DVAE(config: config, weights: weights)
-            (dvae, dvaeConfig) = (model, config)
+            (dvae, dvaeConfig, imageTokenizer) = (model, config, model)
             parameters += countParameters(weights, prefix: "dvae.")
             step += 1
             try reporter.report(step)
@@ -107,7 +116,6 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
-        var transformer: DalleTransformer? = nil
         if wanted.contains(.transformer) {
             transformer = try DalleTransformer(config: try TransformerConfig(metadata: metadata), weights: weights)
             parameters += countParameters(weights, prefix: "transformer.")
@@ -125,6 +133,7 @@ public final class DalleModel: @unchecked Sendable {
         self.clip = clip
         self.metadata = metadata
         self.tokenizer = tokenizer
+        self.imageTokenizer = imageTokenizer
         self.transformer = transformer
         self.components = wanted
         self.skippedComponents = skipped

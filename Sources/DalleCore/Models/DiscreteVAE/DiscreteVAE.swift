@@ -1,0 +1,208 @@
+/// DALLE-pytorch's `DiscreteVAE`: parameters under "dvae." with its state_dict names
+/// ("dvae.codebook.weight", "dvae.encoder.0.0.weight", ...).
+///
+/// Encoder: numLayers × (4×4 stride-2 conv → ReLU) → numResnetBlocks residual blocks →
+/// 1×1 conv to token logits; tokens are the argmax. Decoder: codebook vectors → (a 1×1 conv
+/// to hiddenDim when there are residual blocks) → residual blocks → numLayers × (4×4
+/// stride-2 transposed conv → ReLU) → 1×1 conv to image channels. A residual block is
+/// x + conv1×1(relu(conv3×3(relu(conv3×3(x))))).
+public struct DiscreteVAE: ImageTokenizer {
+    public let config: DiscreteVAEConfig
+
+    let codebook: [Float]
+    let encoderDown: [StridedConv]
+    let encoderBlocks: [ResidualBlock]
+    let encoderOutput: Conv2DWeights
+    let decoderInput: Conv2DWeights?
+    let decoderBlocks: [ResidualBlock]
+    let decoderUp: [StridedConv]
+    let decoderOutput: Conv2DWeights
+
+    struct ResidualBlock {
+        let conv1: Conv2DWeights
+        let conv2: Conv2DWeights
+        let conv3: Conv2DWeights
+        func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
+            let a = conv2d(x, conv1, pool: pool)
+            let b = conv2d(a, conv2, reluInput: true, pool: pool)
+            return conv2d(b, conv3, reluInput: true, residual: x, pool: pool)
+        }
+    }
+
+    /// Loads every parameter strictly (missing, mis-shaped or unused "dvae.*" tensors are `badFile`).
+    public init(config: DiscreteVAEConfig, weights: WeightStore) throws {
+        try config.validate()
+        self.config = config
+        let load = TransformerWeightLoader(weights)
+        let hid = config.hiddenDim, blocks = config.numResnetBlocks
+        func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2DWeights {
+            try Conv2DWeights(weight: try load.tensor(name + ".weight", [out, inp, k, k]),
+                              bias: try load.tensor(name + ".bias", [out]))
+        }
+        func strided(_ name: String, _ inp: Int, _ out: Int, transposed: Bool) throws -> StridedConv {
+            let w = try load.tensor(name + ".weight", transposed ? [inp, out, 4, 4] : [out, inp, 4, 4])
+            return StridedConv(inChannels: inp, outChannels: out, transposed: transposed, weight: w.scalars,
+                               bias: try load.tensor(name + ".bias", [out]).scalars)
+        }
+        func residual(_ name: String) throws -> ResidualBlock {
+            ResidualBlock(conv1: try conv(name + ".net.0", hid, hid, 3), conv2: try conv(name + ".net.2", hid, hid, 3),
+                          conv3: try conv(name + ".net.4", hid, hid, 1))
+        }
+        codebook = try load.tensor("dvae.codebook.weight", [config.numTokens, config.codebookDim]).scalars
+        encoderDown = try (0..<config.numLayers).map { i in
+            try strided("dvae.encoder.\(i).0", i == 0 ? config.channels : hid, hid, transposed: false)
+        }
+        encoderBlocks = try (0..<blocks).map { try residual("dvae.encoder.\(config.numLayers + $0)") }
+        encoderOutput = try conv("dvae.encoder.\(config.numLayers + blocks)", config.numTokens, hid, 1)
+        let first = blocks > 0 ? 1 : 0
+        decoderInput = blocks > 0 ? try conv("dvae.decoder.0", hid, config.codebookDim, 1) : nil
+        decoderBlocks = try (0..<blocks).map { try residual("dvae.decoder.\(first + $0)") }
+        decoderUp = try (0..<config.numLayers).map { i in
+            try strided("dvae.decoder.\(first + blocks + i).0", i == 0 && blocks == 0 ? config.codebookDim : hid, hid,
+                        transposed: true)
+        }
+        decoderOutput = try conv("dvae.decoder.\(first + blocks + config.numLayers)", config.channels, hid, 1)
+        try load.rejectUnused(prefix: "dvae.")
+    }
+
+    public var imageSize: Int { config.imageSize }
+    public var gridSize: Int { config.gridSize }
+    public var vocabSize: Int { config.numTokens }
+
+    /// Token logits [N, numTokens, G, G] for images [N, channels, S, S] in [0, 1].
+    public func encoderLogits(_ pixels: Tensor, pool: ThreadPool) throws -> Tensor {
+        let c = config
+        guard pixels.rank == 4, pixels.shape[0] > 0, Array(pixels.shape.dropFirst()) == [c.channels, c.imageSize, c.imageSize] else {
+            throw DalleError.invalidArgument("DiscreteVAE expects images [N, \(c.channels), \(c.imageSize), \(c.imageSize)], got \(pixels.shape)")
+        }
+        var x = pixels
+        let plane = c.imageSize * c.imageSize
+        for i in 0..<x.count {
+            let channel = (i / plane) % c.channels
+            x.scalars[i] = (x.scalars[i] - c.normalizationMean[channel]) / c.normalizationStd[channel]
+        }
+        for layer in encoderDown { x = layer(x, pool: pool) }
+        for block in encoderBlocks { x = block(x, pool: pool) }
+        return conv2d(x, encoderOutput, pool: pool)
+    }
+
+    /// Token grids (row-major, image after image): the argmax of `encoderLogits`, the lowest
+    /// index winning ties as in `torch.argmax`.
+    public func encode(_ pixels: Tensor, pool: ThreadPool) throws -> [Int32] {
+        let logits = try encoderLogits(pixels, pool: pool)
+        let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+        var tokens = [Int32](repeating: 0, count: n * plane)
+        for cell in 0..<(n * plane) {
+            let base = (cell / plane) * vocab * plane + cell % plane
+            var best = 0, bestValue = logits.scalars[base]
+            for v in 1..<max(vocab, 1) where logits.scalars[base + v * plane] > bestValue {
+                best = v; bestValue = logits.scalars[base + v * plane]
+            }
+            tokens[cell] = Int32(best)
+        }
+        return tokens
+    }
+
+    /// The decoder's raw output [count, channels, S, S] (in the normalised space), as
+    /// DALLE-pytorch's `DiscreteVAE.decode` returns it.
+    public func decoderOutput(tokens: [Int32], count: Int, pool: ThreadPool) throws -> Tensor {
+        let g = config.gridSize, plane = g * g, dim = config.codebookDim
+        let (expected, overflow) = count.multipliedReportingOverflow(by: plane)
+        guard count > 0, !overflow, tokens.count == expected else {
+            throw DalleError.invalidArgument("DiscreteVAE decoder expects \(count) grid(s) of \(g)×\(g) tokens, got \(tokens.count)")
+        }
+        if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= config.numTokens }) {
+            throw DalleError.invalidArgument("token \(tokens[bad]) at index \(bad) is outside 0..<\(config.numTokens)")
+        }
+        var x = Tensor(zeros: [count, dim, g, g])
+        for b in 0..<count {
+            for p in 0..<plane {
+                let row = Int(tokens[b * plane + p]) * dim
+                for d in 0..<dim { x.scalars[(b * dim + d) * plane + p] = codebook[row + d] }
+            }
+        }
+        if let decoderInput { x = conv2d(x, decoderInput, pool: pool) }
+        for block in decoderBlocks { x = block(x, pool: pool) }
+        for layer in decoderUp { x = layer(x, pool: pool) }
+        return conv2d(x, decoderOutput, pool: pool)
+    }
+
+    /// Images in [0, 1]: the decoder output mapped back through the normalisation and clamped.
+    public func decode(tokens: [Int32], count: Int, pool: ThreadPool) throws -> Tensor {
+        var y = try decoderOutput(tokens: tokens, count: count, pool: pool)
+        let plane = config.imageSize * config.imageSize
+        for i in 0..<y.count {
+            let channel = (i / plane) % config.channels
+            let v = y.scalars[i] * config.normalizationStd[channel] + config.normalizationMean[channel]
+            y.scalars[i] = min(max(v, 0), 1)
+        }
+        return y
+    }
+}
+
+/// A 4×4, stride-2, padding-1 convolution (halving the resolution) or transposed
+/// convolution (doubling it), followed by ReLU, as DiscreteVAE's encoder and decoder use.
+struct StridedConv {
+    let inChannels: Int
+    let outChannels: Int
+    let transposed: Bool
+    /// PyTorch layouts: [out, in, 4, 4] (Conv2d) or [in, out, 4, 4] (ConvTranspose2d).
+    let weight: [Float]
+    let bias: [Float]
+
+    func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
+        let n = x.shape[0], h = x.shape[2], w = x.shape[3]
+        let (oh, ow) = transposed ? (2 * h, 2 * w) : (h / 2, w / 2)
+        let cin = inChannels, cout = outChannels
+        var y = Tensor(zeros: [n, cout, oh, ow])
+        x.scalars.withUnsafeBufferPointer { xb in
+            y.scalars.withUnsafeMutableBufferPointer { yb in
+                weight.withUnsafeBufferPointer { wb in
+                    let xp = xb.baseAddress.unsafelyUnwrapped, yp = yb.baseAddress.unsafelyUnwrapped
+                    let wp = wb.baseAddress.unsafelyUnwrapped
+                    pool.parallelFor(n * cout) { range in
+                        for job in range {
+                            let b = job / cout, o = job % cout
+                            let out = yp + job * oh * ow
+                            for i in 0..<(oh * ow) { out[i] = bias[o] }
+                            for c in 0..<cin {
+                                let plane = xp + (b * cin + c) * h * w
+                                for ky in 0..<4 {
+                                    for kx in 0..<4 {
+                                        let wv = transposed ? wp[((c * cout + o) * 4 + ky) * 4 + kx]
+                                                            : wp[((o * cin + c) * 4 + ky) * 4 + kx]
+                                        if transposed {
+                                            // out[2i - 1 + k] += w · x[i]
+                                            for iy in 0..<h {
+                                                let oy = 2 * iy - 1 + ky
+                                                if oy < 0 || oy >= oh { continue }
+                                                for ix in 0..<w {
+                                                    let ox = 2 * ix - 1 + kx
+                                                    if ox < 0 || ox >= ow { continue }
+                                                    out[oy * ow + ox] += wv * plane[iy * w + ix]
+                                                }
+                                            }
+                                        } else {
+                                            // out[i] += w · x[2i - 1 + k]
+                                            for oy in 0..<oh {
+                                                let iy = 2 * oy - 1 + ky
+                                                if iy < 0 || iy >= h { continue }
+                                                for ox in 0..<ow {
+                                                    let ix = 2 * ox - 1 + kx
+                                                    if ix < 0 || ix >= w { continue }
+                                                    out[oy * ow + ox] += wv * plane[iy * w + ix]
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            for i in 0..<(oh * ow) { out[i] = max(out[i], 0) }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
