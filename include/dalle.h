@@ -265,6 +265,37 @@ DALLE_API int32_t dalle_context_threads(const dalle_context *ctx);
 DALLE_API void dalle_cancel(dalle_context *ctx);
 
 /* ---------------------------------------------------------------------------------- */
+/* Text: the BPE tokenizer (CLIP's byte-level BPE; models may carry their own merges) */
+
+/* Which ids dalle_tokenize returns (stored as int32_t). */
+typedef int32_t dalle_tokenize_mode;
+enum {
+    /* The model's own text stream: DALLE_TOKENIZE_DALLE at the transformer's text length
+     * when the model has a transformer, otherwise DALLE_TOKENIZE_CLIP. */
+    DALLE_TOKENIZE_MODEL = 0,
+    /* BPE ids only: no start/end tokens, no padding, never truncated. */
+    DALLE_TOKENIZE_RAW = 1,
+    /* clip.tokenize(text, 77, truncate=True): <|startoftext|>, ids, <|endoftext|>, then 0
+     * up to 77 ids; a longer text keeps its first 76 ids and ends with <|endoftext|>. */
+    DALLE_TOKENIZE_CLIP = 2,
+    /* DALL-E's text (DALLE-pytorch's tokenizer): ids without start/end tokens, then 0 up
+     * to the text length (the transformer's, else 256); a longer text keeps its first ids. */
+    DALLE_TOKENIZE_DALLE = 3
+};
+
+/* Tokenizes utf8_text (NUL-terminated UTF-8; captions are cleaned and lower-cased as
+ * CLIP does) into out_ids, which the caller supplies with room for `capacity` ids.
+ * *out_count receives the number of ids the result has. Size first: with out_ids NULL
+ * and capacity 0 the call only reports *out_count; when out_ids is too small the call
+ * writes nothing, sets *out_count and returns DALLE_INVALID_ARGUMENT. *out_truncated
+ * (may be NULL) says whether the text had more tokens than fit. Errors: NULL text or
+ * out_count, text that is not UTF-8, an unknown mode (DALLE_INVALID_ARGUMENT); a model
+ * without a tokenizer (DALLE_UNSUPPORTED). */
+DALLE_API dalle_status dalle_tokenize(dalle_context *ctx, const char *utf8_text, dalle_tokenize_mode mode,
+                                      int32_t *out_ids, size_t capacity, size_t *out_count,
+                                      bool *out_truncated);
+
+/* ---------------------------------------------------------------------------------- */
 /* dVAE: images <-> image tokens */
 
 /* Encodes n_images images (each image_size x image_size, 3 or 4 channels) into token

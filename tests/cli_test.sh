@@ -35,6 +35,17 @@ expect 0 "usage: dalle" -- "$DALLE" encode -h
 expect 1 "no command given" -- "$DALLE"
 expect 1 "unknown command 'frobnicate'" -- "$DALLE" frobnicate
 expect 1 "unknown option --colour" -- "$DALLE" encode --model "$MODEL" --image x.png --out y --colour red
+
+# tokenize: CLIP's ids (golden: clip.tokenize), modes, truncation note, bad inputs.
+TOK=Tests/DalleCoreTests/Golden/tokenizer/clip_bpe.safetensors
+expect 0 "^49406 320 2442 736 7117 267 531 518 1823 256 49407 0" -- "$DALLE" tokenize --model "$TOK" "A small red circle, to the left!"
+expect 0 "^585 568 261 15304$" -- "$DALLE" tokenize --model "$TOK" --mode raw "It's &amp; café"
+[ "$(wc -w <"$T/stdout")" = 4 ] || fail "tokenize --mode raw printed padding"
+expect 0 "truncated to 77 tokens" -- "$DALLE" tokenize --model "$TOK" --mode clip "$(printf 'word %.0s' $(seq 100))"
+expect 1 "unknown --mode 'bpe'" -- "$DALLE" tokenize --model "$TOK" --mode bpe "a"
+expect 1 "tokenize needs the TEXT" -- "$DALLE" tokenize --model "$TOK"
+expect 1 "no tokenizer component" -- "$DALLE" tokenize --model "$MODEL" "a"
+
 expect 1 "option --out needs a value" -- "$DALLE" encode --model "$MODEL" --image x.png --out
 expect 1 "missing --image" -- "$DALLE" encode --model "$MODEL" --out "$T/t.txt"
 expect 1 "--threads must be an integer" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --threads -2

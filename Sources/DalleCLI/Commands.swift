@@ -11,6 +11,7 @@ let usage = """
       info MODEL                                 describe a libdalle model file
       encode --model M --image IN.png --out T    encode an image to a grid of dVAE tokens
       decode --model M --tokens T --out OUT.png  decode a token grid to an image
+      tokenize --model M [--mode MODE] TEXT      print a caption's token ids (MODE: model, raw, clip, dalle)
 
     options:
       --model PATH     libdalle model file (.safetensors with a dvae component)
@@ -31,6 +32,7 @@ func runCLI(_ args: [String]) -> Int32 {
             return 0
         }
         switch arguments.command {
+        case "tokenize": try tokenizeCommand(arguments)
         case "info": try info(arguments)
         case "encode": try encode(arguments)
         case "decode": try decode(arguments)

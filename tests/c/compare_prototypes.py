@@ -8,7 +8,7 @@
 usage: compare_prototypes.py include/dalle.h libdalle.so [swift-emitted.h]
 
 Swift spells an opaque handle (`dalle_model *`) as `void *` and Swift's Int (size_t) as
-NSInteger; both are the same C ABI and are normalised before comparing."""
+NSInteger, and Bool as BOOL; all are the same C ABI and are normalised before comparing."""
 import re
 import subprocess
 import sys
@@ -33,6 +33,8 @@ def normalize_type(t):
         name, const = "void", False  # an opaque handle
     if name == "NSInteger":
         name = "size_t"
+    if name == "BOOL":
+        name = "bool"  # Swift's Bool: one byte, as C's bool
     return ("const " if const and stars else "") + name + " *" * stars
 
 

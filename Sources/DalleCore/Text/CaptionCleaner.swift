@@ -276,7 +276,8 @@ public enum CaptionCleaner {
         return j == text.count || !text[j].properties.isCased
     }
 
-    /// NFC through the standard library's normaliser.
+    /// NFC through the standard library's own normaliser (`String._nfcCodeUnits`, public but
+    /// underscored: Swift 6.3 has no documented normalisation API, and Foundation is not used).
     static func nfc(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
         if text.allSatisfy({ $0.value < 0x300 }) { return text }  // nothing below U+0300 composes or reorders
         let string = String(String.UnicodeScalarView(text))

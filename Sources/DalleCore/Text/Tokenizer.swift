@@ -164,8 +164,8 @@ public final class Tokenizer: @unchecked Sendable {
             guard id >= 0 && Int(id) < vocabulary.count else {
                 throw DalleError.invalidArgument("token id \(id) is outside the vocabulary (0..<\(vocabulary.count))")
             }
-            for c in vocabulary[Int(id)] {
-                guard let b = Tokenizer.unicodeToByte[c] else { continue }
+            for s in vocabulary[Int(id)].unicodeScalars {
+                guard let b = Tokenizer.unicodeToByte[s.value] else { continue }
                 bytes.append(b)
             }
         }
@@ -185,9 +185,10 @@ public final class Tokenizer: @unchecked Sendable {
         return String(decoding: spaced, as: UTF8.self)
     }
 
-    private static let unicodeToByte: [Character: UInt8] = {
-        var table: [Character: UInt8] = [:]
-        for (b, c) in byteToUnicode.enumerated() { table[c] = UInt8(b) }
+    /// The inverse of `byteToUnicode`, keyed by scalar value.
+    private static let unicodeToByte: [UInt32: UInt8] = {
+        var table: [UInt32: UInt8] = [:]
+        for (b, c) in byteToUnicode.enumerated() { for s in c.unicodeScalars { table[s.value] = UInt8(b) } }
         return table
     }()
 

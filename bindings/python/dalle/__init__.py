@@ -160,6 +160,11 @@ class Model:
             raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, "the model is closed")
         return self._handle
 
+    def tokenize(self, text, mode="model"):
+        """`Context.tokenize` on a short-lived context: `(ids, truncated)`."""
+        with Context(self, threads=1) as ctx:
+            return ctx.tokenize(text, mode)
+
     def close(self):
         """Releases the model (contexts still open keep its weights alive)."""
         if self._handle is not None:
@@ -184,6 +189,10 @@ class Model:
                 f"n_params={self.n_params})")
 
 
+_TOKENIZE_MODES = {"model": _lib.DALLE_TOKENIZE_MODEL, "raw": _lib.DALLE_TOKENIZE_RAW,
+                   "clip": _lib.DALLE_TOKENIZE_CLIP, "dalle": _lib.DALLE_TOKENIZE_DALLE}
+
+
 class Context:
     """Per-caller state on a model: threads (0 = all cores), seed (None = random),
     progress(phase, step, total) -> False to cancel. Use from one thread at a time;
@@ -200,6 +209,24 @@ class Context:
         handle = _lib.dalle_context_p()
         _check(lib.dalle_context_create(model.handle, ctypes.byref(params), ctypes.byref(handle)))
         self._handle = handle.value
+
+    def tokenize(self, text, mode="model"):
+        """Token ids of `text` and whether it was truncated, as `(ids, truncated)`. `mode`:
+        "model" (the transformer's text stream if the model has one, else CLIP's), "raw" (no
+        start/end tokens, no padding), "clip" (clip.tokenize, 77 ids) or "dalle" (DALL-E's
+        text stream, padded with 0 to the text length)."""
+        try:
+            code = _TOKENIZE_MODES[mode]
+        except KeyError:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                       f"mode is {mode!r}; expected one of {sorted(_TOKENIZE_MODES)}") from None
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        count = ctypes.c_size_t()
+        truncated = ctypes.c_bool()
+        self._call(lib.dalle_tokenize, data, code, None, 0, ctypes.byref(count), ctypes.byref(truncated))
+        ids = (ctypes.c_int32 * count.value)()
+        self._call(lib.dalle_tokenize, data, code, ids, count.value, ctypes.byref(count), ctypes.byref(truncated))
+        return list(ids), truncated.value
 
     @property
     def handle(self):

@@ -23,6 +23,12 @@ DALLE_LOG_WARN = 2
 DALLE_LOG_ERROR = 3
 DALLE_LOG_NONE = 4
 
+dalle_tokenize_mode = c_int32
+DALLE_TOKENIZE_MODEL = 0
+DALLE_TOKENIZE_RAW = 1
+DALLE_TOKENIZE_CLIP = 2
+DALLE_TOKENIZE_DALLE = 3
+
 # Components
 DALLE_COMPONENT_DVAE = 1 << 0
 DALLE_COMPONENT_TOKENIZER = 1 << 1
@@ -38,6 +44,7 @@ DALLE_PHASE_GENERATE = 3
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
 DALLE_MAX_GENERATE = 256
+
 
 dalle_status = c_int32
 dalle_log_level = c_int32
@@ -112,6 +119,8 @@ PROTOTYPES = {
     "dalle_context_seed": (c_uint64, [dalle_context_p]),
     "dalle_context_threads": (c_int32, [dalle_context_p]),
     "dalle_cancel": (None, [dalle_context_p]),
+    "dalle_tokenize": (dalle_status, [dalle_context_p, c_char_p, dalle_tokenize_mode, POINTER(c_int32), c_size_t,
+                                      POINTER(c_size_t), POINTER(c_bool)]),
     "dalle_encode": (dalle_status, [dalle_context_p, POINTER(dalle_image), c_uint32, POINTER(dalle_tokens)]),
     "dalle_decode": (dalle_status, [dalle_context_p, POINTER(dalle_tokens), POINTER(dalle_image_batch)]),
     "dalle_tokens_free": (None, [POINTER(dalle_tokens)]),
