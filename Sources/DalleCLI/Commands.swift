@@ -75,6 +75,10 @@ private func info(_ arguments: Arguments) throws {
         print("dvae layers: \(c.groupCount) groups, \(c.blocksPerGroup) blocks per group, "
             + "\(c.hiddenChannels) hidden channels, \(c.initChannels) token-embedding channels")
     }
+    if let c = model.clip?.config {
+        print("clip: ViT \(c.imageResolution)px/\(c.visionPatchSize), vision \(c.visionLayers)x\(c.visionWidth), "
+            + "text \(c.textLayers)x\(c.textWidth) over \(c.contextLength) tokens, embeddings of \(c.embedDim)")
+    }
 }
 
 private func encode(_ arguments: Arguments) throws {
