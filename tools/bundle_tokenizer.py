@@ -60,11 +60,19 @@ def tokenizer_tensors_and_metadata(path=None, merges=None):
 
 
 def write_tokenizer_bundle(out_path, path=None):
-    """A libdalle bundle holding only the tokenizer."""
-    from safetensors.numpy import save_file
+    """A libdalle bundle holding only the tokenizer. Written directly (the safetensors format:
+    u64 little-endian header size, JSON header padded with spaces to 8 bytes, data) so the
+    file is byte-for-byte reproducible; the reference writer orders metadata by hash."""
+    import json
+    import struct
     blob, metadata = tokenizer_tensors_and_metadata(path)
     metadata = {"format": "libdalle", "format_version": "1", "components": "tokenizer", **metadata}
-    save_file({"tokenizer.merges": blob}, out_path, metadata=metadata)
+    header = {"__metadata__": metadata,
+              "tokenizer.merges": {"dtype": "U8", "shape": [blob.size], "data_offsets": [0, blob.size]}}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + blob.tobytes())
 
 
 def main():

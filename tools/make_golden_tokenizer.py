@@ -3,7 +3,8 @@ deterministic strings, and CLIP's BPE as a libdalle tokenizer bundle.
 
 Writes Tests/DalleCoreTests/Golden/tokenizer/:
 - golden.json: {"strings": [...], "clip": [[ids]], "clip_truncated": [..],
-  "dalle": [[ids]], "dalle_truncated": [..], "clip_context_length": 77, "dalle_text_length": 256}
+  "dalle": [[ids]], "dalle_truncated": [..], "clip_context_length": 77, "dalle_text_length": 256,
+  "mojibake": {"strings", "clip", "clip_as_written"}}
   "clip" holds clip.tokenize(s, context_length=77, truncate=True) before its zero padding;
   "dalle" holds DALLE-pytorch's tokenizer.tokenize(s, 256, truncate_text=True) likewise.
 - clip_bpe.safetensors: the bundle tools/bundle_tokenizer.py writes (tokenizer only).
@@ -192,6 +193,35 @@ def build_strings():
     return strings
 
 
+# Mojibake (UTF-8 read as Latin-1 / windows-1252), which ftfy's fix_encoding repairs and
+# libdalle does not: the one known difference, kept apart in golden.json["mojibake"].
+MOJIBAKE = ["cafÃ©", "CafÃ© au lait", "voilÃ le travail", "Ã©tÃ© Ã  la plage", "â€œquotedâ€\x9d text",
+            "itâ€™s a dog", "a photo Â of a cat", "seÃ±or jalapeÃ±o", "Ð¿Ñ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "Ã\xa0 la carte"]
+
+
+def clip_ids(tokenizer, text):
+    ids = [49406] + tokenizer.encode(text) + [49407]
+    if len(ids) > 77:
+        ids = ids[:76] + [49407]
+    return ids
+
+
+def mojibake_section(clip):
+    """CLIP's ids of the mojibake strings, and the ids with ftfy's fix_encoding turned off
+    (the text as written), which is what libdalle gives."""
+    import clip.simple_tokenizer as simple
+    tokenizer = clip.clip._tokenizer
+    section = {"strings": MOJIBAKE, "clip": [clip_ids(tokenizer, s) for s in MOJIBAKE]}
+    fix_text = simple.ftfy.fix_text
+    simple.ftfy.fix_text = lambda text: fix_text(text, fix_encoding=False)
+    try:
+        section["clip_as_written"] = [clip_ids(tokenizer, s) for s in MOJIBAKE]
+    finally:
+        simple.ftfy.fix_text = fix_text
+    assert all(a != b for a, b in zip(section["clip"], section["clip_as_written"])), "a MOJIBAKE string is not repaired"
+    return section
+
+
 def main():
     clip, dalle_tokenizer = load_references()
     strings = build_strings()
@@ -209,6 +239,7 @@ def main():
         count = min(len(ids), 256)
         golden["dalle"].append(row[:count])
         golden["dalle_truncated"].append(len(ids) > 256)
+    golden["mojibake"] = mojibake_section(clip)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "golden.json"), "w") as f:
         json.dump(golden, f, ensure_ascii=True, separators=(",", ":"))

@@ -120,6 +120,25 @@ final class TokenizerTests: XCTestCase {
         return symbols
     }
 
+    /// The one known difference: ftfy repairs mojibake ("cafÃ©" → "café"), libdalle tokenizes
+    /// the text as written, exactly as CLIP does with ftfy's fix_encoding turned off.
+    func testMojibakeIsTokenizedAsWritten() throws {
+        let tokenizer = try XCTUnwrap(Self.clip)
+        let json = try JSONValue.parse(Self.readFile(Self.goldenDirectory + "/golden.json"))
+        let section = try XCTUnwrap(json["mojibake"])
+        let strings = try XCTUnwrap(section["strings"]?.arrayValue?.compactMap(\.stringValue))
+        func rows(_ key: String) throws -> [[Int32]] {
+            try XCTUnwrap(section[key]?.arrayValue).map { ($0.arrayValue ?? []).map { Int32($0.exactInteger ?? -1) } }
+        }
+        let (repaired, asWritten) = (try rows("clip"), try rows("clip_as_written"))
+        XCTAssertEqual(strings.count, 10)
+        for (i, text) in strings.enumerated() {
+            let ids = try tokenizer.tokenizeCLIP(text)
+            XCTAssertEqual(Array(ids.ids.prefix(ids.count)), asWritten[i], text)
+            XCTAssertNotEqual(Array(ids.ids.prefix(ids.count)), repaired[i], text)
+        }
+    }
+
     func testHeapMergingMatchesReferenceLoop() throws {
         let tokenizer = try XCTUnwrap(Self.clip)
         var rng = TokenizerTestRNG(seed: 7)
@@ -252,6 +271,28 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(try BPETrainer(vocabularySize: 10_000, minimumFrequency: 1).learnMerges(["abc"]).count, 2)
     }
 
+    func testConcurrentEncodingSharesTheCache() throws {
+        let tokenizer = try Tokenizer(merges: try XCTUnwrap(Self.clip).merges)
+        let golden = try Self.golden()
+        let strings = Array(golden.strings.prefix(400))
+        let reference = try Tokenizer(merges: tokenizer.merges)  // its own cache
+        let expected = strings.map { reference.encode($0) }
+        var results = [[[Int32]]](repeating: [], count: 4)
+        results.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: 4) { worker in
+                // Each worker starts at a different string, so they race on the cache.
+                var ids = [[Int32]](repeating: [], count: strings.count)
+                for k in 0..<strings.count {
+                    let i = (k + worker * 97) % strings.count
+                    ids[i] = tokenizer.encode(strings[i])
+                }
+                base[worker] = ids
+            }
+        }
+        for r in results { XCTAssertEqual(r, expected) }
+    }
+
     func testSpeed() throws {
         let tokenizer = try XCTUnwrap(Self.clip)
         let golden = try Self.golden()
@@ -262,6 +303,14 @@ final class TokenizerTests: XCTestCase {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         print(String(format: "tokenizer speed: %d tokens in %.4f s = %.0f tokens/s (cold cache, %d strings)",
                      tokens, seconds, Double(tokens) / seconds, golden.strings.count))
+        let warmStart = DispatchTime.now().uptimeNanoseconds
+        for text in golden.strings { _ = fresh.encode(text) }
+        let warm = Double(DispatchTime.now().uptimeNanoseconds - warmStart) / 1e9
+        print(String(format: "tokenizer speed: %.0f tokens/s (warm cache)", Double(tokens) / warm))
+        let trainStart = DispatchTime.now().uptimeNanoseconds
+        let trained = try BPETrainer(vocabularySize: 2000).train(golden.strings)
+        let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - trainStart) / 1e9
+        print(String(format: "BPETrainer: %d merges from %d strings in %.3f s", trained.merges.count, golden.strings.count, trainSeconds))
     }
 }
 

@@ -93,7 +93,7 @@ public struct DVAE: Sendable {
         x = conv2d(x, encoderInput, pool: pool)
         for (g, blocks) in encoderGroups.enumerated() {
             for block in blocks { x = block(x, pool: pool) }
-            if g < encoderGroups.count - 1 { x = maxPool2x2(x) }
+            if g < encoderGroups.count - 1 { x = maxPool2x2(x, pool: pool) }
         }
         return conv2d(x, encoderOutput, reluInput: true, pool: pool)
     }
@@ -159,7 +159,7 @@ public struct DVAE: Sendable {
         }
         for (g, blocks) in decoderGroups.enumerated() {
             for block in blocks { x = block(x, pool: pool) }
-            if g < decoderGroups.count - 1 { x = upsampleNearest2x(x) }
+            if g < decoderGroups.count - 1 { x = upsampleNearest2x(x, pool: pool) }
         }
         return conv2d(x, decoderOutput, reluInput: true, pool: pool)
     }
