@@ -194,6 +194,11 @@ final class CLIPTests: XCTestCase {
             XCTAssertThrowsError(try CLIPPreprocess.resizeAndCrop(ImageView(width: 3, height: 2, channels: 3, pixels: p), size: 4))
             XCTAssertThrowsError(try CLIPPreprocess.resizeAndCrop(ImageView(width: 0, height: 2, channels: 3, pixels: p), size: 4))
             XCTAssertNoThrow(try CLIPPreprocess.resizeAndCrop(ImageView(width: 2, height: 2, channels: 3, pixels: p), size: 4))
+            // 4x1 upscaled to a short side of 224 is fine; 4x1 to 16384 would be 65536x16384 pixels.
+            XCTAssertNoThrow(try CLIPPreprocess.resizeAndCrop(ImageView(width: 4, height: 1, channels: 3, pixels: p), size: 224))
+            XCTAssertThrowsError(try CLIPPreprocess.resizeAndCrop(ImageView(width: 4, height: 1, channels: 3, pixels: p), size: 16384)) {
+                XCTAssertTrue("\($0)".contains("aspect ratio"))
+            }
         }
     }
 }

@@ -47,6 +47,9 @@ public enum CLIPPreprocess {
         let short = min(w, h), long = max(w, h)
         let newLong = Int(Double(size) * Double(long) / Double(short))
         let (nw, nh) = w <= h ? (size, newLong) : (newLong, size)
+        guard nw * nh <= 1 << 26 else {
+            throw DalleError.invalidArgument("\(label) is \(w)x\(h); resized to \(nw)x\(nh) before cropping it would exceed 2^26 pixels (aspect ratio too extreme)")
+        }
         if nw != w { rgb = resample(rgb, width: w, height: h, horizontal: true, to: nw) }
         if nh != h { rgb = resample(rgb, width: nw, height: h, horizontal: false, to: nh) }
         let top = roundHalfEven(nh - size), left = roundHalfEven(nw - size)

@@ -70,6 +70,9 @@ public enum CLIPCheckpoint {
               tokens.count == 2, lnFinal.count == 1 else {
             throw DalleError.badFile("CLIP checkpoint tensors have unexpected ranks")
         }
+        guard conv.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), positions[0] <= 1 << 24 else {
+            throw DalleError.badFile("CLIP checkpoint vision shapes out of range: conv1 \(conv), positional embedding \(positions)")
+        }
         var grid = 0
         while (grid + 1) * (grid + 1) + 1 <= positions[0] { grid += 1 }
         func layers(_ prefix: String) -> Int {
