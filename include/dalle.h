@@ -316,6 +316,98 @@ DALLE_API void dalle_tokens_free(dalle_tokens *tokens);
 /* Frees the images of a batch the library allocated and zeroes *images. */
 DALLE_API void dalle_image_batch_free(dalle_image_batch *images);
 
+/* ---------------------------------------------------------------------------------- */
+/* Generate: prompt -> text tokens -> image tokens (transformer) -> images (dVAE) */
+
+/* Progress phase of dalle_generate's sampling loop: one step per generated image token.
+ * Decoding the images then reports DALLE_PHASE_DECODE steps, one per image. */
+enum { DALLE_PHASE_GENERATE = 3 };
+
+/* The most images one dalle_generate call makes (each needs its own KV cache). */
+#define DALLE_MAX_GENERATE 256
+
+typedef struct dalle_generate_params {
+    uint32_t struct_size;             /* sizeof(dalle_generate_params)                       */
+    uint32_t count;                   /* images to generate, 1 ... DALLE_MAX_GENERATE (1)     */
+    uint64_t seed;                    /* DALLE_SEED_RANDOM (default) = the context's seed;
+                                         image i depends only on the seed, not on count     */
+    float temperature;                /* > 0; logits are divided by it (1)                   */
+    int32_t top_k;                    /* keep the top_k likeliest tokens; 0 = all (0), 1 = greedy */
+    float top_p;                      /* keep the likeliest tokens up to this mass, (0, 1] (1) */
+    float cond_scale;                 /* classifier-free guidance against the empty caption:
+                                         null + (cond - null) * cond_scale; 1 = off (1)      */
+    uint32_t prime_rows;              /* rows of image tokens given, 0 ..< token_grid_size (0) */
+    const int32_t *prime_tokens;      /* prime_rows * token_grid_size ids (e.g. the first rows
+                                         of a dalle_encode grid), shared by all images; NULL
+                                         when prime_rows is 0. Borrowed for the call.         */
+    dalle_progress_callback progress; /* GENERATE then DECODE steps; NULL = the context's    */
+    void *progress_user_data;
+} dalle_generate_params;
+
+/* What a dalle_generate call did with the prompt and the seed. */
+typedef struct dalle_generate_info {
+    uint32_t struct_size;             /* set to sizeof(dalle_generate_info) by the caller    */
+    uint32_t prompt_tokens;           /* text tokens of the prompt that were used            */
+    uint32_t truncated_tokens;        /* text tokens dropped past the model's text length     */
+    uint32_t generated_tokens;        /* image tokens generated per image                    */
+    uint64_t seed;                    /* the seed the draws used                             */
+} dalle_generate_info;
+
+DALLE_API dalle_generate_params dalle_generate_default_params(void);
+
+/* Generates params->count images for `prompt` (UTF-8, NUL-terminated; "" = unconditional;
+ * a prompt longer than the model's text length is truncated, reported in out_info and as a
+ * warning log line). The model needs a tokenizer and a transformer, and a dVAE when
+ * out_images is set. `params` may be NULL for defaults.
+ *   out_images: the images, image_size x image_size RGB (free with dalle_image_batch_free),
+ *               or NULL to skip decoding;
+ *   out_tokens: the image tokens of each image, count grids of token_grid_size squared
+ *               (free with dalle_tokens_free), or NULL;
+ *   out_info:   filled up to out_info->struct_size bytes, or NULL.
+ * At least one of out_images and out_tokens must be non-NULL. A cancelled call
+ * (progress callback or dalle_cancel) returns DALLE_CANCELLED within one token step,
+ * with the outputs zeroed and nothing allocated. */
+DALLE_API dalle_status dalle_generate(dalle_context *ctx, const char *prompt,
+                                      const dalle_generate_params *params,
+                                      dalle_image_batch *out_images, dalle_tokens *out_tokens,
+                                      dalle_generate_info *out_info);
+
+/* ---------------------------------------------------------------------------------- */
+/* CLIP: how well images match a prompt (rerank generated candidates) */
+
+/* Progress phase of CLIP image embedding: one step per batch of up to 8 images. */
+enum { DALLE_PHASE_CLIP = 4 };
+
+/* Images for CLIP may have any size and aspect ratio (3 or 4 channels, sides up to
+ * 32768, at most 2^26 pixels): each is resized (bicubic, short side to CLIP's input size)
+ * and centre-cropped as OpenAI's CLIP preprocessing does; alpha is ignored. Prompts are
+ * UTF-8, NUL-terminated, non-empty, and truncated to CLIP's 77 tokens. These calls need
+ * a model with CLIP and a tokenizer (DALLE_UNSUPPORTED otherwise). */
+
+/* *out_size = the length of CLIP embeddings (embed_dim; 512 for ViT-B/32). */
+DALLE_API dalle_status dalle_clip_embedding_size(const dalle_model *model, uint32_t *out_size);
+
+/* Writes the CLIP text embedding of `prompt` (not normalised, as CLIP's encode_text) into
+ * the caller's out_embedding[embedding_size]; embedding_size must equal
+ * dalle_clip_embedding_size. */
+DALLE_API dalle_status dalle_clip_encode_text(dalle_context *ctx, const char *prompt,
+                                              float *out_embedding, uint32_t embedding_size);
+
+/* Writes the CLIP image embeddings of n_images images (1 ... DALLE_MAX_BATCH; not
+ * normalised, as CLIP's encode_image) into the caller's out_embeddings[n_images *
+ * embedding_size], image after image. `images` is borrowed. */
+DALLE_API dalle_status dalle_clip_encode_images(dalle_context *ctx, const dalle_image *images,
+                                                uint32_t n_images, float *out_embeddings,
+                                                uint32_t embedding_size);
+
+/* Scores n_images images (1 ... DALLE_MAX_BATCH) against `prompt`: out_scores[i] =
+ * exp(logit_scale) * cos(image i, prompt) (CLIP's logits_per_image), and out_order[k] = the
+ * index of the k-th best image (best first; ties in input order). Both arrays hold n_images
+ * values and belong to the caller; either may be NULL, not both. */
+DALLE_API dalle_status dalle_rerank(dalle_context *ctx, const char *prompt,
+                                    const dalle_image *images, uint32_t n_images,
+                                    float *out_scores, uint32_t *out_order);
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,6 +106,21 @@ expect 1 "judges 64x64 images; this one is 130x96" -- "$DALLE" judge --caption "
 expect 1 "--count must be an integer" -- "$DALLE" shapes --count -1 --out-dir "$T/shapes3"
 expect 1 "cannot create the directory" -- "$DALLE" shapes --count 1 --out-dir "$T/no/such/dir"
 
+# rerank: CLIP scores best first against the tiny golden bundle (tools/make_golden_clip.py;
+# reference logits for "a photo of a cat": 150x257 -1.886, 48x40 -2.099, 224x224 -2.144, 300x200 -2.286).
+CLIP=Tests/DalleCoreTests/Golden/clip
+expect 0 "image_" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" --prompt "a photo of a cat" \
+    "$CLIP/image_300x200.png" "$CLIP/image_150x257.png" "$CLIP/image_224x224.png" "$CLIP/image_48x40.png"
+checks=$((checks + 1))
+order=$(awk '{ sub(".*/", "", $2); printf "%s ", $2 }' "$T/stdout")
+[ "$order" = "image_150x257.png image_48x40.png image_224x224.png image_300x200.png " ] || fail "rerank order: $order"
+awk 'NR == 1 { d = $1 + 1.8862; if (d < -0.001 || d > 0.001) exit 1 }' "$T/stdout" || fail "rerank best score: $(head -1 "$T/stdout")"
+expect 1 "missing --prompt" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" "$CLIP/image_48x40.png"
+expect 1 "missing --prompt" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" --prompt "" "$CLIP/image_48x40.png"
+expect 1 "at least one IMAGE" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" --prompt "a cat"
+expect 1 "no clip component" -- "$DALLE" rerank --model "$MODEL" --prompt "a cat" "$CLIP/image_48x40.png"
+expect 1 "cannot read the image" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" --prompt "a cat" "$T/truncated.png"
+
 passed=$((checks > failures ? checks - failures : 0))
 echo "cli_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 LIBDIR="$REPO/.build/release"
 MODEL="$REPO/Tests/DalleCoreTests/Golden/dvae/model.safetensors"
+GEN_MODEL="$REPO/Tests/DalleCoreTests/Golden/generate/model.safetensors"
 OUT="$REPO/tests-out/c"
 CC=${CC:-cc}
 CXX=${CXX:-c++}
@@ -43,6 +44,21 @@ if ldd "$LIBDIR/libdalle.so" | grep -i swift; then echo "FAIL: libdalle.so needs
 step "examples/c/roundtrip.c"
 $CC -std=c99 $STRICT examples/c/roundtrip.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/roundtrip"
 LD_LIBRARY_PATH="$LIBDIR" "$OUT/roundtrip" "$MODEL"
+
+step "examples/c/generate.c"
+$CC -std=c99 $STRICT examples/c/generate.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/generate"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate" "$GEN_MODEL" "a red ball on green grass"
+
+step "examples/python/generate.py"
+PYTHONPATH="$REPO/bindings/python" python3 examples/python/generate.py "$GEN_MODEL" "a red ball on green grass"
+
+step "examples/c/rerank.c (CLIP)"
+CLIP_MODEL="$REPO/Tests/DalleCoreTests/Golden/clip/clip_tiny.safetensors"
+$CC -std=c99 $STRICT examples/c/rerank.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/rerank"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/rerank" "$CLIP_MODEL" "red and blue stripes"
+
+step "examples/python/rerank.py (CLIP)"
+PYTHONPATH="$REPO/bindings/python" python3 examples/python/rerank.py "$CLIP_MODEL" "red and blue stripes"
 
 step "Python binding (pytest tests/python)"
 python3 -m pytest -q tests/python

@@ -83,11 +83,11 @@ public func dalle_model_get_info(_ model: OpaquePointer?, _ outInfo: UnsafeMutab
         var info = dalle_model_info()
         info.struct_size = UInt32(min(size, MemoryLayout<dalle_model_info>.size))
         info.components = m.components.rawValue
-        if let config = m.dvaeConfig {
-            info.image_size = UInt32(clamping: config.imageSize)
+        if let imageTokenizer = m.imageTokenizer {
+            info.image_size = UInt32(clamping: imageTokenizer.imageSize)
             info.image_channels = 3
-            info.token_grid_size = UInt32(clamping: config.tokenGridSize)
-            info.codebook_size = UInt32(clamping: config.vocabSize)
+            info.token_grid_size = UInt32(clamping: imageTokenizer.gridSize)
+            info.codebook_size = UInt32(clamping: imageTokenizer.vocabSize)
         }
         info.n_params = UInt64(clamping: m.parameterCount)
         let byteCount = Int(info.struct_size)

@@ -35,7 +35,7 @@ func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
         if arguments.wantsHelp || arguments.command == "help" {
-            print(usage, terminator: "")
+            print(usage + generateUsage + rerankUsage, terminator: "")
             return 0
         }
         switch arguments.command {
@@ -45,6 +45,8 @@ func runCLI(_ args: [String]) -> Int32 {
         case "decode": try decode(arguments)
         case "shapes": try shapes(arguments)
         case "judge": try judge(arguments)
+        case "generate": try generate(arguments)
+        case "rerank": try rerank(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }
@@ -83,6 +85,10 @@ private func info(_ arguments: Arguments) throws {
             + "vocabulary \(c.vocabSize)")
         print("dvae layers: \(c.groupCount) groups, \(c.blocksPerGroup) blocks per group, "
             + "\(c.hiddenChannels) hidden channels, \(c.initChannels) token-embedding channels")
+    }
+    if let c = model.clip?.config {
+        print("clip: ViT \(c.imageResolution)px/\(c.visionPatchSize), vision \(c.visionLayers)x\(c.visionWidth), "
+            + "text \(c.textLayers)x\(c.textWidth) over \(c.contextLength) tokens, embeddings of \(c.embedDim)")
     }
 }
 
@@ -133,17 +139,17 @@ private func openSession(_ arguments: Arguments) throws -> DalleSession {
     return try DalleSession(model: model, threads: threads)
 }
 
-private func printError(_ message: String) {
+func printError(_ message: String) {
     fputs(message + "\n", stderr)
 }
 
-private func now() -> Double {
+func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-private func seconds(since start: Double) -> String {
+func seconds(since start: Double) -> String {
     let ms = Int(((now() - start) * 1000).rounded())
     return "\(ms / 1000).\(String(ms % 1000 / 10).leftPadded(to: 2)) s"
 }

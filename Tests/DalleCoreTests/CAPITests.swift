@@ -121,6 +121,8 @@ final class CAPITests: XCTestCase {
             line("dalle_model_params", dalle_model_params.self, [("struct_size", \.struct_size), ("progress", \.progress), ("progress_user_data", \.progress_user_data)]),
             line("dalle_model_info", dalle_model_info.self, [("struct_size", \.struct_size), ("components", \.components), ("image_size", \.image_size), ("image_channels", \.image_channels), ("token_grid_size", \.token_grid_size), ("codebook_size", \.codebook_size), ("n_params", \.n_params)]),
             line("dalle_context_params", dalle_context_params.self, [("struct_size", \.struct_size), ("n_threads", \.n_threads), ("seed", \.seed), ("progress", \.progress), ("progress_user_data", \.progress_user_data)]),
+            line("dalle_generate_params", dalle_generate_params.self, [("struct_size", \.struct_size), ("count", \.count), ("seed", \.seed), ("temperature", \.temperature), ("top_k", \.top_k), ("top_p", \.top_p), ("cond_scale", \.cond_scale), ("prime_rows", \.prime_rows), ("prime_tokens", \.prime_tokens), ("progress", \.progress), ("progress_user_data", \.progress_user_data)]),
+            line("dalle_generate_info", dalle_generate_info.self, [("struct_size", \.struct_size), ("prompt_tokens", \.prompt_tokens), ("truncated_tokens", \.truncated_tokens), ("generated_tokens", \.generated_tokens), ("seed", \.seed)]),
         ]
         XCTAssertEqual(swift, text.split(separator: "\n").map(String.init))
     }
@@ -209,7 +211,7 @@ final class CAPITests: XCTestCase {
         XCTAssertTrue(lastError().contains("not a libdalle model"), lastError())
 
         // A libdalle bundle without a dVAE loads, but cannot encode.
-        writer.metadata = ["format": "libdalle", "format_version": "1", "components": "clip"]
+        writer.metadata = ["format": "libdalle", "format_version": "1", "components": "audio"]  // a component this build skips
         let noDVAE = writer.serialized()
         XCTAssertEqual(noDVAE.withUnsafeBytes { dalle_model_load_buffer($0.baseAddress, $0.count, nil, &model) },
                        dalle_status(DALLE_OK), lastError())

@@ -24,6 +24,16 @@ int main(void) {
     printf("\ndalle_context_params %zu", sizeof(dalle_context_params));
     FIELD(dalle_context_params, struct_size); FIELD(dalle_context_params, n_threads); FIELD(dalle_context_params, seed);
     FIELD(dalle_context_params, progress); FIELD(dalle_context_params, progress_user_data);
+    printf("\ndalle_generate_params %zu", sizeof(dalle_generate_params));
+    FIELD(dalle_generate_params, struct_size); FIELD(dalle_generate_params, count); FIELD(dalle_generate_params, seed);
+    FIELD(dalle_generate_params, temperature); FIELD(dalle_generate_params, top_k); FIELD(dalle_generate_params, top_p);
+    FIELD(dalle_generate_params, cond_scale); FIELD(dalle_generate_params, prime_rows);
+    FIELD(dalle_generate_params, prime_tokens); FIELD(dalle_generate_params, progress);
+    FIELD(dalle_generate_params, progress_user_data);
+    printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
+    FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
+    FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);
+    FIELD(dalle_generate_info, seed);
     printf("\n");
     return 0;
 }

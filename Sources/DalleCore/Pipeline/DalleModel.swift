@@ -14,7 +14,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     ]
 
     /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae, .tokenizer, .transformer]
+    public static let supported: ModelComponents = [.dvae, .tokenizer, .transformer, .clip]
 
     public var description: String {
         let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
@@ -43,19 +43,23 @@ public final class DalleModel: @unchecked Sendable {
     /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
     public let imageTokenizer: ImageTokenizer?
     public let transformer: DalleTransformer?
+    public let clip: CLIP?
     /// Parameters of all loaded components.
     public let parameterCount: Int
 
-    /// Opens and loads the model file at `path`.
+    /// Opens and loads the model file at `path` (a libdalle bundle, or a CLIP checkpoint
+    /// in OpenAI's or Hugging Face's safetensors layout).
     public convenience init(path: String, progress: ProgressHandler? = nil) throws {
         let file = try SafetensorsFile(path: path)
-        try self.init(metadata: file.metadata, weights: file, progress: progress)
+        let bundle = try CLIPCheckpoint.asBundle(file)
+        try self.init(metadata: bundle.metadata, weights: bundle.weights, progress: progress)
     }
 
     /// Loads a model file held in memory; `bytes` is only read during the call.
     public convenience init(bytes: UnsafeRawBufferPointer, progress: ProgressHandler? = nil) throws {
         let file = try SafetensorsFile(bytes: bytes)
-        try self.init(metadata: file.metadata, weights: file, progress: progress)
+        let bundle = try CLIPCheckpoint.asBundle(file)
+        try self.init(metadata: bundle.metadata, weights: bundle.weights, progress: progress)
     }
 
     /// Builds the components `metadata` lists from `weights`. Progress steps: the header,
@@ -122,6 +126,15 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
+        var clip: CLIP? = nil
+        if wanted.contains(.clip) {
+            let config = try CLIPConfig(metadata: metadata)
+            clip = try CLIP(config: config, weights: weights)
+            parameters += config.parameterCount
+            step += 1
+            try reporter.report(step)
+        }
+        self.clip = clip
         self.metadata = metadata
         self.tokenizer = tokenizer
         self.imageTokenizer = imageTokenizer
@@ -140,6 +153,16 @@ public final class DalleModel: @unchecked Sendable {
             throw DalleError.unsupported("this model has no dvae component (it holds: \(components)); encode and decode need one")
         }
         return (dvae, dvaeConfig)
+    }
+}
+
+extension DalleModel {
+    /// The CLIP model, or an error saying this file has none.
+    public func requireCLIP() throws -> CLIP {
+        guard let clip else {
+            throw DalleError.unsupported("this model has no clip component (it holds: \(components)); rerank and CLIP embeddings need one")
+        }
+        return clip
     }
 }
 

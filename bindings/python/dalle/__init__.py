@@ -4,6 +4,7 @@
     with dalle.Model("model.safetensors") as model, dalle.Context(model, threads=0) as ctx:
         tokens = ctx.encode(images)        # numpy (N, S, S, 3) uint8 -> (N, G, G) int32
         images = ctx.decode(tokens)        # (N, G, G) int32 -> (N, S, S, 3) uint8
+        result = ctx.generate("a red ball", count=4, seed=1)   # .images, .tokens, .seed, ...
 
 Without numpy, images are bytes (N·S·S·3, RGB8) and token grids are lists of ints.
 Every failure raises a `dalle.DalleError` subclass carrying the library's message.
@@ -11,6 +12,7 @@ Every failure raises a `dalle.DalleError` subclass carrying the library's messag
 
 import ctypes
 import os
+from collections import namedtuple
 
 from . import _lib
 from ._lib import lib
@@ -20,7 +22,7 @@ try:
 except ImportError:  # numpy is optional
     _np = None
 
-__all__ = ["Model", "Context", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
+__all__ = ["Model", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
            "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
            "system_info", "set_log_callback", "set_log_level"]
 
@@ -110,6 +112,12 @@ class _Progress:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+
+Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed")
+Generation.__doc__ = """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
+when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
+dropped (past the model's text length), image tokens generated per image, and the seed used."""
 
 
 class Model:
@@ -301,6 +309,103 @@ class Context:
         finally:
             del keep
             lib.dalle_image_batch_free(ctypes.byref(out))
+
+    def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=1.0,
+                 prime=None, prime_rows=0, images=True, progress=None):
+        """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
+        seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
+        guidance. `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
+        whose first `prime_rows` rows every image keeps. `progress(phase, step, total)` (phase
+        DALLE_PHASE_GENERATE per token, then DALLE_PHASE_DECODE per image) may return False to
+        cancel (CancelledError). Returns a Generation."""
+        if not isinstance(prompt, str):
+            raise TypeError("prompt must be a str")
+        callback = _Progress(progress)
+        params = lib.dalle_generate_default_params()
+        params.count = count
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.temperature, params.top_k, params.top_p, params.cond_scale = temperature, top_k, top_p, cond_scale
+        params.prime_rows = prime_rows
+        keep = None
+        if prime is not None and prime_rows:
+            g = self.model_grid()
+            flat = [int(t) for t in (_np.asarray(prime).reshape(-1) if _np is not None else prime)]
+            if len(flat) < prime_rows * g:
+                raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                           f"prime holds {len(flat)} ids; {prime_rows} rows need {prime_rows * g}")
+            keep = (ctypes.c_int32 * (prime_rows * g))(*flat[:prime_rows * g])
+            params.prime_tokens = ctypes.cast(keep, ctypes.POINTER(ctypes.c_int32))
+        if progress is not None:
+            params.progress = callback.c_callback
+        out_images, out_tokens, info = _lib.dalle_image_batch(), _lib.dalle_tokens(), _lib.dalle_generate_info()
+        info.struct_size = ctypes.sizeof(info)
+        handle = self.handle
+        status = lib.dalle_generate(handle, prompt.encode("utf-8"), ctypes.byref(params),
+                                    ctypes.byref(out_images) if images else None, ctypes.byref(out_tokens),
+                                    ctypes.byref(info))
+        del keep
+        callback.reraise()
+        self._progress.reraise()
+        _check(status, lambda: lib.dalle_context_last_error(handle))
+        try:
+            n, g = out_tokens.count, out_tokens.rows * out_tokens.cols
+            if _np is not None:
+                tokens = _np.ctypeslib.as_array(out_tokens.data, shape=(n * g,)).copy().reshape(n, out_tokens.rows, out_tokens.cols)
+            else:
+                tokens = [list(out_tokens.data[i * g:(i + 1) * g]) for i in range(n)]
+            pictures = None
+            if images:
+                first = out_images.images[0]
+                size = first.width * first.height * 3
+                raw = b"".join(ctypes.string_at(out_images.images[i].data, size) for i in range(out_images.count))
+                pictures = (_np.frombuffer(raw, dtype=_np.uint8).reshape(out_images.count, first.height, first.width, 3)
+                            if _np is not None else raw)
+            return Generation(pictures, tokens, info.prompt_tokens, info.truncated_tokens, info.generated_tokens, info.seed)
+        finally:
+            lib.dalle_tokens_free(ctypes.byref(out_tokens))
+            lib.dalle_image_batch_free(ctypes.byref(out_images))
+
+    def model_grid(self):
+        """Rows of the image-token grid (the dVAE's, which the transformer's must equal)."""
+        return self.model.token_grid_size
+    # CLIP: images of any size (uint8 (H, W, 3|4) arrays, or a list of them), prompts as str.
+
+    def clip_embedding_size(self):
+        size = ctypes.c_uint32()
+        _check(lib.dalle_clip_embedding_size(self.model.handle, ctypes.byref(size)))
+        return size.value
+
+    def clip_encode_text(self, prompt):
+        """CLIP's text embedding of `prompt` (not normalised): a float32 array (or list) of embed_dim."""
+        d = self.clip_embedding_size()
+        out = (ctypes.c_float * d)()
+        self._call(lib.dalle_clip_encode_text, prompt.encode("utf-8") if prompt is not None else None, out, d)
+        return _np.array(out, dtype=_np.float32) if _np is not None else list(out)
+
+    def clip_encode_images(self, images):
+        """CLIP's image embeddings (not normalised) of images of any size: float32 (N, embed_dim)."""
+        if _np is None:
+            raise TypeError("clip_encode_images needs numpy")
+        structs, keep = self._image_structs(images)
+        d = self.clip_embedding_size()
+        out = _np.zeros((len(structs), d), dtype=_np.float32)
+        self._call(lib.dalle_clip_encode_images, structs, len(structs),
+                   out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), d)
+        del keep
+        return out
+
+    def rerank(self, prompt, images):
+        """Scores images of any size against `prompt` with the model's CLIP. Returns (scores,
+        order): scores[i] = exp(logit_scale) · cos(image i, prompt), order = indices best first."""
+        if _np is None:
+            raise TypeError("rerank needs numpy")
+        structs, keep = self._image_structs(images)
+        n = len(structs)
+        scores = (ctypes.c_float * max(n, 1))()
+        order = (ctypes.c_uint32 * max(n, 1))()
+        self._call(lib.dalle_rerank, prompt.encode("utf-8") if prompt is not None else None, structs, n, scores, order)
+        del keep
+        return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
     def _image_structs(self, images):
         """dalle_image structs pointing into the caller's pixels, and the objects to keep alive."""

@@ -3,7 +3,7 @@ types and function prototypes. The pleasant API is in dalle/__init__.py."""
 
 import ctypes
 import os
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int32, c_size_t,
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_float, c_int32, c_size_t,
                     c_uint8, c_uint32, c_uint64, c_void_p)
 
 # Status codes
@@ -39,9 +39,11 @@ DALLE_COMPONENT_CLIP = 1 << 3
 DALLE_PHASE_LOAD = 0
 DALLE_PHASE_ENCODE = 1
 DALLE_PHASE_DECODE = 2
+DALLE_PHASE_GENERATE = 3
 
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
+DALLE_MAX_GENERATE = 256
 
 
 dalle_status = c_int32
@@ -82,6 +84,18 @@ class dalle_context_params(Structure):
                 ("progress", dalle_progress_callback), ("progress_user_data", c_void_p)]
 
 
+class dalle_generate_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("count", c_uint32), ("seed", c_uint64), ("temperature", c_float),
+                ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("prime_rows", c_uint32),
+                ("prime_tokens", POINTER(c_int32)), ("progress", dalle_progress_callback),
+                ("progress_user_data", c_void_p)]
+
+
+class dalle_generate_info(Structure):
+    _fields_ = [("struct_size", c_uint32), ("prompt_tokens", c_uint32), ("truncated_tokens", c_uint32),
+                ("generated_tokens", c_uint32), ("seed", c_uint64)]
+
+
 dalle_model_p = c_void_p
 dalle_context_p = c_void_p
 
@@ -111,6 +125,16 @@ PROTOTYPES = {
     "dalle_decode": (dalle_status, [dalle_context_p, POINTER(dalle_tokens), POINTER(dalle_image_batch)]),
     "dalle_tokens_free": (None, [POINTER(dalle_tokens)]),
     "dalle_image_batch_free": (None, [POINTER(dalle_image_batch)]),
+    "dalle_generate_default_params": (dalle_generate_params, []),
+    "dalle_generate": (dalle_status, [dalle_context_p, c_char_p, POINTER(dalle_generate_params),
+                                      POINTER(dalle_image_batch), POINTER(dalle_tokens), POINTER(dalle_generate_info)]),
+    # CLIP
+    "dalle_clip_embedding_size": (dalle_status, [dalle_model_p, POINTER(c_uint32)]),
+    "dalle_clip_encode_text": (dalle_status, [dalle_context_p, c_char_p, POINTER(ctypes.c_float), c_uint32]),
+    "dalle_clip_encode_images": (dalle_status, [dalle_context_p, POINTER(dalle_image), c_uint32,
+                                                POINTER(ctypes.c_float), c_uint32]),
+    "dalle_rerank": (dalle_status, [dalle_context_p, c_char_p, POINTER(dalle_image), c_uint32,
+                                    POINTER(ctypes.c_float), POINTER(c_uint32)]),
 }
 
 

@@ -1,0 +1,117 @@
+import CDalle
+import DalleCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@_cdecl("dalle_generate_default_params")
+public func dalle_generate_default_params() -> dalle_generate_params {
+    var params = dalle_generate_params()
+    params.struct_size = UInt32(MemoryLayout<dalle_generate_params>.size)
+    params.count = 1
+    params.seed = DALLE_SEED_RANDOM
+    params.temperature = 1
+    params.top_k = 0
+    params.top_p = 1
+    params.cond_scale = 1
+    return params
+}
+
+/// Generates images (and their image tokens) for a prompt; outputs are allocated for the caller.
+@_cdecl("dalle_generate")
+public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>?, _ params: UnsafePointer<dalle_generate_params>?,
+                           _ outImages: UnsafeMutablePointer<dalle_image_batch>?, _ outTokens: UnsafeMutablePointer<dalle_tokens>?,
+                           _ outInfo: UnsafeMutablePointer<dalle_generate_info>?) -> dalle_status {
+    withContext("dalle_generate", ctx) { box in
+        outImages?.pointee = dalle_image_batch()
+        outTokens?.pointee = dalle_tokens()
+        let infoSize = try outInfo.map { try checkedInfoSize($0) }
+        guard outImages != nil || outTokens != nil else {
+            throw DalleError.invalidArgument("out_images and out_tokens are both NULL; ask for at least one")
+        }
+        guard let prompt else { throw DalleError.invalidArgument("prompt is NULL (pass \"\" for an unconditional image)") }
+        guard let text = String(validatingCString: prompt) else {
+            throw DalleError.invalidArgument("prompt is not valid UTF-8")
+        }
+        let p = try readParams(params, defaults: dalle_generate_default_params(), name: "dalle_generate_params",
+                               minimumSize: MemoryLayout<dalle_generate_params>.size)
+        guard p.count >= 1, p.count <= UInt32(DALLE_MAX_GENERATE) else {
+            throw DalleError.invalidArgument("count is \(p.count); dalle_generate makes 1 ... DALLE_MAX_GENERATE (\(DALLE_MAX_GENERATE)) images per call")
+        }
+        let primeRows = Int(p.prime_rows)
+        var prime: [Int32] = []
+        if primeRows > 0 {
+            guard let tokens = p.prime_tokens else { throw DalleError.invalidArgument("prime_tokens is NULL but prime_rows is \(primeRows)") }
+            let grid = try box.session.model.generationGridSize()
+            guard primeRows < grid else {
+                throw DalleError.invalidArgument("prime_rows is \(primeRows); it must be in 0 ..< \(grid) (the token grid has \(grid) rows)")
+            }
+            prime = Array(UnsafeBufferPointer(start: tokens, count: primeRows * grid))
+        }
+        let options = GenerationOptions(
+            count: Int(p.count), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
+            sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
+            condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows)
+        let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
+        let result = try box.session.generate(
+            prompt: text, options: options, decodeImages: outImages != nil,
+            tokenProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_GENERATE)),
+            decodeProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_DECODE)))
+        if result.truncatedTokenCount > 0 {
+            Log.write(dalle_log_level(DALLE_LOG_WARN), "dalle_generate: the prompt is \(result.promptTokenCount + result.truncatedTokenCount) tokens; the last \(result.truncatedTokenCount) past the model's text length were dropped")
+        }
+
+        // Allocate every output before publishing any, so a failure leaves all of them zeroed.
+        var tokens = dalle_tokens()
+        if outTokens != nil {
+            let bytes = result.tokens.count * MemoryLayout<Int32>.stride
+            let data = try CallerMemory.allocate(bytes: bytes, .tokens)
+            result.tokens.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+            tokens = dalle_tokens(count: UInt32(result.count), rows: UInt32(result.gridSize), cols: UInt32(result.gridSize),
+                                  data: data.assumingMemoryBound(to: Int32.self))
+        }
+        if let outImages {
+            do {
+                outImages.pointee = try imageBatch(result.pixels, count: result.count, size: result.imageSize)
+            } catch {
+                if let data = tokens.data { try? CallerMemory.free(UnsafeMutableRawPointer(data), .tokens) }
+                throw error
+            }
+        }
+        outTokens?.pointee = tokens
+        if let outInfo, let infoSize {
+            var info = dalle_generate_info()
+            info.struct_size = UInt32(infoSize)
+            info.prompt_tokens = UInt32(clamping: result.promptTokenCount)
+            info.truncated_tokens = UInt32(clamping: result.truncatedTokenCount)
+            info.generated_tokens = UInt32(clamping: result.generatedTokenCount)
+            info.seed = result.seed
+            withUnsafeBytes(of: &info) { UnsafeMutableRawPointer(outInfo).copyMemory(from: $0.baseAddress!, byteCount: infoSize) }
+        }
+    }
+}
+
+/// The bytes of `*info` the caller asked for (its struct_size, at most ours).
+private func checkedInfoSize(_ info: UnsafeMutablePointer<dalle_generate_info>) throws -> Int {
+    let size = Int(UnsafeRawPointer(info).load(as: UInt32.self))
+    guard size >= MemoryLayout<UInt32>.size else {
+        throw DalleError.invalidArgument("out_info->struct_size is \(size); set it to sizeof(dalle_generate_info) (\(MemoryLayout<dalle_generate_info>.size))")
+    }
+    return min(size, MemoryLayout<dalle_generate_info>.size)
+}
+
+/// `count` RGB8 images of size x size held image after image in `pixels`, in one caller
+/// allocation: the image headers, then the pixels (freed by dalle_image_batch_free).
+func imageBatch(_ pixels: [UInt8], count: Int, size: Int) throws -> dalle_image_batch {
+    guard count > 0 else { return dalle_image_batch() }
+    let imageBytes = size * size * 3
+    let headerBytes = count * MemoryLayout<dalle_image>.stride
+    let block = try CallerMemory.allocate(bytes: headerBytes + pixels.count, .images)
+    let headers = block.bindMemory(to: dalle_image.self, capacity: count)
+    let pixelBase = (block + headerBytes).bindMemory(to: UInt8.self, capacity: pixels.count)
+    pixels.withUnsafeBufferPointer { pixelBase.update(from: $0.baseAddress!, count: $0.count) }
+    for n in 0..<count {
+        headers[n] = dalle_image(width: UInt32(size), height: UInt32(size), channels: 3, data: pixelBase + n * imageBytes)
+    }
+    return dalle_image_batch(count: UInt32(count), images: headers)
+}

@@ -1,0 +1,137 @@
+import DalleCore
+import DalleImageIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let generateUsage = """
+    generate --model M --prompt TEXT --out-dir DIR [options]
+      generates images from a caption with the model's transformer, writing DIR/000.png ...
+      --prompt TEXT        the caption ("" for an unconditional image)
+      --count N            images to generate (default 1)
+      --seed S             seed of the draws (default: random; printed)
+      --out-dir DIR        where the PNGs go (created if missing)
+      --temperature T      > 0 (default 1)
+      --top-k K            keep the K likeliest tokens; 0 = all (default), 1 = greedy
+      --top-p P            keep the likeliest tokens up to mass P, in (0, 1] (default 1)
+      --cond-scale C       classifier-free guidance scale (default 1 = off)
+      --prime IMAGE        a PNG whose first token rows are kept (image completion)
+      --prime-rows R       rows of --prime kept (default 7/16 of the grid, as OpenAI's 14 of 32)
+      --tokens-out FILE    each image's token ids as one line ("-": stdout)
+
+    """
+
+/// `dalle generate`: prompt -> images in --out-dir, with a progress bar on a terminal.
+func generate(_ arguments: Arguments) throws {
+    try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
+                                  "cond-scale", "prime", "prime-rows", "tokens-out", "threads"], maxPositional: 0)
+    guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
+    let outDir = try arguments.required("out-dir")
+    var options = GenerationOptions(
+        count: try arguments.number("count", default: 1),
+        sampling: SamplingOptions(temperature: try arguments.number("temperature", default: 1),
+                                  topK: try arguments.number("top-k", default: 0),
+                                  topP: try arguments.number("top-p", default: 1)),
+        condScale: try arguments.number("cond-scale", default: 1))
+    let threads = try arguments.threads()
+    let model = try DalleModel(path: try arguments.required("model"))
+    let session = try DalleSession(model: model, threads: threads,
+                                   seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
+    options.seed = session.seed
+
+    if let primePath = arguments.options["prime"] {
+        let grid = try model.generationGridSize()
+        let rows = try arguments.number("prime-rows", default: grid * 7 / 16)
+        options.primeRows = rows
+        let image: RGBImage
+        do { image = try PNG.read(path: primePath) } catch DalleError.badFile(let message) { throw RunError("cannot read the image \(message)") }
+        guard let imageTokenizer = model.imageTokenizer else { throw DalleError.unsupported("--prime needs a model with a dvae component") }
+        let tokens = try image.pixels.withUnsafeBufferPointer { pixels in
+            let view = ImageView(width: image.width, height: image.height, channels: 3, pixels: pixels)
+            try ImageConversion.validate(view, size: imageTokenizer.imageSize, label: primePath)
+            return try imageTokenizer.encode(try ImageConversion.tensor(from: [view], size: imageTokenizer.imageSize), pool: session.pool)
+        }
+        options.primeTokens = Array(tokens.prefix(max(0, min(rows, grid)) * grid))
+    } else if arguments.options["prime-rows"] != nil {
+        throw UsageError("--prime-rows needs --prime IMAGE")
+    }
+
+    try makeDirectory(outDir)
+    let bar = ProgressBar(enabled: isatty(2) != 0)
+    let start = now()
+    let result = try session.generate(prompt: prompt, options: options,
+                                      tokenProgress: { step, total in bar.show("tokens", step, total); return true },
+                                      decodeProgress: { step, total in bar.show("decode", step, total); return true })
+    bar.finish()
+    if result.truncatedTokenCount > 0 {
+        printError("dalle: warning: the prompt is \(result.promptTokenCount + result.truncatedTokenCount) tokens; the last \(result.truncatedTokenCount) past the model's text length were dropped")
+    }
+    let imageBytes = result.imageSize * result.imageSize * 3
+    for n in 0..<result.count {
+        let image = try RGBImage(width: result.imageSize, height: result.imageSize,
+                                 pixels: Array(result.pixels[(n * imageBytes)..<((n + 1) * imageBytes)]))
+        try PNG.write(image, path: outDir + "/" + imageName(n))
+    }
+    if let tokensPath = arguments.options["tokens-out"] {
+        let grid = result.gridSize * result.gridSize
+        let lines = (0..<result.count).map { n in result.tokens[(n * grid)..<((n + 1) * grid)].map(String.init).joined(separator: " ") }
+        try writeText(lines.joined(separator: "\n") + "\n", path: tokensPath)
+    }
+    printError("dalle: generated \(result.count) image(s) with seed \(result.seed) in \(seconds(since: start)) -> \(outDir)/\(imageName(0))"
+        + (result.count > 1 ? " ... \(imageName(result.count - 1))" : ""))
+}
+
+private func imageName(_ n: Int) -> String {
+    let digits = String(n)
+    return String(repeating: "0", count: max(0, 3 - digits.count)) + digits + ".png"
+}
+
+extension Arguments {
+    /// `--name VALUE` parsed as a number, or `fallback` when the option is absent.
+    func number<T: LosslessStringConvertible>(_ name: String, default fallback: T) throws -> T {
+        guard let text = options[name] else { return fallback }
+        guard let value = T(text) else { throw UsageError("--\(name) must be a number, got '\(text)'") }
+        return value
+    }
+}
+
+/// Creates `path` unless it is already a directory.
+private func makeDirectory(_ path: String) throws {
+    var info = stat()
+    if stat(path, &info) == 0 {
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw DalleError.io("\(path) exists and is not a directory") }
+        return
+    }
+    guard mkdir(path, 0o755) == 0 else { throw DalleError.io("cannot create directory \(path): \(String(cString: strerror(errno)))") }
+}
+
+private func writeText(_ text: String, path: String) throws {
+    let bytes = Array(text.utf8)
+    let file = path == "-" ? stdout : fopen(path, "wb")
+    guard let file else { throw DalleError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
+    let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+    let flushed = path == "-" ? fflush(file) : fclose(file)
+    guard written == bytes.count, flushed == 0 else { throw DalleError.io("cannot write \(path): \(String(cString: strerror(errno)))") }
+}
+
+/// A one-line progress bar on stderr, redrawn in place; silent when stderr is not a terminal.
+final class ProgressBar {
+    let enabled: Bool
+    private var lastDrawn = ""
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ label: String, _ step: Int, _ total: Int) {
+        guard enabled, total > 0 else { return }
+        let width = 30, filled = width * step / total
+        let line = "\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            + "] \(step)/\(total)"
+        guard line != lastDrawn else { return }
+        lastDrawn = line
+        fputs("\r" + line + "\u{1B}[K", stderr)
+    }
+
+    func finish() {
+        if enabled, !lastDrawn.isEmpty { fputs("\n", stderr) }
+    }
+}

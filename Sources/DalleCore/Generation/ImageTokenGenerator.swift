@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the generation loop needs from an autoregressive transformer over
+/// [text tokens | image tokens]: a KV cache, a prefill of the prompt, one step per image token.
+public protocol ImageTokenPredictor {
+    associatedtype Cache
+    /// Text positions (the prompt is padded with 0 to this length).
+    var textLength: Int { get }
+    /// Rows and columns of the image-token grid.
+    var imageGridSize: Int { get }
+    /// Image-token ids are 0 ..< imageVocabSize.
+    var imageVocabSize: Int { get }
+    /// Where the image-token logits start in a row of logits.
+    var imageLogitOffset: Int { get }
+    /// Bytes a cache for `batch` sequences takes (nil when that overflows).
+    func cacheByteCount(batch: Int) -> Int?
+    func makeCache(batch: Int) throws -> Cache
+    /// Runs `text` (batch x textLength) and the image prefix `image` (batch x n) through the
+    /// model, filling `cache`; returns the next position's logits, [batch, logits per position].
+    func prefill(text: [Int32], image: [Int32], batch: Int, cache: inout Cache, pool: ThreadPool) throws -> Tensor
+    /// Appends one image token per sequence; returns the next position's logits.
+    func step(imageTokens: [Int32], cache: inout Cache, pool: ThreadPool) throws -> Tensor
+}
+
+/// What to generate from one prompt.
+public struct GenerationOptions: Sendable, Equatable {
+    /// Candidates generated together; 1 ... `GenerationOptions.maxCount`.
+    public var count: Int
+    /// The seed of the draws; candidate i uses stream i, so it does not depend on `count`.
+    public var seed: UInt64
+    public var sampling: SamplingOptions
+    /// Classifier-free guidance: logits = null + (cond - null) * condScale, where the null
+    /// branch sees the empty caption. 1 turns it off (and skips the null branch).
+    public var condScale: Float
+    /// The first `primeRows` rows of image tokens (primeRows x grid size ids, row-major),
+    /// given rather than generated: image completion / variation.
+    public var primeTokens: [Int32]
+    public var primeRows: Int
+
+    /// The most candidates one call generates.
+    public static let maxCount = 256
+
+    public init(count: Int = 1, seed: UInt64 = 0, sampling: SamplingOptions = SamplingOptions(),
+                condScale: Float = 1, primeTokens: [Int32] = [], primeRows: Int = 0) {
+        self.count = count
+        self.seed = seed
+        self.sampling = sampling
+        self.condScale = condScale
+        self.primeTokens = primeTokens
+        self.primeRows = primeRows
+    }
+}
+
+/// The sampling loop: prefill once, then one cached step per image token for all candidates
+/// (and their unconditional twins under guidance) at once.
+public enum ImageTokenGenerator {
+    /// `count` grids of image tokens (grid after grid, row-major) continuing the 0-padded
+    /// prompt `text`. Progress: one step per generated token.
+    public static func generate<P: ImageTokenPredictor>(
+        _ predictor: P, text: [Int32], options: GenerationOptions, pool: ThreadPool,
+        progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil
+    ) throws -> [Int32] {
+        try validate(options, predictor: predictor, text: text)
+        let n = options.count, grid = predictor.imageGridSize, vocab = predictor.imageVocabSize
+        let imageLength = grid * grid
+        let primeLength = options.primeRows * grid
+        let guided = options.condScale != 1
+        let batch = guided ? 2 * n : n
+        try checkMemory(predictor, batch: batch)
+
+        // Rows 0..<n are the candidates; under guidance rows n..<2n are their empty-caption twins.
+        var batchText = [Int32]()
+        batchText.reserveCapacity(batch * predictor.textLength)
+        for _ in 0..<n { batchText += text }
+        if guided { batchText += [Int32](repeating: 0, count: n * predictor.textLength) }
+        var batchPrime = [Int32]()
+        for _ in 0..<batch { batchPrime += options.primeTokens }
+
+        var tokens = [Int32](repeating: 0, count: n * imageLength)
+        for c in 0..<n {
+            for i in 0..<primeLength { tokens[c * imageLength + i] = options.primeTokens[i] }
+        }
+        let steps = imageLength - primeLength
+        let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
+        try reporter.report(0)
+        guard steps > 0 else { return tokens }
+
+        let random = CounterRandom(seed: options.seed)
+        var cache = try predictor.makeCache(batch: batch)
+        var logits = try predictor.prefill(text: batchText, image: batchPrime, batch: batch, cache: &cache, pool: pool)
+        var drawn = [Int32](repeating: 0, count: n)
+        for position in primeLength..<imageLength {
+            try checkLogits(logits, batch: batch, predictor: predictor)
+            let row = logits.shape[1]
+            logits.scalars.withUnsafeBufferPointer { all in
+                drawn.withUnsafeMutableBufferPointer { out in
+                    pool.parallelFor(n) { candidates in
+                        var mixed = [Float](repeating: 0, count: vocab)
+                        for c in candidates {
+                            let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
+                            if guided {
+                                let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
+                                for v in 0..<vocab { mixed[v] = null[v] + (cond[v] - null[v]) * options.condScale }
+                            } else {
+                                for v in 0..<vocab { mixed[v] = cond[v] }
+                            }
+                            let u = random.uniform(stream: c, counter: position)
+                            out[c] = Int32(mixed.withUnsafeBufferPointer { Sampler.sample($0, options: options.sampling, uniform: u) })
+                        }
+                    }
+                }
+            }
+            for c in 0..<n { tokens[c * imageLength + position] = drawn[c] }
+            try reporter.report(position - primeLength + 1)
+            if position + 1 < imageLength {
+                logits = try predictor.step(imageTokens: guided ? drawn + drawn : drawn, cache: &cache, pool: pool)
+            }
+        }
+        return tokens
+    }
+
+    static func validate<P: ImageTokenPredictor>(_ options: GenerationOptions, predictor: P, text: [Int32]) throws {
+        guard options.count >= 1, options.count <= GenerationOptions.maxCount else {
+            throw DalleError.invalidArgument("count is \(options.count); generate makes 1 ... \(GenerationOptions.maxCount) images per call")
+        }
+        try options.sampling.validate()
+        guard options.condScale.isFinite else { throw DalleError.invalidArgument("cond_scale is \(options.condScale); it must be finite (1 turns guidance off)") }
+        guard text.count == predictor.textLength else {
+            throw DalleError.invalidArgument("the prompt has \(text.count) token positions; this transformer takes \(predictor.textLength)")
+        }
+        let grid = predictor.imageGridSize
+        guard options.primeRows >= 0, options.primeRows < grid else {
+            throw DalleError.invalidArgument("prime_rows is \(options.primeRows); it must be in 0 ..< \(grid) (the token grid has \(grid) rows)")
+        }
+        guard options.primeTokens.count == options.primeRows * grid else {
+            throw DalleError.invalidArgument("\(options.primeRows) prime rows of \(grid) tokens need \(options.primeRows * grid) ids, got \(options.primeTokens.count)")
+        }
+        for (i, id) in options.primeTokens.enumerated() where id < 0 || Int(id) >= predictor.imageVocabSize {
+            throw DalleError.invalidArgument("prime token \(i) is \(id); image-token ids are in 0 ..< \(predictor.imageVocabSize)")
+        }
+    }
+
+    /// Refuses a batch whose KV cache would not fit in the machine's memory (an allocation
+    /// failure would otherwise end the process).
+    static func checkMemory<P: ImageTokenPredictor>(_ predictor: P, batch: Int) throws {
+        let available = physicalMemory()
+        guard let bytes = predictor.cacheByteCount(batch: batch), bytes <= available / 2 else {
+            let size = predictor.cacheByteCount(batch: batch).map { "\($0 >> 20) MiB" } ?? "more than addressable"
+            throw DalleError.outOfMemory("\(batch) sequences need a \(size) KV cache, more than half of this machine's \(available >> 20) MiB; generate fewer images per call")
+        }
+    }
+
+    static func checkLogits<P: ImageTokenPredictor>(_ logits: Tensor, batch: Int, predictor: P) throws {
+        guard logits.rank == 2, logits.shape[0] == batch,
+              logits.shape[1] >= predictor.imageLogitOffset + predictor.imageVocabSize else {
+            throw DalleError.invalidArgument("the transformer returned logits of shape \(logits.shape) for \(batch) sequences; expected [\(batch), >= \(predictor.imageLogitOffset + predictor.imageVocabSize)]")
+        }
+    }
+
+    static func physicalMemory() -> Int {
+        #if canImport(Glibc)
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        if pages > 0, pageSize > 0 { return pages.multipliedReportingOverflow(by: pageSize).overflow ? Int.max : pages * pageSize }
+        #endif
+        return Int.max
+    }
+}

@@ -1,0 +1,62 @@
+"""Text -> images through the Python binding: candidates for a prompt, a variation that keeps
+the top rows of the first one (image priming), and a cancelled generation.
+
+    PYTHONPATH=bindings/python python3 examples/python/generate.py MODEL.safetensors "a red ball" [OUT_DIR]
+
+MODEL needs a tokenizer, a transformer and a dVAE. With OUT_DIR and Pillow installed, the images
+are saved as PNGs.
+"""
+import os
+import sys
+
+import numpy as np
+
+import dalle
+
+
+def main(path, prompt, out_dir=None):
+    with dalle.Model(path) as model, dalle.Context(model, seed=42) as ctx:
+        print(model)
+        steps = []
+        result = ctx.generate(prompt, count=4, top_k=16, cond_scale=2.0,
+                              progress=lambda phase, step, total: steps.append((phase, step, total)))
+        print(f"prompt: {result.prompt_tokens} tokens ({result.truncated_tokens} dropped), seed {result.seed}, "
+              f"{result.generated_tokens} image tokens each, {len(steps)} progress calls")
+        print("images", result.images.shape, result.images.dtype, "tokens", result.tokens.shape)
+
+        # The same seed gives the same images.
+        again = ctx.generate(prompt, count=4, top_k=16, cond_scale=2.0, images=False)
+        assert np.array_equal(again.tokens, result.tokens), "same seed, different tokens"
+
+        # A variation of image 0: its top half kept, the rest sampled again.
+        rows = result.tokens.shape[1] // 2
+        variation = ctx.generate(prompt, count=2, seed=7, prime=result.tokens[0], prime_rows=rows)
+        assert np.array_equal(variation.tokens[:, :rows], np.repeat(result.tokens[:1, :rows], 2, axis=0))
+        print(f"variation: kept {rows} of {result.tokens.shape[1]} rows")
+
+        # Cancel from the progress callback: CancelledError, nothing leaked.
+        try:
+            ctx.generate(prompt, progress=lambda phase, step, total: step < 5)
+            raise SystemExit("the generation was not cancelled")
+        except dalle.CancelledError as e:
+            print("cancelled:", e)
+
+        try:
+            ctx.generate(prompt, top_p=1.5)
+            raise SystemExit("top_p 1.5 was accepted")
+        except dalle.InvalidArgumentError as e:
+            print("rejected:", e)
+
+        if out_dir:
+            from PIL import Image
+            os.makedirs(out_dir, exist_ok=True)
+            for i, image in enumerate(np.concatenate([result.images, variation.images])):
+                Image.fromarray(image).save(os.path.join(out_dir, f"{i:03d}.png"))
+            print("saved to", out_dir)
+    print("ok")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (3, 4):
+        raise SystemExit("usage: generate.py MODEL.safetensors PROMPT [OUT_DIR]")
+    main(*sys.argv[1:])
