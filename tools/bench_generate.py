@@ -16,7 +16,7 @@ more candidates than there are image tokens; no guidance). Each child reports th
 generate call (after one warm-up generation at batch 1, for torch's lazy set-up and the
 allocators' first page faults), image tokens per second (batch x image tokens / seconds) and its peak RSS (VmHWM; Python, numpy and the
 weights included on both sides). Both run with glibc's default malloc settings (tools/bench.py's
-GLIBC_TUNABLES slows DALLE-pytorch's generate_images about tenfold).
+GLIBC_TUNABLES made DALLE-pytorch's generate_images 2.4x slower in a test here).
 
 Needs: torch (CPU), dalle-pytorch and its deps (see tools/convert_dalle_pytorch.py), openai-clip
 (for the tokenizer's vocabulary), numpy, and a release libdalle.so (`swift build -c release`).
