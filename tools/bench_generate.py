@@ -14,8 +14,9 @@ size, two child processes generate `batch` images for one prompt from that same 
 Both sample plainly (temperature 1, no top-k cut: DALLE-pytorch's default filter_thres=0.5 keeps
 more candidates than there are image tokens; no guidance). Each child reports the time of the
 generate call (after one warm-up generation at batch 1, for torch's lazy set-up and the
-allocators' first page faults), image tokens per second (batch x image tokens / seconds) and its peak RSS (ru_maxrss; Python, numpy and the
-weights included on both sides).
+allocators' first page faults), image tokens per second (batch x image tokens / seconds) and its peak RSS (VmHWM; Python, numpy and the
+weights included on both sides). Both run with glibc's default malloc settings (tools/bench.py's
+GLIBC_TUNABLES made DALLE-pytorch's generate_images 2.4x slower in a test here).
 
 Needs: torch (CPU), dalle-pytorch and its deps (see tools/convert_dalle_pytorch.py), openai-clip
 (for the tokenizer's vocabulary), numpy, and a release libdalle.so (`swift build -c release`).
@@ -34,19 +35,23 @@ REPO = os.path.dirname(TOOLS)
 PROMPT = "a painting of a red fox sitting in a snowy field at sunrise"
 
 CONFIGS = {
-    # A small model: 16x16 image tokens from a 128x128 DiscreteVAE.
-    "small": dict(vae=dict(image_size=128, num_layers=3, num_tokens=1024, codebook_dim=256, hidden_dim=32),
-                  dalle=dict(dim=256, depth=4, heads=8, dim_head=32, text_seq_len=64, num_text_tokens=49408)),
-    # DALLE-pytorch-sized (its README's example: dim 512, 8 heads of 64, CLIP's vocabulary),
-    # depth 8, 128 text tokens, 16x16 image tokens from an 8192-code DiscreteVAE.
-    "large": dict(vae=dict(image_size=128, num_layers=3, num_tokens=8192, codebook_dim=512, hidden_dim=64),
-                  dalle=dict(dim=512, depth=8, heads=8, dim_head=64, text_seq_len=128, num_text_tokens=49408)),
+    # A small model: 8x8 image tokens from a 64x64 DiscreteVAE, 32 text tokens.
+    "small": dict(vae=dict(image_size=64, num_layers=3, num_tokens=1024, codebook_dim=256, hidden_dim=32),
+                  dalle=dict(dim=256, depth=4, heads=8, dim_head=32, text_seq_len=32, num_text_tokens=49408)),
+    # DALLE-pytorch-sized layers (its README's example: dim 512, 8 heads of 64, CLIP's vocabulary),
+    # depth 8, an 8192-code DiscreteVAE; 64 text and 8x8 image tokens so that the reference, whose
+    # cached step still grows with the sequence, finishes in minutes on 2 cores.
+    "large": dict(vae=dict(image_size=64, num_layers=3, num_tokens=8192, codebook_dim=512, hidden_dim=64),
+                  dalle=dict(dim=512, depth=8, heads=8, dim_head=64, text_seq_len=64, num_text_tokens=49408)),
 }
-
-RETAIN_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000"
 
 
 def peak_rss_mib():
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent over exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -124,9 +129,6 @@ def main():
         fn = child_libdalle if kind == "libdalle" else child_reference
         print(json.dumps(fn(path, int(batch), int(threads))))
         return
-    if "GLIBC_TUNABLES" not in os.environ:  # same allocator setting for both sides (see tools/bench.py)
-        os.environ["GLIBC_TUNABLES"] = RETAIN_MEMORY
-        os.execv(sys.executable, [sys.executable] + sys.argv)
     threads = args.threads or os.cpu_count()
     directory = args.keep or tempfile.mkdtemp(prefix="bench_generate-")
     os.makedirs(directory, exist_ok=True)
