@@ -16,7 +16,7 @@ public func dalle_encode(_ ctx: OpaquePointer?, _ images: UnsafePointer<dalle_im
             throw DalleError.invalidArgument("n_images is \(count); at most DALLE_MAX_BATCH (\(DALLE_MAX_BATCH)) per call")
         }
         guard count == 0 || images != nil else { throw DalleError.invalidArgument("images is NULL but n_images is \(count)") }
-        let (_, config) = try box.session.model.requireDVAE()
+        let config = try box.session.model.requireImageTokenizer()
         var views: [ImageView] = []
         for i in 0..<count {
             let image = images.unsafelyUnwrapped[i]
@@ -34,8 +34,8 @@ public func dalle_encode(_ ctx: OpaquePointer?, _ images: UnsafePointer<dalle_im
         let tokens = try box.session.encode(views, progress: box.progressHandler(Int32(DALLE_PHASE_ENCODE)))
         var result = dalle_tokens()
         result.count = nImages
-        result.rows = UInt32(config.tokenGridSize)
-        result.cols = UInt32(config.tokenGridSize)
+        result.rows = UInt32(config.gridSize)
+        result.cols = UInt32(config.gridSize)
         if !tokens.isEmpty {
             let p = try CallerMemory.allocate(bytes: tokens.count * MemoryLayout<Int32>.stride, .tokens)
             tokens.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -54,16 +54,16 @@ public func dalle_decode(_ ctx: OpaquePointer?, _ tokens: UnsafePointer<dalle_to
         outImages.pointee = dalle_image_batch()
         guard let tokens else { throw DalleError.invalidArgument("tokens is NULL") }
         let grids = tokens.pointee
-        let (_, config) = try box.session.model.requireDVAE()
+        let config = try box.session.model.requireImageTokenizer()
         let count = Int(grids.count)
         guard count <= Int(DALLE_MAX_BATCH) else {
             throw DalleError.invalidArgument("tokens->count is \(count); at most DALLE_MAX_BATCH (\(DALLE_MAX_BATCH)) per call")
         }
-        guard Int(grids.rows) == config.tokenGridSize, Int(grids.cols) == config.tokenGridSize else {
-            throw DalleError.invalidArgument("token grids are \(grids.rows)x\(grids.cols); this model's grid is \(config.tokenGridSize)x\(config.tokenGridSize)")
+        guard Int(grids.rows) == config.gridSize, Int(grids.cols) == config.gridSize else {
+            throw DalleError.invalidArgument("token grids are \(grids.rows)x\(grids.cols); this model's grid is \(config.gridSize)x\(config.gridSize)")
         }
         guard count == 0 || grids.data != nil else { throw DalleError.invalidArgument("tokens->data is NULL but tokens->count is \(count)") }
-        let ids = UnsafeBufferPointer(start: grids.data, count: count * config.tokenGridSize * config.tokenGridSize)
+        let ids = UnsafeBufferPointer(start: grids.data, count: count * config.gridSize * config.gridSize)
         let pixels = try box.session.decode(tokens: ids, count: count, progress: box.progressHandler(Int32(DALLE_PHASE_DECODE)))
 
         // One allocation: the image headers, then every image's pixels.

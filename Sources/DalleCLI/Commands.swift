@@ -96,7 +96,7 @@ private func encode(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "image", "out", "threads"], maxPositional: 0)
     let (imagePath, outPath) = (try arguments.required("image"), try arguments.required("out"))
     let session = try openSession(arguments)
-    let (_, config) = try session.model.requireDVAE()
+    let config = try session.model.requireImageTokenizer()
     let image: RGBImage
     do {
         image = try PNG.read(path: imagePath)
@@ -111,7 +111,7 @@ private func encode(_ arguments: Arguments) throws {
     let tokens = try image.pixels.withUnsafeBufferPointer { pixels in
         try session.encode([ImageView(width: image.width, height: image.height, channels: 3, pixels: pixels)])
     }
-    let grid = try TokenGrid(rows: config.tokenGridSize, columns: config.tokenGridSize, tokens: tokens)
+    let grid = try TokenGrid(rows: config.gridSize, columns: config.gridSize, tokens: tokens)
     try TokenText.write(grid, path: outPath)
     printError("dalle: encoded \(imagePath) to \(grid.rows)x\(grid.columns) tokens in \(seconds(since: start)) -> \(outPath)")
 }
@@ -120,9 +120,9 @@ private func decode(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "tokens", "out", "threads"], maxPositional: 0)
     let (tokensPath, outPath) = (try arguments.required("tokens"), try arguments.required("out"))
     let session = try openSession(arguments)
-    let (_, config) = try session.model.requireDVAE()
+    let config = try session.model.requireImageTokenizer()
     let grid = try TokenText.read(path: tokensPath)
-    let side = config.tokenGridSize
+    let side = config.gridSize
     guard grid.rows == side, grid.columns == side else {
         throw DalleError.invalidArgument("\(tokensPath) holds a \(grid.rows)x\(grid.columns) token grid; this model decodes \(side)x\(side) grids")
     }

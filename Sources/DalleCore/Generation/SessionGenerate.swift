@@ -50,29 +50,10 @@ extension DalleSession {
                                                       progress: tokenProgress, cancellation: cancellation)
         var pixels: [UInt8] = []
         if let imageTokenizer {
-            pixels = try decodeImagesRGB8(tokens, count: options.count, with: imageTokenizer, progress: decodeProgress)
+            pixels = try decodeRGB8(tokens, count: options.count, with: imageTokenizer, progress: decodeProgress)
         }
         return GeneratedImages(count: options.count, gridSize: grid, tokens: tokens, imageSize: imageTokenizer?.imageSize ?? 0, pixels: pixels,
                                promptTokenCount: text.used, truncatedTokenCount: text.truncated,
                                generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed)
-    }
-
-    /// RGB8 images of `count` token grids (already checked against `decoder`), one progress
-    /// step per image; honours this session's cancellation flag.
-    private func decodeImagesRGB8(_ tokens: [Int32], count: Int, with decoder: ImageTokenizer,
-                                  progress: ProgressHandler?) throws -> [UInt8] {
-        let gridCount = decoder.gridSize * decoder.gridSize
-        let imageBytes = decoder.imageSize * decoder.imageSize * 3
-        let reporter = StepReporter(total: count, handler: progress, cancellation: cancellation)
-        try reporter.report(0)
-        var pixels = [UInt8](repeating: 0, count: count * imageBytes)
-        for n in 0..<count {
-            let image = try decoder.decode(tokens: Array(tokens[(n * gridCount)..<((n + 1) * gridCount)]), count: 1, pool: pool)
-            try pixels.withUnsafeMutableBufferPointer { out in
-                try ImageConversion.writeRGB8(image, image: 0, into: UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)]))
-            }
-            try reporter.report(n + 1)
-        }
-        return pixels
     }
 }

@@ -147,12 +147,13 @@ public final class DalleModel: @unchecked Sendable {
         try reporter.report(step + 1)
     }
 
-    /// The dVAE, or an error saying this file has none.
-    public func requireDVAE() throws -> (DVAE, DVAEConfig) {
-        guard let dvae, let dvaeConfig else {
+    /// The image tokenizer (OpenAI's dVAE or DALLE-pytorch's DiscreteVAE), or an error
+    /// saying this file has none.
+    public func requireImageTokenizer() throws -> ImageTokenizer {
+        guard let imageTokenizer else {
             throw DalleError.unsupported("this model has no dvae component (it holds: \(components)); encode and decode need one")
         }
-        return (dvae, dvaeConfig)
+        return imageTokenizer
     }
 }
 

@@ -27,18 +27,18 @@ public final class DalleSession: @unchecked Sendable {
     /// row-major. One progress step per image.
     public func encode(_ images: [ImageView], progress: ProgressHandler? = nil) throws -> [Int32] {
         cancellation.reset()
-        let (dvae, config) = try model.requireDVAE()
+        let dvae = try model.requireImageTokenizer()
         try checkBatch(images.count, "images")
         for (i, image) in images.enumerated() {
-            try ImageConversion.validate(image, size: config.imageSize, label: "images[\(i)]")
+            try ImageConversion.validate(image, size: dvae.imageSize, label: "images[\(i)]")
         }
-        let gridCount = config.tokenGridSize * config.tokenGridSize
+        let gridCount = dvae.gridSize * dvae.gridSize
         let reporter = StepReporter(total: images.count, handler: progress, cancellation: cancellation)
         try reporter.report(0)
         var tokens = [Int32]()
         tokens.reserveCapacity(images.count * gridCount)
         for (i, image) in images.enumerated() {
-            let pixels = try ImageConversion.tensor(from: [image], size: config.imageSize)
+            let pixels = try ImageConversion.tensor(from: [image], size: dvae.imageSize)
             tokens += try dvae.encode(pixels, pool: pool)
             try reporter.report(i + 1)
         }
@@ -49,25 +49,31 @@ public final class DalleSession: @unchecked Sendable {
     /// grid in `tokens`; every id must be below the codebook size. One progress step per grid.
     public func decode(tokens: UnsafeBufferPointer<Int32>, count: Int, progress: ProgressHandler? = nil) throws -> [UInt8] {
         cancellation.reset()
-        let (dvae, config) = try model.requireDVAE()
+        let dvae = try model.requireImageTokenizer()
         try checkBatch(count, "token grids")
-        let gridCount = config.tokenGridSize * config.tokenGridSize
+        let gridCount = dvae.gridSize * dvae.gridSize
         guard tokens.count == count * gridCount else {
-            throw DalleError.invalidArgument("\(count) token grids of \(config.tokenGridSize)x\(config.tokenGridSize) need \(count * gridCount) ids, got \(tokens.count)")
+            throw DalleError.invalidArgument("\(count) token grids of \(dvae.gridSize)x\(dvae.gridSize) need \(count * gridCount) ids, got \(tokens.count)")
         }
-        for (i, id) in tokens.enumerated() where id < 0 || Int(id) >= config.vocabSize {
-            throw DalleError.invalidArgument("token \(i % gridCount) of grid \(i / gridCount) is \(id); ids must be in 0..<\(config.vocabSize) (the codebook size)")
+        for (i, id) in tokens.enumerated() where id < 0 || Int(id) >= dvae.vocabSize {
+            throw DalleError.invalidArgument("token \(i % gridCount) of grid \(i / gridCount) is \(id); ids must be in 0..<\(dvae.vocabSize) (the codebook size)")
         }
-        let imageBytes = config.imageSize * config.imageSize * 3
+        return try decodeRGB8(Array(tokens), count: count, with: dvae, progress: progress)
+    }
+
+    /// RGB8 images of `count` token grids already checked against `decoder`; one progress
+    /// step per grid.
+    func decodeRGB8(_ tokens: [Int32], count: Int, with decoder: ImageTokenizer,
+                    progress: ProgressHandler?) throws -> [UInt8] {
+        let gridCount = decoder.gridSize * decoder.gridSize
+        let imageBytes = decoder.imageSize * decoder.imageSize * 3
         let reporter = StepReporter(total: count, handler: progress, cancellation: cancellation)
         try reporter.report(0)
         var pixels = [UInt8](repeating: 0, count: count * imageBytes)
         for n in 0..<count {
-            let grid = Array(tokens[(n * gridCount)..<((n + 1) * gridCount)])
-            let image = try dvae.decode(tokens: grid, count: 1, pool: pool)
+            let image = try decoder.decode(tokens: Array(tokens[(n * gridCount)..<((n + 1) * gridCount)]), count: 1, pool: pool)
             try pixels.withUnsafeMutableBufferPointer { out in
-                let slot = UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)])
-                try ImageConversion.writeRGB8(image, image: 0, into: slot)
+                try ImageConversion.writeRGB8(image, image: 0, into: UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)]))
             }
             try reporter.report(n + 1)
         }
