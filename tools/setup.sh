@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what the scripts in tools/ need: the CPU torch wheel, the reference implementations
+# (OpenAI's dall-e, DALLE-pytorch 1.6.6, openai-clip) and their light dependencies. The
+# reference packages go in with --no-deps, so none of them pulls a CUDA torch or torchvision;
+# tools/stubs/ stands in for the optional modules they import.
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m pip install -r requirements.txt
+python3 -m pip install --no-deps dall-e==0.1 dalle-pytorch==1.6.6 openai-clip==1.0.1 rotary-embedding-torch
