@@ -29,7 +29,10 @@ test-native: build
 	bash tests/cli_test.sh
 
 bench: build
-	python3 tools/bench.py
+	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"
+	python3 tools/bench.py dvae --threads 2 --bench "$(BIN)/dalle-bench" --fresh-pages
+	python3 tools/bench_generate.py --threads 2
+	python3 tools/bench_clip.py --threads 2 --batch 8
 
 demo: build
 	bash examples/demo.sh
