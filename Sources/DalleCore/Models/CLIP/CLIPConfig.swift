@@ -67,13 +67,8 @@ public struct CLIPConfig: Equatable, Sendable {
         guard kind == CLIPConfig.kind else {
             throw DalleError.unsupported("CLIP kind '\(kind)' (this build reads kind '\(CLIPConfig.kind)', a vision transformer; ResNet towers are not supported)")
         }
-        let v = try CLIPConfig.keys.map { key -> Int in
-            guard let text = metadata["clip." + key] else { throw DalleError.badFile("CLIP metadata lacks 'clip.\(key)'") }
-            guard let value = Int(text) else {
-                throw DalleError.badFile("CLIP metadata 'clip.\(key)' is not an integer: '\(text)'")
-            }
-            return value
-        }
+        let keys = ComponentMetadata(metadata, component: "clip", label: "CLIP")
+        let v = try CLIPConfig.keys.map(keys.int)
         self.init(embedDim: v[0], imageResolution: v[1], visionPatchSize: v[2], visionWidth: v[3],
                   visionLayers: v[4], visionHeads: v[5], contextLength: v[6], vocabSize: v[7],
                   textWidth: v[8], textLayers: v[9], textHeads: v[10])
@@ -100,9 +95,8 @@ public struct CLIPConfig: Equatable, Sendable {
     public func validate() throws {
         let limits: [ClosedRange<Int>] = [1...8192, 1...4096, 1...1024, 1...8192, 1...256, 1...256,
                                           1...4096, 1...1_000_000, 1...8192, 1...256, 1...256]
-        for (key, (value, range)) in zip(CLIPConfig.keys, zip(values, limits)) where !range.contains(value) {
-            throw DalleError.badFile("CLIP '\(key)' is \(value), expected \(range.lowerBound)...\(range.upperBound)")
-        }
+        let keys = ComponentMetadata([:], component: "clip", label: "CLIP")
+        for (key, (value, range)) in zip(CLIPConfig.keys, zip(values, limits)) { try keys.check(key, value, range) }
         guard imageResolution % visionPatchSize == 0 else {
             throw DalleError.badFile("CLIP 'image_resolution' \(imageResolution) is not a multiple of 'vision_patch_size' \(visionPatchSize)")
         }

@@ -50,15 +50,8 @@ public struct DVAEConfig: Equatable, Sendable {
         guard kind == DVAEConfig.kind else {
             throw DalleError.unsupported("dVAE kind '\(kind)' (this build reads kind '\(DVAEConfig.kind)')")
         }
-        func int(_ key: String) throws -> Int {
-            guard let text = metadata["dvae." + key] else {
-                throw DalleError.badFile("dVAE metadata lacks 'dvae.\(key)'")
-            }
-            guard let value = Int(text) else {
-                throw DalleError.badFile("dVAE metadata 'dvae.\(key)' is not an integer: '\(text)'")
-            }
-            return value
-        }
+        let keys = ComponentMetadata(metadata, component: "dvae", label: "dVAE")
+        func int(_ key: String) throws -> Int { try keys.int(key) }
         self.init(imageSize: try int("image_size"), groupCount: try int("group_count"),
                   hiddenChannels: try int("n_hid"), blocksPerGroup: try int("n_blk_per_group"),
                   inputChannels: try int("input_channels"), outputChannels: try int("output_channels"),
@@ -87,11 +80,7 @@ public struct DVAEConfig: Equatable, Sendable {
     /// Checks every field against the limits this implementation supports, so that
     /// no size computed from a configuration can overflow. Throws `badFile`.
     public func validate() throws {
-        func check(_ name: String, _ value: Int, _ range: ClosedRange<Int>) throws {
-            guard range.contains(value) else {
-                throw DalleError.badFile("dVAE '\(name)' is \(value), expected \(range.lowerBound)...\(range.upperBound)")
-            }
-        }
+        let check = ComponentMetadata([:], component: "dvae", label: "dVAE").check
         try check("group_count", groupCount, 1...6)
         try check("image_size", imageSize, 1...2048)
         try check("n_hid", hiddenChannels, 4...1024)

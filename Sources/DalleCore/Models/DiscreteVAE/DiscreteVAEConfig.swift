@@ -43,23 +43,9 @@ public struct DiscreteVAEConfig: Equatable, Sendable {
         guard kind == DiscreteVAEConfig.kind else {
             throw DalleError.unsupported("dVAE kind '\(kind)' is not '\(DiscreteVAEConfig.kind)'")
         }
-        func text(_ key: String) throws -> String {
-            guard let value = metadata["dvae." + key] else { throw DalleError.badFile("dVAE metadata lacks 'dvae.\(key)'") }
-            return value
-        }
-        func int(_ key: String) throws -> Int {
-            let value = try text(key)
-            guard let n = Int(value) else { throw DalleError.badFile("dVAE metadata 'dvae.\(key)' is not an integer: '\(value)'") }
-            return n
-        }
-        func floats(_ key: String) throws -> [Float] {
-            try text(key).split(separator: ",").map { item in
-                guard let v = Float(item.trimmingSpaces()), v.isFinite else {
-                    throw DalleError.badFile("dVAE metadata 'dvae.\(key)' holds a non-number: '\(item)'")
-                }
-                return v
-            }
-        }
+        let keys = ComponentMetadata(metadata, component: "dvae", label: "dVAE")
+        func int(_ key: String) throws -> Int { try keys.int(key) }
+        func floats(_ key: String) throws -> [Float] { try keys.floats(key) }
         self.init(imageSize: try int("image_size"), numLayers: try int("num_layers"), numTokens: try int("num_tokens"),
                   codebookDim: try int("codebook_dim"), hiddenDim: try int("hidden_dim"),
                   numResnetBlocks: try int("num_resnet_blocks"), channels: try int("channels"),
@@ -88,11 +74,7 @@ public struct DiscreteVAEConfig: Equatable, Sendable {
 
     /// Checks every field against the limits this implementation supports. Throws `badFile`.
     public func validate() throws {
-        func check(_ name: String, _ value: Int, _ range: ClosedRange<Int>) throws {
-            guard range.contains(value) else {
-                throw DalleError.badFile("dVAE '\(name)' is \(value), expected \(range.lowerBound)...\(range.upperBound)")
-            }
-        }
+        let check = ComponentMetadata([:], component: "dvae", label: "dVAE").check
         try check("image_size", imageSize, 2...4096)
         try check("num_layers", numLayers, 1...10)
         try check("num_tokens", numTokens, 1...1_000_000)

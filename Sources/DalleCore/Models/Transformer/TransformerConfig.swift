@@ -101,39 +101,11 @@ public struct TransformerConfig: Equatable, Sendable {
     /// DALLE-pytorch's defaults; a reversible, sparse_attn or share_input_output_emb model is
     /// `unsupported`; a malformed value is `badFile`.
     public init(metadata: [String: String]) throws {
-        func text(_ key: String) throws -> String {
-            guard let value = metadata["transformer." + key] else {
-                throw DalleError.badFile("transformer metadata lacks 'transformer.\(key)'")
-            }
-            return value
-        }
-        func int(_ key: String) throws -> Int {
-            let value = try text(key)
-            guard let n = Int(value) else {
-                throw DalleError.badFile("transformer metadata 'transformer.\(key)' is not an integer: '\(value)'")
-            }
-            return n
-        }
-        func bool(_ key: String, default d: Bool) throws -> Bool {
-            guard let value = metadata["transformer." + key] else { return d }
-            switch value {
-            case "true", "1": return true
-            case "false", "0": return false
-            default: throw DalleError.badFile("transformer metadata 'transformer.\(key)' is not a boolean: '\(value)'")
-            }
-        }
-        func list(_ key: String) -> [String]? {
-            metadata["transformer." + key].map { $0.split(separator: ",").map { $0.trimmingSpaces() } }
-        }
-        func ids(_ key: String) throws -> [Int]? {
-            guard let items = list(key) else { return nil }
-            return try items.map { item in
-                guard let n = Int(item) else {
-                    throw DalleError.badFile("transformer metadata 'transformer.\(key)' holds a non-integer: '\(item)'")
-                }
-                return n
-            }
-        }
+        let keys = ComponentMetadata(metadata, component: "transformer", label: "transformer")
+        func int(_ key: String) throws -> Int { try keys.int(key) }
+        func bool(_ key: String, default d: Bool) throws -> Bool { try keys.bool(key, default: d) }
+        func list(_ key: String) -> [String]? { keys.list(key) }
+        func ids(_ key: String) throws -> [Int]? { try keys.ints(key) }
         if let kind = metadata["transformer.kind"], kind != TransformerConfig.kind {
             throw DalleError.unsupported("transformer kind '\(kind)' (this build reads '\(TransformerConfig.kind)')")
         }
@@ -184,11 +156,7 @@ public struct TransformerConfig: Equatable, Sendable {
     /// Checks every field against the limits this implementation supports, so no size
     /// computed from a configuration overflows. Throws `badFile` (or `unsupported`).
     public func validate() throws {
-        func check(_ name: String, _ value: Int, _ range: ClosedRange<Int>) throws {
-            guard range.contains(value) else {
-                throw DalleError.badFile("transformer '\(name)' is \(value), expected \(range.lowerBound)...\(range.upperBound)")
-            }
-        }
+        let check = ComponentMetadata([:], component: "transformer", label: "transformer").check
         try check("dim", dim, 1...16384)
         try check("depth", depth, 1...256)
         try check("heads", heads, 1...256)
