@@ -9,20 +9,27 @@ final class RerankGenerateTests: XCTestCase {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden").path
     static let transformerBundle = golden + "/transformer/defaults.safetensors"
 
-    /// A bundle with all four components: the transformer and DiscreteVAE of a golden
-    /// transformer bundle, the CLIP and tokenizer of the tiny CLIP bundle (written once per run).
+    /// A bundle with all four components: the golden generate bundle (transformer, DiscreteVAE,
+    /// tokenizer) plus a seeded tiny CLIP over the same vocabulary (written once per run).
     static let bundlePath: String = {
         let path = "/tmp/libdalle-rerank-generate-test-\(getpid()).safetensors"
         do {
+            let source = try SafetensorsFile(path: golden + "/generate/model.safetensors")
             var writer = SafetensorsWriter()
-            writer.metadata = ["format": "libdalle", "format_version": "1", "components": "clip,dvae,tokenizer,transformer"]
-            for (file, prefixes) in [(transformerBundle, ["transformer.", "dvae."]), (CLIPTests.golden + "/clip_tiny.safetensors", ["clip.", "tokenizer."])] {
-                let source = try SafetensorsFile(path: file)
-                for (key, value) in source.metadata where prefixes.contains(where: key.hasPrefix) { writer.metadata[key] = value }
-                for name in source.names where prefixes.contains(where: name.hasPrefix) {
-                    guard let info = source.info(name) else { continue }
-                    try writer.add(name, bytes: try source.bytes(name), dtype: info.dtype, shape: info.shape)
-                }
+            writer.metadata = source.metadata
+            writer.metadata["components"] = "clip,dvae,tokenizer,transformer"
+            for name in source.names {
+                guard let info = source.info(name) else { continue }
+                try writer.add(name, bytes: try source.bytes(name), dtype: info.dtype, shape: info.shape)
+            }
+            var clipMetadata = try SafetensorsFile(path: CLIPTests.golden + "/clip_tiny.safetensors").metadata
+                .filter { $0.key.hasPrefix("clip.") }
+            clipMetadata["clip.vocab_size"] = source.metadata["tokenizer.vocab_size"]
+            let config = try CLIPConfig(metadata: clipMetadata)
+            for (key, value) in config.metadata { writer.metadata[key] = value }
+            let weights = CLIPSeededWeights(config: config, seed: 5)
+            for (name, shape) in CLIPSeededWeights.parameterShapes(config) {
+                try writer.add(name, try weights.tensor(name, shape: shape))
             }
             try writer.write(to: path)
         } catch {
@@ -102,7 +109,7 @@ final class RerankGenerateTests: XCTestCase {
         XCTAssertEqual(dalle_model_load_file(Self.bundlePath, nil, &model), dalle_status(DALLE_OK))
         XCTAssertEqual(dalle_context_create(model, nil, &ctx), dalle_status(DALLE_OK))
         defer { dalle_context_free(ctx); dalle_model_free(model) }
-        var params = dalle_generate_default_params()
+        var params = DalleCAPI.dalle_generate_default_params()
         XCTAssertEqual(params.keep_best, 0)
         XCTAssertNil(params.out_scores)
         params.count = 4
@@ -127,7 +134,7 @@ final class RerankGenerateTests: XCTestCase {
         }
 
         // A caller built before keep_best was appended passes the shorter struct: all images.
-        var old = dalle_generate_default_params()
+        var old = DalleCAPI.dalle_generate_default_params()
         old.struct_size = UInt32(MemoryLayout<dalle_generate_params>.offset(of: \.keep_best) ?? 0)
         old.count = 3
         old.keep_best = 1  // past struct_size: not read
@@ -154,7 +161,7 @@ final class RerankGenerateTests: XCTestCase {
         let size = tokenizer.imageSize, grid = tokenizer.gridSize
         XCTAssertEqual(size, 32)
         XCTAssertEqual(grid, 8)
-        let pixels = (0..<(2 * size * size * 3)).map { UInt8(($0 * 37 + $0 / 97) % 256) }
+        let pixels = (0..<(2 * size * size * 3)).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: i * 37 + i / 97) }
         let tokens = try pixels.withUnsafeBufferPointer { all in
             try session.encode((0..<2).map {
                 ImageView(width: size, height: size, channels: 3,
@@ -167,11 +174,14 @@ final class RerankGenerateTests: XCTestCase {
         XCTAssertEqual(decoded.count, 2 * size * size * 3)
         XCTAssertGreaterThan(Set(decoded).count, 1)
         // Decoding is a function of the tokens: the same grid decodes to the same image.
-        let twice = try (tokens[0..<(grid * grid)] + tokens[0..<(grid * grid)]).withUnsafeBufferPointer {
+        let firstGrid = Array(tokens[0..<(grid * grid)])
+        let twice = try (firstGrid + firstGrid).withUnsafeBufferPointer {
             try session.decode(tokens: $0, count: 2)
         }
-        XCTAssertEqual(Array(twice[0..<(size * size * 3)]), Array(decoded[0..<(size * size * 3)]))
-        XCTAssertEqual(Array(twice[(size * size * 3)...]), Array(decoded[0..<(size * size * 3)]))
+        let imageBytes = size * size * 3
+        let first = Array(decoded[0..<imageBytes])
+        XCTAssertEqual(Array(twice[0..<imageBytes]), first)
+        XCTAssertEqual(Array(twice[imageBytes...]), first)
         let badToken = [Int32](repeating: Int32(tokenizer.vocabSize), count: grid * grid)
         XCTAssertThrowsError(try badToken.withUnsafeBufferPointer { try session.decode(tokens: $0, count: 1) })
     }
