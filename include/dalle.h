@@ -340,8 +340,15 @@ typedef struct dalle_generate_params {
     const int32_t *prime_tokens;      /* prime_rows * token_grid_size ids (e.g. the first rows
                                          of a dalle_encode grid), shared by all images; NULL
                                          when prime_rows is 0. Borrowed for the call.         */
-    dalle_progress_callback progress; /* GENERATE then DECODE steps; NULL = the context's    */
+    dalle_progress_callback progress; /* GENERATE, DECODE, then CLIP steps (keep_best);
+                                         NULL = the context's                               */
     void *progress_user_data;
+    uint32_t keep_best;               /* 0 = return all count images (0); else 1 ... count:
+                                         score the candidates with CLIP against the prompt
+                                         and return only the best keep_best, best first
+                                         (needs CLIP, out_images and a non-empty prompt)     */
+    float *out_scores;                /* NULL, or the caller's keep_best floats: the CLIP
+                                         scores of the kept images, best first (NULL)       */
 } dalle_generate_params;
 
 /* What a dalle_generate call did with the prompt and the seed. */
@@ -364,6 +371,8 @@ DALLE_API dalle_generate_params dalle_generate_default_params(void);
  *   out_tokens: the image tokens of each image, count grids of token_grid_size squared
  *               (free with dalle_tokens_free), or NULL;
  *   out_info:   filled up to out_info->struct_size bytes, or NULL.
+ * With params->keep_best = K > 0, the count candidates are scored as dalle_rerank would and
+ * out_images and out_tokens hold only the best K of them, best first (K entries each).
  * At least one of out_images and out_tokens must be non-NULL. A cancelled call
  * (progress callback or dalle_cancel) returns DALLE_CANCELLED within one token step,
  * with the outputs zeroed and nothing allocated. */

@@ -33,8 +33,9 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         guard let text = String(validatingCString: prompt) else {
             throw DalleError.invalidArgument("prompt is not valid UTF-8")
         }
+        // Callers built before keep_best / out_scores were appended pass the shorter struct.
         let p = try readParams(params, defaults: dalle_generate_default_params(), name: "dalle_generate_params",
-                               minimumSize: MemoryLayout<dalle_generate_params>.size)
+                               minimumSize: MemoryLayout<dalle_generate_params>.offset(of: \.keep_best) ?? 0)
         guard p.count >= 1, p.count <= UInt32(DALLE_MAX_GENERATE) else {
             throw DalleError.invalidArgument("count is \(p.count); dalle_generate makes 1 ... DALLE_MAX_GENERATE (\(DALLE_MAX_GENERATE)) images per call")
         }
@@ -51,12 +52,13 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         let options = GenerationOptions(
             count: Int(p.count), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
-            condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows)
+            condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows, keepBest: Int(p.keep_best))
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,
             tokenProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_GENERATE)),
-            decodeProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_DECODE)))
+            decodeProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_DECODE)),
+            rerankProgress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_CLIP)))
         if result.truncatedTokenCount > 0 {
             Log.write(dalle_log_level(DALLE_LOG_WARN), "dalle_generate: the prompt is \(result.promptTokenCount + result.truncatedTokenCount) tokens; the last \(result.truncatedTokenCount) past the model's text length were dropped")
         }
@@ -79,6 +81,9 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             }
         }
         outTokens?.pointee = tokens
+        if let scores = p.out_scores {
+            for (i, score) in result.scores.enumerated() { scores[i] = score }
+        }
         if let outInfo, let infoSize {
             var info = dalle_generate_info()
             info.struct_size = UInt32(infoSize)

@@ -18,13 +18,15 @@ let generateUsage = """
       --prime IMAGE        a PNG whose first token rows are kept (image completion)
       --prime-rows R       rows of --prime kept (default 7/16 of the grid, as OpenAI's 14 of 32)
       --tokens-out FILE    each image's token ids as one line ("-": stdout)
+      --rerank K           keep the K best of the --count images by CLIP score, written best
+                           first (000.png is the best); prints "score path" for each
 
     """
 
 /// `dalle generate`: prompt -> images in --out-dir, with a progress bar on a terminal.
 func generate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
-                                  "cond-scale", "prime", "prime-rows", "tokens-out", "threads"], maxPositional: 0)
+                                  "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "threads"], maxPositional: 0)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
     let outDir = try arguments.required("out-dir")
     var options = GenerationOptions(
@@ -32,7 +34,8 @@ func generate(_ arguments: Arguments) throws {
         sampling: SamplingOptions(temperature: try arguments.number("temperature", default: 1),
                                   topK: try arguments.number("top-k", default: 0),
                                   topP: try arguments.number("top-p", default: 1)),
-        condScale: try arguments.number("cond-scale", default: 1))
+        condScale: try arguments.number("cond-scale", default: 1),
+        keepBest: try arguments.number("rerank", default: 0))
     let threads = try arguments.threads()
     let model = try DalleModel(path: try arguments.required("model"))
     let session = try DalleSession(model: model, threads: threads,
@@ -61,7 +64,8 @@ func generate(_ arguments: Arguments) throws {
     let start = now()
     let result = try session.generate(prompt: prompt, options: options,
                                       tokenProgress: { step, total in bar.show("tokens", step, total); return true },
-                                      decodeProgress: { step, total in bar.show("decode", step, total); return true })
+                                      decodeProgress: { step, total in bar.show("decode", step, total); return true },
+                                      rerankProgress: { step, total in bar.show("rerank", step, total); return true })
     bar.finish()
     if result.truncatedTokenCount > 0 {
         printError("dalle: warning: the prompt is \(result.promptTokenCount + result.truncatedTokenCount) tokens; the last \(result.truncatedTokenCount) past the model's text length were dropped")
@@ -71,13 +75,15 @@ func generate(_ arguments: Arguments) throws {
         let image = try RGBImage(width: result.imageSize, height: result.imageSize,
                                  pixels: Array(result.pixels[(n * imageBytes)..<((n + 1) * imageBytes)]))
         try PNG.write(image, path: outDir + "/" + imageName(n))
+        if n < result.scores.count { print("\(result.scores[n]) \(outDir)/\(imageName(n))") }
     }
     if let tokensPath = arguments.options["tokens-out"] {
         let grid = result.gridSize * result.gridSize
         let lines = (0..<result.count).map { n in result.tokens[(n * grid)..<((n + 1) * grid)].map(String.init).joined(separator: " ") }
         try writeText(lines.joined(separator: "\n") + "\n", path: tokensPath)
     }
-    printError("dalle: generated \(result.count) image(s) with seed \(result.seed) in \(seconds(since: start)) -> \(outDir)/\(imageName(0))"
+    let kept = result.scores.isEmpty ? "" : ", kept the best \(result.count)"
+    printError("dalle: generated \(options.count) image(s)\(kept) with seed \(result.seed) in \(seconds(since: start)) -> \(outDir)/\(imageName(0))"
         + (result.count > 1 ? " ... \(imageName(result.count - 1))" : ""))
 }
 

@@ -29,7 +29,8 @@ int main(void) {
     FIELD(dalle_generate_params, temperature); FIELD(dalle_generate_params, top_k); FIELD(dalle_generate_params, top_p);
     FIELD(dalle_generate_params, cond_scale); FIELD(dalle_generate_params, prime_rows);
     FIELD(dalle_generate_params, prime_tokens); FIELD(dalle_generate_params, progress);
-    FIELD(dalle_generate_params, progress_user_data);
+    FIELD(dalle_generate_params, progress_user_data); FIELD(dalle_generate_params, keep_best);
+    FIELD(dalle_generate_params, out_scores);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);

@@ -38,18 +38,22 @@ public struct GenerationOptions: Sendable, Equatable {
     /// given rather than generated: image completion / variation.
     public var primeTokens: [Int32]
     public var primeRows: Int
+    /// Keep only the best `keepBest` candidates by CLIP score against the prompt, best
+    /// first (needs a CLIP component and decoded images); 0 keeps all, in draw order.
+    public var keepBest: Int
 
     /// The most candidates one call generates.
     public static let maxCount = 256
 
     public init(count: Int = 1, seed: UInt64 = 0, sampling: SamplingOptions = SamplingOptions(),
-                condScale: Float = 1, primeTokens: [Int32] = [], primeRows: Int = 0) {
+                condScale: Float = 1, primeTokens: [Int32] = [], primeRows: Int = 0, keepBest: Int = 0) {
         self.count = count
         self.seed = seed
         self.sampling = sampling
         self.condScale = condScale
         self.primeTokens = primeTokens
         self.primeRows = primeRows
+        self.keepBest = keepBest
     }
 }
 

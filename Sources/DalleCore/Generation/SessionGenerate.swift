@@ -1,5 +1,6 @@
 /// Images generated from one prompt, with the image tokens they were decoded from.
 public struct GeneratedImages: Sendable {
+    /// Images returned: the candidates generated, or the `keepBest` kept of them.
     public let count: Int
     /// Token grids are gridSize x gridSize; `tokens` holds them grid after grid, row-major.
     public let gridSize: Int
@@ -15,6 +16,9 @@ public struct GeneratedImages: Sendable {
     public let generatedTokenCount: Int
     /// The seed of the draws.
     public let seed: UInt64
+    /// CLIP scores of the kept images against the prompt, best first, when `keepBest` > 0
+    /// reranked the candidates (then images and tokens are in this order); empty otherwise.
+    public let scores: [Float]
 }
 
 /// The prompt as the transformer reads it: `textLength` ids, 0-padded.
@@ -28,10 +32,13 @@ public struct PromptTokens: Sendable, Equatable {
 extension DalleSession {
     /// Generates `options.count` images for `prompt` ("" = unconditional): tokenize, sample
     /// the image tokens with the transformer, then decode them with the image tokenizer
-    /// (skipped when `decodeImages` is false). `tokenProgress` gets one step per generated
-    /// image token, `decodeProgress` one per decoded image; either may cancel, as may `cancel()`.
+    /// (skipped when `decodeImages` is false). With `options.keepBest` > 0, CLIP then scores
+    /// the candidates against the prompt and only the best `keepBest` are returned, best first.
+    /// `tokenProgress` gets one step per generated image token, `decodeProgress` one per
+    /// decoded image, `rerankProgress` one per CLIP batch; any may cancel, as may `cancel()`.
     public func generate(prompt: String, options: GenerationOptions, decodeImages: Bool = true,
-                         tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil) throws -> GeneratedImages {
+                         tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil,
+                         rerankProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         cancellation.reset()
         let generator = try model.requireGenerator()
         let grid = generator.predictor.imageGridSize
@@ -45,15 +52,47 @@ extension DalleSession {
             }
             imageTokenizer = decoder
         }
+        let clipPrompt = try rerankPrompt(prompt, options: options, decodeImages: decodeImages)
         let text = try generator.encodePrompt(prompt)
-        let tokens = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
+        var tokens = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
                                                       progress: tokenProgress, cancellation: cancellation)
         var pixels: [UInt8] = []
+        var count = options.count
+        var scores: [Float] = []
         if let imageTokenizer {
-            pixels = try decodeRGB8(tokens, count: options.count, with: imageTokenizer, progress: decodeProgress)
+            pixels = try decodeRGB8(tokens, count: count, with: imageTokenizer, progress: decodeProgress)
+            if let clipPrompt {
+                let size = imageTokenizer.imageSize, imageBytes = size * size * 3, imageLength = grid * grid
+                let ranked = try pixels.withUnsafeBufferPointer { all in
+                    let views = (0..<count).map {
+                        ImageView(width: size, height: size, channels: 3, pixels: UnsafeBufferPointer(rebasing: all[($0 * imageBytes)..<(($0 + 1) * imageBytes)]))
+                    }
+                    return try clipScores(tokens: clipPrompt, images: views, progress: rerankProgress)
+                }
+                let kept = ranked.order.prefix(options.keepBest)
+                scores = kept.map { ranked.scores[$0] }
+                tokens = kept.flatMap { tokens[($0 * imageLength)..<(($0 + 1) * imageLength)] }
+                pixels = kept.flatMap { pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)] }
+                count = kept.count
+            }
         }
-        return GeneratedImages(count: options.count, gridSize: grid, tokens: tokens, imageSize: imageTokenizer?.imageSize ?? 0, pixels: pixels,
+        return GeneratedImages(count: count, gridSize: grid, tokens: tokens, imageSize: imageTokenizer?.imageSize ?? 0, pixels: pixels,
                                promptTokenCount: text.used, truncatedTokenCount: text.truncated,
-                               generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed)
+                               generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed, scores: scores)
+    }
+
+    /// CLIP's tokens of `prompt` when `options.keepBest` asks for reranking (nil when it does
+    /// not), checked before anything is generated.
+    private func rerankPrompt(_ prompt: String, options: GenerationOptions, decodeImages: Bool) throws -> [Int32]? {
+        guard options.keepBest != 0 else { return nil }
+        guard options.keepBest > 0, options.keepBest <= options.count else {
+            throw DalleError.invalidArgument("keep_best is \(options.keepBest); it must be in 0 ... count (\(options.count)), 0 keeping every image")
+        }
+        guard model.clip != nil else {
+            throw DalleError.unsupported("this model has no clip component (it holds: \(model.components)); keeping the best images by CLIP score needs one")
+        }
+        guard decodeImages else { throw DalleError.invalidArgument("keep_best needs the images decoded: CLIP scores images, not tokens") }
+        guard !prompt.isEmpty else { throw DalleError.invalidArgument("the prompt is empty; keep_best ranks images by CLIP against a prompt") }
+        return try clipTokens(prompt)
     }
 }

@@ -114,10 +114,11 @@ class _Progress:
             raise error
 
 
-Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed")
+Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed scores")
 Generation.__doc__ = """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
 when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
-dropped (past the model's text length), image tokens generated per image, and the seed used."""
+dropped (past the model's text length), image tokens generated per image, the seed used, and the
+kept images' CLIP scores best first (a list; empty unless keep_best reranked them)."""
 
 
 class Model:
@@ -311,13 +312,15 @@ class Context:
             lib.dalle_image_batch_free(ctypes.byref(out))
 
     def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=1.0,
-                 prime=None, prime_rows=0, images=True, progress=None):
+                 prime=None, prime_rows=0, images=True, keep_best=0, progress=None):
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance. `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
-        whose first `prime_rows` rows every image keeps. `progress(phase, step, total)` (phase
-        DALLE_PHASE_GENERATE per token, then DALLE_PHASE_DECODE per image) may return False to
-        cancel (CancelledError). Returns a Generation."""
+        whose first `prime_rows` rows every image keeps. keep_best K > 0 (needs CLIP in the
+        model) returns only the K candidates CLIP scores best against the prompt, best first.
+        `progress(phase, step, total)` (phase DALLE_PHASE_GENERATE per token, DALLE_PHASE_DECODE
+        per image, then DALLE_PHASE_CLIP per CLIP batch) may return False to cancel
+        (CancelledError). Returns a Generation."""
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a str")
         callback = _Progress(progress)
@@ -326,6 +329,9 @@ class Context:
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
         params.temperature, params.top_k, params.top_p, params.cond_scale = temperature, top_k, top_p, cond_scale
         params.prime_rows = prime_rows
+        params.keep_best = keep_best
+        scores = (ctypes.c_float * max(keep_best, 0))()
+        params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         keep = None
         if prime is not None and prime_rows:
             g = self.model_grid()
@@ -360,7 +366,8 @@ class Context:
                 raw = b"".join(ctypes.string_at(out_images.images[i].data, size) for i in range(out_images.count))
                 pictures = (_np.frombuffer(raw, dtype=_np.uint8).reshape(out_images.count, first.height, first.width, 3)
                             if _np is not None else raw)
-            return Generation(pictures, tokens, info.prompt_tokens, info.truncated_tokens, info.generated_tokens, info.seed)
+            return Generation(pictures, tokens, info.prompt_tokens, info.truncated_tokens, info.generated_tokens, info.seed,
+                              list(scores))
         finally:
             lib.dalle_tokens_free(ctypes.byref(out_tokens))
             lib.dalle_image_batch_free(ctypes.byref(out_images))

@@ -38,9 +38,14 @@ extension DalleSession {
     /// image against `prompt`, and the image indices best first (ties in input order).
     public func rerank(prompt: String, images: [ImageView], progress: ProgressHandler? = nil) throws -> (scores: [Float], order: [Int]) {
         cancellation.reset()
+        return try clipScores(tokens: try clipTokens(prompt), images: images, progress: progress)
+    }
+
+    /// `rerank` of images against a prompt already read by `clipTokens` (cancellation not reset).
+    func clipScores(tokens: [Int32], images: [ImageView], progress: ProgressHandler?) throws -> (scores: [Float], order: [Int]) {
         let clip = try model.requireCLIP()
         guard !images.isEmpty else { throw DalleError.invalidArgument("no images to rerank") }
-        let text = try clip.encodeText([try clipTokens(prompt)], pool: pool)
+        let text = try clip.encodeText([tokens], pool: pool)
         let embeddings = try embedImages(images, progress: progress)
         let scores = clip.logits(images: embeddings, texts: text).scalars
         let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
