@@ -65,22 +65,7 @@ public func dalle_decode(_ ctx: OpaquePointer?, _ tokens: UnsafePointer<dalle_to
         guard count == 0 || grids.data != nil else { throw DalleError.invalidArgument("tokens->data is NULL but tokens->count is \(count)") }
         let ids = UnsafeBufferPointer(start: grids.data, count: count * config.gridSize * config.gridSize)
         let pixels = try box.session.decode(tokens: ids, count: count, progress: box.progressHandler(Int32(DALLE_PHASE_DECODE)))
-
-        // One allocation: the image headers, then every image's pixels.
-        let size = config.imageSize, imageBytes = size * size * 3
-        let headerBytes = count * MemoryLayout<dalle_image>.stride
-        let block = try CallerMemory.allocate(bytes: headerBytes + pixels.count, .images)
-        let headers = block.bindMemory(to: dalle_image.self, capacity: count)
-        let pixelBase = (block + headerBytes).bindMemory(to: UInt8.self, capacity: pixels.count)
-        pixels.withUnsafeBufferPointer { pixelBase.update(from: $0.baseAddress!, count: $0.count) }
-        for n in 0..<count {
-            headers[n] = dalle_image(width: UInt32(size), height: UInt32(size), channels: 3, data: pixelBase + n * imageBytes)
-        }
-        var batch = dalle_image_batch()
-        batch.count = grids.count
-        batch.images = count > 0 ? headers : nil
-        if count == 0 { try CallerMemory.free(block, .images) }
-        outImages.pointee = batch
+        outImages.pointee = try imageBatch(pixels, count: count, size: config.imageSize)
     }
 }
 

@@ -38,7 +38,7 @@ public struct CLIP: Sendable {
     public init(config: CLIPConfig, weights: WeightStore) throws {
         try config.validate()
         self.config = config
-        let loader = CLIPWeightLoader(weights)
+        let loader = StrictWeightLoader(weights)
         let vw = config.visionWidth, tw = config.textWidth, p = config.visionPatchSize, e = config.embedDim
         let grid = config.gridSize
 
@@ -61,7 +61,7 @@ public struct CLIP: Sendable {
         lnFinal = try CLIPLayerNorm("clip.ln_final", width: tw, loader: loader)
         textProjection = try loader.tensor("clip.text_projection", shape: [tw, e]).scalars
         logitScale = expf(try loader.tensor("clip.logit_scale", shape: []).scalars[0])
-        try loader.rejectUnused(prefix: "clip.")
+        try loader.rejectUnused(prefix: "clip.", model: "CLIP", ignoring: clipNonParameters)
     }
 
     /// Image embeddings [N, embed_dim] (not normalised) of preprocessed images

@@ -22,7 +22,7 @@ struct CLIPLinear: Sendable {
     let bias: [Float]
 
     /// Loads `prefix.weight` [out, in] and `prefix.bias` [out].
-    init(_ prefix: String, in n: Int, out m: Int, loader: CLIPWeightLoader) throws {
+    init(_ prefix: String, in n: Int, out m: Int, loader: StrictWeightLoader) throws {
         let w = try loader.tensor(prefix + ".weight", shape: [m, n])
         weightT = transposed(w.scalars, rows: m, cols: n)
         bias = try loader.tensor(prefix + ".bias", shape: [m]).scalars
@@ -58,7 +58,7 @@ struct CLIPLayerNorm: Sendable {
     let bias: [Float]
     static let epsilon: Float = 1e-5
 
-    init(_ prefix: String, width: Int, loader: CLIPWeightLoader) throws {
+    init(_ prefix: String, width: Int, loader: StrictWeightLoader) throws {
         weight = try loader.tensor(prefix + ".weight", shape: [width]).scalars
         bias = try loader.tensor(prefix + ".bias", shape: [width]).scalars
     }
@@ -97,7 +97,7 @@ struct CLIPResidualBlock: Sendable {
     let fc: CLIPLinear
     let proj: CLIPLinear
 
-    init(_ prefix: String, width: Int, heads: Int, loader: CLIPWeightLoader) throws {
+    init(_ prefix: String, width: Int, heads: Int, loader: StrictWeightLoader) throws {
         self.width = width
         self.heads = heads
         ln1 = try CLIPLayerNorm(prefix + ".ln_1", width: width, loader: loader)
@@ -224,26 +224,5 @@ func transposed(_ m: [Float], rows: Int, cols: Int) -> [Float] {
     return t
 }
 
-/// Reads parameters by name and shape and records which it read, so that loading can
-/// reject any "clip.*" tensor the configuration does not use.
-final class CLIPWeightLoader {
-    let store: WeightStore
-    private(set) var used: Set<String> = []
-
-    init(_ store: WeightStore) { self.store = store }
-
-    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        used.insert(name)
-        return try store.tensor(name, shape: shape)
-    }
-
-    /// Throws `badFile` naming the first tensor under `prefix` that was never read.
-    func rejectUnused(prefix: String) throws {
-        if let name = store.names.first(where: { $0.hasPrefix(prefix) && !used.contains($0) && !CLIPWeightLoader.ignored.contains(String($0.dropFirst(prefix.count))) }) {
-            throw DalleError.badFile("unexpected tensor '\(name)': the file does not match the CLIP configuration in its metadata")
-        }
-    }
-
-    /// Entries of OpenAI's TorchScript state dicts that are not parameters.
-    static let ignored: Set<String> = ["input_resolution", "context_length", "vocab_size"]
-}
+/// Entries of OpenAI's TorchScript CLIP state dicts that are not parameters.
+let clipNonParameters: Set<String> = ["input_resolution", "context_length", "vocab_size"]

@@ -32,7 +32,7 @@ public struct DVAE: Sendable {
     public init(config: DVAEConfig, weights: WeightStore) throws {
         try config.validate()
         self.config = config
-        let loader = DVAEWeightLoader(weights)
+        let loader = StrictWeightLoader(weights)
         let hid = config.hiddenChannels, groups = config.groupCount
         let layers = groups * config.blocksPerGroup
         let postGain = Float(1 / Double(layers * layers))
@@ -64,7 +64,7 @@ public struct DVAE: Sendable {
         }
         decoderOutput = try loader.conv(dec + ".output.conv", in: hid, out: 2 * config.outputChannels, kernel: 1)
 
-        try loader.rejectUnused(prefix: "dvae.")
+        try loader.rejectUnused(prefix: "dvae.", model: "dVAE")
     }
 
     /// Weights for `config` initialised as the reference does (normal with std

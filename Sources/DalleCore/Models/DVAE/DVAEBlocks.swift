@@ -18,7 +18,7 @@ struct DVAEResBlock: Sendable {
 
     /// Loads the block under `prefix` (e.g. "dvae.encoder.blocks.group_1.block_1").
     init(_ prefix: String, inChannels: Int, outChannels: Int, kernelSizes: [Int],
-         postGain: Float, loader: DVAEWeightLoader) throws {
+         postGain: Float, loader: StrictWeightLoader) throws {
         let mid = outChannels / 4
         idPath = inChannels == outChannels ? nil
             : try loader.conv(prefix + ".id_path", in: inChannels, out: outChannels, kernel: 1)
@@ -41,32 +41,11 @@ struct DVAEResBlock: Sendable {
     }
 }
 
-/// Reads tensors by name and expected shape from a `WeightStore`, remembering every
-/// name it read so that the model can reject tensors it never used.
-final class DVAEWeightLoader {
-    let store: WeightStore
-    private(set) var used: Set<String> = []
-
-    init(_ store: WeightStore) { self.store = store }
-
-    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        used.insert(name)
-        return try store.tensor(name, shape: shape)
-    }
-
+extension StrictWeightLoader {
     /// The reference `Conv2d` under `prefix`: weight `w` [out, in, k, k], bias `b` [out].
     func conv(_ prefix: String, in n: Int, out m: Int, kernel k: Int) throws -> Conv2DWeights {
         try Conv2DWeights(weight: tensor(prefix + ".w", shape: [m, n, k, k]),
                           bias: tensor(prefix + ".b", shape: [m]))
-    }
-
-    /// Throws `badFile` naming the first tensor under `prefix` that was never read: a
-    /// file for another configuration or another kind of dVAE.
-    func rejectUnused(prefix: String) throws {
-        if let name = store.names.first(where: { $0.hasPrefix(prefix) && !used.contains($0) }) {
-            throw DalleError.badFile(
-                "unexpected tensor '\(name)': the file does not match the dVAE configuration in its metadata")
-        }
     }
 }
 

@@ -33,22 +33,22 @@ public struct DiscreteVAE: ImageTokenizer {
     public init(config: DiscreteVAEConfig, weights: WeightStore) throws {
         try config.validate()
         self.config = config
-        let load = TransformerWeightLoader(weights)
+        let load = StrictWeightLoader(weights)
         let hid = config.hiddenDim, blocks = config.numResnetBlocks
         func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2DWeights {
-            try Conv2DWeights(weight: try load.tensor(name + ".weight", [out, inp, k, k]),
-                              bias: try load.tensor(name + ".bias", [out]))
+            try Conv2DWeights(weight: try load.tensor(name + ".weight", shape: [out, inp, k, k]),
+                              bias: try load.tensor(name + ".bias", shape: [out]))
         }
         func strided(_ name: String, _ inp: Int, _ out: Int, transposed: Bool) throws -> StridedConv {
-            let w = try load.tensor(name + ".weight", transposed ? [inp, out, 4, 4] : [out, inp, 4, 4])
+            let w = try load.tensor(name + ".weight", shape: transposed ? [inp, out, 4, 4] : [out, inp, 4, 4])
             return StridedConv(inChannels: inp, outChannels: out, transposed: transposed, weight: w.scalars,
-                               bias: try load.tensor(name + ".bias", [out]).scalars)
+                               bias: try load.tensor(name + ".bias", shape: [out]).scalars)
         }
         func residual(_ name: String) throws -> ResidualBlock {
             ResidualBlock(conv1: try conv(name + ".net.0", hid, hid, 3), conv2: try conv(name + ".net.2", hid, hid, 3),
                           conv3: try conv(name + ".net.4", hid, hid, 1))
         }
-        codebook = try load.tensor("dvae.codebook.weight", [config.numTokens, config.codebookDim]).scalars
+        codebook = try load.tensor("dvae.codebook.weight", shape: [config.numTokens, config.codebookDim]).scalars
         encoderDown = try (0..<config.numLayers).map { i in
             try strided("dvae.encoder.\(i).0", i == 0 ? config.channels : hid, hid, transposed: false)
         }
@@ -62,7 +62,7 @@ public struct DiscreteVAE: ImageTokenizer {
                         transposed: true)
         }
         decoderOutput = try conv("dvae.decoder.\(first + blocks + config.numLayers)", config.channels, hid, 1)
-        try load.rejectUnused(prefix: "dvae.")
+        try load.rejectUnused(prefix: "dvae.", model: "DiscreteVAE")
     }
 
     public var imageSize: Int { config.imageSize }

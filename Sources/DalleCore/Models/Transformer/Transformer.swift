@@ -62,30 +62,30 @@ public final class DalleTransformer: @unchecked Sendable {
         try config.validate()
         self.config = config
         let c = config
-        let load = TransformerWeightLoader(weights)
+        let load = StrictWeightLoader(weights)
         let p = "transformer."
-        textEmbedding = try load.tensor(p + "text_emb.weight", [c.textVocab, c.dim]).scalars
-        imageEmbedding = try load.tensor(p + "image_emb.weight", [c.numImageTokens, c.dim]).scalars
+        textEmbedding = try load.tensor(p + "text_emb.weight", shape: [c.textVocab, c.dim]).scalars
+        imageEmbedding = try load.tensor(p + "image_emb.weight", shape: [c.numImageTokens, c.dim]).scalars
         if c.rotaryEmb {
             (textPositions, imageRowPositions, imageColumnPositions) = ([], [], [])
-            let table = try load.tensor(p + "transformer.pos_emb", [1, c.seqLen + 1, c.rotaryDims]).scalars
+            let table = try load.tensor(p + "transformer.pos_emb", shape: [1, c.seqLen + 1, c.rotaryDims]).scalars
             let used = Array(table[0..<(c.seqLen * c.rotaryDims)])
             rotaryCos = used.map { Float(cos(Double($0))) }
             rotarySin = used.map { Float(sin(Double($0))) }
         } else {
             (rotaryCos, rotarySin) = ([], [])
-            textPositions = try load.tensor(p + "text_pos_emb.weight", [c.textLen, c.dim]).scalars
-            imageRowPositions = try load.tensor(p + "image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim]).scalars
-            imageColumnPositions = try load.tensor(p + "image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim]).scalars
+            textPositions = try load.tensor(p + "text_pos_emb.weight", shape: [c.textLen, c.dim]).scalars
+            imageRowPositions = try load.tensor(p + "image_pos_emb.weights.0", shape: [1, c.imageFmapSize, 1, c.dim]).scalars
+            imageColumnPositions = try load.tensor(p + "image_pos_emb.weights.1", shape: [1, 1, c.imageFmapSize, c.dim]).scalars
         }
 
         func norm(_ name: String) throws -> LayerNorm {
-            LayerNorm(weight: try load.tensor(name + ".weight", [c.dim]).scalars,
-                      bias: try load.tensor(name + ".bias", [c.dim]).scalars)
+            LayerNorm(weight: try load.tensor(name + ".weight", shape: [c.dim]).scalars,
+                      bias: try load.tensor(name + ".bias", shape: [c.dim]).scalars)
         }
         func linear(_ name: String, inputs: Int, outputs: Int, bias: Bool) throws -> Linear {
-            Linear(torchWeight: try load.tensor(name + ".weight", [outputs, inputs]),
-                   bias: bias ? try load.tensor(name + ".bias", [outputs]) : nil)
+            Linear(torchWeight: try load.tensor(name + ".weight", shape: [outputs, inputs]),
+                   bias: bias ? try load.tensor(name + ".bias", shape: [outputs]) : nil)
         }
         var attentionIndex: [Int: Int] = [:], feedForwardIndex: [Int: Int] = [:]
         var attentions: [AttentionWeights] = [], feedForwards: [FeedForwardWeights] = []
@@ -118,24 +118,24 @@ public final class DalleTransformer: @unchecked Sendable {
                 feedForward: feedForwardIndex[feedForwardId] ?? 0,
                 attentionNorm: try norm(block + "0.fn.norm"),
                 attentionNormOut: c.sandwichNorm ? try norm(block + "0.fn.norm_out") : nil,
-                attentionScale: try load.tensor(block + "0.scale", [1, 1, c.dim]).scalars,
+                attentionScale: try load.tensor(block + "0.scale", shape: [1, 1, c.dim]).scalars,
                 feedForwardNorm: try norm(block + "1.fn.norm"),
                 feedForwardNormOut: c.sandwichNorm ? try norm(block + "1.fn.norm_out") : nil,
-                feedForwardScale: try load.tensor(block + "1.scale", [1, 1, c.dim]).scalars))
+                feedForwardScale: try load.tensor(block + "1.scale", shape: [1, 1, c.dim]).scalars))
         }
         self.layers = layers
         self.attentions = attentions
         self.feedForwards = feedForwards
         outputNorm = try norm(p + "to_logits.0")
-        let logits = try load.tensor(p + "to_logits.1.weight", [c.totalTokens, c.dim]).scalars
-        let logitsBias = try load.tensor(p + "to_logits.1.bias", [c.totalTokens]).scalars
+        let logits = try load.tensor(p + "to_logits.1.weight", shape: [c.totalTokens, c.dim]).scalars
+        let logitsBias = try load.tensor(p + "to_logits.1.bias", shape: [c.totalTokens]).scalars
         func columns(_ range: Range<Int>) throws -> Linear {
             Linear(torchWeight: try Tensor(shape: [range.count, c.dim], scalars: Array(logits[(range.lowerBound * c.dim)..<(range.upperBound * c.dim)])),
                    bias: try Tensor(shape: [range.count], scalars: Array(logitsBias[range])))
         }
         textLogits = try columns(0..<c.textVocab)
         imageLogits = try columns(c.textVocab..<c.totalTokens)
-        try load.rejectUnused(prefix: p)
+        try load.rejectUnused(prefix: p, model: "transformer")
     }
 
     /// Random parameters for `config` (normal embeddings, 1/sqrt(fan-in) linears, perturbed
@@ -546,25 +546,6 @@ struct KeyLists {
             }
             longest = max(longest, positions.count - offsets[offsets.count - 1])
             offsets.append(positions.count)
-        }
-    }
-}
-
-/// Records which tensors a model asked for, so unused ones can be rejected.
-final class TransformerWeightLoader {
-    let store: WeightStore
-    private(set) var used = Set<String>()
-    init(_ store: WeightStore) { self.store = store }
-
-    func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
-        used.insert(name)
-        return try store.tensor(name, shape: shape)
-    }
-
-    /// Throws `badFile` naming the first tensor under `prefix` that was never asked for.
-    func rejectUnused(prefix: String) throws {
-        if let extra = store.names.first(where: { $0.hasPrefix(prefix) && !used.contains($0) }) {
-            throw DalleError.badFile("unexpected tensor '\(extra)' for this transformer configuration")
         }
     }
 }

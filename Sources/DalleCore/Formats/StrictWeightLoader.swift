@@ -1,0 +1,26 @@
+/// Reads a model's tensors from a `WeightStore` by name and expected shape, and records
+/// every name it read, so that loading can reject the component's tensors the
+/// configuration never used (a file for another configuration or another kind).
+final class StrictWeightLoader {
+    let store: WeightStore
+    private(set) var used: Set<String> = []
+
+    init(_ store: WeightStore) { self.store = store }
+
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        used.insert(name)
+        return try store.tensor(name, shape: shape)
+    }
+
+    /// Throws `badFile` naming the first tensor under `prefix` that was never read; `ignoring`
+    /// lists names (relative to `prefix`) that are not parameters. `model` names the
+    /// component in the message ("dVAE", "CLIP", ...).
+    func rejectUnused(prefix: String, model: String, ignoring: Set<String> = []) throws {
+        let unused = store.names.first {
+            $0.hasPrefix(prefix) && !used.contains($0) && !ignoring.contains(String($0.dropFirst(prefix.count)))
+        }
+        if let name = unused {
+            throw DalleError.badFile("unexpected tensor '\(name)': the file does not match the \(model) configuration in its metadata")
+        }
+    }
+}
