@@ -1,5 +1,5 @@
 import XCTest
-import DalleCore
+@testable import DalleCore
 @testable import DalleImageIO
 
 /// PNG decoding against fixtures made by tools/make_png_fixtures.py, encode/decode round
@@ -30,7 +30,7 @@ final class PNGTests: XCTestCase {
     // MARK: - Round trips
 
     func testEncodeDecodeRoundTripOnOddSizes() throws {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         for (w, h) in [(1, 1), (1, 9), (9, 1), (3, 7), (17, 5), (64, 33), (101, 3)] {
             for smooth in [false, true] {
                 let pixels = (0..<(w * h * 3)).map { i -> UInt8 in
@@ -56,7 +56,7 @@ final class PNGTests: XCTestCase {
     }
 
     func testWriteThenReadFile() throws {
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let image = try RGBImage(width: 5, height: 4, pixels: (0..<60).map { _ in rng.byte() })
         let path = "/tmp/dalle-png-test-\(getpid()).png"
         defer { unlink(path) }
@@ -65,7 +65,7 @@ final class PNGTests: XCTestCase {
     }
 
     func testDeflateInflateRoundTrip() throws {
-        var rng = SplitMix(seed: 11)
+        var rng = SplitMix64(seed: 11)
         let text = Array("the quick brown fox jumps over the lazy dog; ".utf8)
         var inputs: [[UInt8]] = [
             [],
@@ -141,7 +141,7 @@ final class PNGTests: XCTestCase {
         assertBadFile(makePNG([("IHDR", ihdr(width: 1, height: 2)), ("IDAT", [0x78, 0x9C, 0x01, 8, 0, 0, 0] + raw), ("IEND", [])]),
                       contains: "length check")
         // Random garbage after a valid header must throw, never trap.
-        var rng = SplitMix(seed: 5)
+        var rng = SplitMix64(seed: 5)
         for _ in 0..<200 {
             let body = [0x78, 0x9C] + (0..<Int(rng.byte() % 64)).map { _ in rng.byte() }
             XCTAssertThrowsError(try PNG.decode(makePNG([("IHDR", ihdr(width: 3, height: 3)), ("IDAT", body), ("IEND", [])])))
@@ -181,7 +181,7 @@ final class PNGTests: XCTestCase {
     func testMutatedFilesThrowOrDecodeButNeverTrap() throws {
         // Random byte changes with the chunk CRCs fixed up, so they reach the header, zlib
         // and filter code; every outcome must be an image of the declared size or a DalleError.
-        var rng = SplitMix(seed: 99)
+        var rng = SplitMix64(seed: 99)
         for name in ["ct0_d2_adam7_dyn", "ct3_d4_plain_dyn", "ct6_d16_plain_fixed", "ct2_d8_adam7_stored", "pillow_rgb"] {
             let original = try FileIO.read(path: "\(Self.fixtureDirectory)/\(name).png")
             for _ in 0..<300 {
@@ -211,7 +211,7 @@ final class PNGTests: XCTestCase {
     // MARK: - Helpers
 
     private func validPNG() -> [UInt8] {
-        var rng = SplitMix(seed: 1)
+        var rng = SplitMix64(seed: 1)
         // Noise, so the IDAT is long enough for the byte offsets the tests poke at.
         let image = try? RGBImage(width: 6, height: 5, pixels: (0..<90).map { _ in rng.byte() })
         return image.flatMap { try? PNG.encode($0) } ?? []
@@ -262,16 +262,7 @@ final class PNGTests: XCTestCase {
     }
 }
 
-/// A small deterministic generator for test data.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
+    /// A byte of test data.
     mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next() >> 56) }
 }

@@ -141,7 +141,7 @@ final class TokenizerTests: XCTestCase {
 
     func testHeapMergingMatchesReferenceLoop() throws {
         let tokenizer = try XCTUnwrap(Self.clip)
-        var rng = TokenizerTestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let alphabet = Array("abcdeilmnorstuy'éß日本😀-.")
         let ranks = Self.ranks(tokenizer)
         for _ in 0..<500 {
@@ -226,7 +226,7 @@ final class TokenizerTests: XCTestCase {
     }
 
     static let shapesCorpus: [String] = {
-        var rng = TokenizerTestRNG(seed: 1)
+        var rng = SplitMix64(seed: 1)
         let colors = ["red", "green", "blue", "yellow"], shapes = ["circle", "square", "triangle"]
         let sizes = ["small", "large"], relations = ["to the left of", "above", "below", "to the right of"]
         func pick(_ a: [String]) -> String { a[Int(rng.next() % UInt64(a.count))] }
@@ -334,17 +334,5 @@ extension Tokenizer {
             guard id >= 0 && Int(id) < vocabularySize else { throw DalleError.invalidArgument("bad id") }
             return vocabulary[Int(id)]
         }
-    }
-}
-
-private struct TokenizerTestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
