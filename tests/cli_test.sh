@@ -106,6 +106,22 @@ expect 1 "judges 64x64 images; this one is 130x96" -- "$DALLE" judge --caption "
 expect 1 "--count must be an integer" -- "$DALLE" shapes --count -1 --out-dir "$T/shapes3"
 expect 1 "cannot create the directory" -- "$DALLE" shapes --count 1 --out-dir "$T/no/such/dir"
 
+# generate: the golden generate bundle (tools/make_golden_generate.py), same seed -> same tokens
+# whatever the thread count; bad sampling options and --rerank without CLIP are errors.
+GEN=Tests/DalleCoreTests/Golden/generate/model.safetensors
+expect 0 "generated 2 image\(s\) with seed 3" -- "$DALLE" generate --model "$GEN" --prompt "a red apple" --count 2 \
+    --seed 3 --out-dir "$T/gen1" --tokens-out "$T/gen1.txt" --threads 2
+expect 0 "generated 2 image" -- "$DALLE" generate --model "$GEN" --prompt "a red apple" --count 2 \
+    --seed 3 --out-dir "$T/gen2" --tokens-out "$T/gen2.txt" --threads 1
+checks=$((checks + 1))
+[ -s "$T/gen1/000.png" ] && [ -s "$T/gen1/001.png" ] && [ "$(wc -l < "$T/gen1.txt")" = 2 ] || fail "generate did not write 2 images and 2 token lines"
+cmp -s "$T/gen1.txt" "$T/gen2.txt" || fail "generate depends on the thread count"
+cmp -s "$T/gen1/001.png" "$T/gen2/001.png" || fail "generated images depend on the thread count"
+expect 1 "temperature is 0.0" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --temperature 0
+expect 1 "top_p is 1.5" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --top-p 1.5
+expect 1 "no clip component" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --rerank 1
+expect 1 "no transformer component" -- "$DALLE" generate --model "$MODEL" --prompt "x" --out-dir "$T/gen3"
+
 # rerank: CLIP scores best first against the tiny golden bundle (tools/make_golden_clip.py;
 # reference logits for "a photo of a cat": 150x257 -1.886, 48x40 -2.099, 224x224 -2.144, 300x200 -2.286).
 CLIP=Tests/DalleCoreTests/Golden/clip
