@@ -417,6 +417,45 @@ DALLE_API dalle_status dalle_rerank(dalle_context *ctx, const char *prompt,
                                     const dalle_image *images, uint32_t n_images,
                                     float *out_scores, uint32_t *out_order);
 
+/* ---------------------------------------------------------------------------------- */
+/* Shapes World: the synthetic captions and images of the evaluation (no model needed) */
+
+/* Captions follow the Shapes World grammar (lower case, single spaces, no punctuation;
+ * e.g. "a small red circle", "two blue squares", "a red circle left of a green square"),
+ * UTF-8 and NUL-terminated; held-out colour-shape pairs are valid captions. Images are
+ * DALLE_SHAPES_IMAGE_SIZE square. These calls need no model or context: errors are
+ * reported by the status and dalle_last_error(). */
+#define DALLE_SHAPES_IMAGE_SIZE 64
+
+/* Renders `caption` (placement drawn from `seed`) into *out_image, a DALLE_SHAPES_IMAGE_SIZE
+ * square RGB image the library allocates (free with dalle_image_free). A caption outside
+ * the grammar is DALLE_INVALID_ARGUMENT, with a message naming the wrong word. */
+DALLE_API dalle_status dalle_shapes_render(const char *caption, uint64_t seed, dalle_image *out_image);
+
+/* Sample `index` of the Shapes World training stream `seed` (standard template mix; the
+ * held-out pairs never appear; a function of seed and index alone). The caption goes into caption_buf, which the caller supplies with
+ * room for caption_capacity bytes, NUL included; *out_caption_len receives its length
+ * without the NUL. Size first: with caption_buf NULL and caption_capacity 0 the call only
+ * reports *out_caption_len; when caption_buf is too small the call writes nothing, sets
+ * *out_caption_len and returns DALLE_INVALID_ARGUMENT. out_image (may be NULL) receives the
+ * sample's image, allocated by the library (free with dalle_image_free). */
+DALLE_API dalle_status dalle_shapes_training_sample(uint64_t seed, uint64_t index, char *caption_buf,
+                                                    size_t caption_capacity, size_t *out_caption_len,
+                                                    dalle_image *out_image);
+
+/* Judges `image` (DALLE_SHAPES_IMAGE_SIZE square, 3 or 4 channels, alpha ignored; borrowed)
+ * against `caption` by the Shapes World rules: *out_passed says whether it shows the
+ * caption. reason_buf (may be NULL with reason_capacity 0) receives why it failed ("" on a
+ * pass), truncated to reason_capacity bytes with its NUL. Errors: NULL image, caption or
+ * out_passed, a caption outside the grammar or not UTF-8, an image of another size
+ * (DALLE_INVALID_ARGUMENT). */
+DALLE_API dalle_status dalle_shapes_judge(const dalle_image *image, const char *caption, bool *out_passed,
+                                          char *reason_buf, size_t reason_capacity);
+
+/* Frees image->data if the library allocated it (dalle_shapes_render,
+ * dalle_shapes_training_sample) and zeroes *image; NULL and zeroed images are ignored. */
+DALLE_API void dalle_image_free(dalle_image *image);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@ enum HandleKind: String {
     case context = "dalle_context"
     case tokens = "dalle_tokens data"
     case images = "dalle_image_batch images"
+    case image = "dalle_image data"
 }
 
 /// Every live pointer the library handed out, so that a freed, foreign or mistyped
