@@ -24,7 +24,8 @@ except ImportError:  # numpy is optional
 
 __all__ = ["Model", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
            "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
-           "system_info", "set_log_callback", "set_log_level"]
+           "system_info", "set_log_callback", "set_log_level", "shapes_render", "shapes_training_sample",
+           "shapes_judge"]
 
 __version__ = lib.dalle_version().decode()
 
@@ -464,3 +465,54 @@ class Context:
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+# Shapes World: synthetic captions and images, and the judge of the evaluation (no model).
+
+def _take_image(image):
+    """The pixels of a library-allocated dalle_image (freed here): numpy (H, W, 3) uint8, or bytes."""
+    try:
+        raw = ctypes.string_at(image.data, image.width * image.height * 3)
+        return _np.frombuffer(raw, dtype=_np.uint8).reshape(image.height, image.width, 3) if _np is not None else raw
+    finally:
+        lib.dalle_image_free(ctypes.byref(image))
+
+
+def shapes_render(caption, seed=0):
+    """Renders a Shapes World caption: numpy (64, 64, 3) uint8 (bytes without numpy)."""
+    out = _lib.dalle_image()
+    _check(lib.dalle_shapes_render(caption.encode(), seed, ctypes.byref(out)))
+    return _take_image(out)
+
+
+def shapes_training_sample(seed, index):
+    """Sample `index` of the training stream `seed`: (caption, image)."""
+    length = ctypes.c_size_t()
+    _check(lib.dalle_shapes_training_sample(seed, index, None, 0, ctypes.byref(length), None))
+    buffer = ctypes.create_string_buffer(length.value + 1)
+    out = _lib.dalle_image()
+    _check(lib.dalle_shapes_training_sample(seed, index, buffer, len(buffer), ctypes.byref(length), ctypes.byref(out)))
+    return buffer.value.decode(), _take_image(out)
+
+
+def shapes_judge(image, caption):
+    """Judges a 64x64 RGB/RGBA image (numpy (H, W, C) uint8, or 64·64·3 bytes) against a caption:
+    (passed, reason), reason "" on a pass."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        keep = ctypes.create_string_buffer(bytes(image), len(image))
+        s = _lib.DALLE_SHAPES_IMAGE_SIZE
+        if len(image) != s * s * 3:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                       f"{len(image)} bytes is not a {s}x{s} RGB image ({s * s * 3} bytes)")
+        struct = _lib.dalle_image(s, s, 3, ctypes.cast(keep, ctypes.POINTER(ctypes.c_uint8)))
+    else:
+        keep = _np.ascontiguousarray(image)
+        if keep.dtype != _np.uint8 or keep.ndim != 3:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                       f"image must be (H, W, C) uint8; got shape {keep.shape}, {keep.dtype}")
+        h, w, c = keep.shape
+        struct = _lib.dalle_image(w, h, c, keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+    passed = ctypes.c_bool()
+    reason = ctypes.create_string_buffer(4096)
+    _check(lib.dalle_shapes_judge(ctypes.byref(struct), caption.encode(), ctypes.byref(passed), reason, len(reason)))
+    return bool(passed.value), reason.value.decode("utf-8", "replace")

@@ -44,6 +44,7 @@ DALLE_PHASE_GENERATE = 3
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
 DALLE_MAX_GENERATE = 256
+DALLE_SHAPES_IMAGE_SIZE = 64
 
 
 dalle_status = c_int32
@@ -135,6 +136,12 @@ PROTOTYPES = {
                                                 POINTER(ctypes.c_float), c_uint32]),
     "dalle_rerank": (dalle_status, [dalle_context_p, c_char_p, POINTER(dalle_image), c_uint32,
                                     POINTER(ctypes.c_float), POINTER(c_uint32)]),
+    # Shapes World
+    "dalle_shapes_render": (dalle_status, [c_char_p, c_uint64, POINTER(dalle_image)]),
+    "dalle_shapes_training_sample": (dalle_status, [c_uint64, c_uint64, ctypes.c_char_p, c_size_t, POINTER(c_size_t),
+                                                    POINTER(dalle_image)]),
+    "dalle_shapes_judge": (dalle_status, [POINTER(dalle_image), c_char_p, POINTER(c_bool), ctypes.c_char_p, c_size_t]),
+    "dalle_image_free": (None, [POINTER(dalle_image)]),
 }
 
 
