@@ -122,7 +122,33 @@ dropped (past the model's text length), image tokens generated per image, the se
 kept images' CLIP scores best first (a list; empty unless keep_best reranked them)."""
 
 
-class Model:
+class _Owned:
+    """A library handle released by close(), at the end of a `with` block, or when collected."""
+
+    _handle = None
+
+    def _free(self, handle):
+        raise NotImplementedError
+
+    def close(self):
+        if self._handle is not None:
+            self._free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class Model(_Owned):
     """A loaded libdalle model (immutable; share it between contexts and threads).
 
     `source` is a path (str / os.PathLike) or the file's bytes. `progress(phase, step, total)`
@@ -167,23 +193,9 @@ class Model:
         with Context(self, threads=1) as ctx:
             return ctx.tokenize(text, mode)
 
-    def close(self):
+    def _free(self, handle):
         """Releases the model (contexts still open keep its weights alive)."""
-        if self._handle is not None:
-            lib.dalle_model_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+        lib.dalle_model_free(handle)
 
     def __repr__(self):
         return (f"dalle.Model(components={self.components}, image_size={self.image_size}, "
@@ -195,7 +207,7 @@ _TOKENIZE_MODES = {"model": _lib.DALLE_TOKENIZE_MODEL, "raw": _lib.DALLE_TOKENIZ
                    "clip": _lib.DALLE_TOKENIZE_CLIP, "dalle": _lib.DALLE_TOKENIZE_DALLE}
 
 
-class Context:
+class Context(_Owned):
     """Per-caller state on a model: threads (0 = all cores), seed (None = random),
     progress(phase, step, total) -> False to cancel. Use from one thread at a time;
     `cancel()` may be called from any thread."""
@@ -449,22 +461,8 @@ class Context:
             structs[i] = _lib.dalle_image(w, h, c, a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
         return structs, batch
 
-    def close(self):
-        if self._handle is not None:
-            lib.dalle_context_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+    def _free(self, handle):
+        lib.dalle_context_free(handle)
 
 
 # Shapes World: synthetic captions and images, and the judge of the evaluation (no model).
