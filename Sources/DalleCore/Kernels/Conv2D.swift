@@ -26,6 +26,17 @@ public struct Conv2DWeights: Sendable {
         }
         self.bias = bias?.scalars ?? [Float](repeating: 0, count: s[0])
     }
+
+    /// Packs a row-major [out, in, k, k] weight whose shape the caller has checked.
+    init(packing weight: [Float], outChannels: Int, inChannels: Int, kernelSize: Int, bias: [Float]?) {
+        self.outChannels = outChannels
+        self.inChannels = inChannels
+        self.kernelSize = kernelSize
+        packedWeight = weight.withUnsafeBufferPointer {
+            packGemmA($0.baseAddress.unsafelyUnwrapped, m: outChannels, k: inChannels * kernelSize * kernelSize)
+        }
+        self.bias = bias ?? [Float](repeating: 0, count: outChannels)
+    }
 }
 
 /// y = residual + scale · (conv(reluInput ? max(x, 0) : x) + bias) for x of shape

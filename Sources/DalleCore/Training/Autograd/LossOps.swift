@@ -1,0 +1,230 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The training objectives: cross-entropy, CLIP's contrastive loss, and the dVAE's
+/// relaxation (Gumbel-softmax, KL to the uniform prior, logit-Laplace likelihood).
+extension Tape {
+    /// Mean over `rows` of −log softmax(logits[r, columns])[target r]: logits [rows, V],
+    /// each row's softmax taken over `columns` only (DALLE-pytorch's logits mask), targets
+    /// absolute column indices inside that range.
+    public func crossEntropy(_ logits: Variable, rows: [Int], targets: [Int32], columns: Range<Int>) -> Variable {
+        let v = logits.shape[logits.shape.count - 1], lo = columns.lowerBound, width = columns.count
+        var probabilities = [Float](repeating: 0, count: rows.count * width)
+        var total: Double = 0
+        withPointers(logits.value) { l in
+            probabilities.withUnsafeMutableBufferPointer { pb in
+                for (i, r) in rows.enumerated() {
+                    let row = l + r * v + lo, p = pb.baseAddress.unsafelyUnwrapped + i * width
+                    var m = -Float.infinity
+                    for j in 0..<width { m = max(m, row[j]) }
+                    var sum: Float = 0
+                    for j in 0..<width { let e = expf(row[j] - m); p[j] = e; sum += e }
+                    for j in 0..<width { p[j] /= sum }
+                    total += Double(logf(sum) + m - row[Int(targets[i]) - lo])
+                }
+            }
+        }
+        let scale = 1 / Float(max(rows.count, 1))
+        return record([Float(total) * scale], shape: [], inputs: [logits]) { node in
+            let g = node.grad[0] * scale
+            logits.accumulateGrad { d in withPointers(probabilities) { p in
+                for (i, r) in rows.enumerated() {
+                    for j in 0..<width { d[r * v + lo + j] += g * p[i * width + j] }
+                    d[r * v + Int(targets[i])] -= g
+                }
+            } }
+        }
+    }
+
+    /// CLIP's symmetric loss for matching pairs (row i of each): logits = exp(logitScale) ·
+    /// cos(image_i, text_j); the mean of cross-entropy over rows and over columns, each
+    /// against the diagonal. images and texts [n, e], logitScale one element.
+    public func contrastiveLoss(images: Variable, texts: Variable, logitScale: Variable) -> Variable {
+        let e = images.shape[1], n = images.count / e
+        let (a, aNorm) = rowNormalized(images.value, rows: n, cols: e)
+        let (b, bNorm) = rowNormalized(texts.value, rows: n, cols: e)
+        let scale = expf(logitScale.value[0])
+        var cosine = [Float](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n {
+            var s: Float = 0
+            for d in 0..<e { s += a[i * e + d] * b[j * e + d] }
+            cosine[i * n + j] = s
+        } }
+        // Row softmax (image → text) and column softmax (text → image).
+        var rowP = [Float](repeating: 0, count: n * n), colP = [Float](repeating: 0, count: n * n)
+        var loss: Float = 0
+        for i in 0..<n {
+            var m = -Float.infinity, mc = -Float.infinity
+            for j in 0..<n { m = max(m, scale * cosine[i * n + j]); mc = max(mc, scale * cosine[j * n + i]) }
+            var s: Float = 0, sc: Float = 0
+            for j in 0..<n {
+                rowP[i * n + j] = expf(scale * cosine[i * n + j] - m); s += rowP[i * n + j]
+                colP[j * n + i] = expf(scale * cosine[j * n + i] - mc); sc += colP[j * n + i]
+            }
+            for j in 0..<n { rowP[i * n + j] /= s; colP[j * n + i] /= sc }
+            loss += (logf(s) + m - scale * cosine[i * n + i]) + (logf(sc) + mc - scale * cosine[i * n + i])
+        }
+        loss /= Float(2 * n)
+        return record([loss], shape: [], inputs: [images, texts, logitScale]) { node in
+            let g = node.grad[0] / Float(2 * n)
+            // d loss / d logits[i, j] = g · (rowP + colP − 2·[i == j]).
+            var dCos = [Float](repeating: 0, count: n * n)
+            var dScale: Float = 0
+            for i in 0..<n { for j in 0..<n {
+                let dl = g * (rowP[i * n + j] + colP[i * n + j] - (i == j ? 2 : 0))
+                dCos[i * n + j] = dl * scale
+                dScale += dl * scale * cosine[i * n + j]
+            } }
+            logitScale.accumulateGrad { $0[0] += dScale }
+            var da = [Float](repeating: 0, count: n * e), db = [Float](repeating: 0, count: n * e)
+            for i in 0..<n { for j in 0..<n {
+                let c = dCos[i * n + j]
+                for d in 0..<e { da[i * e + d] += c * b[j * e + d]; db[j * e + d] += c * a[i * e + d] }
+            } }
+            images.accumulateGrad { normalizeBackward(da, unit: a, norms: aNorm, rows: n, cols: e, into: $0) }
+            texts.accumulateGrad { normalizeBackward(db, unit: b, norms: bNorm, rows: n, cols: e, into: $0) }
+        }
+    }
+
+    /// Gumbel-softmax over the channels of logits [N, V, H, W]: softmax((logits + noise) / τ)
+    /// per position, `noise` standard Gumbel samples of the same shape.
+    public func gumbelSoftmax(_ logits: Variable, noise: [Float], temperature: Float) -> Variable {
+        let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+        var y = [Float](repeating: 0, count: logits.count)
+        let pool = self.pool
+        withPointers(logits.value) { l in withPointers(noise) { g in
+            y.withUnsafeMutableBufferPointer { yb in
+                let out = yb.baseAddress.unsafelyUnwrapped
+                pool.parallelFor(n * plane) { cells in
+                    for cell in cells {
+                        let base = (cell / plane) * vocab * plane + cell % plane
+                        channelSoftmax(l + base, noise: g + base, temperature: temperature, count: vocab, stride: plane, into: out + base)
+                    }
+                }
+            }
+        } }
+        return record(y, shape: logits.shape, inputs: [logits]) { node in
+            logits.accumulateGrad { d in withPointers(node.grad) { g in withPointers(node.value) { p in
+                pool.parallelFor(n * plane) { cells in
+                    for cell in cells {
+                        let base = (cell / plane) * vocab * plane + cell % plane
+                        var dot: Float = 0
+                        for v in 0..<vocab { dot += g[base + v * plane] * p[base + v * plane] }
+                        for v in 0..<vocab {
+                            let i = base + v * plane
+                            d[i] += p[i] * (g[i] - dot) / temperature
+                        }
+                    }
+                }
+            } } }
+        }
+    }
+
+    /// KL(softmax(logits) ‖ uniform) summed over positions, averaged over the batch:
+    /// logits [N, V, H, W].
+    public func klToUniform(_ logits: Variable) -> Variable {
+        let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+        var q = [Float](repeating: 0, count: logits.count)
+        var total: Double = 0
+        let logVocab = logf(Float(vocab))
+        withPointers(logits.value) { l in
+            q.withUnsafeMutableBufferPointer { qb in
+                let out = qb.baseAddress.unsafelyUnwrapped
+                for cell in 0..<(n * plane) {
+                    let base = (cell / plane) * vocab * plane + cell % plane
+                    channelSoftmax(l + base, noise: nil, temperature: 1, count: vocab, stride: plane, into: out + base)
+                    var kl: Float = logVocab
+                    for v in 0..<vocab { let p = out[base + v * plane]; if p > 0 { kl += p * logf(p) } }
+                    total += Double(kl)
+                }
+            }
+        }
+        return record([Float(total) / Float(n)], shape: [], inputs: [logits]) { node in
+            let g = node.grad[0] / Float(n)
+            logits.accumulateGrad { d in withPointers(q) { p in
+                for cell in 0..<(n * plane) {
+                    let base = (cell / plane) * vocab * plane + cell % plane
+                    // d/dl_v Σ q log q = q_v (log q_v − Σ q log q).
+                    var entropyTerm: Float = 0
+                    for v in 0..<vocab { let x = p[base + v * plane]; if x > 0 { entropyTerm += x * logf(x) } }
+                    for v in 0..<vocab {
+                        let x = p[base + v * plane]
+                        if x > 0 { d[base + v * plane] += g * x * (logf(x) - entropyTerm) }
+                    }
+                }
+            } }
+        }
+    }
+
+    /// Negative log-likelihood of pixels under the logit-Laplace distribution, summed over
+    /// pixels and averaged over the batch. stats [N, 2C, H, W] hold μ then ln b per channel;
+    /// `target` [N, C, H, W] holds pixels already mapped into (ε, 1 − ε):
+    /// −log p(x) = |logit(x) − μ| / b + log(2b) + log(x(1 − x)).
+    public func logitLaplaceNLL(_ stats: Variable, target: [Float]) -> Variable {
+        let n = stats.shape[0], channels = stats.shape[1] / 2, plane = stats.shape[2] * stats.shape[3]
+        let perImage = channels * plane
+        var total: Double = 0
+        withPointers(stats.value) { s in withPointers(target) { x in
+            for b in 0..<n {
+                var sum: Float = 0
+                for i in 0..<perImage {
+                    let px = x[b * perImage + i], mu = s[2 * b * perImage + i], logB = s[(2 * b + 1) * perImage + i]
+                    let y = logf(px / (1 - px))
+                    sum += abs(y - mu) * expf(-logB) + logB + logf(2 * px * (1 - px))
+                }
+                total += Double(sum)
+            }
+        } }
+        return record([Float(total) / Float(n)], shape: [], inputs: [stats]) { node in
+            let g = node.grad[0] / Float(n)
+            stats.accumulateGrad { d in withPointers(stats.value) { s in withPointers(target) { x in
+                for b in 0..<n {
+                    for i in 0..<perImage {
+                        let px = x[b * perImage + i], mu = s[2 * b * perImage + i], logB = s[(2 * b + 1) * perImage + i]
+                        let r = logf(px / (1 - px)) - mu, inv = expf(-logB)
+                        d[2 * b * perImage + i] += g * (r > 0 ? -inv : (r < 0 ? inv : 0))
+                        d[(2 * b + 1) * perImage + i] += g * (1 - abs(r) * inv)
+                    }
+                }
+            } } }
+        }
+    }
+}
+
+/// softmax((x + noise) / τ) over `count` values `stride` apart.
+@inline(__always)
+func channelSoftmax(_ x: UnsafePointer<Float>, noise: UnsafePointer<Float>?, temperature: Float, count: Int,
+                    stride: Int, into out: UnsafeMutablePointer<Float>) {
+    var m = -Float.infinity
+    for v in 0..<count {
+        let z = (x[v * stride] + (noise?[v * stride] ?? 0)) / temperature
+        out[v * stride] = z
+        m = max(m, z)
+    }
+    var sum: Float = 0
+    for v in 0..<count { let e = expf(out[v * stride] - m); out[v * stride] = e; sum += e }
+    let inv = 1 / sum
+    for v in 0..<count { out[v * stride] *= inv }
+}
+
+/// Rows scaled to unit length, and the original lengths.
+func rowNormalized(_ x: [Float], rows: Int, cols: Int) -> ([Float], [Float]) {
+    var y = x, norms = [Float](repeating: 0, count: rows)
+    for r in 0..<rows {
+        var s: Float = 0
+        for c in 0..<cols { s += x[r * cols + c] * x[r * cols + c] }
+        norms[r] = max(s.squareRoot(), 1e-12)
+        for c in 0..<cols { y[r * cols + c] /= norms[r] }
+    }
+    return (y, norms)
+}
+
+/// Gradient through y = x / ‖x‖: dx = (dy − y (y·dy)) / ‖x‖.
+func normalizeBackward(_ dy: [Float], unit y: [Float], norms: [Float], rows: Int, cols: Int, into dx: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        var dot: Float = 0
+        for c in 0..<cols { dot += y[r * cols + c] * dy[r * cols + c] }
+        for c in 0..<cols { dx[r * cols + c] += (dy[r * cols + c] - y[r * cols + c] * dot) / norms[r] }
+    }
+}

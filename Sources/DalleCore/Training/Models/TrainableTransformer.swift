@@ -1,0 +1,155 @@
+/// DALLE-pytorch's transformer (see `DalleTransformer`) as a differentiable model with the
+/// same parameter names, for the configurations training supports: learned text and axial
+/// image positions (no rotary), no token shift, no sandwich norm, not `stable`, no shared
+/// layers; any attention types.
+///
+/// Loss (DALLE-pytorch's `forward(..., return_loss=True)`): cross-entropy of every next
+/// token over the stream <bos>, text (padding replaced by per-position pad ids), image; the
+/// text positions' mean weighted 1/8 and the image positions' 7/8.
+public final class TrainableTransformer {
+    public let config: TransformerConfig
+    public let parameters = ParameterSet()
+    private let patterns: [AttentionType: AttentionPattern]
+
+    /// Weight of the image loss against the text loss (DALLE-pytorch's `loss_img_weight`).
+    public static let imageLossWeight: Float = 7
+
+    /// Throws `unsupported` for options training does not implement.
+    public static func checkTrainable(_ c: TransformerConfig) throws {
+        try c.validate()
+        let unsupported = [(c.rotaryEmb, "rotary_emb"), (c.shiftTokens, "shift_tokens"),
+                           (c.sandwichNorm, "sandwich_norm"), (c.stable, "stable"),
+                           (c.sharedAttnIds != Array(0..<c.depth) || c.sharedFFIds != Array(0..<c.depth), "shared layers")]
+        if let (_, name) = unsupported.first(where: { $0.0 }) {
+            throw DalleError.unsupported("training a transformer with \(name) (training supports learned positions, no token shift, no sandwich norm, unshared layers)")
+        }
+    }
+
+    /// A fresh model: embeddings and linear weights N(0, 0.02), zero biases, unit norms,
+    /// layer scales 0.1 (DALLE-pytorch's LayerScale for depth ≤ 18).
+    public convenience init(config: TransformerConfig, seed: UInt64) throws {
+        let store = InitializingStore(seed: seed) { name, _ in
+            if name.hasSuffix(".scale") { return (0.1, 0) }
+            if name.hasSuffix("norm.weight") || name.hasSuffix("to_logits.0.weight") { return (1, 0) }
+            if name.hasSuffix(".bias") { return (0, 0) }
+            return (0, 0.02)
+        }
+        try self.init(config: config, weights: store)
+    }
+
+    public init(config: TransformerConfig, weights: WeightStore) throws {
+        try TrainableTransformer.checkTrainable(config)
+        self.config = config
+        let c = config, p = "transformer."
+        var patterns: [AttentionType: AttentionPattern] = [:]
+        for type in c.attnTypes where patterns[type] == nil { patterns[type] = .dalle(c, type: type) }
+        self.patterns = patterns
+        let parameters = self.parameters
+        func add(_ name: String, _ shape: [Int], decay: Bool = false) throws {
+            try parameters.declare(p + name, shape, from: weights, decay: decay)
+        }
+        try add("text_emb.weight", [c.textVocab, c.dim])
+        try add("image_emb.weight", [c.numImageTokens, c.dim])
+        try add("text_pos_emb.weight", [c.textLen, c.dim])
+        try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
+        try add("image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim])
+        for i in 0..<c.depth {
+            let block = "transformer.layers.layers.\(i)."
+            try add(block + "0.fn.norm.weight", [c.dim]); try add(block + "0.fn.norm.bias", [c.dim])
+            try add(block + "0.fn.fn.fn.to_qkv.weight", [3 * c.innerDim, c.dim], decay: true)
+            try add(block + "0.fn.fn.fn.to_out.0.weight", [c.dim, c.innerDim], decay: true)
+            try add(block + "0.fn.fn.fn.to_out.0.bias", [c.dim])
+            try add(block + "0.scale", [1, 1, c.dim])
+            try add(block + "1.fn.norm.weight", [c.dim]); try add(block + "1.fn.norm.bias", [c.dim])
+            try add(block + "1.fn.fn.net.0.weight", [2 * c.ffHidden, c.dim], decay: true)
+            try add(block + "1.fn.fn.net.0.bias", [2 * c.ffHidden])
+            try add(block + "1.fn.fn.net.3.weight", [c.dim, c.ffHidden], decay: true)
+            try add(block + "1.fn.fn.net.3.bias", [c.dim])
+            try add(block + "1.scale", [1, 1, c.dim])
+        }
+        try add("to_logits.0.weight", [c.dim]); try add("to_logits.0.bias", [c.dim])
+        try add("to_logits.1.weight", [c.totalTokens, c.dim], decay: true)
+        try add("to_logits.1.bias", [c.totalTokens])
+    }
+
+    private func p(_ name: String) -> Variable { parameters["transformer." + name] ?? Variable.constant([], shape: [0]) }
+
+    /// Logits [batch·seqLen, totalTokens] (unmasked) for `text` [batch, textSeqLen] (0 =
+    /// padding) and the image tokens [batch, imageSeqLen]; position t predicts token t + 1.
+    public func logits(_ tape: Tape, text: [Int32], image: [Int32], batch: Int) -> Variable {
+        let c = config, textLen = c.textLen, imageInputs = c.imageSeqLen - 1
+        var textIds = [Int32](), textPositions = [Int32](), imageIds = [Int32](), rows = [Int32](), cols = [Int32]()
+        for b in 0..<batch {
+            for t in 0..<textLen {
+                let id = t == 0 ? 0 : text[b * c.textSeqLen + t - 1]
+                textIds.append(t > 0 && id == 0 ? Int32(c.numTextTokens + t - 1) : id)
+                textPositions.append(Int32(t))
+            }
+            for i in 0..<imageInputs {
+                imageIds.append(image[b * c.imageSeqLen + i])
+                rows.append(Int32(i / c.imageFmapSize)); cols.append(Int32(i % c.imageFmapSize))
+            }
+        }
+        let textPart = tape.add(tape.gather(p("text_emb.weight"), rows: textIds), tape.gather(p("text_pos_emb.weight"), rows: textPositions))
+        let imagePart = tape.add(tape.add(tape.gather(p("image_emb.weight"), rows: imageIds),
+                                          tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
+                                 tape.gather(p("image_pos_emb.weights.1"), rows: cols))
+        var x = tape.interleave(textPart, imagePart, sequences: batch)
+        for i in 0..<c.depth {
+            let block = "transformer.layers.layers.\(i)."
+            let normed = tape.layerNorm(x, p(block + "0.fn.norm.weight"), p(block + "0.fn.norm.bias"))
+            let qkv = tape.linear(normed, p(block + "0.fn.fn.fn.to_qkv.weight"), nil)
+            let pattern = patterns[c.attentionType(layer: i)] ?? .causal(length: c.seqLen)
+            let attended = tape.attention(qkv, batch: batch, heads: c.heads, dimHead: c.dimHead, pattern: pattern)
+            let out = tape.linear(attended, p(block + "0.fn.fn.fn.to_out.0.weight"), p(block + "0.fn.fn.fn.to_out.0.bias"))
+            x = tape.add(x, tape.scaleFeatures(out, p(block + "0.scale")))
+            let normed2 = tape.layerNorm(x, p(block + "1.fn.norm.weight"), p(block + "1.fn.norm.bias"))
+            let up = tape.linear(normed2, p(block + "1.fn.fn.net.0.weight"), p(block + "1.fn.fn.net.0.bias"))
+            let down = tape.linear(tape.geglu(up), p(block + "1.fn.fn.net.3.weight"), p(block + "1.fn.fn.net.3.bias"))
+            x = tape.add(x, tape.scaleFeatures(down, p(block + "1.scale")))
+        }
+        let normed = tape.layerNorm(x, p("to_logits.0.weight"), p("to_logits.0.bias"))
+        return tape.linear(normed, p("to_logits.1.weight"), p("to_logits.1.bias"))
+    }
+
+    /// The weighted loss and its two parts (text, image) for a batch.
+    public func loss(_ tape: Tape, text: [Int32], image: [Int32], batch: Int) -> (total: Variable, text: Float, image: Float) {
+        let c = config
+        let logits = logits(tape, text: text, image: image, batch: batch)
+        var textRows: [Int] = [], textTargets: [Int32] = [], imageRows: [Int] = [], imageTargets: [Int32] = []
+        for b in 0..<batch {
+            for t in 0..<c.textSeqLen {
+                let id = text[b * c.textSeqLen + t]
+                textRows.append(b * c.seqLen + t)
+                textTargets.append(id == 0 ? Int32(c.numTextTokens + t) : id)
+            }
+            for i in 0..<c.imageSeqLen {
+                imageRows.append(b * c.seqLen + c.textSeqLen + i)
+                imageTargets.append(Int32(c.textVocab) + image[b * c.imageSeqLen + i])
+            }
+        }
+        let textLoss = tape.crossEntropy(logits, rows: textRows, targets: textTargets, columns: 0..<c.textVocab)
+        let imageLoss = tape.crossEntropy(logits, rows: imageRows, targets: imageTargets, columns: c.textVocab..<c.totalTokens)
+        let w = TrainableTransformer.imageLossWeight
+        let total = tape.weightedSum([(textLoss, 1 / (w + 1)), (imageLoss, w / (w + 1))])
+        return (total, textLoss.value[0], imageLoss.value[0])
+    }
+}
+
+extension Tape {
+    /// Per sequence, a's rows then b's rows: a [n·la, d], b [n·lb, d] → [n·(la + lb), d].
+    public func interleave(_ a: Variable, _ b: Variable, sequences n: Int) -> Variable {
+        let d = a.shape[a.shape.count - 1], la = a.count / (n * d), lb = b.count / (n * d), l = la + lb
+        var y = [Float](repeating: 0, count: n * l * d)
+        for s in 0..<n {
+            for i in 0..<(la * d) { y[s * l * d + i] = a.value[s * la * d + i] }
+            for i in 0..<(lb * d) { y[(s * l + la) * d + i] = b.value[s * lb * d + i] }
+        }
+        return record(y, shape: [n * l, d], inputs: [a, b]) { node in
+            withPointers(node.grad) { g in
+                a.accumulateGrad { da in for s in 0..<n { for i in 0..<(la * d) { da[s * la * d + i] += g[s * l * d + i] } } }
+                b.accumulateGrad { db in for s in 0..<n { for i in 0..<(lb * d) { db[s * lb * d + i] += g[(s * l + la) * d + i] } } }
+            }
+        }
+    }
+}

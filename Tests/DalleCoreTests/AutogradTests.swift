@@ -1,0 +1,186 @@
+import XCTest
+@testable import DalleCore
+
+/// Every differentiable operation against central finite differences, and the trainable
+/// models' forward passes against the inference models on the same weights.
+final class AutogradTests: XCTestCase {
+    let pool = ThreadPool(threads: 2)
+
+    /// Random values, seeded.
+    func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in scale * Float(rng.nextGaussian()) }
+    }
+
+    /// Checks d(loss)/d(input) for every input against finite differences at `probes`
+    /// coordinates each, where loss = Σ output · R for a fixed random R (or the output itself
+    /// when it is a scalar).
+    func checkGradients(_ inputs: [Variable], probes: Int = 12, step: Float = 1e-2, tolerance: Float = 2e-2,
+                        file: StaticString = #filePath, line: UInt = #line, _ f: (Tape, [Variable]) -> Variable) {
+        func loss(_ tape: Tape) -> (Variable, Variable) {
+            let out = f(tape, inputs)
+            if out.count == 1 { return (out, out) }
+            let r = randomValues(out.count, seed: 99)
+            let scalar = tape.record([zip(out.value, r).reduce(0) { $0 + $1.0 * $1.1 }], shape: [], inputs: [out]) { node in
+                out.accumulateGrad { d in for i in 0..<r.count { d[i] += node.grad[0] * r[i] } }
+            }
+            return (scalar, out)
+        }
+        for v in inputs { v.zeroGrad() }
+        let tape = Tape(pool: pool)
+        let (l, _) = loss(tape)
+        tape.backward(from: l)
+        for (k, v) in inputs.enumerated() where v.requiresGrad {
+            let analytic = v.grad.isEmpty ? [Float](repeating: 0, count: v.count) : v.grad
+            var rng = SplitMix64(seed: UInt64(k + 7))
+            for _ in 0..<min(probes, v.count) {
+                let i = Int(rng.next() % UInt64(v.count))
+                let saved = v.value[i]
+                v.value[i] = saved + step
+                let plus = loss(Tape(pool: pool)).0.value[0]
+                v.value[i] = saved - step
+                let minus = loss(Tape(pool: pool)).0.value[0]
+                v.value[i] = saved
+                let numeric = (plus - minus) / (2 * step)
+                let scale = max(1, abs(numeric), abs(analytic[i]))
+                XCTAssertLessThanOrEqual(abs(numeric - analytic[i]) / scale, tolerance,
+                                         "input \(k) [\(i)]: analytic \(analytic[i]) vs numeric \(numeric)", file: file, line: line)
+            }
+        }
+    }
+
+    func param(_ shape: [Int], seed: UInt64, scale: Float = 1, offset: Float = 0) -> Variable {
+        .parameter(randomValues(shape.reduce(1, *), seed: seed, scale: scale).map { $0 + offset }, shape: shape)
+    }
+
+    func testLinearMatmulAndGather() {
+        checkGradients([param([5, 7], seed: 1), param([4, 7], seed: 2), param([4], seed: 3)]) { t, v in t.linear(v[0], v[1], v[2]) }
+        checkGradients([param([6, 3], seed: 4), param([3, 5], seed: 5)]) { t, v in t.matmul(v[0], v[1]) }
+        checkGradients([param([5, 4], seed: 6)]) { t, v in t.gather(v[0], rows: [3, 0, 3, 4]) }
+        checkGradients([param([2, 3, 4], seed: 7), param([2, 2, 4], seed: 8)]) { t, v in t.interleave(v[0], v[1], sequences: 2) }
+    }
+
+    func testElementwise() {
+        checkGradients([param([3, 8], seed: 10), param([3, 8], seed: 11)]) { t, v in t.add(v[0], v[1], scale: 0.3) }
+        checkGradients([param([4, 6], seed: 12), param([1, 1, 6], seed: 13)]) { t, v in t.scaleFeatures(v[0], v[1]) }
+        checkGradients([param([3, 10], seed: 14)]) { t, v in t.geglu(v[0]) }
+        checkGradients([param([3, 10], seed: 15)]) { t, v in t.quickGELU(v[0]) }
+        checkGradients([param([4, 9], seed: 16, scale: 2, offset: 1), param([9], seed: 17), param([9], seed: 18)]) { t, v in
+            t.layerNorm(v[0], v[1], v[2])
+        }
+    }
+
+    func testAttention() {
+        let pattern = AttentionPattern.dalle(TransformerConfig(dim: 8, depth: 1, heads: 2, dimHead: 4, textSeqLen: 2, numTextTokens: 5,
+                                                                numImageTokens: 6, imageFmapSize: 2, attnTypes: [.axialRow],
+                                                                rotaryEmb: false, shiftTokens: false), type: .axialRow)
+        checkGradients([param([2 * pattern.length, 3 * 2 * 4], seed: 20)]) { t, v in
+            t.attention(v[0], batch: 2, heads: 2, dimHead: 4, pattern: pattern)
+        }
+        checkGradients([param([5, 3 * 6], seed: 21)]) { t, v in t.attention(v[0], batch: 1, heads: 3, dimHead: 2, pattern: .bidirectional(length: 5)) }
+    }
+
+    func testConvolutionPoolingUpsampling() {
+        for (k, relu) in [(1, false), (3, true), (7, false)] {
+            checkGradients([param([2, 3, 6, 6], seed: 30, offset: 0.2), param([4, 3, k, k], seed: 31), param([4], seed: 32)]) { t, v in
+                t.conv2d(v[0], v[1], v[2], reluInput: relu)
+            }
+        }
+        checkGradients([param([2, 3, 4, 6], seed: 33)]) { t, v in t.maxPool2x2(v[0]) }
+        checkGradients([param([2, 3, 3, 2], seed: 34)]) { t, v in t.upsample2x(v[0]) }
+    }
+
+    func testLosses() {
+        checkGradients([param([5, 9], seed: 40)]) { t, v in t.crossEntropy(v[0], rows: [0, 2, 4], targets: [3, 5, 7], columns: 2..<8) }
+        checkGradients([param([4, 6], seed: 41), param([4, 6], seed: 42), .parameter([1.2], shape: [])]) { t, v in
+            t.contrastiveLoss(images: v[0], texts: v[1], logitScale: v[2])
+        }
+        let noise = gumbelNoise(count: 2 * 5 * 2 * 2, seed: 3)
+        checkGradients([param([2, 5, 2, 2], seed: 43)]) { t, v in t.gumbelSoftmax(v[0], noise: noise, temperature: 0.7) }
+        checkGradients([param([2, 5, 2, 2], seed: 44)]) { t, v in t.klToUniform(v[0]) }
+        let target = randomValues(2 * 3 * 2 * 2, seed: 45).map { 0.1 + 0.8 / (1 + expf(-$0)) }
+        checkGradients([param([2, 6, 2, 2], seed: 46)], step: 1e-3) { t, v in t.logitLaplaceNLL(v[0], target: target) }
+        checkGradients([.parameter([0.5], shape: []), .parameter([2], shape: [])]) { t, v in t.weightedSum([(v[0], 0.25), (v[1], 3)]) }
+    }
+
+    /// A whole model's gradient: a few coordinates of every kind of parameter.
+    func testModelGradients() throws {
+        let dvae = try TrainableDVAE(config: DVAEConfig(imageSize: 8, groupCount: 2, hiddenChannels: 4, blocksPerGroup: 1,
+                                                        inputChannels: 3, outputChannels: 3, vocabSize: 6, initChannels: 5), seed: 1)
+        let images = randomValues(2 * 3 * 64, seed: 2).map { 1 / (1 + expf(-$0)) }
+        let noise = gumbelNoise(count: 2 * 6 * 16, seed: 3)
+        let dvaeParams = dvae.parameters.all.map(\.variable).filter { $0.count < 200 }
+        checkGradients(dvaeParams, probes: 2, step: 1e-2, tolerance: 5e-2) { t, _ in
+            dvae.loss(t, images: images, count: 2, noise: noise, temperature: 0.5, klWeight: 2).total
+        }
+        let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 4, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
+                                  imageFmapSize: 2, attnTypes: [.full, .axialCol], rotaryEmb: false, shiftTokens: false)
+        let transformer = try TrainableTransformer(config: c, seed: 4)
+        checkGradients(transformer.parameters.all.map(\.variable), probes: 2, tolerance: 3e-2) { t, _ in
+            transformer.loss(t, text: [3, 5, 0, 1, 0, 0], image: [0, 4, 2, 1, 3, 3, 0, 2], batch: 2).total
+        }
+    }
+
+    func testTransformerMatchesInference() throws {
+        let c = TransformerConfig(dim: 16, depth: 2, heads: 2, dimHead: 8, textSeqLen: 4, numTextTokens: 11, numImageTokens: 9,
+                                  imageFmapSize: 3, attnTypes: [.full, .convLike], rotaryEmb: false, shiftTokens: false)
+        let trainable = try TrainableTransformer(config: c, seed: 5)
+        let inference = try DalleTransformer(config: c, weights: InMemoryWeights(trainable.parameters.tensors))
+        let text: [Int32] = [4, 2, 9, 0, 7, 0, 0, 0], image = (0..<18).map { Int32($0 % 9) }
+        let expected = try inference.logits(text: text, image: image, batch: 2, pool: pool)
+        let got = trainable.logits(Tape(pool: pool), text: text, image: image, batch: 2)
+        for r in 0..<(2 * c.seqLen) {
+            let columns = r % c.seqLen < c.textSeqLen ? 0..<c.textVocab : c.textVocab..<c.totalTokens
+            for j in columns {
+                XCTAssertEqual(got.value[r * c.totalTokens + j], expected.scalars[r * c.totalTokens + j], accuracy: 1e-4)
+            }
+        }
+    }
+
+    func testDVAEMatchesInference() throws {
+        let config = DVAEConfig(imageSize: 16, groupCount: 3, hiddenChannels: 8, blocksPerGroup: 1,
+                                inputChannels: 3, outputChannels: 3, vocabSize: 12, initChannels: 6)
+        let trainable = try TrainableDVAE(config: config, seed: 6)
+        let inference = try DVAE(config: config, weights: InMemoryWeights(trainable.parameters.tensors))
+        let pixels = randomValues(2 * 3 * 256, seed: 7).map { 1 / (1 + expf(-$0)) }
+        let expected = try inference.encoderLogits(Tensor(uncheckedShape: [2, 3, 16, 16], scalars: pixels), pool: pool)
+        let mapped = pixels.map { 0.8 * $0 + 0.1 }
+        let got = trainable.encoderLogits(Tape(pool: pool), mappedPixels: .constant(mapped, shape: [2, 3, 16, 16]))
+        for (a, b) in zip(got.value, expected.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+        let tokens: [Int32] = (0..<32).map { Int32(($0 * 5) % 12) }
+        var oneHot = [Float](repeating: 0, count: 2 * 12 * 16)
+        for (i, t) in tokens.enumerated() { oneHot[((i / 16) * 12 + Int(t)) * 16 + i % 16] = 1 }
+        let stats = trainable.decoderStats(Tape(pool: pool), codes: .constant(oneHot, shape: [2, 12, 4, 4]))
+        let expectedStats = try inference.decoderStats(tokens: tokens, count: 2, pool: pool)
+        for (a, b) in zip(stats.value, expectedStats.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+
+    func testCLIPMatchesInference() throws {
+        let config = CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16, visionLayers: 2, visionHeads: 2,
+                                contextLength: 6, vocabSize: 20, textWidth: 12, textLayers: 2, textHeads: 3)
+        let trainable = try TrainableCLIP(config: config, seed: 8)
+        let inference = try CLIP(config: config, weights: InMemoryWeights(trainable.parameters.tensors))
+        let pixels = randomValues(2 * 3 * 256, seed: 9)
+        let tokens: [Int32] = [18, 3, 4, 19, 0, 0, 18, 5, 19, 0, 0, 0]
+        let images = try inference.encodeImages(Tensor(uncheckedShape: [2, 3, 16, 16], scalars: pixels), pool: pool)
+        let texts = try inference.encodeText([Array(tokens[0..<6]), Array(tokens[6..<12])], pool: pool)
+        let tape = Tape(pool: pool)
+        for (a, b) in zip(trainable.encodeImages(tape, pixels: pixels, count: 2).value, images.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+        for (a, b) in zip(trainable.encodeText(tape, tokens: tokens, count: 2).value, texts.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+
+    func testGradientsDoNotDependOnThreadCount() throws {
+        let c = TransformerConfig(dim: 16, depth: 1, heads: 2, dimHead: 8, textSeqLen: 3, numTextTokens: 9, numImageTokens: 8,
+                                  imageFmapSize: 4, rotaryEmb: false, shiftTokens: false)
+        var grads: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let model = try TrainableTransformer(config: c, seed: 3)
+            let tape = Tape(pool: ThreadPool(threads: threads))
+            let image = (0..<32).map { Int32($0 % 8) }
+            tape.backward(from: model.loss(tape, text: [1, 2, 0, 3, 0, 0], image: image, batch: 2).total)
+            grads.append(model.parameters.all.flatMap(\.variable.grad))
+        }
+        XCTAssertEqual(grads[0], grads[1])
+        XCTAssertEqual(grads[0], grads[2])
+    }
+}
