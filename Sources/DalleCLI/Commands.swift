@@ -47,6 +47,8 @@ func runCLI(_ args: [String]) -> Int32 {
         case "judge": try judge(arguments)
         case "generate": try generate(arguments)
         case "rerank": try rerank(arguments)
+        case "train": try train(arguments)
+        case "bundle": try bundle(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }

@@ -1,0 +1,96 @@
+/// Builds what a training run needs from bundle-style metadata, so the CLI and the C API
+/// share one path: a model configuration given as "dvae.*" / "transformer.*" / "clip.*" keys
+/// (defaults below, for the Shapes World), fresh or read back from a checkpoint.
+public enum TrainingSetup {
+    /// The stages of a full training, in order.
+    public static let stages = ["tokenizer", "dvae", "transformer", "clip"]
+
+    /// Configuration keys of the default Shapes World models (the transformer's and CLIP's
+    /// vocabulary and grid sizes are filled in from the tokenizer and dVAE).
+    public static func defaults(_ component: String) -> [String: String] {
+        switch component {
+        case "dvae": return DVAEConfig(imageSize: 64, groupCount: 4, hiddenChannels: 32, blocksPerGroup: 1, inputChannels: 3,
+                                       outputChannels: 3, vocabSize: 512, initChannels: 64).metadata
+        case "transformer":
+            return ["transformer.dim": "256", "transformer.depth": "4", "transformer.heads": "8", "transformer.dim_head": "32",
+                    "transformer.text_seq_len": "16", "transformer.attn_types": "full", "transformer.rotary_emb": "false",
+                    "transformer.shift_tokens": "false"]
+        case "clip":
+            return CLIPConfig(embedDim: 128, imageResolution: 64, visionPatchSize: 8, visionWidth: 128, visionLayers: 3, visionHeads: 4,
+                              contextLength: 20, vocabSize: 0, textWidth: 128, textLayers: 3, textHeads: 4).metadata
+        default: return [:]
+        }
+    }
+
+    /// The stage for `component` with configuration `config` (from `defaults` with overrides);
+    /// parameters from `checkpoint` when resuming, else freshly initialised from `seed`.
+    public static func stage(_ component: String, config: [String: String], checkpoint: WeightStore?, seed: UInt64,
+                             tokenizer: Tokenizer?, imageTokenizer: ImageTokenizer?, pool: ThreadPool) throws -> TrainingStage {
+        var config = config
+        switch component {
+        case "dvae":
+            let c = try DVAEConfig(metadata: config)
+            let model = try checkpoint.map { try TrainableDVAE(config: c, weights: $0) } ?? TrainableDVAE(config: c, seed: seed)
+            return DVAEStage(model: model, seed: seed)
+        case "transformer":
+            guard let tokenizer, let imageTokenizer else {
+                throw DalleError.invalidArgument("training the transformer needs a tokenizer and a trained dVAE")
+            }
+            config["transformer.num_text_tokens"] = String(tokenizer.vocabularySize)
+            config["transformer.num_image_tokens"] = String(imageTokenizer.vocabSize)
+            config["transformer.image_fmap_size"] = String(imageTokenizer.gridSize)
+            let c = try TransformerConfig(metadata: config)
+            let model = try checkpoint.map { try TrainableTransformer(config: c, weights: $0) } ?? TrainableTransformer(config: c, seed: seed)
+            return try TransformerStage(model: model, tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
+        case "clip":
+            guard let tokenizer else { throw DalleError.invalidArgument("training CLIP needs a tokenizer") }
+            config["clip.vocab_size"] = String(tokenizer.vocabularySize)
+            config["clip.kind"] = CLIPConfig.kind
+            let c = try CLIPConfig(metadata: config)
+            let model = try checkpoint.map { try TrainableCLIP(config: c, weights: $0) } ?? TrainableCLIP(config: c, seed: seed)
+            return try CLIPStage(model: model, tokenizer: tokenizer)
+        default:
+            throw DalleError.invalidArgument("unknown training stage '\(component)' (stages: \(stages.joined(separator: ", ")))")
+        }
+    }
+
+    /// A BPE tokenizer learned from the captions of `data` (at most `captionLimit` of them).
+    public static func trainTokenizer(_ data: TrainingDataSource, vocabularySize: Int, captionLimit: Int = 20_000) throws -> Tokenizer {
+        let n = min(data.count, captionLimit)
+        let captions = try (0..<n).map { try data.example(at: $0).caption }
+        return try BPETrainer(vocabularySize: vocabularySize).train(captions)
+    }
+
+    /// A one-component bundle holding `tokenizer`.
+    public static func writeTokenizer(_ tokenizer: Tokenizer, to path: String) throws {
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion), "components": "tokenizer"]
+        try tokenizer.write(to: &writer)
+        try writer.write(to: path)
+    }
+
+    /// Joins the components of `parts` (bundles or checkpoints, each component taken from the
+    /// first file that has it) into one bundle at `path`, weights stored as `dtype` (f32, f16
+    /// or bf16; the tokenizer stays bytes). Optimizer state and training metadata are left out.
+    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String) throws {
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
+        var components: [String] = []
+        for component in ["tokenizer", "dvae", "transformer", "clip"] {
+            guard let file = parts.first(where: { ($0.metadata["components"] ?? "").split(separator: ",").contains { $0 == component } }) else { continue }
+            components.append(component)
+            for (key, value) in file.metadata where key.hasPrefix(component + ".") { writer.metadata[key] = value }
+            for name in file.names.sorted() where name.hasPrefix(component + ".") {
+                guard let info = file.info(name) else { continue }
+                if info.dtype == .u8 {
+                    try writer.add(name, bytes: try file.bytes(name), dtype: .u8, shape: info.shape)
+                } else {
+                    try writer.add(name, try file.tensor(name, shape: info.shape), as: dtype)
+                }
+            }
+        }
+        guard !components.isEmpty else { throw DalleError.invalidArgument("none of the input files holds a libdalle component") }
+        writer.metadata["components"] = components.joined(separator: ",")
+        try writer.write(to: path)
+    }
+}

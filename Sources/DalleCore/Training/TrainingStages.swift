@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One model being trained: its parameters, its loss on a batch, and how it describes itself
+/// in a bundle.
+public protocol TrainingStage: AnyObject {
+    /// The bundle component it trains ("dvae", "transformer", "clip").
+    var component: String { get }
+    var parameters: ParameterSet { get }
+    /// Bundle metadata of the model (its configuration keys).
+    var metadata: [String: String] { get }
+    /// The loss to minimise on `examples` and named values to report. `step` of `totalSteps`
+    /// drives schedules and seeds any noise, so a resumed run repeats exactly.
+    func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)])
+    /// A deterministic loss on held-out examples.
+    func validationLoss(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float
+    /// Called after each optimizer update.
+    func afterUpdate()
+}
+
+extension TrainingStage {
+    public func afterUpdate() {}
+
+    /// Runs `loss` without keeping gradients for its parameters' sake (step = total: final schedules).
+    func evaluate(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float {
+        try loss(Tape(pool: pool), examples: examples, step: 0, totalSteps: 1).0.value[0]
+    }
+}
+
+/// [N, 3, S, S] floats in [0, 1] of same-size examples.
+func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
+    let images = examples.map(\.image)
+    return try images.withViews { try ImageConversion.tensor(from: $0, size: size) }
+}
+
+/// The dVAE with the paper's schedules: the Gumbel-softmax temperature annealed from 1 to
+/// 1/16 (cosine, over `annealFraction` of the run) and the KL weight raised linearly from 0 to
+/// `maxKLWeight` (6.6 in the paper) over `klWarmupFraction` of the run.
+public final class DVAEStage: TrainingStage {
+    public let model: TrainableDVAE
+    public var startTemperature: Float = 1
+    public var endTemperature: Float = 1.0 / 16
+    public var annealFraction: Float = 0.6
+    public var maxKLWeight: Float = 6.6
+    public var klWarmupFraction: Float = 0.2
+    let seed: UInt64
+
+    public init(model: TrainableDVAE, seed: UInt64) {
+        self.model = model
+        self.seed = seed
+    }
+
+    public var component: String { "dvae" }
+    public var parameters: ParameterSet { model.parameters }
+    public var metadata: [String: String] { model.config.metadata }
+
+    public func temperature(step: Int, totalSteps: Int) -> Float {
+        let t = min(1, Float(step) / max(1, annealFraction * Float(totalSteps)))
+        return endTemperature + (startTemperature - endTemperature) * 0.5 * (1 + cosf(Float.pi * t))
+    }
+
+    public func klWeight(step: Int, totalSteps: Int) -> Float {
+        maxKLWeight * min(1, Float(step) / max(1, klWarmupFraction * Float(totalSteps)))
+    }
+
+    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+        let c = model.config, g = c.tokenGridSize
+        let pixels = try pixelTensor(examples, size: c.imageSize)
+        let noise = gumbelNoise(count: examples.count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9)
+        let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
+        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta)
+        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("tau", tau)])
+    }
+
+    /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).
+    public func validationLoss(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float {
+        let c = model.config, s = c.imageSize
+        let inference = try DVAE(config: c, weights: InMemoryWeights(model.parameters.tensors))
+        let pixels = try pixelTensor(examples, size: s)
+        let tokens = try inference.encode(pixels, pool: pool)
+        let stats = try inference.decoderStats(tokens: tokens, count: examples.count, pool: pool)
+        let eps = DVAE.pixelEpsilon
+        let tape = Tape(pool: pool)
+        let nll = tape.logitLaplaceNLL(.constant(stats.scalars, shape: stats.shape), target: pixels.scalars.map { (1 - 2 * eps) * $0 + eps })
+        return nll.value[0] / Float(c.outputChannels * s * s)
+    }
+}
+
+/// The transformer on (caption, image) pairs: captions through the bundle tokenizer, images
+/// through the frozen dVAE's argmax tokens.
+public final class TransformerStage: TrainingStage {
+    public let model: TrainableTransformer
+    public let tokenizer: Tokenizer
+    public let imageTokenizer: ImageTokenizer
+    let pool: ThreadPool
+
+    public init(model: TrainableTransformer, tokenizer: Tokenizer, imageTokenizer: ImageTokenizer, pool: ThreadPool) throws {
+        let c = model.config
+        guard imageTokenizer.vocabSize == c.numImageTokens, imageTokenizer.gridSize == c.imageFmapSize else {
+            throw DalleError.invalidArgument("the transformer expects \(c.numImageTokens) image tokens on a \(c.imageFmapSize)×\(c.imageFmapSize) grid; the dVAE has \(imageTokenizer.vocabSize) on \(imageTokenizer.gridSize)×\(imageTokenizer.gridSize)")
+        }
+        guard tokenizer.vocabularySize == c.numTextTokens else {
+            throw DalleError.invalidArgument("the transformer expects \(c.numTextTokens) text ids; the tokenizer has \(tokenizer.vocabularySize)")
+        }
+        self.model = model
+        self.tokenizer = tokenizer
+        self.imageTokenizer = imageTokenizer
+        self.pool = pool
+    }
+
+    public var component: String { "transformer" }
+    public var parameters: ParameterSet { model.parameters }
+    public var metadata: [String: String] { model.config.metadata }
+
+    func batch(_ examples: [TrainingExample]) throws -> (text: [Int32], image: [Int32]) {
+        let c = model.config
+        let text = try examples.flatMap { try tokenizer.tokenizeDALLE($0.caption, textLength: c.textSeqLen).ids }
+        let pixels = try pixelTensor(examples, size: imageTokenizer.imageSize)
+        return (text, try imageTokenizer.encode(pixels, pool: pool))
+    }
+
+    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+        let (text, image) = try batch(examples)
+        let l = model.loss(tape, text: text, image: image, batch: examples.count)
+        return (l.total, [("text", l.text), ("image", l.image)])
+    }
+
+    public func validationLoss(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float {
+        try evaluate(examples, pool: pool)
+    }
+}
+
+/// CLIP on (caption, image) pairs with in-batch negatives.
+public final class CLIPStage: TrainingStage {
+    public let model: TrainableCLIP
+    public let tokenizer: Tokenizer
+
+    public init(model: TrainableCLIP, tokenizer: Tokenizer) throws {
+        guard tokenizer.vocabularySize == model.config.vocabSize else {
+            throw DalleError.invalidArgument("CLIP expects \(model.config.vocabSize) text ids; the tokenizer has \(tokenizer.vocabularySize)")
+        }
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    public var component: String { "clip" }
+    public var parameters: ParameterSet { model.parameters }
+    public var metadata: [String: String] { model.config.metadata }
+
+    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+        let c = model.config
+        let tokens = try examples.flatMap { try tokenizer.tokenizeCLIP($0.caption, contextLength: c.contextLength).ids }
+        let pixels = try examples.map(\.image).withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
+        let l = model.loss(tape, pixels: pixels.scalars, tokens: tokens, count: examples.count)
+        return (l, [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))])
+    }
+
+    public func validationLoss(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float {
+        try evaluate(examples, pool: pool)
+    }
+
+    public func afterUpdate() { model.clampLogitScale() }
+}
