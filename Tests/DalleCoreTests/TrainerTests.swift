@@ -1,0 +1,135 @@
+import XCTest
+@testable import DalleCore
+
+/// The training loop: learning, exact resume from checkpoints, bundle assembly, and errors.
+final class TrainerTests: XCTestCase {
+    let pool = ThreadPool(threads: 2)
+    static let dvaeConfig = DVAEConfig(imageSize: 16, groupCount: 2, hiddenChannels: 8, blocksPerGroup: 1,
+                                       inputChannels: 3, outputChannels: 3, vocabSize: 16, initChannels: 8)
+
+    func temporaryPath(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "/dalle-trainer-\(getpid())-\(name).safetensors"
+        try? FileManager.default.removeItem(atPath: path)
+        return path
+    }
+
+    func shapes(size: Int = 16) throws -> TrainingSplit {
+        try ShapesWorldSource(seed: 3, imageSize: size).trainingAndValidation(validationCount: 8)
+    }
+
+    func options(steps: Int) -> TrainingOptions {
+        var o = TrainingOptions()
+        o.steps = steps
+        o.batchSize = 4
+        o.warmupSteps = 2
+        o.validationCount = 4
+        o.validateEvery = 0
+        o.checkpointEvery = 0
+        o.seed = 11
+        return o
+    }
+
+    func testInterruptedRunResumesExactly() throws {
+        let data = try shapes()
+        let straight = try Trainer(stage: DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1), seed: 5),
+                                   training: data.training, validation: data.validation, options: options(steps: 6), pool: pool)
+        try straight.run(checkpointPath: nil) { _ in true }
+
+        let path = temporaryPath("resume")
+        let first = try Trainer(stage: DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1), seed: 5),
+                                training: data.training, validation: data.validation, options: options(steps: 6), pool: pool)
+        let finished = try first.run(checkpointPath: path) { $0.step < 3 }  // "interrupted" after step 3
+        XCTAssertFalse(finished)
+        let file = try SafetensorsFile(path: path)
+        XCTAssertEqual(file.metadata["training.step"], "3")
+        let stage = try TrainingSetup.stage("dvae", config: file.metadata, checkpoint: file, seed: 5, tokenizer: nil, imageTokenizer: nil, pool: pool)
+        let resumed = try Trainer(stage: stage, training: data.training, validation: data.validation, options: options(steps: 6), pool: pool)
+        try resumed.resume(from: file)
+        XCTAssertEqual(resumed.step, 3)
+        try resumed.run(checkpointPath: path) { _ in true }
+        XCTAssertEqual(resumed.stage.parameters.tensors, straight.stage.parameters.tensors, "resumed run differs from the straight run")
+
+        // A checkpoint is a loadable model, and resuming with other options is refused.
+        XCTAssertNoThrow(try DalleModel(path: path))
+        var other = options(steps: 6)
+        other.batchSize = 5
+        let mismatched = try Trainer(stage: stage, training: data.training, validation: data.validation, options: other, pool: pool)
+        XCTAssertThrowsError(try mismatched.resume(from: SafetensorsFile(path: path)))
+    }
+
+    func testEveryStageLearnsAndTheBundleGenerates() throws {
+        let data = try shapes()
+        // A fixed small dataset of four examples, seen over and over.
+        let four = try TrainingSubset(base: data.training, indices: [0, 1, 2, 3]).trainingAndValidation(validationCount: 1)
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 500)
+        let tokenizerPath = temporaryPath("tokenizer")
+        try TrainingSetup.writeTokenizer(tokenizer, to: tokenizerPath)
+
+        var paths = [tokenizerPath]
+        var stages: [(String, [String: String])] = [
+            ("dvae", Self.dvaeConfig.metadata),
+            ("transformer", ["transformer.dim": "16", "transformer.depth": "1", "transformer.heads": "2", "transformer.dim_head": "8",
+                             "transformer.text_seq_len": "12", "transformer.rotary_emb": "false", "transformer.shift_tokens": "false"]),
+            ("clip", CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
+                                contextLength: 16, vocabSize: 0, textWidth: 16, textLayers: 1, textHeads: 2).metadata),
+        ]
+        var imageTokenizer: ImageTokenizer? = nil
+        for (name, config) in stages {
+            let stage = try TrainingSetup.stage(name, config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
+                                                imageTokenizer: imageTokenizer, pool: pool)
+            var o = options(steps: 40)
+            o.learningRate = 3e-3
+            let trainer = try Trainer(stage: stage, training: four.training, validation: four.validation, options: o, pool: pool)
+            let examples = try (0..<3).map { try four.training.example(at: $0) }
+            let before = try stage.evaluate(examples, pool: pool)
+            let path = temporaryPath(name)
+            try trainer.run(checkpointPath: path) { _ in true }
+            let after = try stage.evaluate(examples, pool: pool)
+            XCTAssertLessThan(after, before - 0.1, "\(name): loss \(before) → \(after)")
+            paths.append(path)
+            if name == "dvae" { imageTokenizer = try DalleModel(path: path).requireImageTokenizer() }
+        }
+        stages.removeAll()
+
+        let bundlePath = temporaryPath("bundle")
+        try TrainingSetup.assembleBundle(try paths.map { try SafetensorsFile(path: $0) }, dtype: .f16, to: bundlePath)
+        let bundle = try SafetensorsFile(path: bundlePath)
+        XCTAssertFalse(bundle.names.contains { $0.hasPrefix("optimizer.") })
+        XCTAssertEqual(bundle.metadata["components"], "tokenizer,dvae,transformer,clip")
+        let session = try DalleSession(model: DalleModel(path: bundlePath), threads: 2)
+        let images = try session.generate(prompt: "a red circle", options: GenerationOptions(count: 4, seed: 1, keepBest: 2))
+        XCTAssertEqual(images.count, 2)
+        XCTAssertEqual(images.pixels.count, 2 * 16 * 16 * 3)
+    }
+
+    func testBadOptionsAndStages() throws {
+        var o = TrainingOptions()
+        o.steps = 0
+        XCTAssertThrowsError(try o.validate())
+        o = TrainingOptions()
+        o.learningRate = .nan
+        XCTAssertThrowsError(try o.validate())
+        XCTAssertThrowsError(try TrainingSetup.stage("vqgan", config: [:], checkpoint: nil, seed: 0, tokenizer: nil, imageTokenizer: nil, pool: pool))
+        XCTAssertThrowsError(try TrainingSetup.stage("transformer", config: TrainingSetup.defaults("transformer"), checkpoint: nil, seed: 0,
+                                                     tokenizer: nil, imageTokenizer: nil, pool: pool))
+        var rotary = TrainingSetup.defaults("transformer")
+        rotary["transformer.rotary_emb"] = "true"
+        rotary["transformer.num_text_tokens"] = "10"; rotary["transformer.num_image_tokens"] = "8"; rotary["transformer.image_fmap_size"] = "2"
+        XCTAssertThrowsError(try TrainableTransformer(config: TransformerConfig(metadata: rotary), seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("rotary_emb"), "\(error)")
+        }
+    }
+
+    func testSchedules() {
+        let s = LearningRateSchedule(peak: 1, warmupSteps: 10, totalSteps: 110, finalRatio: 0.1)
+        XCTAssertEqual(s.rate(at: 0), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(s.rate(at: 9), 1, accuracy: 1e-6)
+        XCTAssertEqual(s.rate(at: 60), 0.55, accuracy: 1e-6)
+        XCTAssertEqual(s.rate(at: 110), 0.1, accuracy: 1e-6)
+        let stage = DVAEStage(model: try! TrainableDVAE(config: Self.dvaeConfig, seed: 0), seed: 0)
+        XCTAssertEqual(stage.temperature(step: 0, totalSteps: 100), 1, accuracy: 1e-6)
+        XCTAssertEqual(stage.temperature(step: 60, totalSteps: 100), 1.0 / 16, accuracy: 1e-6)
+        XCTAssertEqual(stage.klWeight(step: 10, totalSteps: 100), 3.3, accuracy: 1e-5)
+        XCTAssertEqual(stage.klWeight(step: 90, totalSteps: 100), 6.6, accuracy: 1e-5)
+    }
+}
