@@ -124,6 +124,11 @@ extension ShapesWorld {
         public var reconstructionPassed: Int
         public var hasCLIP: Bool { total.passedBestByCLIP != nil }
 
+        /// The score of `group`.
+        public func score(for group: EvaluationGroup) -> GroupScore {
+            groups.first { $0.name == group.rawValue } ?? GroupScore(name: group.rawValue, outcomes: [])
+        }
+
         public var reconstructionRate: Double? {
             reconstructionImages > 0 ? Double(reconstructionPassed) / Double(reconstructionImages) : nil
         }
