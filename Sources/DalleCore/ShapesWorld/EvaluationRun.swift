@@ -202,66 +202,82 @@ extension ShapesWorld {
     }
 }
 
+extension ShapesWorld {
+    /// The images generated for caption `index` of the evaluation set, drawn from `seed`: best CLIP
+    /// score first when `rankedByCLIP`, else in draw order.
+    public typealias CandidateSource = (_ index: Int, _ caption: Caption, _ seed: UInt64) throws -> (images: [RGBImage], rankedByCLIP: Bool)
+
+    /// The evaluation with any image source: judges `candidates(i, caption, options.captionSeed(i))`
+    /// against each caption of `evaluationCaptions(seed:perTemplate:perHeldOutPair:)`, then judges
+    /// `reconstruct(image)` for `reconstructionSamples` training images (stream `reconstructionSeed`)
+    /// and one rendering of each caption (seed `captionSeed(i)`) against their captions.
+    /// Progress: one step per caption, then one per reconstruction; the handler or `cancellation` stops it.
+    public static func evaluate(_ options: EvaluationOptions, candidates: CandidateSource,
+                                reconstruct: (RGBImage) throws -> RGBImage,
+                                progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil) throws -> EvaluationReport {
+        try options.validate()
+        let captions = evaluationCaptions(seed: options.seed, perTemplate: options.perTemplate, perHeldOutPair: options.perHeldOutPair)
+        let reporter = StepReporter(total: captions.count * 2 + options.reconstructionSamples, handler: progress, cancellation: cancellation)
+        var step = 0
+        try reporter.report(step)
+
+        var outcomes: [CaptionOutcome] = []
+        for (index, item) in captions.enumerated() {
+            let generated = try candidates(index, item.caption, options.captionSeed(index))
+            let passed = try generated.images.map { try judge($0, caption: item.caption).passed }
+            outcomes.append(CaptionOutcome(group: item.group, passed: passed, rankedByCLIP: generated.rankedByCLIP))
+            step += 1
+            try reporter.report(step)
+        }
+
+        var reconstruction: [Bool] = []
+        func check(_ image: RGBImage, _ caption: Caption) throws {
+            reconstruction.append(try judge(try reconstruct(image), caption: caption).passed)
+            step += 1
+            try reporter.report(step)
+        }
+        for k in 0..<options.reconstructionSamples {
+            let sample = makeTrainingSample(seed: options.reconstructionSeed, index: UInt64(k), mix: .standard)
+            try check(sample.image, sample.caption)
+        }
+        for (index, item) in captions.enumerated() {
+            try check(try render(caption: item.caption, seed: options.captionSeed(index)), item.caption)
+        }
+        return EvaluationReport(options: options, outcomes: outcomes, reconstruction: reconstruction)
+    }
+}
+
 extension DalleSession {
-    /// The Shapes World evaluation (`dalle eval`): for every caption of
-    /// `ShapesWorld.evaluationCaptions(seed:perTemplate:perHeldOutPair:)`, generates `candidates` images
-    /// (seeded by `options.captionSeed(index)`, so the report is a function of the options alone, for any
-    /// thread count), judges each, and with a CLIP component ranks them so CLIP's pick can be scored. Then
-    /// encodes and decodes through the dVAE `reconstructionSamples` training images (stream
-    /// `reconstructionSeed`) and one rendering of each evaluation caption, and judges the reconstructions.
-    /// Needs a tokenizer, a transformer and a dVAE of 64×64 images. Progress: one step per caption, then
-    /// one per reconstruction image; the handler or `cancel()` stops the run.
+    /// The Shapes World evaluation (`dalle eval`) of this session's model: `ShapesWorld.evaluate` with
+    /// `candidates` images per caption from `generate` (ranked by CLIP when the model has CLIP) and
+    /// reconstructions by the dVAE (encode, then decode). The report is a function of the options
+    /// alone, for any thread count. Needs a tokenizer, a transformer and a dVAE of 64×64 images.
+    /// Progress as `ShapesWorld.evaluate`; `cancel()` stops the run within one generation step.
     public func evaluateShapesWorld(_ options: ShapesWorld.EvaluationOptions = ShapesWorld.EvaluationOptions(),
                                     progress: ProgressHandler? = nil) throws -> ShapesWorld.EvaluationReport {
         cancellation.reset()
         try options.validate()
         _ = try model.requireGenerator()
         let dvae = try model.requireImageTokenizer()
-        guard dvae.imageSize == ShapesWorld.imageSize else {
-            throw DalleError.unsupported("the Shapes World evaluation judges \(ShapesWorld.imageSize)x\(ShapesWorld.imageSize) images; "
+        let size = ShapesWorld.imageSize
+        guard dvae.imageSize == size else {
+            throw DalleError.unsupported("the Shapes World evaluation judges \(size)x\(size) images; "
                 + "this model's dvae makes \(dvae.imageSize)x\(dvae.imageSize)")
         }
         let rerank = model.clip != nil
-        let captions = ShapesWorld.evaluationCaptions(seed: options.seed, perTemplate: options.perTemplate,
-                                                      perHeldOutPair: options.perHeldOutPair)
-        let reporter = StepReporter(total: captions.count * 2 + options.reconstructionSamples, handler: progress, cancellation: cancellation)
-        try reporter.report(0)
-
-        var outcomes: [ShapesWorld.CaptionOutcome] = []
-        for (index, item) in captions.enumerated() {
-            let generation = GenerationOptions(count: options.candidates, seed: options.captionSeed(index), sampling: options.sampling,
+        return try ShapesWorld.evaluate(options, candidates: { _, caption, seed in
+            let generation = GenerationOptions(count: options.candidates, seed: seed, sampling: options.sampling,
                                                condScale: options.condScale, keepBest: rerank ? options.candidates : 0)
-            let images = try generateCandidates(prompt: item.caption.text, options: generation)
-            let imageBytes = images.imageSize * images.imageSize * 3
-            let passed = try images.pixels.withUnsafeBufferPointer { pixels in
-                try (0..<images.count).map { n in
-                    let view = ImageView(width: images.imageSize, height: images.imageSize, channels: 3,
-                                         pixels: UnsafeBufferPointer(rebasing: pixels[(n * imageBytes)..<((n + 1) * imageBytes)]))
-                    return try ShapesWorld.judge(view, caption: item.caption).passed
-                }
+            let result = try self.generateCandidates(prompt: caption.text, options: generation)
+            let imageBytes = size * size * 3
+            let images = try (0..<result.count).map {
+                try RGBImage(width: size, height: size, pixels: Array(result.pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)]))
             }
-            outcomes.append(ShapesWorld.CaptionOutcome(group: item.group, passed: passed, rankedByCLIP: rerank))
-            try reporter.report(index + 1)
-        }
-
-        var reconstruction: [Bool] = []
-        var step = captions.count
-        func reconstruct(_ image: RGBImage, _ caption: ShapesWorld.Caption) throws {
-            let tokens = try image.withView { try dvae.encode(try ImageConversion.tensor(from: [$0], size: dvae.imageSize), pool: pool) }
-            let pixels = try decodeRGB8(tokens, count: 1, with: dvae, progress: nil)
-            let decoded = try RGBImage(width: dvae.imageSize, height: dvae.imageSize, pixels: pixels)
-            reconstruction.append(try ShapesWorld.judge(decoded, caption: caption).passed)
-            step += 1
-            try reporter.report(step)
-        }
-        for k in 0..<options.reconstructionSamples {
-            let sample = ShapesWorld.makeTrainingSample(seed: options.reconstructionSeed, index: UInt64(k), mix: .standard)
-            try reconstruct(sample.image, sample.caption)
-        }
-        for (index, item) in captions.enumerated() {
-            try reconstruct(try ShapesWorld.render(caption: item.caption, seed: options.captionSeed(index)), item.caption)
-        }
-        return ShapesWorld.EvaluationReport(options: options, outcomes: outcomes, reconstruction: reconstruction)
+            return (images, rerank)
+        }, reconstruct: { image in
+            let tokens = try image.withView { try dvae.encode(try ImageConversion.tensor(from: [$0], size: size), pool: self.pool) }
+            return try RGBImage(width: size, height: size, pixels: try self.decodeRGB8(tokens, count: 1, with: dvae, progress: nil))
+        }, progress: progress, cancellation: cancellation)
     }
 }
 
