@@ -30,16 +30,15 @@ extension Arguments {
     }
 }
 
-/// The directory two levels above the running executable (build/bin/dalle -> the checkout).
+/// The directory above the running executable's directory (build/bin/dalle -> the checkout).
 private func installationRoot() -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard length > 0 else { return nil }
     var path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    for _ in 0..<2 {
+    for _ in 0..<3 {  // drop "dalle", then "bin", then "build"
         guard let slash = path.lastIndex(of: "/") else { return nil }
         path = String(path[..<slash])
     }
-    guard let slash = path.lastIndex(of: "/") else { return nil }
-    return slash == path.startIndex ? "/" : String(path[..<slash])
+    return path
 }
