@@ -456,6 +456,66 @@ DALLE_API dalle_status dalle_shapes_judge(const dalle_image *image, const char *
  * dalle_shapes_training_sample) and zeroes *image; NULL and zeroed images are ignored. */
 DALLE_API void dalle_image_free(dalle_image *image);
 
+/* The Shapes World evaluation (`dalle eval`): generate candidates for a fixed, seeded set
+ * of captions of every template and of the held-out pairs, judge every image, and run world
+ * images through the dVAE. */
+
+/* Progress phase of dalle_shapes_eval: one step per caption, then one per reconstruction. */
+enum { DALLE_PHASE_EVAL = 5 };
+
+typedef struct dalle_eval_params {
+    uint32_t struct_size;             /* sizeof(dalle_eval_params)                           */
+    uint32_t candidates;              /* images per caption, 1 ... DALLE_MAX_GENERATE (8)     */
+    uint64_t seed;                    /* seed of the captions, of each caption's draws and of
+                                         the reconstruction images (0); DALLE_SEED_RANDOM =
+                                         the context's seed                                 */
+    uint32_t per_template;            /* captions per template, 0 ... 100000 (50)            */
+    uint32_t per_held_out_pair;       /* captions per held-out pair, 0 ... 100000 (10)       */
+    uint32_t reconstruction_samples;  /* training images run through the dVAE, besides one
+                                         rendering of each caption, 0 ... 100000 (200)      */
+    float temperature;                /* sampling, as dalle_generate_params (1)              */
+    int32_t top_k;                    /* (0)                                                 */
+    float top_p;                      /* (1)                                                 */
+    float cond_scale;                 /* (1)                                                 */
+    dalle_progress_callback progress; /* DALLE_PHASE_EVAL steps; NULL = the context's        */
+    void *progress_user_data;
+} dalle_eval_params;
+
+/* Pass counts of one group of captions (rates: divide by captions or candidates). */
+typedef struct dalle_eval_group {
+    uint32_t captions;
+    uint32_t candidates;              /* images judged: captions x candidates per caption    */
+    int32_t passed_best_by_clip;      /* captions whose best candidate by CLIP passed; -1
+                                         when the model has no CLIP                         */
+    uint32_t passed_candidates;       /* images that passed (average candidate = this /
+                                         candidates)                                        */
+    uint32_t passed_any;              /* captions with at least one passing image (oracle)   */
+} dalle_eval_group;
+
+/* What dalle_shapes_eval measured. Set struct_size = sizeof(dalle_eval_report) before the call. */
+typedef struct dalle_eval_report {
+    uint32_t struct_size;
+    uint32_t has_clip;                /* 1 when CLIP ranked the candidates, else 0           */
+    dalle_eval_group one_object;
+    dalle_eval_group counting;
+    dalle_eval_group relation;
+    dalle_eval_group held_out;        /* captions with a held-out pair (any template)        */
+    dalle_eval_group total;           /* every caption                                       */
+    uint32_t reconstruction_images;   /* world images encoded and decoded by the dVAE        */
+    uint32_t reconstruction_passed;   /* reconstructions that still pass the judge           */
+} dalle_eval_report;
+
+DALLE_API dalle_eval_params dalle_eval_default_params(void);
+
+/* Runs the Shapes World evaluation with the context's model (tokenizer, transformer and a
+ * dVAE of DALLE_SHAPES_IMAGE_SIZE images; with CLIP, the candidates are also ranked and
+ * CLIP's pick is scored). `params` may be NULL for defaults. Fills the first
+ * out_report->struct_size bytes of *out_report. The result depends on the params alone,
+ * not on the thread count. A cancelled call (progress callback or dalle_cancel) returns
+ * DALLE_CANCELLED within one generation step. */
+DALLE_API dalle_status dalle_shapes_eval(dalle_context *ctx, const dalle_eval_params *params,
+                                         dalle_eval_report *out_report);
+
 #ifdef __cplusplus
 }
 #endif

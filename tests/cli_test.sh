@@ -137,6 +137,35 @@ expect 1 "at least one IMAGE" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safete
 expect 1 "no clip component" -- "$DALLE" rerank --model "$MODEL" --prompt "a cat" "$CLIP/image_48x40.png"
 expect 1 "cannot read the image" -- "$DALLE" rerank --model "$CLIP/clip_tiny.safetensors" --prompt "a cat" "$T/truncated.png"
 
+# eval: the Shapes World table on a tiny four-component 64x64 bundle (tests/make_eval_bundle.py),
+# the same whatever the thread count; the default model ($DALLE_MODEL, models/ beside the binary
+# and in the current directory) and the error that says where it looked.
+python3 tests/make_eval_bundle.py "$T/eval.safetensors" || fail "cannot make the eval bundle"
+EVAL_ARGS=(--per-template 2 --per-held-out 1 --candidates 2 --reconstruction 3)
+expect 0 "evaluated 9 captions x 2 candidates and 12 reconstructions" -- "$DALLE" eval --model "$T/eval.safetensors" "${EVAL_ARGS[@]}" --threads 1
+checks=$((checks + 1))
+cp "$T/stdout" "$T/eval1.txt"
+grep -Eq "^\| one object +\| +2 \|" "$T/eval1.txt" && grep -Eq "^\| held-out pairs +\| +3 \|" "$T/eval1.txt" \
+    && grep -Eq "^\| all captions +\| +9 \|" "$T/eval1.txt" && grep -Eq "^\| dVAE reconstruction +\| +12 \|" "$T/eval1.txt" \
+    || fail "eval table: $(cat "$T/eval1.txt")"
+expect 0 "evaluated 9 captions" -- env DALLE_MODEL="$T/eval.safetensors" "$DALLE" eval "${EVAL_ARGS[@]}" --threads 2
+cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval with DALLE_MODEL at 2 threads differs: $(cat "$T/stdout")"
+expect 0 "generated 1 image" -- env DALLE_MODEL="$GEN" "$DALLE" generate --prompt "a red apple" --seed 3 --out-dir "$T/gen4"
+expect 1 "DALLE_MODEL is $T/none.safetensors, which cannot be read" -- env DALLE_MODEL="$T/none.safetensors" "$DALLE" eval
+mkdir -p "$T/install/bin" "$T/elsewhere" && cp "$DALLE" "$T/install/bin/dalle"
+expect 1 "no --model given and no default model found; looked at .*$T/models/shapes-world.safetensors, models/shapes-world.safetensors" \
+    -- bash -c "cd '$T/elsewhere' && env -u DALLE_MODEL '$T/install/bin/dalle' eval"
+mkdir -p "$T/models" && cp "$T/eval.safetensors" "$T/models/shapes-world.safetensors"
+expect 0 "evaluating $T/models/shapes-world.safetensors" \
+    -- bash -c "cd '$T/elsewhere' && env -u DALLE_MODEL '$T/install/bin/dalle' eval ${EVAL_ARGS[*]}"
+cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval with the default model beside the binary differs"
+mkdir -p "$T/elsewhere/models" && cp "$T/eval.safetensors" "$T/elsewhere/models/shapes-world.safetensors" && rm "$T/models/shapes-world.safetensors"
+expect 0 "evaluating models/shapes-world.safetensors" -- bash -c "cd '$T/elsewhere' && env -u DALLE_MODEL '$T/install/bin/dalle' eval ${EVAL_ARGS[*]}"
+expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" eval --model "$GEN" "${EVAL_ARGS[@]}"
+expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_ARGS[@]}"
+expect 1 "candidates is 0" -- "$DALLE" eval --model "$T/eval.safetensors" --candidates 0
+expect 1 "--per-template must be a number" -- "$DALLE" eval --model "$T/eval.safetensors" --per-template many
+
 passed=$((checks > failures ? checks - failures : 0))
 echo "cli_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

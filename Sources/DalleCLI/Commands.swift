@@ -17,7 +17,7 @@ let usage = """
                                                  (prints pass, or fail: REASON and exits 1)
 
     options:
-      --model PATH     libdalle model file (.safetensors with a dvae component)
+      --model PATH     libdalle model file (.safetensors with a dvae component; default: see eval)
       --image PATH     input PNG, of the model's image size (e.g. 256x256); alpha is ignored
       --tokens PATH    token file: one grid row per line, ids separated by spaces ("-": stdin)
       --out PATH       output token file ("-": stdout) or PNG image
@@ -35,7 +35,7 @@ func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
         if arguments.wantsHelp || arguments.command == "help" {
-            print(usage + generateUsage + rerankUsage, terminator: "")
+            print(usage + generateUsage + rerankUsage + evalUsage, terminator: "")
             return 0
         }
         switch arguments.command {
@@ -49,6 +49,7 @@ func runCLI(_ args: [String]) -> Int32 {
         case "rerank": try rerank(arguments)
         case "train": try train(arguments)
         case "bundle": try bundle(arguments)
+        case "eval": try evaluate(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }
@@ -137,7 +138,7 @@ private func decode(_ arguments: Arguments) throws {
 
 private func openSession(_ arguments: Arguments) throws -> DalleSession {
     let threads = try arguments.threads()
-    let model = try DalleModel(path: try arguments.required("model"))
+    let model = try DalleModel(path: try arguments.modelPath())
     return try DalleSession(model: model, threads: threads)
 }
 

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 let generateUsage = """
-    generate --model M --prompt TEXT --out-dir DIR [options]
+    generate [--model M] --prompt TEXT --out-dir DIR [options]
       generates images from a caption with the model's transformer, writing DIR/000.png ...
       --prompt TEXT        the caption ("" for an unconditional image)
       --count N            images to generate (default 1)
@@ -37,7 +37,7 @@ func generate(_ arguments: Arguments) throws {
         condScale: try arguments.number("cond-scale", default: 1),
         keepBest: try arguments.number("rerank", default: 0))
     let threads = try arguments.threads()
-    let model = try DalleModel(path: try arguments.required("model"))
+    let model = try DalleModel(path: try arguments.modelPath())
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
     options.seed = session.seed

@@ -13,7 +13,7 @@ func rerank(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "threads"], maxPositional: DalleSession.maxBatch)
     let prompt = try arguments.required("prompt")
     guard !arguments.positional.isEmpty else { throw UsageError("rerank needs at least one IMAGE.png") }
-    let session = try DalleSession(model: try DalleModel(path: try arguments.required("model")), threads: try arguments.threads())
+    let session = try DalleSession(model: try DalleModel(path: try arguments.modelPath()), threads: try arguments.threads())
     let images = try arguments.positional.map { path -> RGBImage in
         do { return try PNG.read(path: path) } catch DalleError.badFile(let message) { throw RunError("cannot read the image \(message)") }
     }

@@ -8,7 +8,7 @@ import Glibc
 func tokenizeCommand(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "mode"], maxPositional: 1)
     guard let text = arguments.positional.first else { throw UsageError("tokenize needs the TEXT to tokenize") }
-    let model = try DalleModel(path: try arguments.required("model"))
+    let model = try DalleModel(path: try arguments.modelPath())
     let tokenizer = try model.requireTokenizer()
     let convention: TextConvention
     switch arguments.options["mode"] ?? "model" {

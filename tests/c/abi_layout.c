@@ -35,6 +35,20 @@ int main(void) {
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);
     FIELD(dalle_generate_info, seed);
+    printf("\ndalle_eval_params %zu", sizeof(dalle_eval_params));
+    FIELD(dalle_eval_params, struct_size); FIELD(dalle_eval_params, candidates); FIELD(dalle_eval_params, seed);
+    FIELD(dalle_eval_params, per_template); FIELD(dalle_eval_params, per_held_out_pair);
+    FIELD(dalle_eval_params, reconstruction_samples); FIELD(dalle_eval_params, temperature);
+    FIELD(dalle_eval_params, top_k); FIELD(dalle_eval_params, top_p); FIELD(dalle_eval_params, cond_scale);
+    FIELD(dalle_eval_params, progress); FIELD(dalle_eval_params, progress_user_data);
+    printf("\ndalle_eval_group %zu", sizeof(dalle_eval_group));
+    FIELD(dalle_eval_group, captions); FIELD(dalle_eval_group, candidates); FIELD(dalle_eval_group, passed_best_by_clip);
+    FIELD(dalle_eval_group, passed_candidates); FIELD(dalle_eval_group, passed_any);
+    printf("\ndalle_eval_report %zu", sizeof(dalle_eval_report));
+    FIELD(dalle_eval_report, struct_size); FIELD(dalle_eval_report, has_clip); FIELD(dalle_eval_report, one_object);
+    FIELD(dalle_eval_report, counting); FIELD(dalle_eval_report, relation); FIELD(dalle_eval_report, held_out);
+    FIELD(dalle_eval_report, total); FIELD(dalle_eval_report, reconstruction_images);
+    FIELD(dalle_eval_report, reconstruction_passed);
     printf("\n");
     return 0;
 }

@@ -40,6 +40,14 @@ extension DalleSession {
                          tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil,
                          rerankProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         cancellation.reset()
+        return try generateCandidates(prompt: prompt, options: options, decodeImages: decodeImages, tokenProgress: tokenProgress,
+                                      decodeProgress: decodeProgress, rerankProgress: rerankProgress)
+    }
+
+    /// `generate` without clearing the cancellation flag first, for calls made of several generations.
+    func generateCandidates(prompt: String, options: GenerationOptions, decodeImages: Bool = true,
+                            tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil,
+                            rerankProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         let generator = try model.requireGenerator()
         let grid = generator.predictor.imageGridSize
         var imageTokenizer: ImageTokenizer? = nil

@@ -427,6 +427,52 @@ class Context(_Owned):
         del keep
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
+    def shapes_eval(self, candidates=8, seed=0, per_template=50, per_held_out_pair=10, reconstruction_samples=200,
+                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=1.0, progress=None):
+        """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
+        `candidates` images for each caption of the fixed, seeded evaluation set, judges them, and
+        runs world images through the dVAE. seed None uses the context's seed. `progress(phase,
+        step, total)` (DALLE_PHASE_EVAL: one step per caption, then per reconstruction) may return
+        False to cancel (CancelledError). Returns a dict: "has_clip", one dict per group ("one
+        object", "counting", "relation", "held-out pairs", "all captions") with the counts of
+        dalle_eval_group and the rates "best_by_clip" (None without CLIP), "average", "any_of_n"
+        and "rerank_lift", and "reconstruction" (images, passed, rate)."""
+        callback = _Progress(progress)
+        params = lib.dalle_eval_default_params()
+        params.candidates, params.per_template, params.per_held_out_pair = candidates, per_template, per_held_out_pair
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.reconstruction_samples = reconstruction_samples
+        params.temperature, params.top_k, params.top_p, params.cond_scale = temperature, top_k, top_p, cond_scale
+        if progress is not None:
+            params.progress = callback.c_callback
+        report = _lib.dalle_eval_report()
+        report.struct_size = ctypes.sizeof(report)
+        handle = self.handle
+        status = lib.dalle_shapes_eval(handle, ctypes.byref(params), ctypes.byref(report))
+        callback.reraise()
+        self._progress.reraise()
+        _check(status, lambda: lib.dalle_context_last_error(handle))
+
+        def rate(n, d):
+            return n / d if d else None
+
+        def group(g):
+            best = rate(g.passed_best_by_clip, g.captions) if g.passed_best_by_clip >= 0 else None
+            average = rate(g.passed_candidates, g.candidates)
+            return {"captions": g.captions, "candidates": g.candidates,
+                    "passed_best_by_clip": g.passed_best_by_clip if g.passed_best_by_clip >= 0 else None,
+                    "passed_candidates": g.passed_candidates, "passed_any": g.passed_any,
+                    "best_by_clip": best, "average": average, "any_of_n": rate(g.passed_any, g.captions),
+                    "rerank_lift": best - average if best is not None and average is not None else None}
+
+        result = {"has_clip": bool(report.has_clip)}
+        for name, field in [("one object", "one_object"), ("counting", "counting"), ("relation", "relation"),
+                            ("held-out pairs", "held_out"), ("all captions", "total")]:
+            result[name] = group(getattr(report, field))
+        result["reconstruction"] = {"images": report.reconstruction_images, "passed": report.reconstruction_passed,
+                                    "rate": rate(report.reconstruction_passed, report.reconstruction_images)}
+        return result
+
     def _image_structs(self, images):
         """dalle_image structs pointing into the caller's pixels, and the objects to keep alive."""
         s = self.model.image_size

@@ -40,6 +40,7 @@ DALLE_PHASE_LOAD = 0
 DALLE_PHASE_ENCODE = 1
 DALLE_PHASE_DECODE = 2
 DALLE_PHASE_GENERATE = 3
+DALLE_PHASE_EVAL = 5
 
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
@@ -97,6 +98,24 @@ class dalle_generate_info(Structure):
                 ("generated_tokens", c_uint32), ("seed", c_uint64)]
 
 
+class dalle_eval_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("candidates", c_uint32), ("seed", c_uint64), ("per_template", c_uint32),
+                ("per_held_out_pair", c_uint32), ("reconstruction_samples", c_uint32), ("temperature", c_float),
+                ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("progress", dalle_progress_callback),
+                ("progress_user_data", c_void_p)]
+
+
+class dalle_eval_group(Structure):
+    _fields_ = [("captions", c_uint32), ("candidates", c_uint32), ("passed_best_by_clip", c_int32),
+                ("passed_candidates", c_uint32), ("passed_any", c_uint32)]
+
+
+class dalle_eval_report(Structure):
+    _fields_ = [("struct_size", c_uint32), ("has_clip", c_uint32), ("one_object", dalle_eval_group),
+                ("counting", dalle_eval_group), ("relation", dalle_eval_group), ("held_out", dalle_eval_group),
+                ("total", dalle_eval_group), ("reconstruction_images", c_uint32), ("reconstruction_passed", c_uint32)]
+
+
 dalle_model_p = c_void_p
 dalle_context_p = c_void_p
 
@@ -142,6 +161,8 @@ PROTOTYPES = {
                                                     POINTER(dalle_image)]),
     "dalle_shapes_judge": (dalle_status, [POINTER(dalle_image), c_char_p, POINTER(c_bool), ctypes.c_char_p, c_size_t]),
     "dalle_image_free": (None, [POINTER(dalle_image)]),
+    "dalle_eval_default_params": (dalle_eval_params, []),
+    "dalle_shapes_eval": (dalle_status, [dalle_context_p, POINTER(dalle_eval_params), POINTER(dalle_eval_report)]),
 }
 
 

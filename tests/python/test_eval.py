@@ -1,0 +1,55 @@
+"""The Shapes World evaluation through the Python binding (Context.shapes_eval) on a tiny
+four-component 64x64 bundle written by tests/make_eval_bundle.py."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import dalle
+from dalle import _lib
+
+from conftest import REPO
+
+SMALL = dict(candidates=2, seed=5, per_template=2, per_held_out_pair=1, reconstruction_samples=3)
+GROUPS = ["one object", "counting", "relation", "held-out pairs", "all captions"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("eval") / "eval.safetensors")
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "make_eval_bundle.py"), path], check=True)
+    return path
+
+
+def test_report_counts_rates_and_thread_independence(bundle):
+    with dalle.Model(bundle) as model:
+        with dalle.Context(model, threads=1) as one, dalle.Context(model, threads=2) as two:
+            steps = []
+            report = one.shapes_eval(progress=lambda phase, step, total: steps.append((phase, step, total)), **SMALL)
+            assert two.shapes_eval(**SMALL) == report
+    assert report["has_clip"] is True
+    assert [report[g]["captions"] for g in GROUPS] == [2, 2, 2, 3, 9]
+    assert report["all captions"]["candidates"] == 18
+    assert report["reconstruction"]["images"] == 3 + 9
+    for g in GROUPS:
+        r = report[g]
+        assert r["passed_best_by_clip"] <= r["passed_any"] <= r["captions"]
+        assert r["average"] == r["passed_candidates"] / r["candidates"] <= r["any_of_n"]
+        assert r["rerank_lift"] == pytest.approx(r["best_by_clip"] - r["average"])
+    assert 0 <= report["reconstruction"]["rate"] <= 1
+    assert steps == [(_lib.DALLE_PHASE_EVAL, s, 2 * 9 + 3) for s in range(2 * 9 + 3 + 1)]
+
+
+def test_errors_and_cancel(bundle):
+    with dalle.Model(bundle) as model, dalle.Context(model) as ctx:
+        with pytest.raises(dalle.InvalidArgumentError, match="candidates is 0"):
+            ctx.shapes_eval(candidates=0)
+        with pytest.raises(dalle.CancelledError):
+            ctx.shapes_eval(progress=lambda phase, step, total: step < 2, **SMALL)
+        assert ctx.shapes_eval(**SMALL)["all captions"]["captions"] == 9
+    generate_bundle = os.path.join(REPO, "Tests", "DalleCoreTests", "Golden", "generate", "model.safetensors")
+    with dalle.Model(generate_bundle) as model, dalle.Context(model) as ctx:
+        with pytest.raises(dalle.UnsupportedError, match="judges 64x64 images"):
+            ctx.shapes_eval(**SMALL)
