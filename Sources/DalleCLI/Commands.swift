@@ -15,6 +15,19 @@ let usage = """
       shapes --count N [--seed S] --out-dir DIR  render Shapes World training images: DIR/000.png + 000.txt, ...
       judge --caption "..." IMAGE.png            judge a 64x64 image against a Shapes World caption
                                                  (prints pass, or fail: REASON and exits 1)
+      train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes) or a
+                                                 folder of NAME.png + NAME.txt; FILE is a checkpoint, resumed
+                                                 when it exists. S: tokenizer, dvae, transformer, clip
+      bundle --out FILE [--dtype f16] PART...    join trained components into one model file
+
+    train options:
+      --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages)
+      --steps N --batch N --lr X --warmup N --weight-decay X --clip-grad X --seed S --threads N
+      --validation N            held-out examples for the validation loss (default 64)
+      --every N                 steps between validation losses and checkpoints (default 100)
+      --vocab N                 tokenizer ids (tokenizer stage, default 1024)
+      --kl-weight X             dVAE: final KL weight (default 6.6)
+      --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
 
     options:
       --model PATH     libdalle model file (.safetensors with a dvae component; default: see eval)

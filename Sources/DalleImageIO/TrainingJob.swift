@@ -1,0 +1,86 @@
+import DalleCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One training command, as the CLI (`dalle train`) and the C API (`dalle_train`) give it:
+/// which stage, on what data, written where. The output file is a checkpoint that is also a
+/// loadable bundle; when it already holds a checkpoint of the same stage, training resumes
+/// from it (the options must be the same).
+public struct TrainingJob {
+    /// "tokenizer", "dvae", "transformer" or "clip".
+    public var stage: String
+    /// "shapes" for the Shapes World, or a folder of NAME.png images with NAME.txt captions.
+    public var data: String
+    public var outputPath: String
+    /// Trained tokenizer (transformer and CLIP stages) and dVAE (transformer stage) files.
+    public var tokenizerPath: String?
+    public var dvaePath: String?
+    /// Model configuration overrides, keys without the stage prefix ("dim" → "transformer.dim");
+    /// ignored when resuming (the checkpoint's configuration wins).
+    public var config: [String: String] = [:]
+    public var options = TrainingOptions()
+    /// Ids of a trained tokenizer.
+    public var vocabularySize = 1024
+    /// dVAE only: the final KL weight (the paper's 6.6 by default).
+    public var klWeight: Float?
+    public var threads = 0
+
+    public init(stage: String, data: String, outputPath: String) {
+        self.stage = stage
+        self.data = data
+        self.outputPath = outputPath
+    }
+
+    /// Runs the job. `log` receives human-readable lines (data warnings, start, resume, end);
+    /// `progress` sees every step and returns false to stop early (after a checkpoint).
+    /// Returns whether training reached its last step.
+    @discardableResult
+    public func run(log: (String) -> Void, progress: (TrainingProgress) -> Bool) throws -> Bool {
+        guard TrainingSetup.stages.contains(stage) else {
+            throw DalleError.invalidArgument("unknown training stage '\(stage)' (stages: \(TrainingSetup.stages.joined(separator: ", ")))")
+        }
+        let pool = ThreadPool(threads: threads)
+        let imageTokenizer = try dvaePath.map { try DalleModel(path: $0).requireImageTokenizer() }
+        let tokenizer = try tokenizerPath.map { path -> Tokenizer in
+            guard let t = try DalleModel(path: path).tokenizer else { throw DalleError.invalidArgument("\(path) holds no tokenizer") }
+            return t
+        }
+        let data = try dataSplit(imageSize: imageTokenizer?.imageSize ?? ShapesWorld.imageSize, log: log)
+
+        if stage == "tokenizer" {
+            let trained = try TrainingSetup.trainTokenizer(data.training, vocabularySize: vocabularySize)
+            try TrainingSetup.writeTokenizer(trained, to: outputPath)
+            log("tokenizer with \(trained.vocabularySize) ids (\(trained.merges.count) merges) written to \(outputPath)")
+            return true
+        }
+        let existing = access(outputPath, F_OK) == 0 ? try SafetensorsFile(path: outputPath) : nil
+        if let existing, existing.metadata["training.stage"] == nil {
+            throw DalleError.invalidArgument("\(outputPath) exists and is not a training checkpoint; choose another output file")
+        }
+        var configuration = existing?.metadata ?? TrainingSetup.defaults(stage)
+        if existing == nil { for (key, value) in config { configuration[stage + "." + key] = value } }
+        let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing, seed: options.seed,
+                                                    tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
+        if let klWeight, let dvae = trainingStage as? DVAEStage { dvae.maxKLWeight = klWeight }
+        let trainer = try Trainer(stage: trainingStage, training: data.training, validation: data.validation, options: options, pool: pool)
+        if let existing {
+            try trainer.resume(from: existing)
+            log("resuming \(stage) from step \(trainer.step) of \(outputPath)")
+        }
+        log("training \(stage) (\(trainingStage.parameters.scalarCount) parameters) for \(options.steps) steps of \(options.batchSize) on \(pool.threads) threads")
+        let finished = try trainer.run(checkpointPath: outputPath, progress: progress)
+        log(finished ? "\(stage) written to \(outputPath)" : "stopped at step \(trainer.step); checkpoint in \(outputPath)")
+        return finished
+    }
+
+    private func dataSplit(imageSize: Int, log: (String) -> Void) throws -> TrainingSplit {
+        if data == "shapes" {
+            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize).trainingAndValidation(validationCount: 256)
+        }
+        let folder = try FolderSource(directory: data, imageSize: imageSize, threads: threads)
+        for warning in folder.warnings { log("warning: \(warning)") }
+        log("\(folder.count) captioned images from \(data)")
+        return try folder.trainingAndValidation(validationFraction: 0.05)
+    }
+}
