@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
         .systemLibrary(name: "CDalle", path: "Sources/CDalle"),
-        .target(name: "DalleCAPI", dependencies: ["DalleCore", "CDalle"], swiftSettings: [.unsafeFlags(cpuFlags)]),
+        .target(name: "DalleCAPI", dependencies: ["DalleCore", "DalleImageIO", "CDalle"], swiftSettings: [.unsafeFlags(cpuFlags)]),
         .target(
             name: "DalleSharedLibrary",
             dependencies: ["DalleCAPI"],

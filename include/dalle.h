@@ -516,6 +516,60 @@ DALLE_API dalle_eval_params dalle_eval_default_params(void);
 DALLE_API dalle_status dalle_shapes_eval(dalle_context *ctx, const dalle_eval_params *params,
                                          dalle_eval_report *out_report);
 
+/* ---- Training ---------------------------------------------------------------------------
+ * Trains one component of a model on the CPU (the paper's recipe: the dVAE with the
+ * Gumbel-softmax relaxation, logit-Laplace likelihood and KL weight raised to 6.6; the
+ * transformer with text loss 1/8 and image loss 7/8 on the dVAE's tokens; CLIP with the
+ * contrastive loss), then dalle_bundle joins the parts into one model file. The output of a
+ * stage is a checkpoint that is also a loadable model; when it already exists, training
+ * resumes from it exactly (same options required). These calls need no model or context:
+ * errors are reported by the status and dalle_last_error(). */
+
+/* Progress of dalle_train: step of total, the batch loss and the latest validation loss
+ * (NaN before the first). Return false to stop; a checkpoint is written first. */
+typedef bool (*dalle_train_callback)(int32_t step, int32_t total, float loss, float validation_loss,
+                                     void *user_data);
+
+typedef struct dalle_train_params {
+    uint32_t struct_size;             /* sizeof(dalle_train_params)                           */
+    int32_t n_threads;                /* 0 = every core (0); results do not depend on it      */
+    const char *stage;                /* "tokenizer", "dvae", "transformer" or "clip"         */
+    const char *data;                 /* "shapes" (the Shapes World) or a folder of NAME.png
+                                         images with NAME.txt captions (UTF-8)                */
+    const char *out_path;             /* checkpoint written (and resumed when it exists)      */
+    const char *tokenizer_path;       /* trained tokenizer (transformer, clip), or NULL       */
+    const char *dvae_path;            /* trained dVAE (transformer), or NULL                  */
+    const char *config;               /* model configuration "key=value,..." (e.g.
+                                         "dim=256,depth=4"), or NULL for the defaults        */
+    int32_t steps;                    /* optimizer steps (1000)                               */
+    int32_t batch_size;               /* examples per step (16)                               */
+    float learning_rate;              /* peak AdamW rate after warm-up (1e-3)                 */
+    int32_t warmup_steps;             /* linear warm-up, then cosine decay (100)              */
+    float weight_decay;               /* AdamW decoupled weight decay (0.01)                  */
+    float gradient_clip;              /* max global gradient norm (1)                         */
+    uint64_t seed;                    /* data order, initialisation and noise (0)             */
+    int32_t validation_count;         /* held-out examples for the validation loss (64)       */
+    int32_t checkpoint_every;         /* steps between validation + checkpoint; 0 = end (100) */
+    int32_t vocab_size;               /* tokenizer stage: ids to learn (1024)                 */
+    dalle_train_callback progress;    /* may be NULL                                          */
+    void *progress_user_data;
+} dalle_train_params;
+
+DALLE_API dalle_train_params dalle_train_default_params(void);
+
+/* Runs one training stage as `params` describes. Data problems that skip files (unsupported
+ * formats, missing captions, unreadable images) are logged as warnings; a folder with no
+ * usable pair, a missing tokenizer or dVAE for the stage, or a checkpoint made with other
+ * options is DALLE_INVALID_ARGUMENT with a message. A run stopped by the callback returns
+ * DALLE_CANCELLED after writing its checkpoint. */
+DALLE_API dalle_status dalle_train(const dalle_train_params *params);
+
+/* Joins the components of `n_parts` trained files (tokenizer, dvae, transformer, clip; each
+ * component from the first file that has it) into one model at out_path, weights stored as
+ * 16-bit floats when half_precision is true (else 32-bit). */
+DALLE_API dalle_status dalle_bundle(const char *const *part_paths, size_t n_parts, const char *out_path,
+                                    bool half_precision);
+
 #ifdef __cplusplus
 }
 #endif

@@ -86,7 +86,7 @@ public func dalle_image_free(_ image: UnsafeMutablePointer<dalle_image>?) {
 }
 
 /// The NUL-terminated UTF-8 text at `text`; throws for NULL or invalid UTF-8.
-private func utf8String(_ text: UnsafePointer<CChar>?, name: String) throws -> String {
+func utf8String(_ text: UnsafePointer<CChar>?, name: String) throws -> String {
     guard let text else { throw DalleError.invalidArgument("\(name) is NULL") }
     guard let string = String(validating: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self) else {
         throw DalleError.invalidArgument("\(name) is not valid UTF-8")

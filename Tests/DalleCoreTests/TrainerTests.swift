@@ -129,7 +129,7 @@ final class TrainerTests: XCTestCase {
         let stage = DVAEStage(model: try! TrainableDVAE(config: Self.dvaeConfig, seed: 0), seed: 0)
         XCTAssertEqual(stage.temperature(step: 0, totalSteps: 100), 1, accuracy: 1e-6)
         XCTAssertEqual(stage.temperature(step: 60, totalSteps: 100), 1.0 / 16, accuracy: 1e-6)
-        XCTAssertEqual(stage.klWeight(step: 10, totalSteps: 100), 3.3, accuracy: 1e-5)
+        XCTAssertEqual(stage.klWeight(step: 5, totalSteps: 100), 3.3, accuracy: 1e-5)
         XCTAssertEqual(stage.klWeight(step: 90, totalSteps: 100), 6.6, accuracy: 1e-5)
     }
 }

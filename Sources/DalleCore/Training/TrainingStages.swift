@@ -43,7 +43,14 @@ public final class DVAEStage: TrainingStage {
     public var endTemperature: Float = 1.0 / 16
     public var annealFraction: Float = 0.6
     public var maxKLWeight: Float = 6.6
-    public var klWarmupFraction: Float = 0.2
+    public var klWarmupFraction: Float = 0.1
+    /// The likelihood's scale b is held at ≥ 1 (ln b ≥ 0) for this fraction of the run, then
+    /// released: a learned scale lets the flat background's likelihood dominate early training,
+    /// and the decoder never learns to read the codes (the codebook collapses onto one code).
+    public var fixedScaleFraction: Float = 0.3
+    /// The Gumbel noise is scaled from 0 to 1 over this fraction of the run: without a decoder
+    /// that reads codes yet, full noise makes the relaxed codes random and the encoder learns nothing.
+    public var noiseWarmupFraction: Float = 0.3
     let seed: UInt64
 
     public init(model: TrainableDVAE, seed: UInt64) {
@@ -67,10 +74,13 @@ public final class DVAEStage: TrainingStage {
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let c = model.config, g = c.tokenGridSize
         let pixels = try pixelTensor(examples, size: c.imageSize)
-        let noise = gumbelNoise(count: examples.count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9)
+        let noiseScale = min(1, Float(step) / max(1, noiseWarmupFraction * Float(totalSteps)))
+        let noise = gumbelNoise(count: examples.count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9).map { $0 * noiseScale }
         let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
-        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta)
-        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("tau", tau)])
+        let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
+        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
+                           minLogScale: floor)
+        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("tau", tau), ("codes", Float(l.codesUsed))])
     }
 
     /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).

@@ -160,8 +160,9 @@ extension Tape {
     /// Negative log-likelihood of pixels under the logit-Laplace distribution, summed over
     /// pixels and averaged over the batch. stats [N, 2C, H, W] hold μ then ln b per channel;
     /// `target` [N, C, H, W] holds pixels already mapped into (ε, 1 − ε):
-    /// −log p(x) = |logit(x) − μ| / b + log(2b) + log(x(1 − x)).
-    public func logitLaplaceNLL(_ stats: Variable, target: [Float]) -> Variable {
+    /// −log p(x) = |logit(x) − μ| / b + log(2b) + log(x(1 − x)). ln b is clamped at
+    /// `minLogScale` (no gradient below it).
+    public func logitLaplaceNLL(_ stats: Variable, target: [Float], minLogScale: Float = -.infinity) -> Variable {
         let n = stats.shape[0], channels = stats.shape[1] / 2, plane = stats.shape[2] * stats.shape[3]
         let perImage = channels * plane
         var total: Double = 0
@@ -169,7 +170,7 @@ extension Tape {
             for b in 0..<n {
                 var sum: Float = 0
                 for i in 0..<perImage {
-                    let px = x[b * perImage + i], mu = s[2 * b * perImage + i], logB = s[(2 * b + 1) * perImage + i]
+                    let px = x[b * perImage + i], mu = s[2 * b * perImage + i], logB = max(s[(2 * b + 1) * perImage + i], minLogScale)
                     let y = logf(px / (1 - px))
                     sum += abs(y - mu) * expf(-logB) + logB + logf(2 * px * (1 - px))
                 }
@@ -181,10 +182,11 @@ extension Tape {
             stats.accumulateGrad { d in withPointers(stats.value) { s in withPointers(target) { x in
                 for b in 0..<n {
                     for i in 0..<perImage {
-                        let px = x[b * perImage + i], mu = s[2 * b * perImage + i], logB = s[(2 * b + 1) * perImage + i]
+                        let rawLogB = s[(2 * b + 1) * perImage + i], logB = max(rawLogB, minLogScale)
+                        let px = x[b * perImage + i], mu = s[2 * b * perImage + i]
                         let r = logf(px / (1 - px)) - mu, inv = expf(-logB)
                         d[2 * b * perImage + i] += g * (r > 0 ? -inv : (r < 0 ? inv : 0))
-                        d[(2 * b + 1) * perImage + i] += g * (1 - abs(r) * inv)
+                        if rawLogB >= minLogScale { d[(2 * b + 1) * perImage + i] += g * (1 - abs(r) * inv) }
                     }
                 }
             } } }

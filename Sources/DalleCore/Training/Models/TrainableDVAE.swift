@@ -10,9 +10,20 @@ public final class TrainableDVAE {
     public let config: DVAEConfig
     public let parameters = ParameterSet()
 
-    /// A fresh model initialised as the reference does (seeded).
+    /// A fresh model initialised as the reference does (seeded), except at the codebook: the
+    /// encoder's output convolution starts at zero (uniform logits, so no code wins before the
+    /// decoder can tell codes apart) and the decoder's input convolution, a table of code
+    /// embeddings, starts with unit variance (so each code is distinct to the decoder from the
+    /// first step). With the reference's 1/sqrt(vocab) scale a small model collapses its
+    /// codebook onto a few codes.
     public convenience init(config: DVAEConfig, seed: UInt64) throws {
-        try self.init(config: config, weights: DVAEReferenceInit(seed: seed))
+        let reference = DVAEReferenceInit(seed: seed)
+        let special = InitializingStore(seed: seed ^ 0xC0DE) { name, _ in
+            name == "dvae.decoder.blocks.input.w" ? (0, 1) : (0, 0)
+        }
+        try self.init(config: config, weights: RoutingStore { name -> WeightStore in
+            name == "dvae.encoder.blocks.output.conv.w" || name == "dvae.decoder.blocks.input.w" ? special : reference
+        })
     }
 
     /// A model whose values come from `weights` (a checkpoint or bundle).
@@ -98,10 +109,26 @@ public final class TrainableDVAE {
         public var reconstruction: Float
         /// KL to the uniform prior per token.
         public var kl: Float
+        /// Distinct codes the encoder's argmax picks over the batch (a collapsed codebook uses few).
+        public var codesUsed: Int
+    }
+
+    private func distinctArgmax(_ logits: Variable) -> Int {
+        let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+        var used = Set<Int>()
+        for cell in 0..<(n * plane) {
+            let base = (cell / plane) * vocab * plane + cell % plane
+            var best = 0
+            for v in 1..<vocab where logits.value[base + v * plane] > logits.value[base + best * plane] { best = v }
+            used.insert(best)
+        }
+        return used.count
     }
 
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
-    public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float) -> Loss {
+    /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`).
+    public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
+                     minLogScale: Float = -.infinity) -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
         let eps = DVAE.pixelEpsilon
         let mapped = images.map { (1 - 2 * eps) * $0 + eps }
@@ -109,12 +136,21 @@ public final class TrainableDVAE {
         let logits = encoderLogits(tape, mappedPixels: x)
         let z = tape.gumbelSoftmax(logits, noise: noise, temperature: temperature)
         let stats = decoderStats(tape, codes: z)
-        let nll = tape.logitLaplaceNLL(stats, target: mapped)
+        let nll = tape.logitLaplaceNLL(stats, target: mapped, minLogScale: minLogScale)
         let kl = tape.klToUniform(logits)
         let values = Float(c.outputChannels * s * s)
         let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values)])
-        return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g))
+        return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g),
+                    codesUsed: distinctArgmax(logits))
     }
+}
+
+/// Asks a store chosen per tensor name.
+final class RoutingStore: WeightStore {
+    private let route: (String) -> WeightStore
+    init(_ route: @escaping (String) -> WeightStore) { self.route = route }
+    var names: [String] { [] }
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor { try route(name).tensor(name, shape: shape) }
 }
 
 /// Standard Gumbel samples −log(−log u) from a seeded generator.

@@ -1,0 +1,77 @@
+import CDalle
+import DalleCore
+import DalleImageIO
+
+@_cdecl("dalle_train_default_params")
+public func dalle_train_default_params() -> dalle_train_params {
+    let defaults = TrainingOptions()
+    var p = dalle_train_params()
+    p.struct_size = UInt32(MemoryLayout<dalle_train_params>.size)
+    p.steps = Int32(defaults.steps)
+    p.batch_size = Int32(defaults.batchSize)
+    p.learning_rate = defaults.learningRate
+    p.warmup_steps = Int32(defaults.warmupSteps)
+    p.weight_decay = defaults.weightDecay
+    p.gradient_clip = defaults.gradientClip
+    p.seed = defaults.seed
+    p.validation_count = Int32(defaults.validationCount)
+    p.checkpoint_every = Int32(defaults.checkpointEvery)
+    p.vocab_size = 1024
+    return p
+}
+
+/// One training stage (see `TrainingJob`); warnings and milestones go to the log callback.
+@_cdecl("dalle_train")
+public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_status {
+    var stopped = false
+    let status = boundary("dalle_train") {
+        guard params != nil else { throw DalleError.invalidArgument("params is NULL") }
+        let p = try readParams(params, defaults: dalle_train_default_params(), name: "dalle_train_params",
+                               minimumSize: MemoryLayout<dalle_train_params>.size)
+        var job = TrainingJob(stage: try utf8String(p.stage, name: "stage"), data: try utf8String(p.data, name: "data"),
+                              outputPath: try utf8String(p.out_path, name: "out_path"))
+        job.tokenizerPath = try p.tokenizer_path.map { try utf8String($0, name: "tokenizer_path") }
+        job.dvaePath = try p.dvae_path.map { try utf8String($0, name: "dvae_path") }
+        for pair in try (p.config.map { try utf8String($0, name: "config") } ?? "").split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw DalleError.invalidArgument("config takes key=value pairs separated by commas, got '\(pair)'") }
+            job.config[kv[0]] = kv[1]
+        }
+        guard p.n_threads >= 0, p.vocab_size >= Int32(BPETrainer.baseVocabularySize) else {
+            throw DalleError.invalidArgument("n_threads must be ≥ 0 and vocab_size ≥ \(BPETrainer.baseVocabularySize)")
+        }
+        job.threads = Int(p.n_threads)
+        job.vocabularySize = Int(p.vocab_size)
+        var options = TrainingOptions()
+        options.steps = Int(p.steps)
+        options.batchSize = Int(p.batch_size)
+        options.learningRate = p.learning_rate
+        options.warmupSteps = Int(p.warmup_steps)
+        options.weightDecay = p.weight_decay
+        options.gradientClip = p.gradient_clip
+        options.seed = p.seed
+        options.validationCount = Int(p.validation_count)
+        options.validateEvery = Int(p.checkpoint_every)
+        options.checkpointEvery = Int(p.checkpoint_every)
+        try options.validate()
+        job.options = options
+        let finished = try job.run(log: { Log.write(dalle_log_level(DALLE_LOG_INFO), $0) }) { progress in
+            guard let callback = p.progress else { return true }
+            return callback(Int32(clamping: progress.step), Int32(clamping: progress.totalSteps), progress.loss,
+                            progress.validationLoss ?? .nan, p.progress_user_data)
+        }
+        stopped = !finished
+    }
+    return status == dalle_status(DALLE_OK) && stopped ? dalle_status(DALLE_CANCELLED) : status
+}
+
+@_cdecl("dalle_bundle")
+public func dalle_bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
+                         _ halfPrecision: Bool) -> dalle_status {
+    boundary("dalle_bundle") {
+        guard let partPaths else { throw DalleError.invalidArgument("part_paths is NULL") }
+        guard count >= 1, count <= 64 else { throw DalleError.invalidArgument("n_parts must be 1...64, got \(count)") }
+        let parts = try (0..<count).map { try SafetensorsFile(path: utf8String(partPaths[$0], name: "part_paths[\($0)]")) }
+        try TrainingSetup.assembleBundle(parts, dtype: halfPrecision ? .f16 : .f32, to: try utf8String(outPath, name: "out_path"))
+    }
+}
