@@ -166,6 +166,33 @@ expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_AR
 expect 1 "candidates is 0" -- "$DALLE" eval --model "$T/eval.safetensors" --candidates 0
 expect 1 "--per-template must be a number" -- "$DALLE" eval --model "$T/eval.safetensors" --per-template many
 
+# train: a tiny model end to end (tokenizer, dVAE, transformer, CLIP, bundle), resume, bad input.
+TINY_DVAE="image_size=16,group_count=2,n_hid=8,n_blk_per_group=1,vocab_size=16,n_init=8"
+TINY_TR="dim=16,depth=1,heads=2,dim_head=8,text_seq_len=12"
+TINY_CLIP="embed_dim=8,image_resolution=16,vision_patch_size=8,vision_width=16,vision_layers=1,vision_heads=2,context_length=16,transformer_width=16,transformer_layers=1,transformer_heads=2"
+expect 0 "tokenizer with 540 ids" -- "$DALLE" train --stage tokenizer --data shapes --vocab 540 --out "$T/tok.st"
+# An interrupted run (SIGINT) saves a checkpoint and resumes from it.
+"$DALLE" train --stage dvae --data shapes --config "$TINY_DVAE" --steps 100000 --batch 4 --every 0 --validation 4 --out "$T/long.st" 2>"$T/long.log" &
+sleep 3; kill -INT $! ; wait $!
+checks=$((checks + 1)); grep -q "stopped at step" "$T/long.log" || fail "SIGINT did not stop training cleanly: $(tail -c 300 "$T/long.log")"
+expect 0 "resuming dvae from step [1-9]" -- timeout --preserve-status -s INT 3 "$DALLE" train --stage dvae --data shapes --steps 100000 --batch 4 --every 0 --validation 4 --out "$T/long.st"
+expect 0 "training dvae .* for 6 steps" -- "$DALLE" train --stage dvae --data shapes --config "$TINY_DVAE" --steps 6 --batch 4 --every 2 --validation 4 --out "$T/dvae.st"
+expect 0 "resuming dvae from step 6" -- "$DALLE" train --stage dvae --data shapes --steps 6 --batch 4 --every 2 --validation 4 --out "$T/dvae.st"
+expect 1 "made with batch_size = 4" -- "$DALLE" train --stage dvae --data shapes --steps 6 --batch 5 --every 2 --validation 4 --out "$T/dvae.st"
+expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --config "$TINY_TR" --steps 3 --batch 2 --out "$T/tr.st"
+expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --config "$TINY_CLIP" --steps 3 --batch 4 --out "$T/clip.st"
+expect 0 "bundle with .*transformer,clip" -- "$DALLE" bundle --out "$T/tiny.st" "$T/tok.st" "$T/dvae.st" "$T/tr.st" "$T/clip.st"
+expect 0 "" -- "$DALLE" generate --model "$T/tiny.st" --prompt "a red circle" --count 2 --rerank 1 --out-dir "$T/tiny"
+expect 1 "needs a tokenizer and a trained dVAE" -- "$DALLE" train --stage transformer --data shapes --out "$T/x.st"
+expect 1 "unknown training stage 'vqgan'" -- "$DALLE" train --stage vqgan --data shapes --out "$T/x.st"
+expect 1 "is not a training checkpoint" -- "$DALLE" train --stage dvae --data shapes --out "$T/tiny.st"
+mkdir -p "$T/empty" "$T/jpgs" && touch "$T/jpgs/a.jpg"
+expect 1 "the folder is empty" -- "$DALLE" train --stage dvae --data "$T/empty" --out "$T/x.st"
+expect 1 "unsupported format" -- "$DALLE" train --stage dvae --data "$T/jpgs" --out "$T/x.st"
+expect 1 "cannot open training folder" -- "$DALLE" train --stage dvae --data "$T/missing" --out "$T/x.st"
+"$DALLE" shapes --count 6 --out-dir "$T/folder" 2>/dev/null && touch "$T/folder/extra.jpg" && rm "$T/folder/002.txt"
+expect 0 "warning: .*without a caption" -- "$DALLE" train --stage dvae --data "$T/folder" --config "$TINY_DVAE" --steps 1 --batch 2 --validation 1 --out "$T/folder.st"
+
 passed=$((checks > failures ? checks - failures : 0))
 echo "cli_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

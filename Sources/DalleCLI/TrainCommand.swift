@@ -32,12 +32,17 @@ func train(_ arguments: Arguments) throws {
     options.weightDecay = try real(arguments, "weight-decay", default: 0.01)
     options.gradientClip = try real(arguments, "clip-grad", default: 1)
     job.options = options
+    // Ctrl-C stops after the current step, with a checkpoint to resume from.
+    signal(SIGINT) { _ in trainingInterrupted = true }
     try job.run(log: { fputs("dalle: \($0)\n", stderr) }) { progress in
         let newline = progress.step % max(1, options.validateEvery) == 0 || progress.step == progress.totalSteps
-        fputs("\r\u{1B}[K" + progress.line + (newline ? "\n" : ""), stderr)
-        return true
+        fputs("\r\u{1B}[K" + progress.line + (newline || trainingInterrupted ? "\n" : ""), stderr)
+        return !trainingInterrupted
     }
 }
+
+/// Set by SIGINT during `dalle train`.
+nonisolated(unsafe) var trainingInterrupted = false
 
 /// `dalle bundle --out FILE [--dtype f16] PART...`: joins the components of trained parts into one model.
 func bundle(_ arguments: Arguments) throws {

@@ -46,9 +46,8 @@ public struct TrainingJob {
             guard let t = try DalleModel(path: path).tokenizer else { throw DalleError.invalidArgument("\(path) holds no tokenizer") }
             return t
         }
-        let data = try dataSplit(imageSize: imageTokenizer?.imageSize ?? ShapesWorld.imageSize, log: log)
-
         if stage == "tokenizer" {
+            let data = try dataSplit(imageSize: ShapesWorld.imageSize, log: log)
             let trained = try TrainingSetup.trainTokenizer(data.training, vocabularySize: vocabularySize)
             try TrainingSetup.writeTokenizer(trained, to: outputPath)
             log("tokenizer with \(trained.vocabularySize) ids (\(trained.merges.count) merges) written to \(outputPath)")
@@ -60,6 +59,10 @@ public struct TrainingJob {
         }
         var configuration = existing?.metadata ?? TrainingSetup.defaults(stage)
         if existing == nil { for (key, value) in config { configuration[stage + "." + key] = value } }
+        // Images at the size the model reads: the dVAE's own, the transformer's dVAE's, CLIP's resolution.
+        let sizeKey = stage == "dvae" ? "dvae.image_size" : "clip.image_resolution"
+        let imageSize = imageTokenizer?.imageSize ?? configuration[sizeKey].flatMap { Int($0) } ?? ShapesWorld.imageSize
+        let data = try dataSplit(imageSize: imageSize, log: log)
         let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing, seed: options.seed,
                                                     tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
         if let klWeight, let dvae = trainingStage as? DVAEStage { dvae.maxKLWeight = klWeight }

@@ -119,6 +119,18 @@ class dalle_eval_report(Structure):
 dalle_model_p = c_void_p
 dalle_context_p = c_void_p
 
+dalle_train_callback = CFUNCTYPE(c_bool, c_int32, c_int32, c_float, c_float, c_void_p)
+
+
+class dalle_train_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_threads", c_int32), ("stage", c_char_p), ("data", c_char_p),
+                ("out_path", c_char_p), ("tokenizer_path", c_char_p), ("dvae_path", c_char_p), ("config", c_char_p),
+                ("steps", c_int32), ("batch_size", c_int32), ("learning_rate", c_float), ("warmup_steps", c_int32),
+                ("weight_decay", c_float), ("gradient_clip", c_float), ("seed", c_uint64), ("validation_count", c_int32),
+                ("checkpoint_every", c_int32), ("vocab_size", c_int32), ("progress", dalle_train_callback),
+                ("progress_user_data", c_void_p)]
+
+
 # name: (restype, argtypes)
 PROTOTYPES = {
     "dalle_version": (c_char_p, []),
@@ -163,6 +175,9 @@ PROTOTYPES = {
     "dalle_image_free": (None, [POINTER(dalle_image)]),
     "dalle_eval_default_params": (dalle_eval_params, []),
     "dalle_shapes_eval": (dalle_status, [dalle_context_p, POINTER(dalle_eval_params), POINTER(dalle_eval_report)]),
+    "dalle_train_default_params": (dalle_train_params, []),
+    "dalle_train": (dalle_status, [POINTER(dalle_train_params)]),
+    "dalle_bundle": (dalle_status, [POINTER(c_char_p), c_size_t, c_char_p, c_bool]),
 }
 
 
