@@ -1,0 +1,50 @@
+"""Training through the Python binding: a tiny model trained stage by stage, bundled, loaded and
+used; progress, stopping and resuming; errors carrying the library's message."""
+
+import pytest
+
+import dalle
+
+TINY_DVAE = dict(image_size=16, group_count=2, n_hid=8, n_blk_per_group=1, vocab_size=16, n_init=8)
+TINY_TRANSFORMER = dict(dim=16, depth=1, heads=2, dim_head=8, text_seq_len=12)
+TINY_CLIP = dict(embed_dim=8, image_resolution=16, vision_patch_size=8, vision_width=16, vision_layers=1,
+                 vision_heads=2, context_length=16, transformer_width=16, transformer_layers=1, transformer_heads=2)
+
+
+def test_train_every_stage_bundle_and_generate(tmp_path):
+    tok = dalle.train("tokenizer", "shapes", tmp_path / "tok.st", vocab_size=540)
+    seen = []
+    dvae = dalle.train("dvae", "shapes", tmp_path / "dvae.st", config=TINY_DVAE, steps=4, batch_size=4,
+                       checkpoint_every=2, validation_count=4,
+                       progress=lambda step, total, loss, val: seen.append((step, total, loss, val)) or True)
+    assert [s[0] for s in seen] == [1, 2, 3, 4] and all(s[1] == 4 for s in seen)
+    assert seen[-1][3] == seen[-1][3]  # a validation loss (not NaN) at the end
+    tr = dalle.train("transformer", "shapes", tmp_path / "tr.st", tokenizer=tok, dvae=dvae, config=TINY_TRANSFORMER,
+                     steps=2, batch_size=2)
+    clip = dalle.train("clip", "shapes", tmp_path / "clip.st", tokenizer=tok, config=TINY_CLIP, steps=2, batch_size=4)
+    out = dalle.bundle([tok, dvae, tr, clip], tmp_path / "tiny.st")
+    with dalle.Model(str(out)) as model, dalle.Context(model) as ctx:
+        images = ctx.generate("a red circle", count=2, seed=1)
+        assert images.images.shape == (2, 16, 16, 3)
+
+
+def test_stop_and_resume(tmp_path):
+    path = tmp_path / "dvae.st"
+    with pytest.raises(dalle.CancelledError):
+        dalle.train("dvae", "shapes", path, config=TINY_DVAE, steps=6, batch_size=2, validation_count=2,
+                    progress=lambda step, total, loss, val: step < 2)
+    steps = []
+    dalle.train("dvae", "shapes", path, steps=6, batch_size=2, validation_count=2,
+                progress=lambda step, total, loss, val: steps.append(step) or True)
+    assert steps == [3, 4, 5, 6]
+
+
+def test_errors(tmp_path):
+    with pytest.raises(dalle.InvalidArgumentError, match="unknown training stage"):
+        dalle.train("vqgan", "shapes", tmp_path / "x.st")
+    with pytest.raises(dalle.InvalidArgumentError, match="needs a tokenizer"):
+        dalle.train("transformer", "shapes", tmp_path / "x.st")
+    with pytest.raises(dalle.DalleError, match="training folder"):
+        dalle.train("dvae", str(tmp_path / "missing"), tmp_path / "x.st")
+    with pytest.raises(dalle.DalleError):
+        dalle.bundle([str(tmp_path / "missing.st")], tmp_path / "out.st")
