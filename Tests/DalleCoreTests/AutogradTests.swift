@@ -107,10 +107,12 @@ final class AutogradTests: XCTestCase {
     func testModelGradients() throws {
         let dvae = try TrainableDVAE(config: DVAEConfig(imageSize: 8, groupCount: 2, hiddenChannels: 4, blocksPerGroup: 1,
                                                         inputChannels: 3, outputChannels: 3, vocabSize: 6, initChannels: 5), seed: 1)
+        // Non-zero biases, so no ReLU input sits exactly at its kink (where finite differences see half a slope).
+        for (name, v) in dvae.parameters.all where name.hasSuffix(".b") { v.setValue(randomValues(v.count, seed: 9, scale: 0.5)) }
         let images = randomValues(2 * 3 * 64, seed: 2).map { 1 / (1 + expf(-$0)) }
         let noise = gumbelNoise(count: 2 * 6 * 16, seed: 3)
         let dvaeParams = dvae.parameters.all.map(\.variable).filter { $0.count < 200 }
-        checkGradients(dvaeParams, probes: 2, step: 1e-2, tolerance: 5e-2) { t, _ in
+        checkGradients(dvaeParams, probes: 2, step: 2e-3, tolerance: 5e-2) { t, _ in
             dvae.loss(t, images: images, count: 2, noise: noise, temperature: 0.5, klWeight: 2).total
         }
         let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 4, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
