@@ -8,13 +8,20 @@ import Glibc
 /// trains one component (see `TrainingJob`); FILE is a checkpoint, resumed when it exists.
 func train(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["stage", "data", "out", "tokenizer", "dvae", "steps", "batch", "lr", "warmup", "weight-decay",
-                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "config"], maxPositional: 0)
+                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config"], maxPositional: 0)
     var job = TrainingJob(stage: try arguments.required("stage"), data: try arguments.required("data"), outputPath: try arguments.required("out"))
     job.tokenizerPath = arguments.options["tokenizer"]
     job.dvaePath = arguments.options["dvae"]
     job.threads = try arguments.threads()
     job.vocabularySize = try integer(arguments, "vocab", default: 1024, BPETrainer.baseVocabularySize...65536)
-    if arguments.options["kl-weight"] != nil { job.klWeight = try real(arguments, "kl-weight", default: 6.6) }
+    if arguments.options["kl-weight"] != nil { job.dvaeSchedule["kl-weight"] = try real(arguments, "kl-weight", default: 6.6) }
+    for pair in (arguments.options["dvae-schedule"] ?? "").split(separator: ",") {
+        let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        guard kv.count == 2, let value = Float(kv[1]), value >= 0 else {
+            throw UsageError("--dvae-schedule takes name=number pairs separated by commas, got '\(pair)'")
+        }
+        job.dvaeSchedule[kv[0]] = value
+    }
     for pair in (arguments.options["config"] ?? "").split(separator: ",") {
         let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
         guard kv.count == 2 else { throw UsageError("--config takes key=value pairs separated by commas, got '\(pair)'") }

@@ -22,8 +22,10 @@ public struct TrainingJob {
     public var options = TrainingOptions()
     /// Ids of a trained tokenizer.
     public var vocabularySize = 1024
-    /// dVAE only: the final KL weight (the paper's 6.6 by default).
-    public var klWeight: Float?
+    /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
+    /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
+    /// "fixed-scale" (fractions, see `DVAEStage`).
+    public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
 
     public init(stage: String, data: String, outputPath: String) {
@@ -65,7 +67,19 @@ public struct TrainingJob {
         let data = try dataSplit(imageSize: imageSize, log: log)
         let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing, seed: options.seed,
                                                     tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
-        if let klWeight, let dvae = trainingStage as? DVAEStage { dvae.maxKLWeight = klWeight }
+        if let dvae = trainingStage as? DVAEStage {
+            for (key, value) in dvaeSchedule {
+                switch key {
+                case "kl-weight": dvae.maxKLWeight = value
+                case "anneal": dvae.annealFraction = value
+                case "kl-warmup": dvae.klWarmupFraction = value
+                case "noise-warmup": dvae.noiseWarmupFraction = value
+                case "fixed-scale": dvae.fixedScaleFraction = value
+                case "hard": dvae.hardFraction = value
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard)")
+                }
+            }
+        }
         let trainer = try Trainer(stage: trainingStage, training: data.training, validation: data.validation, options: options, pool: pool)
         if let existing {
             try trainer.resume(from: existing)

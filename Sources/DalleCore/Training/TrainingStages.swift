@@ -51,6 +51,9 @@ public final class DVAEStage: TrainingStage {
     /// The Gumbel noise is scaled from 0 to 1 over this fraction of the run: without a decoder
     /// that reads codes yet, full noise makes the relaxed codes random and the encoder learns nothing.
     public var noiseWarmupFraction: Float = 0.3
+    /// Straight-through samples (one-hot forward, soft gradient) from this fraction of the run on
+    /// (1 = never): the decoder then sees the discrete codes it will see at inference.
+    public var hardFraction: Float = 1
     let seed: UInt64
 
     public init(model: TrainableDVAE, seed: UInt64) {
@@ -79,7 +82,7 @@ public final class DVAEStage: TrainingStage {
         let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
         let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
-                           minLogScale: floor)
+                           minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
         return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("tau", tau), ("codes", Float(l.codesUsed))])
     }
 

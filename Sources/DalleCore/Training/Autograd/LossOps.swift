@@ -88,8 +88,10 @@ extension Tape {
     }
 
     /// Gumbel-softmax over the channels of logits [N, V, H, W]: softmax((logits + noise) / τ)
-    /// per position, `noise` standard Gumbel samples of the same shape.
-    public func gumbelSoftmax(_ logits: Variable, noise: [Float], temperature: Float) -> Variable {
+    /// per position, `noise` standard Gumbel samples of the same shape. With `hard`, the value is
+    /// the one-hot of each position's largest entry while the gradient is the soft sample's
+    /// (the straight-through estimator of Jang et al.).
+    public func gumbelSoftmax(_ logits: Variable, noise: [Float], temperature: Float, hard: Bool = false) -> Variable {
         let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
         var y = [Float](repeating: 0, count: logits.count)
         let pool = self.pool
@@ -104,8 +106,18 @@ extension Tape {
                 }
             }
         } }
-        return record(y, shape: logits.shape, inputs: [logits]) { node in
-            logits.accumulateGrad { d in withPointers(node.grad) { g in withPointers(node.value) { p in
+        var value = y
+        if hard {
+            value = [Float](repeating: 0, count: y.count)
+            for cell in 0..<(n * plane) {
+                let base = (cell / plane) * vocab * plane + cell % plane
+                var best = 0
+                for v in 1..<vocab where y[base + v * plane] > y[base + best * plane] { best = v }
+                value[base + best * plane] = 1
+            }
+        }
+        return record(value, shape: logits.shape, inputs: [logits]) { node in
+            logits.accumulateGrad { d in withPointers(node.grad) { g in withPointers(y) { p in
                 pool.parallelFor(n * plane) { cells in
                     for cell in cells {
                         let base = (cell / plane) * vocab * plane + cell % plane

@@ -128,13 +128,13 @@ public final class TrainableDVAE {
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
     /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`).
     public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
-                     minLogScale: Float = -.infinity) -> Loss {
+                     minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
         let eps = DVAE.pixelEpsilon
         let mapped = images.map { (1 - 2 * eps) * $0 + eps }
         let x = Variable.constant(mapped, shape: [n, c.inputChannels, s, s])
         let logits = encoderLogits(tape, mappedPixels: x)
-        let z = tape.gumbelSoftmax(logits, noise: noise, temperature: temperature)
+        let z = tape.gumbelSoftmax(logits, noise: noise, temperature: temperature, hard: hard)
         let stats = decoderStats(tape, codes: z)
         let nll = tape.logitLaplaceNLL(stats, target: mapped, minLogScale: minLogScale)
         let kl = tape.klToUniform(logits)
