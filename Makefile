@@ -2,7 +2,7 @@
 #   make          build libdalle.so, the dalle CLI and the header into build/
 #   make test     every test: Swift (XCTest), C header/ABI/example, Python ctypes, CLI
 #   make bench    benchmarks printed beside the reference (numpy / PyTorch)
-#   make demo     the main job: encode an image to tokens and decode it back with the CLI
+#   make demo     the main job: text to images with the shipped default model (examples/demo.sh)
 
 SWIFT_BUILD := swift build -c release
 BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)

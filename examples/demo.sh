@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# The main job of this milestone: an image goes to dVAE tokens and back, through the CLI.
-# Usage: examples/demo.sh [MODEL.safetensors IMAGE.png]
-# Without arguments it uses the small random-weight test model and a 32x32 picture, so the
-# reconstruction is noise; convert OpenAI's released weights (tools/convert_openai_dvae.py)
-# and pass a 256x256 image for a real one.
+# The main job: text to images with the shipped default model, reranked by CLIP and judged by the
+# Shapes World rules, then the best image through the dVAE and back — all through the CLI.
+# Usage: examples/demo.sh [PROMPT [MODEL.safetensors]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-Tests/DalleCoreTests/Golden/dvae/model.safetensors}
-image=${2:-examples/images/shapes32.png}
+prompt=${1:-"a red circle to the left of a blue square"}
+model=${2:-models/shapes-world.safetensors}
 out=${OUT_DIR:-build/demo}
 mkdir -p "$out"
 build/bin/dalle info "$model"
-build/bin/dalle encode --model "$model" --image "$image" --out "$out/tokens.txt"
-echo "tokens ($out/tokens.txt):"
-cat "$out/tokens.txt"
-build/bin/dalle decode --model "$model" --tokens "$out/tokens.txt" --out "$out/decoded.png"
-echo "decoded image: $out/decoded.png"
+build/bin/dalle generate --model "$model" --prompt "$prompt" --count 8 --rerank 2 --seed 1 --out-dir "$out"
+echo "judge of the best image: $(build/bin/dalle judge --caption "$prompt" "$out/000.png" || true)"
+build/bin/dalle encode --model "$model" --image "$out/000.png" --out "$out/tokens.txt"
+build/bin/dalle decode --model "$model" --tokens "$out/tokens.txt" --out "$out/roundtrip.png"
+echo "images: $out/000.png $out/001.png; dVAE round trip of the best: $out/roundtrip.png"

@@ -103,6 +103,31 @@ final class AutogradTests: XCTestCase {
         checkGradients([.parameter([0.5], shape: []), .parameter([2], shape: [])]) { t, v in t.weightedSum([(v[0], 0.25), (v[1], 3)]) }
     }
 
+    func testStraightThroughGumbelSoftmax() {
+        let noise = gumbelNoise(count: 2 * 5 * 3, seed: 8)
+        var grads: [[Float]] = []
+        var values: [[Float]] = []
+        for hard in [false, true] {
+            let logits = param([2, 5, 1, 3], seed: 51)
+            let tape = Tape(pool: pool)
+            let z = tape.gumbelSoftmax(logits, noise: noise, temperature: 0.5, hard: hard)
+            let r = randomValues(z.count, seed: 3)
+            let loss = tape.record([zip(z.value, r).reduce(0) { $0 + $1.0 * $1.1 }], shape: [], inputs: [z]) { node in
+                z.accumulateGrad { d in for i in 0..<r.count { d[i] += node.grad[0] * r[i] } }
+            }
+            tape.backward(from: loss)
+            grads.append(logits.grad)
+            values.append(z.value)
+        }
+        for cell in 0..<6 {
+            let (b, p) = (cell / 3, cell % 3)
+            let soft = (0..<5).map { values[0][(b * 5 + $0) * 3 + p] }, hard = (0..<5).map { values[1][(b * 5 + $0) * 3 + p] }
+            XCTAssertEqual(hard.filter { $0 == 1 }.count, 1)
+            XCTAssertEqual(hard.firstIndex(of: 1), soft.firstIndex(of: soft.max() ?? 0), "the one-hot marks the soft sample's largest entry")
+        }
+        XCTAssertEqual(grads[0], grads[1], "the straight-through gradient is the soft sample's")
+    }
+
     /// A whole model's gradient: a few coordinates of every kind of parameter.
     func testModelGradients() throws {
         let dvae = try TrainableDVAE(config: DVAEConfig(imageSize: 8, groupCount: 2, hiddenChannels: 4, blocksPerGroup: 1,
