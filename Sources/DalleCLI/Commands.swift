@@ -30,6 +30,7 @@ let usage = """
       --dvae-schedule k=v,...   dVAE: anneal (τ 1 → 1/16 over this fraction, 0.6), kl-warmup (0.1),
                                 noise-warmup (0.3), fixed-scale (b ≥ 1 for this fraction, 0.3)
       --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
+      --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
 
     options:
       --model PATH     libdalle model file (.safetensors with a dvae component; default: see eval)

@@ -8,10 +8,11 @@ import Glibc
 /// trains one component (see `TrainingJob`); FILE is a checkpoint, resumed when it exists.
 func train(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["stage", "data", "out", "tokenizer", "dvae", "steps", "batch", "lr", "warmup", "weight-decay",
-                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config"], maxPositional: 0)
+                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init"], maxPositional: 0)
     var job = TrainingJob(stage: try arguments.required("stage"), data: try arguments.required("data"), outputPath: try arguments.required("out"))
     job.tokenizerPath = arguments.options["tokenizer"]
     job.dvaePath = arguments.options["dvae"]
+    job.initPath = arguments.options["init"]
     job.threads = try arguments.threads()
     job.vocabularySize = try integer(arguments, "vocab", default: 1024, BPETrainer.baseVocabularySize...65536)
     if arguments.options["kl-weight"] != nil { job.dvaeSchedule["kl-weight"] = try real(arguments, "kl-weight", default: 6.6) }

@@ -13,6 +13,9 @@ public struct TrainingJob {
     /// "shapes" for the Shapes World, or a folder of NAME.png images with NAME.txt captions.
     public var data: String
     public var outputPath: String
+    /// A model file (bundle or checkpoint) whose weights and configuration start a new run
+    /// (fine-tuning, with a fresh optimizer); ignored when resuming.
+    public var initPath: String?
     /// Trained tokenizer (transformer and CLIP stages) and dVAE (transformer stage) files.
     public var tokenizerPath: String?
     public var dvaePath: String?
@@ -59,13 +62,14 @@ public struct TrainingJob {
         if let existing, existing.metadata["training.stage"] == nil {
             throw DalleError.invalidArgument("\(outputPath) exists and is not a training checkpoint; choose another output file")
         }
-        var configuration = existing?.metadata ?? TrainingSetup.defaults(stage)
-        if existing == nil { for (key, value) in config { configuration[stage + "." + key] = value } }
+        let initial = existing == nil ? try initPath.map { try SafetensorsFile(path: $0) } : nil
+        var configuration = existing?.metadata ?? initial?.metadata ?? TrainingSetup.defaults(stage)
+        if existing == nil, initial == nil { for (key, value) in config { configuration[stage + "." + key] = value } }
         // Images at the size the model reads: the dVAE's own, the transformer's dVAE's, CLIP's resolution.
         let sizeKey = stage == "dvae" ? "dvae.image_size" : "clip.image_resolution"
         let imageSize = imageTokenizer?.imageSize ?? configuration[sizeKey].flatMap { Int($0) } ?? ShapesWorld.imageSize
         let data = try dataSplit(imageSize: imageSize, log: log)
-        let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing, seed: options.seed,
+        let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing ?? initial, seed: options.seed,
                                                     tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
         if let dvae = trainingStage as? DVAEStage {
             for (key, value) in dvaeSchedule {
@@ -85,6 +89,7 @@ public struct TrainingJob {
             try trainer.resume(from: existing)
             log("resuming \(stage) from step \(trainer.step) of \(outputPath)")
         }
+        if let initPath, existing == nil { log("starting from the weights of \(initPath)") }
         log("training \(stage) (\(trainingStage.parameters.scalarCount) parameters) for \(options.steps) steps of \(options.batchSize) on \(pool.threads) threads")
         let finished = try trainer.run(checkpointPath: outputPath, progress: progress)
         log(finished ? "\(stage) written to \(outputPath)" : "stopped at step \(trainer.step); checkpoint in \(outputPath)")
