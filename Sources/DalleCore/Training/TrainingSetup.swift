@@ -9,10 +9,10 @@ public enum TrainingSetup {
     /// vocabulary and grid sizes are filled in from the tokenizer and dVAE).
     public static func defaults(_ component: String) -> [String: String] {
         switch component {
-        case "dvae": return DVAEConfig(imageSize: 64, groupCount: 4, hiddenChannels: 32, blocksPerGroup: 1, inputChannels: 3,
+        case "dvae": return DVAEConfig(imageSize: 64, groupCount: 3, hiddenChannels: 32, blocksPerGroup: 1, inputChannels: 3,
                                        outputChannels: 3, vocabSize: 512, initChannels: 64).metadata
         case "transformer":
-            return ["transformer.dim": "256", "transformer.depth": "4", "transformer.heads": "8", "transformer.dim_head": "32",
+            return ["transformer.dim": "192", "transformer.depth": "4", "transformer.heads": "6", "transformer.dim_head": "32",
                     "transformer.text_seq_len": "16", "transformer.attn_types": "full", "transformer.rotary_emb": "false",
                     "transformer.shift_tokens": "false"]
         case "clip":

@@ -36,21 +36,24 @@ func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
 
 /// The dVAE with the paper's schedules: the Gumbel-softmax temperature annealed from 1 to
 /// 1/16 (cosine, over `annealFraction` of the run) and the KL weight raised linearly from 0 to
-/// `maxKLWeight` (6.6 in the paper) over `klWarmupFraction` of the run.
+/// `maxKLWeight` (6.6 in the paper) over `klWarmupFraction` of the run. Two additions make the
+/// codes informative on a small budget (without them the codebook collapses onto one code): the
+/// likelihood's scale is held at b ≥ 1 at first, and the Gumbel noise is ramped in, reaching full
+/// strength after the temperature has annealed.
 public final class DVAEStage: TrainingStage {
     public let model: TrainableDVAE
     public var startTemperature: Float = 1
     public var endTemperature: Float = 1.0 / 16
-    public var annealFraction: Float = 0.6
+    public var annealFraction: Float = 0.3
     public var maxKLWeight: Float = 6.6
     public var klWarmupFraction: Float = 0.1
     /// The likelihood's scale b is held at ≥ 1 (ln b ≥ 0) for this fraction of the run, then
     /// released: a learned scale lets the flat background's likelihood dominate early training,
     /// and the decoder never learns to read the codes (the codebook collapses onto one code).
-    public var fixedScaleFraction: Float = 0.3
+    public var fixedScaleFraction: Float = 0.2
     /// The Gumbel noise is scaled from 0 to 1 over this fraction of the run: without a decoder
     /// that reads codes yet, full noise makes the relaxed codes random and the encoder learns nothing.
-    public var noiseWarmupFraction: Float = 0.3
+    public var noiseWarmupFraction: Float = 0.6
     /// Straight-through samples (one-hot forward, soft gradient) from this fraction of the run on
     /// (1 = never): the decoder then sees the discrete codes it will see at inference.
     public var hardFraction: Float = 1
