@@ -27,7 +27,7 @@ public struct TrainingJob {
     public var vocabularySize = 1024
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
-    /// "fixed-scale" (fractions, see `DVAEStage`).
+    /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" (the codebook-usage weight).
     public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
 
@@ -80,7 +80,8 @@ public struct TrainingJob {
                 case "noise-warmup": dvae.noiseWarmupFraction = value
                 case "fixed-scale": dvae.fixedScaleFraction = value
                 case "hard": dvae.hardFraction = value
-                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard)")
+                case "usage": dvae.usageWeight = value
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage)")
                 }
             }
         }

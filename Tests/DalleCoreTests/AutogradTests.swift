@@ -98,9 +98,25 @@ final class AutogradTests: XCTestCase {
         let noise = gumbelNoise(count: 2 * 5 * 2 * 2, seed: 3)
         checkGradients([param([2, 5, 2, 2], seed: 43)]) { t, v in t.gumbelSoftmax(v[0], noise: noise, temperature: 0.7) }
         checkGradients([param([2, 5, 2, 2], seed: 44)]) { t, v in t.klToUniform(v[0]) }
+        checkGradients([param([2, 5, 2, 2], seed: 47)]) { t, v in t.codeUsageKL(v[0]) }
         let target = randomValues(2 * 3 * 2 * 2, seed: 45).map { 0.1 + 0.8 / (1 + expf(-$0)) }
         checkGradients([param([2, 6, 2, 2], seed: 46)], step: 1e-3) { t, v in t.logitLaplaceNLL(v[0], target: target) }
         checkGradients([.parameter([0.5], shape: []), .parameter([2], shape: [])]) { t, v in t.weightedSum([(v[0], 0.25), (v[1], 3)]) }
+    }
+
+    /// The codebook-usage term is ln V when every position picks the same code and 0 when the
+    /// positions share the codes equally, whatever each position's own confidence.
+    func testCodeUsageKL() {
+        let vocab = 4, tape = Tape(pool: ThreadPool(threads: 1))
+        // [1, V, 2, 2]: channel-major, so position p's logit for code v is at v * 4 + p.
+        func logits(_ code: (Int) -> Int) -> Variable {
+            var l = [Float](repeating: 0, count: vocab * 4)
+            for p in 0..<4 { l[code(p) * 4 + p] = 30 }
+            return .constant(l, shape: [1, vocab, 2, 2])
+        }
+        XCTAssertEqual(tape.codeUsageKL(logits { _ in 2 }).value[0], logf(Float(vocab)), accuracy: 1e-4)
+        XCTAssertEqual(tape.codeUsageKL(logits { $0 }).value[0], 0, accuracy: 1e-4)
+        XCTAssertEqual(tape.codeUsageKL(.constant([Float](repeating: 0, count: vocab * 4), shape: [1, vocab, 2, 2])).value[0], 0, accuracy: 1e-6)
     }
 
     func testStraightThroughGumbelSoftmax() {

@@ -57,6 +57,9 @@ public final class DVAEStage: TrainingStage {
     /// Straight-through samples (one-hot forward, soft gradient) from this fraction of the run on
     /// (1 = never): the decoder then sees the discrete codes it will see at inference.
     public var hardFraction: Float = 1
+    /// Weight of the codebook-usage term, KL(batch-average q ‖ uniform) per token: it keeps the
+    /// encoder spread over the codebook (0 = off, the paper's loss).
+    public var usageWeight: Float = 0
     let seed: UInt64
 
     public init(model: TrainableDVAE, seed: UInt64) {
@@ -85,8 +88,8 @@ public final class DVAEStage: TrainingStage {
         let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
         let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
-                           minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
-        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("tau", tau), ("codes", Float(l.codesUsed))])
+                           usageWeight: usageWeight, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
+        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("usage", l.usage), ("tau", tau), ("codes", Float(l.codesUsed))])
     }
 
     /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).

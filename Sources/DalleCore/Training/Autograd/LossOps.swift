@@ -169,6 +169,42 @@ extension Tape {
         }
     }
 
+    /// KL(q̄ ‖ uniform) of the batch's average code distribution q̄ = mean over every position of
+    /// softmax(logits), logits [N, V, H, W]: zero when the batch uses every code equally, ln V when
+    /// it uses one. Minimising it spreads the encoder over the codebook (the diversity loss of
+    /// wav2vec 2.0), which the per-position KL cannot do: that one is minimised by any flat q.
+    public func codeUsageKL(_ logits: Variable) -> Variable {
+        let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+        let cells = n * plane
+        var q = [Float](repeating: 0, count: logits.count)
+        var mean = [Double](repeating: 0, count: vocab)
+        withPointers(logits.value) { l in
+            q.withUnsafeMutableBufferPointer { qb in
+                let out = qb.baseAddress.unsafelyUnwrapped
+                for cell in 0..<cells {
+                    let base = (cell / plane) * vocab * plane + cell % plane
+                    channelSoftmax(l + base, noise: nil, temperature: 1, count: vocab, stride: plane, into: out + base)
+                    for v in 0..<vocab { mean[v] += Double(out[base + v * plane]) }
+                }
+            }
+        }
+        let logMean = mean.map { Float(log(max($0 / Double(cells), 1e-30))) }
+        var kl = Float(log(Double(vocab)))
+        for v in 0..<vocab { kl += Float(mean[v] / Double(cells)) * logMean[v] }
+        return record([kl], shape: [], inputs: [logits]) { node in
+            // d/dl_{c,u} = (1/M) q_{c,u} (ln q̄_u − Σ_v q_{c,v} ln q̄_v) for M positions.
+            let g = node.grad[0] / Float(cells)
+            logits.accumulateGrad { d in withPointers(q) { p in
+                for cell in 0..<cells {
+                    let base = (cell / plane) * vocab * plane + cell % plane
+                    var expected: Float = 0
+                    for v in 0..<vocab { expected += p[base + v * plane] * logMean[v] }
+                    for v in 0..<vocab { d[base + v * plane] += g * p[base + v * plane] * (logMean[v] - expected) }
+                }
+            } }
+        }
+    }
+
     /// Negative log-likelihood of pixels under the logit-Laplace distribution, summed over
     /// pixels and averaged over the batch. stats [N, 2C, H, W] hold μ then ln b per channel;
     /// `target` [N, C, H, W] holds pixels already mapped into (ε, 1 − ε):

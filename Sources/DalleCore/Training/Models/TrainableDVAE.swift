@@ -10,16 +10,17 @@ public final class TrainableDVAE {
     public let config: DVAEConfig
     public let parameters = ParameterSet()
 
-    /// A fresh model initialised as the reference does (seeded), except at the codebook: the
-    /// encoder's output convolution starts at zero (uniform logits, so no code wins before the
-    /// decoder can tell codes apart) and the decoder's input convolution, a table of code
-    /// embeddings, starts with unit variance (so each code is distinct to the decoder from the
-    /// first step). With the reference's 1/sqrt(vocab) scale a small model collapses its
-    /// codebook onto a few codes.
+    /// A fresh model initialised as the reference does (seeded), except at the codebook, where
+    /// both convolutions start with unit-variance weights. The encoder's logits are then large and
+    /// differ from patch to patch, so from the first step each position's argmax is a random hash
+    /// of its patch that outweighs the Gumbel noise, and the decoder learns to read codes at once;
+    /// the decoder's code embeddings are distinct from the first step. With small or zero logits
+    /// q is flat everywhere, the samples are random, the decoder learns to ignore them and the
+    /// codebook collapses onto a few codes.
     public convenience init(config: DVAEConfig, seed: UInt64) throws {
         let reference = DVAEReferenceInit(seed: seed)
         let special = InitializingStore(seed: seed ^ 0xC0DE) { name, _ in
-            name == "dvae.decoder.blocks.input.w" ? (0, 1) : (0, 0)
+            name == "dvae.encoder.blocks.output.conv.b" ? (0, 0) : (0, 1)
         }
         try self.init(config: config, weights: RoutingStore { name -> WeightStore in
             name == "dvae.encoder.blocks.output.conv.w" || name == "dvae.decoder.blocks.input.w" ? special : reference
@@ -109,6 +110,8 @@ public final class TrainableDVAE {
         public var reconstruction: Float
         /// KL to the uniform prior per token.
         public var kl: Float
+        /// KL of the batch's average code distribution to uniform (see `Tape.codeUsageKL`).
+        public var usage: Float
         /// Distinct codes the encoder's argmax picks over the batch (a collapsed codebook uses few).
         public var codesUsed: Int
     }
@@ -126,9 +129,10 @@ public final class TrainableDVAE {
     }
 
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
-    /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`).
+    /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`); `usageWeight`
+    /// weighs the codebook-usage term per token, as `klWeight` weighs the KL.
     public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
-                     minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
+                     usageWeight: Float = 0, minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
         let eps = DVAE.pixelEpsilon
         let mapped = images.map { (1 - 2 * eps) * $0 + eps }
@@ -138,9 +142,10 @@ public final class TrainableDVAE {
         let stats = decoderStats(tape, codes: z)
         let nll = tape.logitLaplaceNLL(stats, target: mapped, minLogScale: minLogScale)
         let kl = tape.klToUniform(logits)
+        let usage = tape.codeUsageKL(logits)
         let values = Float(c.outputChannels * s * s)
-        let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values)])
-        return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g),
+        let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values), (usage, usageWeight * Float(g * g) / values)])
+        return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g), usage: usage.value[0],
                     codesUsed: distinctArgmax(logits))
     }
 }
