@@ -27,7 +27,8 @@ public struct TrainingJob {
     public var vocabularySize = 1024
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
-    /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" (the codebook-usage weight).
+    /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" (the codebook-usage weight),
+    /// "logit-init" (standard deviation of a fresh encoder's logit weights, see `TrainableDVAE`).
     public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
 
@@ -70,7 +71,8 @@ public struct TrainingJob {
         let imageSize = imageTokenizer?.imageSize ?? configuration[sizeKey].flatMap { Int($0) } ?? ShapesWorld.imageSize
         let data = try dataSplit(imageSize: imageSize, log: log)
         let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing ?? initial, seed: options.seed,
-                                                    tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool)
+                                                    tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool,
+                                                    dvaeLogitInitStd: dvaeSchedule["logit-init"] ?? 0)
         if let dvae = trainingStage as? DVAEStage {
             for (key, value) in dvaeSchedule {
                 switch key {
@@ -81,7 +83,8 @@ public struct TrainingJob {
                 case "fixed-scale": dvae.fixedScaleFraction = value
                 case "hard": dvae.hardFraction = value
                 case "usage": dvae.usageWeight = value
-                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage)")
+                case "logit-init": break
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, logit-init)")
                 }
             }
         }

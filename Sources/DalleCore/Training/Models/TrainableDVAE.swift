@@ -10,17 +10,18 @@ public final class TrainableDVAE {
     public let config: DVAEConfig
     public let parameters = ParameterSet()
 
-    /// A fresh model initialised as the reference does (seeded), except at the codebook, where
-    /// both convolutions start with unit-variance weights. The encoder's logits are then large and
-    /// differ from patch to patch, so from the first step each position's argmax is a random hash
-    /// of its patch that outweighs the Gumbel noise, and the decoder learns to read codes at once;
-    /// the decoder's code embeddings are distinct from the first step. With small or zero logits
-    /// q is flat everywhere, the samples are random, the decoder learns to ignore them and the
-    /// codebook collapses onto a few codes.
-    public convenience init(config: DVAEConfig, seed: UInt64) throws {
+    /// A fresh model initialised as the reference does (seeded), except at the codebook: the
+    /// decoder's input convolution, a table of code embeddings, starts with unit variance (so
+    /// each code is distinct to the decoder from the first step; with the reference's
+    /// 1/sqrt(vocab) scale a small model collapses its codebook onto a few codes), and the
+    /// encoder's output convolution starts with weights of standard deviation `logitInitStd`.
+    /// At 0 (uniform logits) no code wins before the decoder can tell codes apart; at 1 the
+    /// logits are large and differ from patch to patch, so each position's argmax is a random
+    /// hash of its patch from the first step, stronger than the Gumbel noise.
+    public convenience init(config: DVAEConfig, seed: UInt64, logitInitStd: Float = 0) throws {
         let reference = DVAEReferenceInit(seed: seed)
         let special = InitializingStore(seed: seed ^ 0xC0DE) { name, _ in
-            name == "dvae.encoder.blocks.output.conv.b" ? (0, 0) : (0, 1)
+            name == "dvae.decoder.blocks.input.w" ? (0, 1) : name == "dvae.encoder.blocks.output.conv.w" ? (0, logitInitStd) : (0, 0)
         }
         try self.init(config: config, weights: RoutingStore { name -> WeightStore in
             name == "dvae.encoder.blocks.output.conv.w" || name == "dvae.decoder.blocks.input.w" ? special : reference
