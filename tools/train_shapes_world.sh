@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 45 minutes on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 75 minutes on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -23,7 +23,13 @@ mkdir -p "$RUN" models
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16 \
     --steps 700 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer.safetensors"
-# 5. One 16-bit bundle, the CLI's default model, and its table.
-"$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/tokenizer.safetensors" \
+# 5. One 16-bit bundle of the four parts.
+"$DALLE" bundle --dtype f16 --out "$RUN/first.safetensors" "$RUN/tokenizer.safetensors" \
     "$RUN/dvae.safetensors" "$RUN/transformer.safetensors" "$RUN/clip.safetensors"
+# 6. 600 more transformer steps at half the rate, from that bundle's weights and on its dVAE (~30 min on
+#    one thread): CLIP's pick of 8 passes 5.6 % of the captions instead of 1.1 %.
+"$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/first.safetensors" --dvae "$RUN/first.safetensors" \
+    --init "$RUN/first.safetensors" --steps 600 --batch 16 --lr 5e-4 --warmup 30 --every 100 --out "$RUN/transformer-2.safetensors"
+# 7. The CLI's default model (the fine-tuned transformer, the rest from step 5) and its table.
+"$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/transformer-2.safetensors" "$RUN/first.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors

@@ -30,7 +30,8 @@ let usage = """
       --dvae-schedule k=v,...   dVAE: anneal (τ 1 → 1/16 over this fraction, 0.3), kl-warmup (0.1),
                                 noise-warmup (0.6), fixed-scale (b ≥ 1 for this fraction, 0.2),
                                 hard (straight-through samples from this fraction on, 1 = never),
-                                usage (weight of the codebook-usage term, 0 = off),
+                                usage (weight of the codebook-usage term, 0 = off), usage-floor
+                                (the term acts while the batch uses fewer codes' worth, all),
                                 logit-init (std of a fresh encoder's logit weights, 0)
       --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
       --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)

@@ -119,6 +119,27 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(tape.codeUsageKL(.constant([Float](repeating: 0, count: vocab * 4), shape: [1, vocab, 2, 2])).value[0], 0, accuracy: 1e-6)
     }
 
+    /// The dVAE's usage term enters the loss at its weight per token, and only while the batch
+    /// uses fewer codes' worth than its floor; large logits at init make the batch's codes differ.
+    func testDVAEUsageTermAndItsFloor() throws {
+        let config = DVAEConfig(imageSize: 16, groupCount: 2, hiddenChannels: 8, blocksPerGroup: 1,
+                                inputChannels: 3, outputChannels: 3, vocabSize: 16, initChannels: 8)
+        let pool = ThreadPool(threads: 1)
+        let images = randomValues(2 * 3 * 16 * 16, seed: 60).map { 1 / (1 + expf(-$0)) }
+        let noise = gumbelNoise(count: 2 * 16 * 8 * 8, seed: 61)
+        func loss(_ model: TrainableDVAE, weight: Float, floor: Float) -> TrainableDVAE.Loss {
+            model.loss(Tape(pool: pool), images: images, count: 2, noise: noise, temperature: 1, klWeight: 0,
+                       usageWeight: weight, usageFloor: floor)
+        }
+        let hashed = try TrainableDVAE(config: config, seed: 1, logitInitStd: 1)
+        let plain = loss(hashed, weight: 0, floor: .infinity)
+        XCTAssertGreaterThan(plain.usage, 0.05)
+        XCTAssertEqual(loss(hashed, weight: 2, floor: .infinity).total.value[0],
+                       plain.total.value[0] + 2 * plain.usage * 64 / (3 * 16 * 16), accuracy: 1e-5)
+        XCTAssertEqual(loss(hashed, weight: 2, floor: 1).total.value[0], plain.total.value[0], accuracy: 1e-6)
+        XCTAssertGreaterThan(plain.codesUsed, loss(try TrainableDVAE(config: config, seed: 1), weight: 0, floor: .infinity).codesUsed)
+    }
+
     func testStraightThroughGumbelSoftmax() {
         let noise = gumbelNoise(count: 2 * 5 * 3, seed: 8)
         var grads: [[Float]] = []

@@ -36,10 +36,13 @@ func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
 
 /// The dVAE with the paper's schedules: the Gumbel-softmax temperature annealed from 1 to
 /// 1/16 (cosine, over `annealFraction` of the run) and the KL weight raised linearly from 0 to
-/// `maxKLWeight` (6.6 in the paper) over `klWarmupFraction` of the run. Two additions make the
-/// codes informative on a small budget (without them the codebook collapses onto one code): the
-/// likelihood's scale is held at b ≥ 1 at first, and the Gumbel noise is ramped in, reaching full
-/// strength after the temperature has annealed.
+/// `maxKLWeight` (6.6 in the paper) over `klWarmupFraction` of the run. On a small budget the
+/// codebook collapses onto a few codes without help; two recipes are available. Soft start: zero
+/// logits at init, the likelihood's scale held at b ≥ 1 at first and the Gumbel noise ramped in
+/// (the codes carry little more than colour). Hashed start: large random logits at init
+/// (`TrainableDVAE`'s `logitInitStd`), full noise from the start, the codebook-usage term
+/// against the collapse, b ≥ 1 throughout so the gray background cannot dominate the likelihood,
+/// and straight-through samples once τ has annealed (see the README for what each measured).
 public final class DVAEStage: TrainingStage {
     public let model: TrainableDVAE
     public var startTemperature: Float = 1
@@ -57,9 +60,12 @@ public final class DVAEStage: TrainingStage {
     /// Straight-through samples (one-hot forward, soft gradient) from this fraction of the run on
     /// (1 = never): the decoder then sees the discrete codes it will see at inference.
     public var hardFraction: Float = 1
-    /// Weight of the codebook-usage term, KL(batch-average q ‖ uniform) per token: it keeps the
-    /// encoder spread over the codebook (0 = off, the paper's loss).
+    /// Weight per token of the codebook-usage term (0 = off, the paper's loss), active while the
+    /// batch uses fewer than `usageFloor` codes' worth (see `TrainableDVAE.loss`). Without it a
+    /// fresh model with large logits collapses onto one code in a few steps; always on, it
+    /// spreads the gray background over the codebook by flattening the logits.
     public var usageWeight: Float = 0
+    public var usageFloor: Float = .infinity
     let seed: UInt64
 
     public init(model: TrainableDVAE, seed: UInt64) {
@@ -88,7 +94,7 @@ public final class DVAEStage: TrainingStage {
         let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
         let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
-                           usageWeight: usageWeight, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
+                           usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
         return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("usage", l.usage), ("tau", tau), ("codes", Float(l.codesUsed))])
     }
 

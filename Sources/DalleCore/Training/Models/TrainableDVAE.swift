@@ -130,10 +130,12 @@ public final class TrainableDVAE {
     }
 
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
-    /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`); `usageWeight`
-    /// weighs the codebook-usage term per token, as `klWeight` weighs the KL.
+    /// `minLogScale` clamps the likelihood's ln b from below (see `DVAEStage`). `usageWeight`
+    /// weighs the codebook-usage term KL(q̄ ‖ uniform) of the batch-average q̄ per token (see
+    /// `Tape.codeUsageKL`) while the batch uses fewer than `usageFloor` codes' worth, exp H(q̄):
+    /// it stops a collapse without spreading the background over the whole codebook.
     public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
-                     usageWeight: Float = 0, minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
+                     usageWeight: Float = 0, usageFloor: Float = .infinity, minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
         let eps = DVAE.pixelEpsilon
         let mapped = images.map { (1 - 2 * eps) * $0 + eps }
@@ -144,8 +146,10 @@ public final class TrainableDVAE {
         let nll = tape.logitLaplaceNLL(stats, target: mapped, minLogScale: minLogScale)
         let kl = tape.klToUniform(logits)
         let usage = tape.codeUsageKL(logits)
+        let collapsing = expf(logf(Float(c.vocabSize)) - usage.value[0]) < usageFloor
         let values = Float(c.outputChannels * s * s)
-        let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values), (usage, usageWeight * Float(g * g) / values)])
+        let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values),
+                                      (usage, collapsing ? usageWeight * Float(g * g) / values : 0)])
         return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g), usage: usage.value[0],
                     codesUsed: distinctArgmax(logits))
     }
