@@ -53,3 +53,22 @@ def test_errors_and_cancel(bundle):
     with dalle.Model(generate_bundle) as model, dalle.Context(model) as ctx:
         with pytest.raises(dalle.UnsupportedError, match="judges 64x64 images"):
             ctx.shapes_eval(**SMALL)
+
+
+def test_dvae_reconstruction_tool_counts_what_the_judge_passes():
+    import re
+    import numpy as np
+    shipped = os.path.join(REPO, "models", "shapes-world.safetensors")
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "dvae_reconstruction.py"), shipped,
+                             "--count", "12", "--stream", "7", "--threads", "1"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    passed, count, codes = map(int, re.search(r": (\d+)/(\d+) reconstructions pass .*?(\d+) codes used", result.stdout).groups())
+    samples = [dalle.shapes_training_sample(7, i) for i in range(12)]
+    with dalle.Model(shipped) as model, dalle.Context(model, threads=2) as ctx:
+        tokens = ctx.encode(np.stack([image for _, image in samples]))
+        decoded = ctx.decode(tokens)
+    assert count == 12
+    assert passed == sum(dalle.shapes_judge(image, caption)[0] for image, (caption, _) in zip(decoded, samples))
+    assert codes == len(np.unique(tokens))
