@@ -27,8 +27,9 @@ public struct TrainingJob {
     public var vocabularySize = 1024
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
-    /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" and "usage-floor" (the codebook-usage term's weight and the code count it keeps),
-    /// "logit-init" (standard deviation of a fresh encoder's logit weights, see `TrainableDVAE`).
+    /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" and "usage-floor" (the
+    /// codebook-usage term's weight and the code count it keeps), "logit-init" (standard
+    /// deviation of a fresh encoder's logit weights, see `TrainableDVAE`).
     public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
 

@@ -2,9 +2,11 @@
 four-component 64x64 bundle written by tests/make_eval_bundle.py."""
 
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dalle
@@ -56,8 +58,6 @@ def test_errors_and_cancel(bundle):
 
 
 def test_dvae_reconstruction_tool_counts_what_the_judge_passes():
-    import re
-    import numpy as np
     shipped = os.path.join(REPO, "models", "shapes-world.safetensors")
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
     result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "dvae_reconstruction.py"), shipped,

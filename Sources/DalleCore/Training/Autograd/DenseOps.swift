@@ -206,13 +206,14 @@ extension Tape {
         }
     }
 
-    /// Sum of weighted scalar losses.
+    /// Sum of weighted scalar losses. A term of weight 0 gets no gradient, so the backward pass
+    /// skips whatever computed it.
     public func weightedSum(_ terms: [(Variable, Float)]) -> Variable {
         var total: Float = 0
         for (v, weight) in terms { total += weight * v.value[0] }
         return record([total], shape: [], inputs: terms.map(\.0)) { node in
             let g = node.grad[0]
-            for (v, weight) in terms { v.accumulateGrad { d in d[0] += weight * g } }
+            for (v, weight) in terms where weight != 0 { v.accumulateGrad { d in d[0] += weight * g } }
         }
     }
 
