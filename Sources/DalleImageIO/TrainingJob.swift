@@ -28,7 +28,9 @@ public struct TrainingJob {
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
     /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" and "usage-floor" (the
-    /// codebook-usage term's weight and the code count it keeps), "logit-init" (standard
+    /// codebook-usage term's weight and the code count it keeps), "restart", "restart-codes" and
+    /// "restart-until" (dead-code restarts: interval in steps, codes per restart, until this fraction
+    /// of the run), "logit-init" (standard
     /// deviation of a fresh encoder's logit weights, see `TrainableDVAE`).
     public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
@@ -85,8 +87,14 @@ public struct TrainingJob {
                 case "hard": dvae.hardFraction = value
                 case "usage": dvae.usageWeight = value
                 case "usage-floor": dvae.usageFloor = value
+                case "restart", "restart-codes":
+                    guard value == value.rounded(), value < 1e9 else {
+                        throw DalleError.invalidArgument("dVAE schedule setting '\(key)' must be a whole number, got \(value)")
+                    }
+                    if key == "restart" { dvae.restartInterval = Int(value) } else { dvae.restartCount = Int(value) }
+                case "restart-until": dvae.restartUntilFraction = value
                 case "logit-init": break
-                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, usage-floor, logit-init)")
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, usage-floor, restart, restart-codes, restart-until, logit-init)")
                 }
             }
         }

@@ -140,6 +140,36 @@ final class AutogradTests: XCTestCase {
         XCTAssertGreaterThan(plain.codesUsed, loss(try TrainableDVAE(config: config, seed: 1), weight: 0, floor: .infinity).codesUsed)
     }
 
+    /// A restarted code becomes the argmax of the cell it was given (drawn among the cells with
+    /// error), and the decoder reads it as the code it replaced there.
+    func testDVAECodeRestart() throws {
+        let config = DVAEConfig(imageSize: 16, groupCount: 2, hiddenChannels: 8, blocksPerGroup: 1,
+                                inputChannels: 3, outputChannels: 3, vocabSize: 16, initChannels: 8)
+        let pool = ThreadPool(threads: 1)
+        let images = randomValues(2 * 3 * 16 * 16, seed: 62).map { 1 / (1 + expf(-$0)) }
+        let noise = [Float](repeating: 0, count: 2 * 16 * 8 * 8)
+        let model = try TrainableDVAE(config: config, seed: 3, logitInitStd: 1)
+        func batch() -> TrainableDVAE.Loss {
+            model.loss(Tape(pool: pool), images: images, count: 2, noise: noise, temperature: 1, klWeight: 0)
+        }
+        let before = batch()
+        XCTAssertEqual(before.cellErrors.count, 2 * 8 * 8)
+        XCTAssertTrue(before.cellErrors.allSatisfy { $0 > 0 })
+        let dead = Array(Set(0..<16).subtracting(before.codes)).sorted().prefix(2)
+        XCTAssertEqual(dead.count, 2, "a fresh model should leave codes unused on two images")
+        let embedding = try XCTUnwrap(model.parameters["dvae.decoder.blocks.input.w"]).value
+        let restarted = model.restartCodes(Array(dead), from: before, seed: 9)
+        XCTAssertEqual(restarted.map(\.code), Array(dead))
+        XCTAssertNotEqual(restarted[0].cell, restarted[1].cell)
+        let after = batch()
+        let newEmbedding = try XCTUnwrap(model.parameters["dvae.decoder.blocks.input.w"]).value
+        for (code, cell) in restarted {
+            XCTAssertEqual(after.codes[cell], code, "restarted code \(code) is not the argmax of cell \(cell)")
+            for ch in 0..<8 { XCTAssertEqual(newEmbedding[ch * 16 + code], embedding[ch * 16 + before.codes[cell]]) }
+        }
+        XCTAssertEqual(model.restartCodes([], from: before, seed: 9).count, 0)
+    }
+
     func testStraightThroughGumbelSoftmax() {
         let noise = gumbelNoise(count: 2 * 5 * 3, seed: 8)
         var grads: [[Float]] = []
@@ -209,7 +239,8 @@ final class AutogradTests: XCTestCase {
         let pixels = randomValues(2 * 3 * 256, seed: 7).map { 1 / (1 + expf(-$0)) }
         let expected = try inference.encoderLogits(Tensor(uncheckedShape: [2, 3, 16, 16], scalars: pixels), pool: pool)
         let mapped = pixels.map { 0.8 * $0 + 0.1 }
-        let got = trainable.encoderLogits(Tape(pool: pool), mappedPixels: .constant(mapped, shape: [2, 3, 16, 16]))
+        let tape = Tape(pool: pool)
+        let got = trainable.encoderLogits(tape, features: trainable.encoderFeatures(tape, mappedPixels: .constant(mapped, shape: [2, 3, 16, 16])))
         for (a, b) in zip(got.value, expected.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
         let tokens: [Int32] = (0..<32).map { Int32(($0 * 5) % 12) }
         var oneHot = [Float](repeating: 0, count: 2 * 12 * 16)

@@ -66,7 +66,18 @@ public final class DVAEStage: TrainingStage {
     /// spreads the gray background over the codebook by flattening the logits.
     public var usageWeight: Float = 0
     public var usageFloor: Float = .infinity
+    /// Every `restartInterval` steps (0 = never) up to `restartCount` codes that no cell's argmax
+    /// picked since the last restart move to the worst-reconstructed cells of the last batch (see
+    /// `TrainableDVAE.restartCodes`), until `restartUntilFraction` of the run: a code the decoder
+    /// never sees cannot learn what to draw, so without restarts the codebook stays as the first
+    /// steps left it (black and white objects drawn as background). A resumed run matches an
+    /// unbroken one when its checkpoint interval is a multiple of `restartInterval`.
+    public var restartInterval = 0
+    public var restartCount = 16
+    public var restartUntilFraction: Float = 0.8
     let seed: UInt64
+    private var codesSeen = Set<Int>()
+    private var lastBatch: (loss: TrainableDVAE.Loss, step: Int, totalSteps: Int)?
 
     public init(model: TrainableDVAE, seed: UInt64) {
         self.model = model
@@ -95,7 +106,19 @@ public final class DVAEStage: TrainingStage {
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
         let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
                            usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
+        codesSeen.formUnion(l.codes)
+        lastBatch = restartInterval > 0 ? (l, step, totalSteps) : nil
         return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("usage", l.usage), ("tau", tau), ("codes", Float(l.codesUsed))])
+    }
+
+    public func afterUpdate() {
+        guard restartInterval > 0, let (batch, step, totalSteps) = lastBatch, (step + 1) % restartInterval == 0 else { return }
+        lastBatch = nil
+        if Float(step + 1) <= restartUntilFraction * Float(totalSteps) {
+            let dead = (0..<model.config.vocabSize).filter { !codesSeen.contains($0) }.prefix(restartCount)
+            model.restartCodes(Array(dead), from: batch, seed: seed &+ UInt64(step) &* 0xD1B5_4A32_D192_ED03)
+        }
+        codesSeen.removeAll()
     }
 
     /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).

@@ -83,14 +83,20 @@ public final class TrainableDVAE {
         return tape.add(identity, h, scale: postGain)
     }
 
-    /// Codebook logits [N, vocab, G, G] of pixels already mapped into (ε, 1 − ε), [N, C, S, S].
-    public func encoderLogits(_ tape: Tape, mappedPixels x: Variable) -> Variable {
+    /// The encoder's last features [N, F, G, G] (before the output convolution's ReLU) of pixels
+    /// already mapped into (ε, 1 − ε), [N, C, S, S].
+    public func encoderFeatures(_ tape: Tape, mappedPixels x: Variable) -> Variable {
         var h = conv(tape, x, "dvae.encoder.blocks.input", relu: false)
         for g in 0..<config.groupCount {
             for i in 0..<config.blocksPerGroup { h = block(tape, h, "dvae.encoder.blocks.group_\(g + 1).block_\(i + 1)", convs: 4) }
             if g < config.groupCount - 1 { h = tape.maxPool2x2(h) }
         }
-        return conv(tape, h, "dvae.encoder.blocks.output.conv", relu: true)
+        return h
+    }
+
+    /// Codebook logits [N, vocab, G, G] of encoder features.
+    public func encoderLogits(_ tape: Tape, features: Variable) -> Variable {
+        conv(tape, features, "dvae.encoder.blocks.output.conv", relu: true)
     }
 
     /// Statistics [N, 2C, S, S] (μ then ln b per channel) of a relaxed one-hot grid [N, vocab, G, G].
@@ -113,20 +119,42 @@ public final class TrainableDVAE {
         public var kl: Float
         /// KL of the batch's average code distribution to uniform (see `Tape.codeUsageKL`).
         public var usage: Float
-        /// Distinct codes the encoder's argmax picks over the batch (a collapsed codebook uses few).
-        public var codesUsed: Int
+        /// The encoder's argmax code of every cell, [N·G·G] in (image, row, column) order.
+        public var codes: [Int]
+        /// Distinct codes the argmax picks over the batch (a collapsed codebook uses few).
+        public var codesUsed: Int { Set(codes).count }
+        /// What a code restart reads (see `restartCodes`): the encoder's features and logits, and
+        /// each cell's reconstruction error (Σ |logit(x) − μ| over its pixels).
+        public var features: Variable
+        public var logits: Variable
+        public var cellErrors: [Float]
     }
 
-    private func distinctArgmax(_ logits: Variable) -> Int {
+    private func argmaxCodes(_ logits: Variable) -> [Int] {
         let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
-        var used = Set<Int>()
-        for cell in 0..<(n * plane) {
+        return (0..<(n * plane)).map { cell in
             let base = (cell / plane) * vocab * plane + cell % plane
             var best = 0
             for v in 1..<vocab where logits.value[base + v * plane] > logits.value[base + best * plane] { best = v }
-            used.insert(best)
+            return best
         }
-        return used.count
+    }
+
+    /// Σ |logit(x) − μ| over each cell's pixels and channels, [N·G·G].
+    private func cellErrors(stats: Variable, target: [Float]) -> [Float] {
+        let n = stats.shape[0], channels = stats.shape[1] / 2, s = stats.shape[2], g = config.tokenGridSize, side = s / g
+        var errors = [Float](repeating: 0, count: n * g * g)
+        for b in 0..<n {
+            for ch in 0..<channels {
+                for y in 0..<s {
+                    for x in 0..<s {
+                        let px = target[((b * channels + ch) * s + y) * s + x], mu = stats.value[((2 * b * channels + ch) * s + y) * s + x]
+                        errors[(b * g + y / side) * g + x / side] += abs(logf(px / (1 - px)) - mu)
+                    }
+                }
+            }
+        }
+        return errors
     }
 
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
@@ -140,7 +168,8 @@ public final class TrainableDVAE {
         let eps = DVAE.pixelEpsilon
         let mapped = images.map { (1 - 2 * eps) * $0 + eps }
         let x = Variable.constant(mapped, shape: [n, c.inputChannels, s, s])
-        let logits = encoderLogits(tape, mappedPixels: x)
+        let features = encoderFeatures(tape, mappedPixels: x)
+        let logits = encoderLogits(tape, features: features)
         let z = tape.gumbelSoftmax(logits, noise: noise, temperature: temperature, hard: hard)
         let stats = decoderStats(tape, codes: z)
         let nll = tape.logitLaplaceNLL(stats, target: mapped, minLogScale: minLogScale)
@@ -151,7 +180,55 @@ public final class TrainableDVAE {
         let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values),
                                       (usage, collapsing ? usageWeight * Float(g * g) / values : 0)])
         return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g), usage: usage.value[0],
-                    codesUsed: distinctArgmax(logits))
+                    codes: argmaxCodes(logits), features: features, logits: logits, cellErrors: cellErrors(stats: stats, target: mapped))
+    }
+
+    /// Restarts dead codes on the cells a batch reconstructs worst (the dVAE form of VQ-VAE's
+    /// dead-code restarts): each code of `dead` takes a cell drawn with probability ∝ its error
+    /// (without replacement). Its logit weights become the cell's features (ReLU'd) scaled to the
+    /// median norm of the other codes' weights, its bias makes it the cell's argmax by `margin`,
+    /// and the decoder's embedding of the cell's current code is copied to it, so the
+    /// reconstruction does not change until training pulls the two codes apart. Returns the
+    /// (code, cell) pairs restarted.
+    @discardableResult
+    public func restartCodes(_ dead: [Int], from batch: Loss, seed: UInt64, margin: Float = 1) -> [(code: Int, cell: Int)] {
+        let c = config, vocab = c.vocabSize, plane = c.tokenGridSize * c.tokenGridSize
+        let width = batch.features.shape[1]
+        guard let weight = parameters["dvae.encoder.blocks.output.conv.w"], let bias = parameters["dvae.encoder.blocks.output.conv.b"],
+              let embedding = parameters["dvae.decoder.blocks.input.w"], !dead.isEmpty else { return [] }
+        var w = weight.value, b = bias.value, e = embedding.value
+        let deadSet = Set(dead)
+        func rowNorm(_ k: Int) -> Float { (0..<width).reduce(0) { $0 + w[k * width + $1] * w[k * width + $1] }.squareRoot() }
+        let liveNorms = (0..<vocab).filter { !deadSet.contains($0) }.map(rowNorm).sorted()
+        let scale = liveNorms.isEmpty ? 1 : liveNorms[liveNorms.count / 2]
+        var weights = batch.cellErrors.map { Double(max($0, 0)) }
+        var rng = SplitMix64(seed: seed)
+        var restarted: [(code: Int, cell: Int)] = []
+        for code in dead {
+            let total = weights.reduce(0, +)
+            guard total > 0 else { break }
+            var r = rng.nextUnit() * total, cell = 0
+            while cell < weights.count - 1 && r >= weights[cell] { r -= weights[cell]; cell += 1 }
+            weights[cell] = 0
+            let image = cell / plane, position = cell % plane
+            let h = (0..<width).map { max(batch.features.value[(image * width + $0) * plane + position], 0) }
+            let norm = h.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            guard norm > 0 else { continue }
+            let current = batch.codes[cell]
+            let best = batch.logits.value[(image * vocab + current) * plane + position]
+            var dot: Float = 0
+            for i in 0..<width {
+                w[code * width + i] = h[i] * scale / norm
+                dot += w[code * width + i] * h[i]
+            }
+            b[code] = best + margin - dot
+            for ch in 0..<c.initChannels { e[ch * vocab + code] = e[ch * vocab + current] }
+            restarted.append((code, cell))
+        }
+        weight.setValue(w)
+        bias.setValue(b)
+        embedding.setValue(e)
+        return restarted
     }
 }
 
