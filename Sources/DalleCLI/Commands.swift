@@ -32,10 +32,9 @@ let usage = """
                                 hard (straight-through samples from this fraction on, 1 = never),
                                 usage (weight of the codebook-usage term, 0 = off), usage-floor
                                 (the term acts while the batch uses fewer codes' worth, all),
-                                restart (every this many steps, unused codes move to the worst-
-                                reconstructed cells, 0 = never), restart-codes (at most, 16),
-                                restart-until (fraction of the run, 0.8),
-                                logit-init (std of a fresh encoder's logit weights, 0)
+                                logit-init (std of a fresh encoder's logit weights, 0),
+                                kmeans (seed a fresh codebook by k-means over the cells of
+                                this many training images, 0 = off)
       --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
       --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
 

@@ -28,10 +28,10 @@ public struct TrainingJob {
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
     /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" and "usage-floor" (the
-    /// codebook-usage term's weight and the code count it keeps), "restart", "restart-codes" and
-    /// "restart-until" (dead-code restarts: interval in steps, codes per restart, until this fraction
-    /// of the run), "logit-init" (standard
-    /// deviation of a fresh encoder's logit weights, see `TrainableDVAE`).
+    /// codebook-usage term's weight and the code count it keeps); how a fresh model starts:
+    /// "logit-init" (standard deviation of its logit weights, see `TrainableDVAE.Initialisation`)
+    /// and "kmeans" (seed its codebook by k-means over the cells of this many training images,
+    /// see `TrainableDVAE.seedCodebook`).
     public var dvaeSchedule: [String: Float] = [:]
     public var threads = 0
 
@@ -75,7 +75,7 @@ public struct TrainingJob {
         let data = try dataSplit(imageSize: imageSize, log: log)
         let trainingStage = try TrainingSetup.stage(stage, config: configuration, checkpoint: existing ?? initial, seed: options.seed,
                                                     tokenizer: tokenizer, imageTokenizer: imageTokenizer, pool: pool,
-                                                    dvaeLogitInitStd: dvaeSchedule["logit-init"] ?? 0)
+                                                    dvaeInit: .init(logitStd: dvaeSchedule["logit-init"] ?? 0))
         if let dvae = trainingStage as? DVAEStage {
             for (key, value) in dvaeSchedule {
                 switch key {
@@ -87,16 +87,17 @@ public struct TrainingJob {
                 case "hard": dvae.hardFraction = value
                 case "usage": dvae.usageWeight = value
                 case "usage-floor": dvae.usageFloor = value
-                case "restart", "restart-codes":
-                    guard value == value.rounded(), value < 1e9 else {
-                        throw DalleError.invalidArgument("dVAE schedule setting '\(key)' must be a whole number, got \(value)")
-                    }
-                    if key == "restart" { dvae.restartInterval = Int(value) } else { dvae.restartCount = Int(value) }
-                case "restart-until": dvae.restartUntilFraction = value
-                case "logit-init": break
-                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, usage-floor, restart, restart-codes, restart-until, logit-init)")
+                case "logit-init", "kmeans": break
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, usage-floor, logit-init, kmeans)")
                 }
             }
+        }
+        if let dvae = trainingStage as? DVAEStage, existing == nil, initial == nil, let images = dvaeSchedule["kmeans"], images >= 1 {
+            guard images <= 4096, images == images.rounded() else {
+                throw DalleError.invalidArgument("dVAE schedule setting 'kmeans' must be a whole number of images up to 4096, got \(images)")
+            }
+            let codes = try dvae.seedCodebook(from: (0..<Int(images)).map { try data.training.example(at: $0) }, pool: pool)
+            log("codebook seeded by k-means over the cells of \(Int(images)) training images: \(codes) codes in use")
         }
         let trainer = try Trainer(stage: trainingStage, training: data.training, validation: data.validation, options: options, pool: pool)
         if let existing {

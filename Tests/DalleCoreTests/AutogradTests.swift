@@ -131,7 +131,7 @@ final class AutogradTests: XCTestCase {
             model.loss(Tape(pool: pool), images: images, count: 2, noise: noise, temperature: 1, klWeight: 0,
                        usageWeight: weight, usageFloor: floor)
         }
-        let hashed = try TrainableDVAE(config: config, seed: 1, logitInitStd: 1)
+        let hashed = try TrainableDVAE(config: config, seed: 1, initialisation: .init(logitStd: 1))
         let plain = loss(hashed, weight: 0, floor: .infinity)
         XCTAssertGreaterThan(plain.usage, 0.05)
         XCTAssertEqual(loss(hashed, weight: 2, floor: .infinity).total.value[0],
@@ -140,34 +140,40 @@ final class AutogradTests: XCTestCase {
         XCTAssertGreaterThan(plain.codesUsed, loss(try TrainableDVAE(config: config, seed: 1), weight: 0, floor: .infinity).codesUsed)
     }
 
-    /// A restarted code becomes the argmax of the cell it was given (drawn among the cells with
-    /// error), and the decoder reads it as the code it replaced there.
-    func testDVAECodeRestart() throws {
+    func testKMeansFindsSeparatedClusters() {
+        let means: [[Float]] = [[0, 0], [10, 0], [0, 10]]
+        var rng = SplitMix64(seed: 70)
+        let points = (0..<60).flatMap { p in means[p % 3].map { $0 + Float(rng.nextGaussian()) * 0.5 } }
+        let kmeans = KMeans(points: points, dim: 2, k: 3, iterations: 5, seed: 1, pool: pool)
+        let clusters = kmeans.assign(points, pool: pool).cluster
+        XCTAssertEqual(Set(clusters).count, 3)
+        for p in 0..<60 { XCTAssertEqual(clusters[p], clusters[p % 3], "point \(p)") }
+        for c in 0..<3 {
+            let mean = means[clusters[c]]
+            XCTAssertEqual(kmeans.centroids[c * 2], mean[0], accuracy: 0.5)
+            XCTAssertEqual(kmeans.centroids[c * 2 + 1], mean[1], accuracy: 0.5)
+        }
+    }
+
+    /// A codebook seeded by k-means gives flat black, gray and white images (features on one ray
+    /// with the reference initialisation) three different codes, and every image's cells the
+    /// codes of their nearest centroids.
+    func testDVAECodebookSeedingSeparatesBlackGrayAndWhite() throws {
         let config = DVAEConfig(imageSize: 16, groupCount: 2, hiddenChannels: 8, blocksPerGroup: 1,
                                 inputChannels: 3, outputChannels: 3, vocabSize: 16, initChannels: 8)
         let pool = ThreadPool(threads: 1)
-        let images = randomValues(2 * 3 * 16 * 16, seed: 62).map { 1 / (1 + expf(-$0)) }
-        let noise = [Float](repeating: 0, count: 2 * 16 * 8 * 8)
-        let model = try TrainableDVAE(config: config, seed: 3, logitInitStd: 1)
-        func batch() -> TrainableDVAE.Loss {
-            model.loss(Tape(pool: pool), images: images, count: 2, noise: noise, temperature: 1, klWeight: 0)
-        }
-        let before = batch()
-        XCTAssertEqual(before.cellErrors.count, 2 * 8 * 8)
-        XCTAssertTrue(before.cellErrors.allSatisfy { $0 > 0 })
-        let dead = Array(Set(0..<16).subtracting(before.codes)).sorted().prefix(2)
-        XCTAssertEqual(dead.count, 2, "a fresh model should leave codes unused on two images")
-        let embedding = try XCTUnwrap(model.parameters["dvae.decoder.blocks.input.w"]).value
-        let restarted = model.restartCodes(Array(dead), from: before, seed: 9)
-        XCTAssertEqual(restarted.map(\.code), Array(dead))
-        XCTAssertNotEqual(restarted[0].cell, restarted[1].cell)
-        let after = batch()
-        let newEmbedding = try XCTUnwrap(model.parameters["dvae.decoder.blocks.input.w"]).value
-        for (code, cell) in restarted {
-            XCTAssertEqual(after.codes[cell], code, "restarted code \(code) is not the argmax of cell \(cell)")
-            for ch in 0..<8 { XCTAssertEqual(newEmbedding[ch * 16 + code], embedding[ch * 16 + before.codes[cell]]) }
-        }
-        XCTAssertEqual(model.restartCodes([], from: before, seed: 9).count, 0)
+        let flat = [Float(20), 128, 245].flatMap { [Float](repeating: $0 / 255, count: 3 * 256) }
+        let images = flat + randomValues(3 * 3 * 256, seed: 71).map { 1 / (1 + expf(-$0)) }
+        let model = try TrainableDVAE(config: config, seed: 5)
+        let before = model.loss(Tape(pool: pool), images: images, count: 6, noise: [Float](repeating: 0, count: 6 * 16 * 64), temperature: 1, klWeight: 0)
+        XCTAssertEqual(before.codesUsed, 1, "zero logits: one code everywhere")
+        let used = model.seedCodebook(images: images, count: 6, seed: 2, pool: pool)
+        let after = model.loss(Tape(pool: pool), images: images, count: 6, noise: [Float](repeating: 0, count: 6 * 16 * 64), temperature: 1, klWeight: 0)
+        XCTAssertEqual(after.codesUsed, used)
+        XCTAssertGreaterThan(used, 6)
+        let centre = 3 * 8 + 3  // an interior cell of the 8x8 grid
+        let flatCodes = (0..<3).map { after.codes[$0 * 64 + centre] }
+        XCTAssertEqual(Set(flatCodes).count, 3, "black, gray and white share codes: \(flatCodes)")
     }
 
     func testStraightThroughGumbelSoftmax() {

@@ -120,42 +120,6 @@ final class TrainerTests: XCTestCase {
         }
     }
 
-    /// Restarts happen every `restartInterval` steps, touch only codes no argmax picked since the
-    /// last restart, and stop after `restartUntilFraction` of the run.
-    func testDVAECodeRestartSchedule() throws {
-        let data = try shapes()
-        let stage = DVAEStage(model: try TrainableDVAE(config: Self.dvaeConfig, seed: 2, logitInitStd: 1), seed: 4)
-        stage.restartInterval = 2
-        stage.restartCount = 3
-        stage.restartUntilFraction = 0.5
-        let examples = try (0..<2).map { try data.training.example(at: $0) }
-        let name = "dvae.encoder.blocks.output.conv.w", width = 16
-        func rows() -> [[Float]] {
-            let w = stage.parameters[name]!.value
-            return (0..<16).map { Array(w[$0 * width..<($0 + 1) * width]) }
-        }
-        var seen = Set<Int>()
-        for step in 0..<8 {
-            let before = rows()
-            let (loss, values) = try stage.loss(Tape(pool: pool), examples: examples, step: step, totalSteps: 8)
-            XCTAssertTrue(loss.value[0].isFinite)
-            XCTAssertNotNil(values.first { $0.0 == "codes" })
-            let pixels = try pixelTensor(examples, size: 16).scalars
-            seen.formUnion(stage.model.loss(Tape(pool: pool), images: pixels, count: 2, noise: [Float](repeating: 0, count: 2 * 16 * 8 * 8),
-                                            temperature: 1, klWeight: 0).codes)
-            stage.afterUpdate()  // no optimizer step: only a restart changes the weights
-            let changed = (0..<16).filter { rows()[$0] != before[$0] }
-            if step % 2 == 1 && step < 4 {
-                XCTAssertEqual(changed.count, 3, "step \(step)")
-                XCTAssertTrue(seen.isDisjoint(with: changed), "step \(step) restarted a code in use")
-                seen.removeAll()
-            } else {
-                XCTAssertEqual(changed, [], "step \(step)")
-                if step % 2 == 1 { seen.removeAll() }
-            }
-        }
-    }
-
     func testSchedules() {
         let s = LearningRateSchedule(peak: 1, warmupSteps: 10, totalSteps: 110, finalRatio: 0.1)
         XCTAssertEqual(s.rate(at: 0), 0.1, accuracy: 1e-6)

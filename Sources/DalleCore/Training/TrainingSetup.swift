@@ -24,15 +24,15 @@ public enum TrainingSetup {
 
     /// The stage for `component` with configuration `config` (from `defaults` with overrides);
     /// parameters from `checkpoint` when resuming, else freshly initialised from `seed` (a fresh
-    /// dVAE's logit weights with `dvaeLogitInitStd`, see `TrainableDVAE`).
+    /// dVAE as `dvaeInit` says).
     public static func stage(_ component: String, config: [String: String], checkpoint: WeightStore?, seed: UInt64,
                              tokenizer: Tokenizer?, imageTokenizer: ImageTokenizer?, pool: ThreadPool,
-                             dvaeLogitInitStd: Float = 0) throws -> TrainingStage {
+                             dvaeInit: TrainableDVAE.Initialisation = .init()) throws -> TrainingStage {
         var config = config
         switch component {
         case "dvae":
             let c = try DVAEConfig(metadata: config)
-            let model = try checkpoint.map { try TrainableDVAE(config: c, weights: $0) } ?? TrainableDVAE(config: c, seed: seed, logitInitStd: dvaeLogitInitStd)
+            let model = try checkpoint.map { try TrainableDVAE(config: c, weights: $0) } ?? TrainableDVAE(config: c, seed: seed, initialisation: dvaeInit)
             return DVAEStage(model: model, seed: seed)
         case "transformer":
             guard let tokenizer, let imageTokenizer else {

@@ -40,7 +40,7 @@ func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
 /// codebook collapses onto a few codes without help; two recipes are available. Soft start: zero
 /// logits at init, the likelihood's scale held at b ≥ 1 at first and the Gumbel noise ramped in
 /// (the codes carry little more than colour). Hashed start: large random logits at init
-/// (`TrainableDVAE`'s `logitInitStd`), full noise from the start, the codebook-usage term
+/// (`TrainableDVAE.Initialisation.logitStd`), full noise from the start, the codebook-usage term
 /// against the collapse, b ≥ 1 throughout so the gray background cannot dominate the likelihood,
 /// and straight-through samples once τ has annealed (see the README for what each measured).
 public final class DVAEStage: TrainingStage {
@@ -66,18 +66,7 @@ public final class DVAEStage: TrainingStage {
     /// spreads the gray background over the codebook by flattening the logits.
     public var usageWeight: Float = 0
     public var usageFloor: Float = .infinity
-    /// Every `restartInterval` steps (0 = never) up to `restartCount` codes that no cell's argmax
-    /// picked since the last restart move to the worst-reconstructed cells of the last batch (see
-    /// `TrainableDVAE.restartCodes`), until `restartUntilFraction` of the run: a code the decoder
-    /// never sees cannot learn what to draw, so without restarts the codebook stays as the first
-    /// steps left it (black and white objects drawn as background). A resumed run matches an
-    /// unbroken one when its checkpoint interval is a multiple of `restartInterval`.
-    public var restartInterval = 0
-    public var restartCount = 16
-    public var restartUntilFraction: Float = 0.8
     let seed: UInt64
-    private var codesSeen = Set<Int>()
-    private var lastBatch: (loss: TrainableDVAE.Loss, step: Int, totalSteps: Int)?
 
     public init(model: TrainableDVAE, seed: UInt64) {
         self.model = model
@@ -106,19 +95,15 @@ public final class DVAEStage: TrainingStage {
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
         let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
                            usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
-        codesSeen.formUnion(l.codes)
-        lastBatch = restartInterval > 0 ? (l, step, totalSteps) : nil
         return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("usage", l.usage), ("tau", tau), ("codes", Float(l.codesUsed))])
     }
 
-    public func afterUpdate() {
-        guard restartInterval > 0, let (batch, step, totalSteps) = lastBatch, (step + 1) % restartInterval == 0 else { return }
-        lastBatch = nil
-        if Float(step + 1) <= restartUntilFraction * Float(totalSteps) {
-            let dead = (0..<model.config.vocabSize).filter { !codesSeen.contains($0) }.prefix(restartCount)
-            model.restartCodes(Array(dead), from: batch, seed: seed &+ UInt64(step) &* 0xD1B5_4A32_D192_ED03)
-        }
-        codesSeen.removeAll()
+    /// Seeds a fresh model's codebook by k-means over the cells of `examples` (see
+    /// `TrainableDVAE.seedCodebook`); returns the distinct codes they then use.
+    @discardableResult
+    public func seedCodebook(from examples: [TrainingExample], pool: ThreadPool) throws -> Int {
+        let pixels = try pixelTensor(examples, size: model.config.imageSize)
+        return model.seedCodebook(images: pixels.scalars, count: examples.count, seed: seed ^ 0x5EED_C0DE, pool: pool)
     }
 
     /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).

@@ -10,22 +10,26 @@ public final class TrainableDVAE {
     public let config: DVAEConfig
     public let parameters = ParameterSet()
 
+    /// How a fresh model departs from the reference initialisation.
+    public struct Initialisation: Sendable {
+        /// Standard deviation of the encoder's output (logit) convolution weights. At 0 (uniform
+        /// logits) no code wins before the decoder can tell codes apart; at 1 the logits are
+        /// large and differ from patch to patch, so each position's argmax is a random hash of
+        /// its patch from the first step, stronger than the Gumbel noise.
+        public var logitStd: Float = 0
+        public init(logitStd: Float = 0) { self.logitStd = logitStd }
+    }
+
     /// A fresh model initialised as the reference does (seeded), except at the codebook: the
     /// decoder's input convolution, a table of code embeddings, starts with unit variance (so
     /// each code is distinct to the decoder from the first step; with the reference's
-    /// 1/sqrt(vocab) scale a small model collapses its codebook onto a few codes), and the
-    /// encoder's output convolution starts with weights of standard deviation `logitInitStd`.
-    /// At 0 (uniform logits) no code wins before the decoder can tell codes apart; at 1 the
-    /// logits are large and differ from patch to patch, so each position's argmax is a random
-    /// hash of its patch from the first step, stronger than the Gumbel noise.
-    public convenience init(config: DVAEConfig, seed: UInt64, logitInitStd: Float = 0) throws {
+    /// 1/sqrt(vocab) scale a small model collapses its codebook onto a few codes), and as
+    /// `initialisation` says.
+    public convenience init(config: DVAEConfig, seed: UInt64, initialisation: Initialisation = .init()) throws {
         let reference = DVAEReferenceInit(seed: seed)
-        let special = InitializingStore(seed: seed ^ 0xC0DE) { name, _ in
-            name == "dvae.decoder.blocks.input.w" ? (0, 1) : name == "dvae.encoder.blocks.output.conv.w" ? (0, logitInitStd) : (0, 0)
-        }
-        try self.init(config: config, weights: RoutingStore { name -> WeightStore in
-            name == "dvae.encoder.blocks.output.conv.w" || name == "dvae.decoder.blocks.input.w" ? special : reference
-        })
+        let special: [String: Float] = ["dvae.decoder.blocks.input.w": 1, "dvae.encoder.blocks.output.conv.w": initialisation.logitStd]
+        let specialStore = InitializingStore(seed: seed ^ 0xC0DE) { name, _ in (0, special[name] ?? 0) }
+        try self.init(config: config, weights: RoutingStore { name -> WeightStore in special[name] == nil ? reference : specialStore })
     }
 
     /// A model whose values come from `weights` (a checkpoint or bundle).
@@ -123,11 +127,6 @@ public final class TrainableDVAE {
         public var codes: [Int]
         /// Distinct codes the argmax picks over the batch (a collapsed codebook uses few).
         public var codesUsed: Int { Set(codes).count }
-        /// What a code restart reads (see `restartCodes`): the encoder's features and logits, and
-        /// each cell's reconstruction error (Σ |logit(x) − μ| over its pixels).
-        public var features: Variable
-        public var logits: Variable
-        public var cellErrors: [Float]
     }
 
     private func argmaxCodes(_ logits: Variable) -> [Int] {
@@ -138,23 +137,6 @@ public final class TrainableDVAE {
             for v in 1..<vocab where logits.value[base + v * plane] > logits.value[base + best * plane] { best = v }
             return best
         }
-    }
-
-    /// Σ |logit(x) − μ| over each cell's pixels and channels, [N·G·G].
-    private func cellErrors(stats: Variable, target: [Float]) -> [Float] {
-        let n = stats.shape[0], channels = stats.shape[1] / 2, s = stats.shape[2], g = config.tokenGridSize, side = s / g
-        var errors = [Float](repeating: 0, count: n * g * g)
-        for b in 0..<n {
-            for ch in 0..<channels {
-                for y in 0..<s {
-                    for x in 0..<s {
-                        let px = target[((b * channels + ch) * s + y) * s + x], mu = stats.value[((2 * b * channels + ch) * s + y) * s + x]
-                        errors[(b * g + y / side) * g + x / side] += abs(logf(px / (1 - px)) - mu)
-                    }
-                }
-            }
-        }
-        return errors
     }
 
     /// `images` [N, C, S, S] in [0, 1]; `noise` standard Gumbel samples [N, vocab, G, G].
@@ -180,55 +162,40 @@ public final class TrainableDVAE {
         let total = tape.weightedSum([(nll, 1 / values), (kl, klWeight / values),
                                       (usage, collapsing ? usageWeight * Float(g * g) / values : 0)])
         return Loss(total: total, reconstruction: nll.value[0] / values, kl: kl.value[0] / Float(g * g), usage: usage.value[0],
-                    codes: argmaxCodes(logits), features: features, logits: logits, cellErrors: cellErrors(stats: stats, target: mapped))
+                    codes: argmaxCodes(logits))
     }
 
-    /// Restarts dead codes on the cells a batch reconstructs worst (the dVAE form of VQ-VAE's
-    /// dead-code restarts): each code of `dead` takes a cell drawn with probability ∝ its error
-    /// (without replacement). Its logit weights become the cell's features (ReLU'd) scaled to the
-    /// median norm of the other codes' weights, its bias makes it the cell's argmax by `margin`,
-    /// and the decoder's embedding of the cell's current code is copied to it, so the
-    /// reconstruction does not change until training pulls the two codes apart. Returns the
-    /// (code, cell) pairs restarted.
+    /// Seeds the codebook from data: k-means over the encoder's (ReLU'd) features of every cell
+    /// of `images` [N, C, S, S] in [0, 1] gives one centroid c per code, and the logit layer
+    /// becomes s · (2 c·h − |c|²), so each cell's argmax is its nearest centroid from the first
+    /// step: the codes cover what the images hold (black and white objects too, whose features
+    /// differ from the background's only in length) instead of a random hash. s makes the
+    /// median cluster's median margin over the second-nearest code `margin` nats, above the
+    /// Gumbel noise. Returns the number of distinct codes the cells of `images` then use.
     @discardableResult
-    public func restartCodes(_ dead: [Int], from batch: Loss, seed: UInt64, margin: Float = 1) -> [(code: Int, cell: Int)] {
+    public func seedCodebook(images: [Float], count n: Int, seed: UInt64, pool: ThreadPool, iterations: Int = 10, margin: Float = 3) -> Int {
         let c = config, vocab = c.vocabSize, plane = c.tokenGridSize * c.tokenGridSize
-        let width = batch.features.shape[1]
-        guard let weight = parameters["dvae.encoder.blocks.output.conv.w"], let bias = parameters["dvae.encoder.blocks.output.conv.b"],
-              let embedding = parameters["dvae.decoder.blocks.input.w"], !dead.isEmpty else { return [] }
-        var w = weight.value, b = bias.value, e = embedding.value
-        let deadSet = Set(dead)
-        func rowNorm(_ k: Int) -> Float { (0..<width).reduce(0) { $0 + w[k * width + $1] * w[k * width + $1] }.squareRoot() }
-        let liveNorms = (0..<vocab).filter { !deadSet.contains($0) }.map(rowNorm).sorted()
-        let scale = liveNorms.isEmpty ? 1 : liveNorms[liveNorms.count / 2]
-        var weights = batch.cellErrors.map { Double(max($0, 0)) }
-        var rng = SplitMix64(seed: seed)
-        var restarted: [(code: Int, cell: Int)] = []
-        for code in dead {
-            let total = weights.reduce(0, +)
-            guard total > 0 else { break }
-            var r = rng.nextUnit() * total, cell = 0
-            while cell < weights.count - 1 && r >= weights[cell] { r -= weights[cell]; cell += 1 }
-            weights[cell] = 0
-            let image = cell / plane, position = cell % plane
-            let h = (0..<width).map { max(batch.features.value[(image * width + $0) * plane + position], 0) }
-            let norm = h.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            guard norm > 0 else { continue }
-            let current = batch.codes[cell]
-            let best = batch.logits.value[(image * vocab + current) * plane + position]
-            var dot: Float = 0
-            for i in 0..<width {
-                w[code * width + i] = h[i] * scale / norm
-                dot += w[code * width + i] * h[i]
+        let eps = DVAE.pixelEpsilon
+        let features = encoderFeatures(Tape(pool: pool), mappedPixels: .constant(images.map { (1 - 2 * eps) * $0 + eps },
+                                                                                 shape: [n, c.inputChannels, c.imageSize, c.imageSize]))
+        let width = features.shape[1]
+        var points = [Float](repeating: 0, count: n * plane * width)
+        for b in 0..<n {
+            for f in 0..<width {
+                for q in 0..<plane { points[(b * plane + q) * width + f] = max(features.value[(b * width + f) * plane + q], 0) }
             }
-            b[code] = best + margin - dot
-            for ch in 0..<c.initChannels { e[ch * vocab + code] = e[ch * vocab + current] }
-            restarted.append((code, cell))
         }
-        weight.setValue(w)
-        bias.setValue(b)
-        embedding.setValue(e)
-        return restarted
+        let kmeans = KMeans(points: points, dim: width, k: vocab, iterations: iterations, seed: seed, pool: pool)
+        let (cluster, gaps) = kmeans.assign(points, pool: pool)
+        var byCluster = [Int: [Float]]()
+        for (p, k) in cluster.enumerated() where gaps[p].isFinite { byCluster[k, default: []].append(gaps[p]) }
+        func median(_ x: [Float]) -> Float { let s = x.sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
+        let typical = median(byCluster.values.map(median))
+        let scale = typical > 0 ? margin / typical : 1
+        guard let weight = parameters["dvae.encoder.blocks.output.conv.w"], let bias = parameters["dvae.encoder.blocks.output.conv.b"] else { return 0 }
+        weight.setValue(kmeans.centroids.map { 2 * scale * $0 })
+        bias.setValue((0..<vocab).map { k in -scale * (0..<width).reduce(0) { $0 + kmeans.centroids[k * width + $1] * kmeans.centroids[k * width + $1] } })
+        return Set(cluster).count
     }
 }
 
