@@ -37,6 +37,8 @@ let usage = """
                                 this many training images, 0 = off)
       --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
       --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
+      --stop-at STEP            stop after this step of the schedule, with a checkpoint (a model
+                                file; the same command without --stop-at resumes it)
 
     options:
       --model PATH     libdalle model file (.safetensors with a dvae component; default: see eval)

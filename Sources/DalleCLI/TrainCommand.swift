@@ -8,7 +8,7 @@ import Glibc
 /// trains one component (see `TrainingJob`); FILE is a checkpoint, resumed when it exists.
 func train(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["stage", "data", "out", "tokenizer", "dvae", "steps", "batch", "lr", "warmup", "weight-decay",
-                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init"], maxPositional: 0)
+                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init", "stop-at"], maxPositional: 0)
     var job = TrainingJob(stage: try arguments.required("stage"), data: try arguments.required("data"), outputPath: try arguments.required("out"))
     job.tokenizerPath = arguments.options["tokenizer"]
     job.dvaePath = arguments.options["dvae"]
@@ -40,12 +40,14 @@ func train(_ arguments: Arguments) throws {
     options.weightDecay = try real(arguments, "weight-decay", default: 0.01)
     options.gradientClip = try real(arguments, "clip-grad", default: 1)
     job.options = options
+    let stopAt = try integer(arguments, "stop-at", default: options.steps, 1...options.steps)
     // Ctrl-C stops after the current step, with a checkpoint to resume from.
     signal(SIGINT) { _ in trainingInterrupted = true }
     try job.run(log: { fputs("dalle: \($0)\n", stderr) }) { progress in
         let newline = progress.step % max(1, options.validateEvery) == 0 || progress.step == progress.totalSteps
-        fputs("\r\u{1B}[K" + progress.line + (newline || trainingInterrupted ? "\n" : ""), stderr)
-        return !trainingInterrupted
+        let stop = trainingInterrupted || (progress.step >= stopAt && progress.step < progress.totalSteps)
+        fputs("\r\u{1B}[K" + progress.line + (newline || stop ? "\n" : ""), stderr)
+        return !stop
     }
 }
 
