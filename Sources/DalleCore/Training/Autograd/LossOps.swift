@@ -242,7 +242,8 @@ extension Tape {
     }
 }
 
-/// softmax((x + noise) / τ) over `count` values `stride` apart.
+/// softmax((x + noise) / τ) over `count` values `stride` apart. Terms below e^−30 of the
+/// largest (under float precision in any sum) are exactly 0 rather than subnormal floats.
 @inline(__always)
 func channelSoftmax(_ x: UnsafePointer<Float>, noise: UnsafePointer<Float>?, temperature: Float, count: Int,
                     stride: Int, into out: UnsafeMutablePointer<Float>) {
@@ -253,7 +254,11 @@ func channelSoftmax(_ x: UnsafePointer<Float>, noise: UnsafePointer<Float>?, tem
         m = max(m, z)
     }
     var sum: Float = 0
-    for v in 0..<count { let e = expf(out[v * stride] - m); out[v * stride] = e; sum += e }
+    for v in 0..<count {
+        let d = out[v * stride] - m, e = d < -30 ? 0 : expf(d)
+        out[v * stride] = e
+        sum += e
+    }
     let inv = 1 / sum
     for v in 0..<count { out[v * stride] *= inv }
 }
