@@ -553,6 +553,11 @@ typedef struct dalle_train_params {
     int32_t vocab_size;               /* tokenizer stage: ids to learn (1024)                 */
     dalle_train_callback progress;    /* may be NULL                                          */
     void *progress_user_data;
+    const char *dvae_schedule;        /* dvae stage: "name=value,..." settings of the recipe, as
+                                         `dalle train --dvae-schedule` (e.g. "kmeans=64,usage=1,
+                                         usage-floor=64,anneal=1,noise-warmup=0,fixed-scale=1"),
+                                         or NULL for the defaults; a caller built before this
+                                         field (smaller struct_size) gets NULL               */
 } dalle_train_params;
 
 DALLE_API dalle_train_params dalle_train_default_params(void);

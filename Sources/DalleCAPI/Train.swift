@@ -27,7 +27,7 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
     let status = boundary("dalle_train") {
         guard params != nil else { throw DalleError.invalidArgument("params is NULL") }
         let p = try readParams(params, defaults: dalle_train_default_params(), name: "dalle_train_params",
-                               minimumSize: MemoryLayout<dalle_train_params>.size)
+                               minimumSize: MemoryLayout<dalle_train_params>.offset(of: \.dvae_schedule) ?? 0)
         var job = TrainingJob(stage: try utf8String(p.stage, name: "stage"), data: try utf8String(p.data, name: "data"),
                               outputPath: try utf8String(p.out_path, name: "out_path"))
         job.tokenizerPath = try p.tokenizer_path.map { try utf8String($0, name: "tokenizer_path") }
@@ -37,6 +37,7 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
             guard kv.count == 2 else { throw DalleError.invalidArgument("config takes key=value pairs separated by commas, got '\(pair)'") }
             job.config[kv[0]] = kv[1]
         }
+        job.dvaeSchedule = try TrainingJob.parseSchedule(try p.dvae_schedule.map { try utf8String($0, name: "dvae_schedule") } ?? "")
         guard p.n_threads >= 0, p.vocab_size >= Int32(BPETrainer.baseVocabularySize) else {
             throw DalleError.invalidArgument("n_threads must be ≥ 0 and vocab_size ≥ \(BPETrainer.baseVocabularySize)")
         }

@@ -16,12 +16,10 @@ func train(_ arguments: Arguments) throws {
     job.threads = try arguments.threads()
     job.vocabularySize = try integer(arguments, "vocab", default: 1024, BPETrainer.baseVocabularySize...65536)
     if arguments.options["kl-weight"] != nil { job.dvaeSchedule["kl-weight"] = try real(arguments, "kl-weight", default: 6.6) }
-    for pair in (arguments.options["dvae-schedule"] ?? "").split(separator: ",") {
-        let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-        guard kv.count == 2, let value = Float(kv[1]), value >= 0 else {
-            throw UsageError("--dvae-schedule takes name=number pairs separated by commas, got '\(pair)'")
-        }
-        job.dvaeSchedule[kv[0]] = value
+    do {
+        for (key, value) in try TrainingJob.parseSchedule(arguments.options["dvae-schedule"] ?? "") { job.dvaeSchedule[key] = value }
+    } catch DalleError.invalidArgument(let message) {
+        throw UsageError("--dvae-schedule: \(message)")
     }
     for pair in (arguments.options["config"] ?? "").split(separator: ",") {
         let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)

@@ -33,6 +33,19 @@ public struct TrainingJob {
     /// and "kmeans" (seed its codebook by k-means over the cells of this many training images,
     /// see `TrainableDVAE.seedCodebook`).
     public var dvaeSchedule: [String: Float] = [:]
+
+    /// `dvaeSchedule` from "name=number,..." (numbers ≥ 0; names are checked when the job runs).
+    public static func parseSchedule(_ text: String) throws -> [String: Float] {
+        var schedule: [String: Float] = [:]
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, let value = Float(kv[1]), value.isFinite, value >= 0 else {
+                throw DalleError.invalidArgument("the dVAE schedule takes name=number pairs (numbers ≥ 0) separated by commas, got '\(pair)'")
+            }
+            schedule[kv[0]] = value
+        }
+        return schedule
+    }
     public var threads = 0
 
     public init(stage: String, data: String, outputPath: String) {

@@ -39,6 +39,23 @@ def test_stop_and_resume(tmp_path):
     assert steps == [3, 4, 5, 6]
 
 
+def test_dvae_schedule_reaches_the_trainer(tmp_path):
+    lines = []
+    dalle.set_log_callback(lambda level, text: lines.append(text))
+    dalle.set_log_level(dalle._lib.DALLE_LOG_INFO)
+    try:
+        dalle.train("dvae", "shapes", tmp_path / "dvae.st", config=TINY_DVAE, steps=2, batch_size=2, validation_count=2,
+                    dvae_schedule={"kmeans": 3, "usage": 1, "anneal": 1})
+    finally:
+        dalle.set_log_level(dalle._lib.DALLE_LOG_WARN)
+        dalle.set_log_callback(None)
+    assert any("codebook seeded by k-means over the cells of 3 training images" in line for line in lines), lines
+    with pytest.raises(dalle.InvalidArgumentError, match="unknown dVAE schedule setting 'bogus'"):
+        dalle.train("dvae", "shapes", tmp_path / "x.st", config=TINY_DVAE, steps=1, dvae_schedule={"bogus": 1})
+    with pytest.raises(dalle.InvalidArgumentError, match="numbers ≥ 0"):
+        dalle.train("dvae", "shapes", tmp_path / "y.st", config=TINY_DVAE, steps=1, dvae_schedule={"usage": -1})
+
+
 def test_errors(tmp_path):
     with pytest.raises(dalle.InvalidArgumentError, match="unknown training stage"):
         dalle.train("vqgan", "shapes", tmp_path / "x.st")
