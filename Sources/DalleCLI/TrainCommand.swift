@@ -38,14 +38,13 @@ func train(_ arguments: Arguments) throws {
     options.weightDecay = try real(arguments, "weight-decay", default: 0.01)
     options.gradientClip = try real(arguments, "clip-grad", default: 1)
     job.options = options
-    let stopAt = try integer(arguments, "stop-at", default: options.steps, 1...options.steps)
+    if arguments.options["stop-at"] != nil { job.stopStep = try integer(arguments, "stop-at", default: options.steps, 1...options.steps) }
     // Ctrl-C stops after the current step, with a checkpoint to resume from.
     signal(SIGINT) { _ in trainingInterrupted = true }
     try job.run(log: { fputs("dalle: \($0)\n", stderr) }) { progress in
         let newline = progress.step % max(1, options.validateEvery) == 0 || progress.step == progress.totalSteps
-        let stop = trainingInterrupted || (progress.step >= stopAt && progress.step < progress.totalSteps)
-        fputs("\r\u{1B}[K" + progress.line + (newline || stop ? "\n" : ""), stderr)
-        return !stop
+        fputs("\r\u{1B}[K" + progress.line + (newline || trainingInterrupted ? "\n" : ""), stderr)
+        return !trainingInterrupted
     }
 }
 

@@ -47,6 +47,8 @@ public struct TrainingJob {
         return schedule
     }
     public var threads = 0
+    /// Stop after this step of the schedule (nil: run it to the end); the checkpoint resumes.
+    public var stopStep: Int?
 
     public init(stage: String, data: String, outputPath: String) {
         self.stage = stage
@@ -119,7 +121,7 @@ public struct TrainingJob {
         }
         if let initPath, existing == nil { log("starting from the weights of \(initPath)") }
         log("training \(stage) (\(trainingStage.parameters.scalarCount) parameters) for \(options.steps) steps of \(options.batchSize) on \(pool.threads) threads")
-        let finished = try trainer.run(checkpointPath: outputPath, progress: progress)
+        let finished = try trainer.run(checkpointPath: outputPath, stopStep: stopStep, progress: progress)
         log(finished ? "\(stage) written to \(outputPath)" : "stopped at step \(trainer.step); checkpoint in \(outputPath)")
         return finished
     }

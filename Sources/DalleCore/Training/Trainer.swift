@@ -110,14 +110,15 @@ public final class Trainer {
         return try stage.validationLoss((0..<n).map { try validation.example(at: $0) }, pool: pool)
     }
 
-    /// Trains from the current step to `options.steps`, writing checkpoints to
-    /// `checkpointPath` (if any). `progress` returns false to stop early; a checkpoint is
-    /// written first, so nothing is lost. Returns whether the run reached its last step.
+    /// Trains from the current step to `options.steps` (or to `stopStep` of that schedule, if
+    /// earlier), writing checkpoints to `checkpointPath` (if any). `progress` returns false to
+    /// stop early; a checkpoint is written first, so nothing is lost. Returns whether the run
+    /// reached its last step.
     @discardableResult
-    public func run(checkpointPath: String?, progress: (TrainingProgress) -> Bool) throws -> Bool {
+    public func run(checkpointPath: String?, stopStep: Int? = nil, progress: (TrainingProgress) -> Bool) throws -> Bool {
         var validation: Float? = nil
-        let start = monotonicSeconds(), firstStep = step
-        while step < options.steps {
+        let start = monotonicSeconds(), firstStep = step, end = min(stopStep ?? options.steps, options.steps)
+        while step < end {
             let examples = try batch(at: step)
             let tape = Tape(pool: pool)
             let (loss, values) = try stage.loss(tape, examples: examples, step: step, totalSteps: options.steps)
@@ -138,12 +139,12 @@ public final class Trainer {
                                           examplesPerSecond: done * Double(options.batchSize) / max(elapsed, 1e-9),
                                           secondsLeft: elapsed / done * Double(options.steps - step))
             let keepGoing = progress(report)
-            if let checkpointPath, last || !keepGoing || (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) {
+            if let checkpointPath, last || !keepGoing || step == end || (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) {
                 try saveCheckpoint(to: checkpointPath)
             }
             if !keepGoing { return false }
         }
-        return true
+        return step == options.steps
     }
 
     // MARK: Checkpoints
