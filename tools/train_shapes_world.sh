@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 90 minutes on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 100 minutes on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -22,11 +22,10 @@ mkdir -p "$RUN" models
 # 3. CLIP for reranking (independent of the dVAE; ~15 min).
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --steps 1500 --batch 64 \
     --lr 1e-3 --warmup 100 --every 250 --validation 256 --out "$RUN/clip.safetensors"
-# 4. The transformer on the dVAE's tokens (text loss 1/8, image loss 7/8): the first 1,500 steps of a
-#    2,000-step schedule (~55 min on 2 threads; the shipped model stopped there for time).
+# 4. The transformer on the dVAE's tokens (text loss 1/8, image loss 7/8; ~73 min on 2 threads).
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16 \
-    --steps 2000 --stop-at 1500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer.safetensors"
+    --steps 2000 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer.safetensors"
 # 5. The CLI's default model: one 16-bit bundle of the four parts, and its table.
 "$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/tokenizer.safetensors" \
     "$RUN/dvae.safetensors" "$RUN/transformer.safetensors" "$RUN/clip.safetensors"
