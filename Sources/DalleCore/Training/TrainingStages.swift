@@ -113,9 +113,8 @@ public final class DVAEStage: TrainingStage {
         let pixels = try pixelTensor(examples, size: s)
         let tokens = try inference.encode(pixels, pool: pool)
         let stats = try inference.decoderStats(tokens: tokens, count: examples.count, pool: pool)
-        let eps = DVAE.pixelEpsilon
         let tape = Tape(pool: pool)
-        let nll = tape.logitLaplaceNLL(.constant(stats.scalars, shape: stats.shape), target: pixels.scalars.map { (1 - 2 * eps) * $0 + eps })
+        let nll = tape.logitLaplaceNLL(.constant(stats.scalars, shape: stats.shape), target: DVAE.mapPixels(pixels.scalars))
         return nll.value[0] / Float(c.outputChannels * s * s)
     }
 }

@@ -26,6 +26,9 @@ public struct DVAE: Sendable {
     /// `logit_laplace_eps` of `dall_e.utils`: pixels are squeezed into [eps, 1 - eps].
     static let pixelEpsilon: Float = 0.1
 
+    /// Pixels in [0, 1] squeezed into [eps, 1 - eps] (`map_pixels`), as the training losses read them.
+    static func mapPixels(_ x: [Float]) -> [Float] { x.map { (1 - 2 * pixelEpsilon) * $0 + pixelEpsilon } }
+
     /// Loads every parameter of `config` from `weights`, strictly: a missing tensor, a
     /// wrong shape, an invalid configuration or a "dvae.*" tensor the configuration does
     /// not use is a `badFile` error.

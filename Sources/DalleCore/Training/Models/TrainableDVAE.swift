@@ -147,8 +147,7 @@ public final class TrainableDVAE {
     public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
                      usageWeight: Float = 0, usageFloor: Float = .infinity, minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
-        let eps = DVAE.pixelEpsilon
-        let mapped = images.map { (1 - 2 * eps) * $0 + eps }
+        let mapped = DVAE.mapPixels(images)
         let x = Variable.constant(mapped, shape: [n, c.inputChannels, s, s])
         let features = encoderFeatures(tape, mappedPixels: x)
         let logits = encoderLogits(tape, features: features)
@@ -175,8 +174,7 @@ public final class TrainableDVAE {
     @discardableResult
     public func seedCodebook(images: [Float], count n: Int, seed: UInt64, pool: ThreadPool, iterations: Int = 10, margin: Float = 3) -> Int {
         let c = config, vocab = c.vocabSize, plane = c.tokenGridSize * c.tokenGridSize
-        let eps = DVAE.pixelEpsilon
-        let features = encoderFeatures(Tape(pool: pool), mappedPixels: .constant(images.map { (1 - 2 * eps) * $0 + eps },
+        let features = encoderFeatures(Tape(pool: pool), mappedPixels: .constant(DVAE.mapPixels(images),
                                                                                  shape: [n, c.inputChannels, c.imageSize, c.imageSize]))
         let width = features.shape[1]
         var points = [Float](repeating: 0, count: n * plane * width)
