@@ -534,8 +534,9 @@ typedef struct dalle_train_params {
     uint32_t struct_size;             /* sizeof(dalle_train_params)                           */
     int32_t n_threads;                /* 0 = every core (0); results do not depend on it      */
     const char *stage;                /* "tokenizer", "dvae", "transformer" or "clip"         */
-    const char *data;                 /* "shapes" (the Shapes World) or a folder of NAME.png
-                                         images with NAME.txt captions (UTF-8)                */
+    const char *data;                 /* "shapes" (the Shapes World), "shapes-near-misses" (each
+                                         caption then a near miss: hard negatives for CLIP),
+                                         or a folder of NAME.png + NAME.txt captions (UTF-8)  */
     const char *out_path;             /* checkpoint written (and resumed when it exists)      */
     const char *tokenizer_path;       /* trained tokenizer (transformer, clip), or NULL       */
     const char *dvae_path;            /* trained dVAE (transformer), or NULL                  */

@@ -10,7 +10,9 @@ import Glibc
 public struct TrainingJob {
     /// "tokenizer", "dvae", "transformer" or "clip".
     public var stage: String
-    /// "shapes" for the Shapes World, or a folder of NAME.png images with NAME.txt captions.
+    /// "shapes" for the Shapes World, "shapes-near-misses" for it with every caption followed by a
+    /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), or a folder of
+    /// NAME.png images with NAME.txt captions.
     public var data: String
     public var outputPath: String
     /// A model file (bundle or checkpoint) whose weights and configuration start a new run
@@ -127,8 +129,9 @@ public struct TrainingJob {
     }
 
     private func dataSplit(imageSize: Int, log: (String) -> Void) throws -> TrainingSplit {
-        if data == "shapes" {
-            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize).trainingAndValidation(validationCount: 256)
+        if data == "shapes" || data == "shapes-near-misses" {
+            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize, nearMisses: data != "shapes")
+                .trainingAndValidation(validationCount: 256)
         }
         let folder = try FolderSource(directory: data, imageSize: imageSize, threads: threads)
         for warning in folder.warnings { log("warning: \(warning)") }

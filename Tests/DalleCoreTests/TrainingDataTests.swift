@@ -110,6 +110,36 @@ final class TrainingDataTests: XCTestCase {
         XCTAssertEqual(small.image, try full.image.resized(width: 32, height: 32))
     }
 
+    func testShapesWorldNearMissesArePairsTheJudgeTellsApart() throws {
+        let source = try ShapesWorldSource(seed: 42, nearMisses: true)
+        var changed: [ShapesWorld.Template: Int] = [:]
+        for k in 0..<60 {
+            let original = try source.example(at: 2 * k), miss = try source.example(at: 2 * k + 1)
+            XCTAssertEqual(original, try ShapesWorldSource(seed: 42).example(at: k), "even examples are the training stream")
+            XCTAssertEqual(try source.example(at: 2 * k + 1), miss, "same index, same example")
+            let a = try ShapesWorld.Caption.parse(original.caption), b = try ShapesWorld.Caption.parse(miss.caption)
+            XCTAssertEqual(a.template, b.template)
+            XCTAssertNotEqual(a, b)
+            XCTAssertFalse(b.objects.contains { $0.colourShape.isHeldOut })
+            switch (a, b) {
+            case (.single(let x), .single(let y)):
+                XCTAssertEqual(x.size, y.size)
+                XCTAssertTrue((x.colour == y.colour) != (x.shape == y.shape), "one of colour and shape changed")
+            case (.counting(_, let x), .counting(_, let y)): XCTAssertEqual(x, y)
+            case (.relation(let x, let r, let y), .relation(let x2, let r2, let y2)):
+                XCTAssertEqual([x, y], [x2, y2])
+                XCTAssertEqual(r2, r.opposite)
+            default: XCTFail("\(a) / \(b)")
+            }
+            XCTAssertTrue(try ShapesWorld.judge(miss.image, caption: b).passed, "\(b)")
+            XCTAssertFalse(try ShapesWorld.judge(miss.image, caption: a).passed, "the near miss's image fails \(a)")
+            changed[a.template, default: 0] += 1
+        }
+        XCTAssertEqual(Set(changed.keys), Set(ShapesWorld.Template.allCases))
+        XCTAssertEqual(try source.trainingAndValidation(validationCount: 4).validation.example(at: 0),
+                       try ShapesWorldSource(seed: ShapesWorldSource.validationSeed(for: 42)).example(at: 0))
+    }
+
     func testShapesWorldValidationIsAnotherSeed() throws {
         let split = try ShapesWorldSource(seed: 42).trainingAndValidation(validationCount: 16)
         XCTAssertEqual(split.training.count, Int.max)

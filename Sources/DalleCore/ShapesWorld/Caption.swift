@@ -64,6 +64,16 @@ public enum ShapesWorld {
         case above, below
 
         public var words: String { rawValue }
+
+        /// left of ↔ right of, above ↔ below.
+        public var opposite: Relation {
+            switch self {
+            case .leftOf: return .rightOf
+            case .rightOf: return .leftOf
+            case .above: return .below
+            case .below: return .above
+            }
+        }
     }
 
     /// A colour with a shape (the unit the held-out pairs are made of).

@@ -59,6 +59,32 @@ extension ShapesWorld {
         return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
     }
 
+    /// The near miss of training sample `index`: a caption that differs from it in the one thing
+    /// a contrastive model must see (`nearMiss(of:rng:)`), rendered with its own layout. Batches of
+    /// (sample, near miss) pairs give CLIP hard negatives that random batches almost never hold.
+    static func makeNearMissSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
+        var rng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
+        var captionRNG = ShapesRandom(seed: seed, stream: .training, index: index)
+        let caption = nearMiss(of: randomCaption(mix: mix, pairs: trainingPairs, rng: &captionRNG), rng: &rng)
+        return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
+    }
+
+    /// One object: another training pair of the same colour or the same shape (the size kept);
+    /// counting: the other number; a relation: the opposite one (a perpendicular one would often hold
+    /// by chance, the perpendicular offset being random: no negative). Never a held-out pair.
+    static func nearMiss(of caption: Caption, rng: inout ShapesRandom) -> Caption {
+        switch caption {
+        case .single(let o):
+            let neighbours = trainingPairs.filter { ($0.colour == o.colour) != ($0.shape == o.shape) }
+            let pair = neighbours[rng.below(neighbours.count)]
+            return .single(ObjectDescription(colour: pair.colour, shape: pair.shape, size: o.size))
+        case .counting(let n, let o):
+            return .counting(n == .two ? .three : .two, o)
+        case .relation(let a, let r, let b):
+            return .relation(a, r.opposite, b)
+        }
+    }
+
     /// The training stream: samples 0, 1, 2, … of `trainingSample(seed:index:mix:)`, endless.
     public struct TrainingStream: Sequence, IteratorProtocol, Sendable {
         public let seed: UInt64
@@ -109,6 +135,7 @@ struct ShapesRandom {
         case training = 0x7472_6169_6E00_0001
         case render = 0x7265_6E64_6572_0002
         case evaluation = 0x6576_616C_0000_0003
+        case nearMiss = 0x6E65_6172_0000_0004
     }
 
     private var generator: SplitMix64

@@ -565,7 +565,8 @@ def shapes_judge(image, caption):
 def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1000, batch_size=16,
           learning_rate=1e-3, warmup_steps=100, weight_decay=0.01, gradient_clip=1.0, seed=0, validation_count=64,
           checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None):
-    """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" or a folder of
+    """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
+    "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP) or a folder of
     NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
     --dvae-schedule` takes them, e.g. {"kmeans": 64, "usage": 1}. progress(step, total, loss, validation_loss) returning False stops

@@ -1,16 +1,19 @@
 /// The Shapes World training stream as a training source: example i is
 /// `ShapesWorld.trainingSample(seed:index:mix:)` number i, its caption the canonical text.
+/// With `nearMisses`, examples come in pairs: 2k is sample k and 2k + 1 its near miss
+/// (`ShapesWorld.contrastingSamples`), so every even batch holds each caption's hard negative.
 public struct ShapesWorldSource: TrainingDataSource {
     public let seed: UInt64
     public let mix: ShapesWorld.TemplateMix
     public let count: Int
     public let imageSize: Int
+    public let nearMisses: Bool
 
     /// `count` Int.max is the endless stream. Images are rendered at 64×64 and resized
     /// (`RGBImage.resized`) when `imageSize` differs. Throws for a mix without positive
     /// weights, a negative count, or an image size outside 1...4096.
     public init(seed: UInt64, mix: ShapesWorld.TemplateMix = .standard, count: Int = .max,
-                imageSize: Int = ShapesWorld.imageSize) throws {
+                imageSize: Int = ShapesWorld.imageSize, nearMisses: Bool = false) throws {
         try mix.validate()
         guard count >= 0 else { throw DalleError.invalidArgument("example count must be ≥ 0, got \(count)") }
         guard imageSize >= 1, imageSize <= 4096 else {
@@ -20,11 +23,14 @@ public struct ShapesWorldSource: TrainingDataSource {
         self.mix = mix
         self.count = count
         self.imageSize = imageSize
+        self.nearMisses = nearMisses
     }
 
     public func example(at index: Int) throws -> TrainingExample {
         try checkIndex(index)
-        let sample = ShapesWorld.makeTrainingSample(seed: seed, index: UInt64(index), mix: mix)
+        let sample = !nearMisses ? ShapesWorld.makeTrainingSample(seed: seed, index: UInt64(index), mix: mix)
+            : index % 2 == 0 ? ShapesWorld.makeTrainingSample(seed: seed, index: UInt64(index / 2), mix: mix)
+            : ShapesWorld.makeNearMissSample(seed: seed, index: UInt64(index / 2), mix: mix)
         let image = imageSize == ShapesWorld.imageSize
             ? sample.image : try sample.image.resized(width: imageSize, height: imageSize)
         return TrainingExample(caption: sample.caption.text, image: image)
@@ -38,7 +44,7 @@ public struct ShapesWorldSource: TrainingDataSource {
             throw DalleError.invalidArgument("validation count must be ≥ 0, got \(validationCount)")
         }
         let validation = try ShapesWorldSource(seed: Self.validationSeed(for: seed), mix: mix,
-                                               count: validationCount, imageSize: imageSize)
+                                               count: validationCount, imageSize: imageSize, nearMisses: nearMisses)
         return TrainingSplit(training: self, validation: validation)
     }
 
