@@ -1,7 +1,7 @@
 /// The Shapes World training stream as a training source: example i is
 /// `ShapesWorld.trainingSample(seed:index:mix:)` number i, its caption the canonical text.
 /// With `nearMisses`, examples come in pairs: 2k is sample k and 2k + 1 its near miss
-/// (`ShapesWorld.contrastingSamples`), so every even batch holds each caption's hard negative.
+/// (`ShapesWorld.makeNearMissSample`), so every even batch holds each caption's hard negative.
 public struct ShapesWorldSource: TrainingDataSource {
     public let seed: UInt64
     public let mix: ShapesWorld.TemplateMix
