@@ -56,6 +56,24 @@ def test_dvae_schedule_reaches_the_trainer(tmp_path):
         dalle.train("dvae", "shapes", tmp_path / "y.st", config=TINY_DVAE, steps=1, dvae_schedule={"usage": -1})
 
 
+def test_older_train_params_without_dvae_schedule(tmp_path):
+    """A caller built against the header before dvae_schedule passes a smaller struct_size: the
+    library reads only the fields that caller knows, so a bogus value past its end is never seen."""
+    import ctypes
+    from dalle import _lib
+    p = _lib.lib.dalle_train_default_params()
+    p.stage, p.data, p.out_path = b"dvae", b"shapes", str(tmp_path / "old.st").encode()
+    p.config = ",".join(f"{k}={v}" for k, v in TINY_DVAE.items()).encode()
+    p.steps, p.batch_size, p.validation_count = 1, 2, 2
+    p.dvae_schedule = b"bogus=1"
+    p.struct_size = _lib.dalle_train_params.dvae_schedule.offset
+    assert _lib.lib.dalle_train(ctypes.byref(p)) == 0, _lib.lib.dalle_last_error()
+    assert (tmp_path / "old.st").exists()
+    p.struct_size, p.out_path = ctypes.sizeof(_lib.dalle_train_params), str(tmp_path / "new.st").encode()
+    assert _lib.lib.dalle_train(ctypes.byref(p)) != 0
+    assert b"unknown dVAE schedule setting 'bogus'" in _lib.lib.dalle_last_error()
+
+
 def test_errors(tmp_path):
     with pytest.raises(dalle.InvalidArgumentError, match="unknown training stage"):
         dalle.train("vqgan", "shapes", tmp_path / "x.st")
