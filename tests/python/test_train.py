@@ -1,9 +1,12 @@
 """Training through the Python binding: a tiny model trained stage by stage, bundled, loaded and
 used; progress, stopping and resuming; errors carrying the library's message."""
 
+import ctypes
+
 import pytest
 
 import dalle
+from dalle import _lib
 
 TINY_DVAE = dict(image_size=16, group_count=2, n_hid=8, n_blk_per_group=1, vocab_size=16, n_init=8)
 TINY_TRANSFORMER = dict(dim=16, depth=1, heads=2, dim_head=8, text_seq_len=12)
@@ -59,8 +62,6 @@ def test_dvae_schedule_reaches_the_trainer(tmp_path):
 def test_older_train_params_without_dvae_schedule(tmp_path):
     """A caller built against the header before dvae_schedule passes a smaller struct_size: the
     library reads only the fields that caller knows, so a bogus value past its end is never seen."""
-    import ctypes
-    from dalle import _lib
     p = _lib.lib.dalle_train_default_params()
     p.stage, p.data, p.out_path = b"dvae", b"shapes", str(tmp_path / "old.st").encode()
     p.config = ",".join(f"{k}={v}" for k, v in TINY_DVAE.items()).encode()

@@ -49,6 +49,10 @@ extension ShapesWorld {
     /// The caption of `trainingSample(seed:index:mix:)` without rendering its image (for text-only work).
     public static func trainingCaption(seed: UInt64, index: UInt64, mix: TemplateMix = .standard) throws -> Caption {
         try mix.validate()
+        return makeTrainingCaption(seed: seed, index: index, mix: mix)
+    }
+
+    static func makeTrainingCaption(seed: UInt64, index: UInt64, mix: TemplateMix) -> Caption {
         var rng = ShapesRandom(seed: seed, stream: .training, index: index)
         return randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
     }
@@ -64,8 +68,7 @@ extension ShapesWorld {
     /// (sample, near miss) pairs give CLIP hard negatives that random batches almost never hold.
     static func makeNearMissSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
         var rng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
-        var captionRNG = ShapesRandom(seed: seed, stream: .training, index: index)
-        let caption = nearMiss(of: randomCaption(mix: mix, pairs: trainingPairs, rng: &captionRNG), rng: &rng)
+        let caption = nearMiss(of: makeTrainingCaption(seed: seed, index: index, mix: mix), rng: &rng)
         return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
     }
 

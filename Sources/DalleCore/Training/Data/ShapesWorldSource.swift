@@ -28,9 +28,9 @@ public struct ShapesWorldSource: TrainingDataSource {
 
     public func example(at index: Int) throws -> TrainingExample {
         try checkIndex(index)
-        let sample = !nearMisses ? ShapesWorld.makeTrainingSample(seed: seed, index: UInt64(index), mix: mix)
-            : index % 2 == 0 ? ShapesWorld.makeTrainingSample(seed: seed, index: UInt64(index / 2), mix: mix)
-            : ShapesWorld.makeNearMissSample(seed: seed, index: UInt64(index / 2), mix: mix)
+        let k = UInt64(nearMisses ? index / 2 : index)
+        let sample = nearMisses && index % 2 == 1 ? ShapesWorld.makeNearMissSample(seed: seed, index: k, mix: mix)
+            : ShapesWorld.makeTrainingSample(seed: seed, index: k, mix: mix)
         let image = imageSize == ShapesWorld.imageSize
             ? sample.image : try sample.image.resized(width: imageSize, height: imageSize)
         return TrainingExample(caption: sample.caption.text, image: image)
