@@ -31,38 +31,35 @@ extension Tape {
     /// Multi-head scaled dot-product attention. `qkv` [batch·length, 3·heads·dimHead] holds
     /// q, k and v side by side, each split into heads as (head, feature); returns
     /// [batch·length, heads·dimHead]. Scores are q·k / sqrt(dimHead) over `pattern`'s keys.
+    ///
+    /// Each (example, head) runs as dense products on the GEMM kernel — scores Q·Kᵀ, then the
+    /// softmax over each query's keys (every other weight exactly 0), then P·V — and its
+    /// backward likewise; one thread per (example, head), so results do not depend on the
+    /// thread count.
     public func attention(_ qkv: Variable, batch: Int, heads: Int, dimHead: Int, pattern: AttentionPattern) -> Variable {
         let t = pattern.length, inner = heads * dimHead, width = 3 * inner
         let scale = Float(1 / Double(dimHead).squareRoot())
         let keys = pattern.keys
-        let pool = self.pool
+        let pool = self.pool, serial = ThreadPool(threads: 1)
         var out = [Float](repeating: 0, count: batch * t * inner)
-        // Attention weights per (batch, head, query) over that query's keys, [batch][heads][t][t].
+        // Attention weights per (batch, head, query) over all keys, [batch][heads][t][t].
         var probabilities = [Float](repeating: 0, count: batch * heads * t * t)
         withPointers(qkv.value) { x in
             out.withUnsafeMutableBufferPointer { ob in probabilities.withUnsafeMutableBufferPointer { pb in
                 let o = ob.baseAddress.unsafelyUnwrapped, probs = pb.baseAddress.unsafelyUnwrapped
                 pool.parallelForEach(batch * heads) { item in
                     let b = item / heads, h = item % heads
-                    let base = x + b * t * width + h * dimHead
-                    for i in 0..<t {
-                        let q = base + i * width, p = probs + (item * t + i) * t
-                        var m = -Float.infinity
-                        for j in keys[i] {
-                            let s = scale * dotProduct(q, base + Int(j) * width + inner, dimHead)
-                            p[Int(j)] = s
-                            m = max(m, s)
-                        }
-                        var total: Float = 0
-                        for j in keys[i] { let e = expf(p[Int(j)] - m); p[Int(j)] = e; total += e }
-                        let inv = 1 / total
-                        let dst = o + (b * t + i) * inner + h * dimHead
-                        for j in keys[i] {
-                            p[Int(j)] *= inv
-                            let w = p[Int(j)], v = base + Int(j) * width + 2 * inner
-                            for d in 0..<dimHead { dst[d] += w * v[d] }
-                        }
+                    let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
+                    let p = probs + item * t * t
+                    let kT = headTransposed(k, rows: t, cols: dimHead, ld: width)
+                    withPointers(kT) { kT in
+                        gemm(m: t, n: t, k: dimHead, a: q, lda: width, b: kT, ldb: t, c: p, ldc: t,
+                             accumulate: false, pool: serial)
                     }
+                    var row = [Float](repeating: 0, count: t)
+                    for i in 0..<t { softmaxRow(p + i * t, keys: keys[i], scale: scale, scratch: &row) }
+                    gemm(m: t, n: dimHead, k: t, a: p, lda: t, b: v, ldb: width,
+                         c: o + b * t * inner + h * dimHead, ldc: inner, accumulate: false, pool: serial)
                 }
             } }
         }
@@ -70,28 +67,58 @@ extension Tape {
             qkv.accumulateGrad { dx in withPointers(node.grad) { g in withPointers(qkv.value) { x in withPointers(probabilities) { probs in
                 pool.parallelForEach(batch * heads) { item in
                     let b = item / heads, h = item % heads
-                    let base = x + b * t * width + h * dimHead, dbase = dx + b * t * width + h * dimHead
-                    var dScores = [Float](repeating: 0, count: t)
-                    for i in 0..<t {
-                        let p = probs + (item * t + i) * t, go = g + (b * t + i) * inner + h * dimHead
-                        var weighted: Float = 0
-                        for j in keys[i] {
-                            let v = base + Int(j) * width + 2 * inner, dv = dbase + Int(j) * width + 2 * inner
-                            let w = p[Int(j)]
-                            for d in 0..<dimHead { dv[d] += w * go[d] }
-                            let dp = dotProduct(go, v, dimHead)
-                            dScores[Int(j)] = dp
-                            weighted += w * dp
+                    let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
+                    let dq = dx + b * t * width + h * dimHead, dk = dq + inner, dv = dq + 2 * inner
+                    let p = probs + item * t * t, go = g + b * t * inner + h * dimHead
+                    var square = [Float](repeating: 0, count: t * t), dScores = [Float](repeating: 0, count: t * t)
+                    square.withUnsafeMutableBufferPointer { sb in dScores.withUnsafeMutableBufferPointer { db in
+                        let sq = sb.baseAddress.unsafelyUnwrapped, ds = db.baseAddress.unsafelyUnwrapped
+                        // dV += Pᵀ·dO
+                        transpose(p, rows: t, cols: t, into: sq, pool: serial)
+                        gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: go, ldb: inner, c: dv, ldc: width,
+                             accumulate: true, pool: serial)
+                        // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) · scale (0 off the pattern, where P is)
+                        withPointers(headTransposed(v, rows: t, cols: dimHead, ld: width)) { vT in
+                            gemm(m: t, n: t, k: dimHead, a: go, lda: inner, b: vT, ldb: t, c: ds, ldc: t,
+                                 accumulate: false, pool: serial)
                         }
-                        let q = base + i * width, dq = dbase + i * width
-                        for j in keys[i] {
-                            let ds = p[Int(j)] * (dScores[Int(j)] - weighted) * scale
-                            let k = base + Int(j) * width + inner, dk = dbase + Int(j) * width + inner
-                            for d in 0..<dimHead { dq[d] += ds * k[d]; dk[d] += ds * q[d] }
+                        for i in 0..<t {
+                            let pr = p + i * t, dr = ds + i * t
+                            var weighted: Float = 0
+                            for j in 0..<t { weighted += pr[j] * dr[j] }
+                            for j in 0..<t { dr[j] = pr[j] * (dr[j] - weighted) * scale }
                         }
-                    }
+                        // dQ += dS·K, dK += dSᵀ·Q
+                        gemm(m: t, n: dimHead, k: t, a: ds, lda: t, b: k, ldb: width, c: dq, ldc: width,
+                             accumulate: true, pool: serial)
+                        transpose(ds, rows: t, cols: t, into: sq, pool: serial)
+                        gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: q, ldb: width, c: dk, ldc: width,
+                             accumulate: true, pool: serial)
+                    } }
                 }
             } } } }
         }
     }
+}
+
+/// The [cols, rows] transpose of a head's [rows, cols] slice whose rows are `ld` floats apart.
+private func headTransposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) -> [Float] {
+    [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
+        let dst = buf.baseAddress.unsafelyUnwrapped
+        for r in 0..<rows { for c in 0..<cols { dst[c * rows + r] = src[r * ld + c] } }
+        n = rows * cols
+    }
+}
+
+/// Turns one row of raw scores q·k into attention weights: softmax of scale·score over
+/// `keys`, exactly 0 everywhere else. `scratch` holds at least a row.
+@inline(__always)
+private func softmaxRow(_ row: UnsafeMutablePointer<Float>, keys: [Int32], scale: Float, scratch: inout [Float]) {
+    var m = -Float.infinity
+    for j in keys { m = max(m, scale * row[Int(j)]) }
+    var total: Float = 0
+    for j in keys { let e = expf(scale * row[Int(j)] - m); scratch[Int(j)] = e; total += e }
+    let inv = 1 / total, count = scratch.count
+    for j in 0..<count { row[j] = 0 }
+    for j in keys { row[Int(j)] = scratch[Int(j)] * inv }
 }
