@@ -34,7 +34,8 @@ let package = Package(
                 "-static-stdlib", "-Xlinker", "-z", "-Xlinker", "defs",
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/DalleSharedLibrary/exports.map",
             ])]),
-        .executableTarget(name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO"]),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        .executableTarget(name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO", "CMalloc"]),
         .executableTarget(name: "DalleBench", dependencies: ["DalleCore"], swiftSettings: optimized),
         .testTarget(
             name: "DalleCoreTests", dependencies: ["DalleCore", "DalleCAPI", "DalleImageIO"], exclude: ["Golden"]),
