@@ -51,8 +51,7 @@ extension Tape {
                     let b = item / heads, h = item % heads
                     let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
                     let p = probs + item * t * t
-                    let kT = headTransposed(k, rows: t, cols: dimHead, ld: width)
-                    withPointers(kT) { kT in
+                    withPointers(transposed(k, rows: t, cols: dimHead, ld: width, pool: serial)) { kT in
                         gemm(m: t, n: t, k: dimHead, a: q, lda: width, b: kT, ldb: t, c: p, ldc: t,
                              accumulate: false, pool: serial)
                     }
@@ -70,15 +69,16 @@ extension Tape {
                     let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
                     let dq = dx + b * t * width + h * dimHead, dk = dq + inner, dv = dq + 2 * inner
                     let p = probs + item * t * t, go = g + b * t * inner + h * dimHead
-                    var square = [Float](repeating: 0, count: t * t), dScores = [Float](repeating: 0, count: t * t)
-                    square.withUnsafeMutableBufferPointer { sb in dScores.withUnsafeMutableBufferPointer { db in
-                        let sq = sb.baseAddress.unsafelyUnwrapped, ds = db.baseAddress.unsafelyUnwrapped
+                    // Two t×t scratch matrices, each fully written before it is read.
+                    var scratch = [Float](unsafeUninitializedCapacity: 2 * t * t) { _, n in n = 2 * t * t }
+                    scratch.withUnsafeMutableBufferPointer { sb in
+                        let sq = sb.baseAddress.unsafelyUnwrapped, ds = sq + t * t
                         // dV += Pᵀ·dO
                         transpose(p, rows: t, cols: t, into: sq, pool: serial)
                         gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: go, ldb: inner, c: dv, ldc: width,
                              accumulate: true, pool: serial)
                         // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) · scale (0 off the pattern, where P is)
-                        withPointers(headTransposed(v, rows: t, cols: dimHead, ld: width)) { vT in
+                        withPointers(transposed(v, rows: t, cols: dimHead, ld: width, pool: serial)) { vT in
                             gemm(m: t, n: t, k: dimHead, a: go, lda: inner, b: vT, ldb: t, c: ds, ldc: t,
                                  accumulate: false, pool: serial)
                         }
@@ -94,19 +94,10 @@ extension Tape {
                         transpose(ds, rows: t, cols: t, into: sq, pool: serial)
                         gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: q, ldb: width, c: dk, ldc: width,
                              accumulate: true, pool: serial)
-                    } }
+                    }
                 }
             } } } }
         }
-    }
-}
-
-/// The [cols, rows] transpose of a head's [rows, cols] slice whose rows are `ld` floats apart.
-private func headTransposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int) -> [Float] {
-    [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
-        let dst = buf.baseAddress.unsafelyUnwrapped
-        for r in 0..<rows { for c in 0..<cols { dst[c * rows + r] = src[r * ld + c] } }
-        n = rows * cols
     }
 }
 
