@@ -559,6 +559,11 @@ typedef struct dalle_train_params {
                                          usage-floor=64,anneal=1,noise-warmup=0,fixed-scale=1"),
                                          or NULL for the defaults; a caller built before this
                                          field (smaller struct_size) gets NULL               */
+    const char *init_path;            /* a model file whose weights start a new run (fine-tuning,
+                                         a fresh optimizer; ignored when resuming), or NULL   */
+    const char *freeze;               /* parameters left unchanged: name prefixes separated by
+                                         commas (e.g. "clip.transformer."), or NULL; the last
+                                         two fields are NULL for callers built before them   */
 } dalle_train_params;
 
 DALLE_API dalle_train_params dalle_train_default_params(void);

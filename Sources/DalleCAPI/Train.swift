@@ -32,6 +32,7 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
                               outputPath: try utf8String(p.out_path, name: "out_path"))
         job.tokenizerPath = try p.tokenizer_path.map { try utf8String($0, name: "tokenizer_path") }
         job.dvaePath = try p.dvae_path.map { try utf8String($0, name: "dvae_path") }
+        job.initPath = try p.init_path.map { try utf8String($0, name: "init_path") }
         for pair in try (p.config.map { try utf8String($0, name: "config") } ?? "").split(separator: ",") {
             let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw DalleError.invalidArgument("config takes key=value pairs separated by commas, got '\(pair)'") }
@@ -54,6 +55,7 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
         options.validationCount = Int(p.validation_count)
         options.validateEvery = Int(p.checkpoint_every)
         options.checkpointEvery = Int(p.checkpoint_every)
+        options.frozenPrefixes = try (p.freeze.map { try utf8String($0, name: "freeze") } ?? "").split(separator: ",").map(String.init)
         try options.validate()
         job.options = options
         let finished = try job.run(log: { Log.write(dalle_log_level(DALLE_LOG_INFO), $0) }) { progress in

@@ -102,6 +102,36 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(images.pixels.count, 2 * 16 * 16 * 3)
     }
 
+    func testFrozenParametersStayAndTheRestLearns() throws {
+        let data = try shapes()
+        let prefixes = ["dvae.encoder.blocks.input.", "dvae.decoder."]
+        var o = options(steps: 3)
+        o.frozenPrefixes = prefixes
+        let stage = try DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1), seed: 5)
+        let before = stage.parameters.tensors
+        let path = temporaryPath("frozen")
+        try Trainer(stage: stage, training: data.training, validation: data.validation, options: o, pool: pool)
+            .run(checkpointPath: path) { _ in true }
+        let after = stage.parameters.tensors
+        for name in stage.parameters.names {
+            if prefixes.contains(where: { name.hasPrefix($0) }) {
+                XCTAssertEqual(after[name], before[name], "\(name) is frozen but changed")
+            }
+        }
+        XCTAssertTrue(stage.parameters.names.contains { name in !prefixes.contains { name.hasPrefix($0) } && after[name] != before[name] })
+        XCTAssertTrue(stage.parameters.names.contains { $0.hasPrefix(prefixes[1]) })
+
+        // Resuming needs the same frozen set; a prefix that names nothing is refused.
+        let file = try SafetensorsFile(path: path)
+        XCTAssertEqual(file.metadata["training.frozen"], prefixes.joined(separator: ","))
+        XCTAssertThrowsError(try Trainer(stage: stage, training: data.training, validation: data.validation, options: options(steps: 3), pool: pool)
+            .resume(from: file)) { XCTAssertTrue("\($0)".contains("frozen"), "\($0)") }
+        o.frozenPrefixes = ["clip.transformer."]
+        XCTAssertThrowsError(try Trainer(stage: stage, training: data.training, validation: data.validation, options: o, pool: pool)) {
+            XCTAssertTrue("\($0)".contains("no parameter of the dvae starts with 'clip.transformer.'"), "\($0)")
+        }
+    }
+
     func testBadOptionsAndStages() throws {
         var o = TrainingOptions()
         o.steps = 0

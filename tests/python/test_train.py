@@ -75,6 +75,29 @@ def test_older_train_params_without_dvae_schedule(tmp_path):
     assert b"unknown dVAE schedule setting 'bogus'" in _lib.lib.dalle_last_error()
 
 
+TEXT_TOWER = ["clip.token_embedding", "clip.positional_embedding", "clip.transformer.", "clip.ln_final", "clip.text_projection"]
+
+
+def test_init_and_freeze_reach_the_trainer(tmp_path):
+    """A run started from another's weights with CLIP's text tower frozen: the text embeddings stay
+    exactly, the image embeddings move."""
+    np = pytest.importorskip("numpy")
+    tok = dalle.train("tokenizer", "shapes", tmp_path / "tok.st", vocab_size=540)
+    first = dalle.train("clip", "shapes", tmp_path / "a.st", tokenizer=tok, config=TINY_CLIP, steps=2, batch_size=4)
+    second = dalle.train("clip", "shapes-near-misses", tmp_path / "b.st", tokenizer=tok, init=first, freeze=TEXT_TOWER,
+                         steps=3, batch_size=4, learning_rate=1e-2)
+    image = np.full((16, 16, 3), 200, dtype=np.uint8)
+    image[4:12, 2:8] = (255, 0, 0)
+    embeddings = []
+    for part in (first, second):
+        with dalle.Model(str(dalle.bundle([tok, part], tmp_path / "m.st"))) as model, dalle.Context(model) as ctx:
+            embeddings.append((ctx.clip_encode_text("a red square"), ctx.clip_encode_images([image])))
+    assert np.array_equal(embeddings[0][0], embeddings[1][0])
+    assert not np.allclose(embeddings[0][1], embeddings[1][1])
+    with pytest.raises(dalle.InvalidArgumentError, match="no parameter of the clip starts with 'clip.text.'"):
+        dalle.train("clip", "shapes", tmp_path / "c.st", tokenizer=tok, config=TINY_CLIP, steps=1, freeze=["clip.text."])
+
+
 def test_errors(tmp_path):
     with pytest.raises(dalle.InvalidArgumentError, match="unknown training stage"):
         dalle.train("vqgan", "shapes", tmp_path / "x.st")

@@ -17,8 +17,13 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Steps between validation losses and between checkpoints (0 = only at the end).
     public var validateEvery = 100
     public var checkpointEvery = 100
+    /// Parameters whose names start with one of these prefixes are not updated (e.g. "clip.transformer."
+    /// holds CLIP's text tower fixed while its image tower learns to match it).
+    public var frozenPrefixes: [String] = []
 
     public init() {}
+
+    func isFrozen(_ name: String) -> Bool { frozenPrefixes.contains { name.hasPrefix($0) } }
 
     /// Checks that the options describe a run that can take place.
     public func validate() throws {
@@ -83,6 +88,10 @@ public final class Trainer {
         self.options = options
         self.pool = pool
         optimizer = AdamW(weightDecay: options.weightDecay)
+        for prefix in options.frozenPrefixes where !stage.parameters.names.contains(where: { $0.hasPrefix(prefix) }) {
+            throw DalleError.invalidArgument("no parameter of the \(stage.component) starts with '\(prefix)' (its names begin "
+                + "'\(stage.component).'); nothing to freeze")
+        }
     }
 
     var schedule: LearningRateSchedule {
@@ -126,6 +135,7 @@ public final class Trainer {
                 throw DalleError.invalidArgument("the loss became \(loss.value[0]) at step \(step); lower the learning rate")
             }
             tape.backward(from: loss)
+            for (name, v) in stage.parameters.all where options.isFrozen(name) { v.zeroGrad() }
             let norm = stage.parameters.clipGradients(maxNorm: options.gradientClip)
             let lr = schedule.rate(at: step)
             optimizer.update(stage.parameters, learningRate: lr)
@@ -149,11 +159,11 @@ public final class Trainer {
 
     // MARK: Checkpoints
 
-    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed"]
+    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed", "frozen"]
 
     var optionValues: [String] {
         [String(options.steps), String(options.batchSize), String(options.learningRate), String(options.warmupSteps),
-         String(options.weightDecay), String(options.gradientClip), String(options.seed)]
+         String(options.weightDecay), String(options.gradientClip), String(options.seed), options.frozenPrefixes.joined(separator: ",")]
     }
 
     /// Writes the model, the optimizer state and the position in the run (atomically: a
@@ -188,7 +198,7 @@ public final class Trainer {
         guard m["training.stage"] == stage.component else {
             throw DalleError.invalidArgument("the checkpoint is for stage '\(m["training.stage"] ?? "none")', not '\(stage.component)'")
         }
-        for (key, value) in zip(Trainer.optionKeys, optionValues) where m["training." + key] != value {
+        for (key, value) in zip(Trainer.optionKeys, optionValues) where m["training." + key] ?? "" != value {
             throw DalleError.invalidArgument("the checkpoint was made with \(key) = \(m["training." + key] ?? "?"), this run has \(value); resume with the same options")
         }
         guard let saved = m["training.step"].flatMap(Int.init), saved >= 0, saved <= options.steps,
