@@ -562,8 +562,10 @@ typedef struct dalle_train_params {
     const char *init_path;            /* a model file whose weights start a new run (fine-tuning,
                                          a fresh optimizer; ignored when resuming), or NULL   */
     const char *freeze;               /* parameters left unchanged: name prefixes separated by
-                                         commas (e.g. "clip.transformer."), or NULL; the last
-                                         two fields are NULL for callers built before them   */
+                                         commas (e.g. "clip.transformer."), or NULL          */
+    float caption_dropout;            /* transformer: share of examples trained on the empty
+                                         caption, for classifier-free guidance (0); callers
+                                         built before init_path get NULL, NULL, 0             */
 } dalle_train_params;
 
 DALLE_API dalle_train_params dalle_train_default_params(void);

@@ -40,6 +40,8 @@ let usage = """
       --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
       --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
       --freeze PREFIX,...       leave parameters whose names start so unchanged (e.g. clip.transformer.)
+      --caption-dropout P       transformer: train this share of examples on the empty caption, for
+                                classifier-free guidance (generate --cond-scale), 0
       --stop-at STEP            stop after this step of the schedule, with a checkpoint (a model
                                 file; the same command without --stop-at resumes it)
 

@@ -8,7 +8,7 @@ import Glibc
 /// trains one component (see `TrainingJob`); FILE is a checkpoint, resumed when it exists.
 func train(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["stage", "data", "out", "tokenizer", "dvae", "steps", "batch", "lr", "warmup", "weight-decay",
-                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init", "stop-at", "freeze"], maxPositional: 0)
+                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init", "stop-at", "freeze", "caption-dropout"], maxPositional: 0)
     var job = TrainingJob(stage: try arguments.required("stage"), data: try arguments.required("data"), outputPath: try arguments.required("out"))
     job.tokenizerPath = arguments.options["tokenizer"]
     job.dvaePath = arguments.options["dvae"]
@@ -37,6 +37,7 @@ func train(_ arguments: Arguments) throws {
     options.learningRate = try real(arguments, "lr", default: 1e-3)
     options.weightDecay = try real(arguments, "weight-decay", default: 0.01)
     options.gradientClip = try real(arguments, "clip-grad", default: 1)
+    options.captionDropout = try real(arguments, "caption-dropout", default: 0)
     options.frozenPrefixes = (arguments.options["freeze"] ?? "").split(separator: ",").map(String.init)
     job.options = options
     if arguments.options["stop-at"] != nil { job.stopStep = try integer(arguments, "stop-at", default: options.steps, 1...options.steps) }

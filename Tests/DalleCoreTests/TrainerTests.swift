@@ -132,6 +132,41 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testCaptionDropoutEmptiesASeededShareOfCaptions() throws {
+        let data = try shapes()
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 200)
+        let dvae = try DVAE(config: Self.dvaeConfig, weights: InMemoryWeights(TrainableDVAE(config: Self.dvaeConfig, seed: 1).parameters.tensors))
+        func stage() throws -> TrainingStage {
+            try TrainingSetup.stage("transformer", config: ["transformer.dim": "16", "transformer.depth": "1", "transformer.heads": "2",
+                                                            "transformer.dim_head": "8", "transformer.text_seq_len": "12", "transformer.rotary_emb": "false",
+                                                            "transformer.shift_tokens": "false"],
+                                    checkpoint: nil, seed: 2, tokenizer: tokenizer, imageTokenizer: dvae, pool: pool)
+        }
+        var o = options(steps: 50)
+        o.captionDropout = 0.25
+        let trainer = try Trainer(stage: stage(), training: data.training, validation: data.validation, options: o, pool: pool)
+        let batches = try (0..<50).map { try trainer.batch(at: $0) }
+        let dropped = batches.joined().filter { $0.caption.isEmpty }.count
+        XCTAssertEqual(Double(dropped) / 200, 0.25, accuracy: 0.08, "\(dropped) of 200 captions dropped")
+        XCTAssertEqual(try trainer.batch(at: 7), batches[7], "a step's batch is a function of the step alone")
+        let plain = try Trainer(stage: stage(), training: data.training, validation: data.validation, options: options(steps: 50), pool: pool)
+        XCTAssertFalse(try (0..<50).contains { try plain.batch(at: $0).contains { $0.caption.isEmpty } })
+        for (k, example) in batches[7].enumerated() where !example.caption.isEmpty {
+            XCTAssertEqual(example, try plain.batch(at: 7)[k])
+        }
+        try trainer.run(checkpointPath: nil) { $0.step < 2 }
+
+        let clip = try TrainingSetup.stage("clip", config: CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16,
+                                                                    visionLayers: 1, visionHeads: 2, contextLength: 16, vocabSize: 0,
+                                                                    textWidth: 16, textLayers: 1, textHeads: 2).metadata,
+                                           checkpoint: nil, seed: 2, tokenizer: tokenizer, imageTokenizer: nil, pool: pool)
+        XCTAssertThrowsError(try Trainer(stage: clip, training: data.training, validation: data.validation, options: o, pool: pool)) {
+            XCTAssertTrue("\($0)".contains("caption dropout is for the transformer"), "\($0)")
+        }
+        o.captionDropout = 1
+        XCTAssertThrowsError(try o.validate())
+    }
+
     func testBadOptionsAndStages() throws {
         var o = TrainingOptions()
         o.steps = 0

@@ -20,6 +20,10 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Parameters whose names start with one of these prefixes are not updated (e.g. "clip.transformer."
     /// holds CLIP's text tower fixed while its image tower learns to match it).
     public var frozenPrefixes: [String] = []
+    /// Transformer only: the share of training examples whose caption is replaced by the empty one,
+    /// so the model also learns the unconditional stream that classifier-free guidance
+    /// (`GenerationOptions.condScale`) contrasts with (DALLE-pytorch's `null_cond_prob`).
+    public var captionDropout: Float = 0
 
     public init() {}
 
@@ -36,6 +40,9 @@ public struct TrainingOptions: Sendable, Equatable {
             throw DalleError.invalidArgument("warm-up steps, validation count and intervals must not be negative")
         }
         guard weightDecay >= 0, gradientClip > 0 else { throw DalleError.invalidArgument("weight decay must be ≥ 0 and the gradient clip > 0") }
+        guard captionDropout >= 0, captionDropout < 1 else {
+            throw DalleError.invalidArgument("caption dropout must be in [0, 1), got \(captionDropout)")
+        }
     }
 }
 
@@ -88,6 +95,9 @@ public final class Trainer {
         self.options = options
         self.pool = pool
         optimizer = AdamW(weightDecay: options.weightDecay)
+        guard options.captionDropout == 0 || stage.component == "transformer" else {
+            throw DalleError.invalidArgument("caption dropout is for the transformer stage, not the \(stage.component)")
+        }
         for prefix in options.frozenPrefixes where !stage.parameters.names.contains(where: { $0.hasPrefix(prefix) }) {
             throw DalleError.invalidArgument("no parameter of the \(stage.component) starts with '\(prefix)' (its names begin "
                 + "'\(stage.component).'); nothing to freeze")
@@ -109,8 +119,18 @@ public final class Trainer {
         return order[offset]
     }
 
+    /// The examples of step `step`, each caption dropped (made empty) with probability
+    /// `captionDropout`, decided by the example's position in the run alone.
     func batch(at step: Int) throws -> [TrainingExample] {
-        try (0..<options.batchSize).map { try training.example(at: exampleIndex(step * options.batchSize + $0)) }
+        try (0..<options.batchSize).map { i in
+            let position = step * options.batchSize + i
+            var example = try training.example(at: exampleIndex(position))
+            if options.captionDropout > 0 {
+                var rng = SplitMix64(seed: options.seed ^ 0xD309_CA97 ^ UInt64(position))
+                if Float(rng.next() >> 40) / Float(1 << 24) < options.captionDropout { example.caption = "" }
+            }
+            return example
+        }
     }
 
     public func validationLoss() throws -> Float? {
@@ -159,11 +179,13 @@ public final class Trainer {
 
     // MARK: Checkpoints
 
-    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed", "frozen"]
+    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed", "frozen", "caption_dropout"]
 
-    var optionValues: [String] {
-        [String(options.steps), String(options.batchSize), String(options.learningRate), String(options.warmupSteps),
-         String(options.weightDecay), String(options.gradientClip), String(options.seed), options.frozenPrefixes.joined(separator: ",")]
+    var optionValues: [String] { Trainer.values(of: options) }
+
+    static func values(of o: TrainingOptions) -> [String] {
+        [String(o.steps), String(o.batchSize), String(o.learningRate), String(o.warmupSteps), String(o.weightDecay),
+         String(o.gradientClip), String(o.seed), o.frozenPrefixes.joined(separator: ","), String(o.captionDropout)]
     }
 
     /// Writes the model, the optimizer state and the position in the run (atomically: a
@@ -198,7 +220,9 @@ public final class Trainer {
         guard m["training.stage"] == stage.component else {
             throw DalleError.invalidArgument("the checkpoint is for stage '\(m["training.stage"] ?? "none")', not '\(stage.component)'")
         }
-        for (key, value) in zip(Trainer.optionKeys, optionValues) where m["training." + key] ?? "" != value {
+        // Checkpoints from before an option was recorded ran with its default.
+        let defaults = Trainer.values(of: TrainingOptions())
+        for ((key, value), original) in zip(zip(Trainer.optionKeys, optionValues), defaults) where m["training." + key] ?? original != value {
             throw DalleError.invalidArgument("the checkpoint was made with \(key) = \(m["training." + key] ?? "?"), this run has \(value); resume with the same options")
         }
         guard let saved = m["training.step"].flatMap(Int.init), saved >= 0, saved <= options.steps,

@@ -565,13 +565,14 @@ def shapes_judge(image, caption):
 def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1000, batch_size=16,
           learning_rate=1e-3, warmup_steps=100, weight_decay=0.01, gradient_clip=1.0, seed=0, validation_count=64,
           checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None,
-          init=None, freeze=None):
+          init=None, freeze=None, caption_dropout=0.0):
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
     "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP) or a folder of
     NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
     --dvae-schedule` takes them, e.g. {"kmeans": 64, "usage": 1}; init a model file whose weights start the run
-    (fine-tuning); freeze a list of parameter-name prefixes left unchanged (e.g. ["clip.transformer."]).
+    (fine-tuning); freeze a list of parameter-name prefixes left unchanged (e.g. ["clip.transformer."]);
+    caption_dropout the share of transformer examples trained on the empty caption (for cond_scale).
     progress(step, total, loss, validation_loss) returning False stops the run after a checkpoint
     (CancelledError). Returns out_path."""
     p = _lib.lib.dalle_train_default_params()
@@ -582,6 +583,7 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     p.dvae_schedule = ",".join(f"{k}={v}" for k, v in dvae_schedule.items()).encode() if dvae_schedule else None
     p.init_path = str(init).encode() if init else None
     p.freeze = ",".join(freeze).encode() if freeze else None
+    p.caption_dropout = caption_dropout
     p.steps, p.batch_size, p.learning_rate, p.warmup_steps = steps, batch_size, learning_rate, warmup_steps
     p.weight_decay, p.gradient_clip, p.seed = weight_decay, gradient_clip, seed
     p.validation_count, p.checkpoint_every, p.vocab_size, p.n_threads = validation_count, checkpoint_every, vocab_size, threads
