@@ -205,6 +205,8 @@ typedef struct dalle_model_info {
     uint32_t token_grid_size;   /* dVAE: token grids are token_grid_size squared          */
     uint32_t codebook_size;     /* dVAE: image-token ids are 0 ..< codebook_size          */
     uint64_t n_params;          /* parameters of all loaded components                    */
+    float cond_scale;           /* transformer: the guidance scale the model was tuned for
+                                   (use it as dalle_generate_params.cond_scale); 1 = none */
 } dalle_model_info;
 
 DALLE_API dalle_model_params dalle_model_default_params(void);
@@ -335,7 +337,8 @@ typedef struct dalle_generate_params {
     int32_t top_k;                    /* keep the top_k likeliest tokens; 0 = all (0), 1 = greedy */
     float top_p;                      /* keep the likeliest tokens up to this mass, (0, 1] (1) */
     float cond_scale;                 /* classifier-free guidance against the empty caption:
-                                         null + (cond - null) * cond_scale; 1 = off (1)      */
+                                         null + (cond - null) * cond_scale; 1 = off (1); the
+                                         model's tuned scale is dalle_model_info.cond_scale  */
     uint32_t prime_rows;              /* rows of image tokens given, 0 ..< token_grid_size (0) */
     const int32_t *prime_tokens;      /* prime_rows * token_grid_size ids (e.g. the first rows
                                          of a dalle_encode grid), shared by all images; NULL

@@ -20,7 +20,9 @@ let usage = """
                                                  negatives for CLIP) or a folder of NAME.png + NAME.txt; FILE
                                                  is a checkpoint, resumed when it exists. S: tokenizer, dvae,
                                                  transformer, clip
-      bundle --out FILE [--dtype f16] PART...    join trained components into one model file
+      bundle --out FILE [--dtype f16] [--cond-scale C] PART...
+                                                 join trained components into one model file
+                                                 (C: the guidance scale generate and eval use by default)
 
     train options:
       --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages)
@@ -117,6 +119,10 @@ private func info(_ arguments: Arguments) throws {
             + "vocabulary \(c.vocabSize)")
         print("dvae layers: \(c.groupCount) groups, \(c.blocksPerGroup) blocks per group, "
             + "\(c.hiddenChannels) hidden channels, \(c.initChannels) token-embedding channels")
+    }
+    if let c = model.transformer?.config {
+        print("transformer: \(c.depth) layers of \(c.dim), \(c.textSeqLen) text + \(c.imageSeqLen) image positions, "
+            + "guidance scale \(model.condScale)\(model.condScale == 1 ? " (off)" : "")")
     }
     if let c = model.clip?.config {
         print("clip: ViT \(c.imageResolution)px/\(c.visionPatchSize), vision \(c.visionLayers)x\(c.visionWidth), "

@@ -16,6 +16,7 @@ let evalUsage = """
       --reconstruction N   training images run through the dVAE, besides one rendering of
                            each caption (default 200)
       --temperature T, --top-k K, --top-p P, --cond-scale C   sampling, as for generate
+                           (the guidance scale defaults to the model's)
 
     Commands that take --model use the default model without it: $DALLE_MODEL, else
     \(defaultModelFile) beside the installation (build/bin/dalle -> ../../models/), else in
@@ -27,6 +28,8 @@ let evalUsage = """
 func evaluate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "candidates", "seed", "per-template", "per-held-out", "reconstruction",
                                   "temperature", "top-k", "top-p", "cond-scale", "threads"], maxPositional: 0)
+    let path = try arguments.modelPath()
+    let model = try DalleModel(path: path)
     let options = ShapesWorld.EvaluationOptions(
         candidates: try arguments.number("candidates", default: 8),
         seed: try arguments.number("seed", default: UInt64(0)),
@@ -35,12 +38,12 @@ func evaluate(_ arguments: Arguments) throws {
         sampling: SamplingOptions(temperature: try arguments.number("temperature", default: 1),
                                   topK: try arguments.number("top-k", default: 0),
                                   topP: try arguments.number("top-p", default: 1)),
-        condScale: try arguments.number("cond-scale", default: 1),
+        condScale: try arguments.number("cond-scale", default: model.condScale),
         reconstructionSamples: try arguments.number("reconstruction", default: 200))
     try options.validate()
-    let path = try arguments.modelPath()
-    let session = try DalleSession(model: try DalleModel(path: path), threads: try arguments.threads())
-    printError("dalle: evaluating \(path) on the Shapes World (\(options.candidates) candidates per caption, seed \(options.seed))")
+    let session = try DalleSession(model: model, threads: try arguments.threads())
+    printError("dalle: evaluating \(path) on the Shapes World (\(options.candidates) candidates per caption, seed \(options.seed), "
+        + "guidance scale \(options.condScale))")
     let bar = ProgressBar(enabled: isatty(2) != 0)
     let start = now()
     let report = try session.evaluateShapesWorld(options) { step, total in bar.show("eval", step, total); return true }

@@ -14,7 +14,7 @@ let generateUsage = """
       --temperature T      > 0 (default 1)
       --top-k K            keep the K likeliest tokens; 0 = all (default), 1 = greedy
       --top-p P            keep the likeliest tokens up to mass P, in (0, 1] (default 1)
-      --cond-scale C       classifier-free guidance scale (default 1 = off)
+      --cond-scale C       classifier-free guidance scale (default: the model's, else 1 = off)
       --prime IMAGE        a PNG whose first token rows are kept (image completion)
       --prime-rows R       rows of --prime kept (default 7/16 of the grid, as OpenAI's 14 of 32)
       --tokens-out FILE    each image's token ids as one line ("-": stdout)
@@ -29,15 +29,15 @@ func generate(_ arguments: Arguments) throws {
                                   "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "threads"], maxPositional: 0)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
     let outDir = try arguments.required("out-dir")
+    let model = try DalleModel(path: try arguments.modelPath())
     var options = GenerationOptions(
         count: try arguments.number("count", default: 1),
         sampling: SamplingOptions(temperature: try arguments.number("temperature", default: 1),
                                   topK: try arguments.number("top-k", default: 0),
                                   topP: try arguments.number("top-p", default: 1)),
-        condScale: try arguments.number("cond-scale", default: 1),
+        condScale: try arguments.number("cond-scale", default: model.condScale),
         keepBest: try arguments.number("rerank", default: 0))
     let threads = try arguments.threads()
-    let model = try DalleModel(path: try arguments.modelPath())
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
     options.seed = session.seed

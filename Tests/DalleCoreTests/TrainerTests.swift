@@ -100,6 +100,20 @@ final class TrainerTests: XCTestCase {
         let images = try session.generate(prompt: "a red circle", options: GenerationOptions(count: 4, seed: 1, keepBest: 2))
         XCTAssertEqual(images.count, 2)
         XCTAssertEqual(images.pixels.count, 2 * 16 * 16 * 3)
+        XCTAssertEqual(session.model.condScale, 1)
+
+        // The recommended guidance scale: written by the bundle, kept by a re-bundle, refused without a transformer.
+        let guided = temporaryPath("guided"), rebundled = temporaryPath("rebundled")
+        try TrainingSetup.assembleBundle([try SafetensorsFile(path: bundlePath)], dtype: .f16, to: guided, condScale: 2.5)
+        XCTAssertEqual(try DalleModel(path: guided).condScale, 2.5)
+        try TrainingSetup.assembleBundle([try SafetensorsFile(path: guided)], dtype: .f16, to: rebundled)
+        XCTAssertEqual(try DalleModel(path: rebundled).condScale, 2.5)
+        XCTAssertThrowsError(try TrainingSetup.assembleBundle([try SafetensorsFile(path: paths[1])], dtype: .f16, to: rebundled, condScale: 2))
+        var metadata = try SafetensorsFile(path: guided).metadata
+        metadata[DalleModel.condScaleKey] = "strong"
+        XCTAssertThrowsError(try DalleModel(metadata: metadata, weights: SafetensorsFile(path: guided))) {
+            XCTAssertTrue("\($0)".contains("transformer.cond_scale"), "\($0)")
+        }
     }
 
     func testFrozenParametersStayAndTheRestLearns() throws {

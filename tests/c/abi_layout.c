@@ -20,7 +20,7 @@ int main(void) {
     printf("\ndalle_model_info %zu", sizeof(dalle_model_info));
     FIELD(dalle_model_info, struct_size); FIELD(dalle_model_info, components); FIELD(dalle_model_info, image_size);
     FIELD(dalle_model_info, image_channels); FIELD(dalle_model_info, token_grid_size);
-    FIELD(dalle_model_info, codebook_size); FIELD(dalle_model_info, n_params);
+    FIELD(dalle_model_info, codebook_size); FIELD(dalle_model_info, n_params); FIELD(dalle_model_info, cond_scale);
     printf("\ndalle_context_params %zu", sizeof(dalle_context_params));
     FIELD(dalle_context_params, struct_size); FIELD(dalle_context_params, n_threads); FIELD(dalle_context_params, seed);
     FIELD(dalle_context_params, progress); FIELD(dalle_context_params, progress_user_data);

@@ -66,3 +66,28 @@ def test_cancel_and_errors(ctx):
     with dalle.Model(MODEL) as dvae_only, dalle.Context(dvae_only) as other:
         with pytest.raises(dalle.UnsupportedError, match="no transformer"):
             other.generate("x")
+
+
+def with_metadata(path, out, **entries):
+    """A copy of the safetensors file at `path` with `entries` added to its metadata."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"].update(entries)
+    text = json.dumps(header).encode()
+    with open(out, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data[8 + n:])
+    return str(out)
+
+
+def test_the_models_guidance_scale_is_the_default(tmp_path):
+    guided = with_metadata(GEN_MODEL, tmp_path / "guided.safetensors", **{"transformer.cond_scale": "2.5"})
+    with dalle.Model(GEN_MODEL) as plain, dalle.Model(guided) as model, dalle.Context(model, threads=1) as ctx:
+        assert plain.cond_scale == 1.0 and model.cond_scale == 2.5
+        default = ctx.generate("a red ball", count=2, seed=5, images=False).tokens
+        assert np.array_equal(default, ctx.generate("a red ball", count=2, seed=5, cond_scale=2.5, images=False).tokens)
+        assert not np.array_equal(default, ctx.generate("a red ball", count=2, seed=5, cond_scale=1, images=False).tokens)
+    bad = with_metadata(GEN_MODEL, tmp_path / "bad.safetensors", **{"transformer.cond_scale": "strong"})
+    with pytest.raises(dalle.DalleError, match="transformer.cond_scale"):
+        dalle.Model(bad)

@@ -30,6 +30,8 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
 public final class DalleModel: @unchecked Sendable {
     public static let formatName = "libdalle"
     public static let formatVersion = 1
+    /// The metadata key of `condScale`.
+    public static let condScaleKey = "transformer.cond_scale"
 
     public let metadata: [String: String]
     /// Components loaded from the file.
@@ -46,6 +48,10 @@ public final class DalleModel: @unchecked Sendable {
     public let clip: CLIP?
     /// Parameters of all loaded components.
     public let parameterCount: Int
+    /// The classifier-free guidance scale the model was tuned for (`GenerationOptions.condScale`),
+    /// from the metadata key `transformer.cond_scale` that `dalle bundle --cond-scale` writes;
+    /// 1 (no guidance) when the file has none.
+    public let condScale: Float
 
     /// Opens and loads the model file at `path` (a libdalle bundle, or a CLIP checkpoint
     /// in OpenAI's or Hugging Face's safetensors layout).
@@ -134,6 +140,14 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
+        var condScale: Float = 1
+        if let text = metadata[DalleModel.condScaleKey] {
+            guard transformer != nil, let value = Float(text), value.isFinite else {
+                throw DalleError.badFile("'\(DalleModel.condScaleKey)' is '\(text)'; it must be a finite number, in a file with a transformer")
+            }
+            condScale = value
+        }
+        self.condScale = condScale
         self.clip = clip
         self.metadata = metadata
         self.tokenizer = tokenizer

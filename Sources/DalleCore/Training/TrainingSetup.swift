@@ -74,7 +74,9 @@ public enum TrainingSetup {
     /// Joins the components of `parts` (bundles or checkpoints, each component taken from the
     /// first file that has it) into one bundle at `path`, weights stored as `dtype` (f32, f16
     /// or bf16; the tokenizer stays bytes). Optimizer state and training metadata are left out.
-    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String) throws {
+    /// `condScale`, when given, is recorded as the transformer's recommended guidance scale
+    /// (`DalleModel.condScale`); otherwise the transformer part's own, if any, is kept.
+    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String, condScale: Float? = nil) throws {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
         var components: [String] = []
@@ -92,6 +94,12 @@ public enum TrainingSetup {
             }
         }
         guard !components.isEmpty else { throw DalleError.invalidArgument("none of the input files holds a libdalle component") }
+        if let condScale {
+            guard components.contains("transformer"), condScale.isFinite else {
+                throw DalleError.invalidArgument("a guidance scale needs a transformer among the parts and a finite value, got \(condScale)")
+            }
+            writer.metadata[DalleModel.condScaleKey] = String(condScale)
+        }
         writer.metadata["components"] = components.joined(separator: ",")
         try writer.write(to: path)
     }

@@ -181,6 +181,7 @@ class Model(_Owned):
         self.token_grid_size = info.token_grid_size
         self.codebook_size = info.codebook_size
         self.n_params = info.n_params
+        self.cond_scale = info.cond_scale  # the guidance scale the model was tuned for (1 = none)
 
     @property
     def handle(self):
@@ -200,7 +201,7 @@ class Model(_Owned):
     def __repr__(self):
         return (f"dalle.Model(components={self.components}, image_size={self.image_size}, "
                 f"token_grid_size={self.token_grid_size}, codebook_size={self.codebook_size}, "
-                f"n_params={self.n_params})")
+                f"n_params={self.n_params}, cond_scale={self.cond_scale})")
 
 
 _TOKENIZE_MODES = {"model": _lib.DALLE_TOKENIZE_MODEL, "raw": _lib.DALLE_TOKENIZE_RAW,
@@ -324,11 +325,11 @@ class Context(_Owned):
             del keep
             lib.dalle_image_batch_free(ctypes.byref(out))
 
-    def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=1.0,
+    def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=None,
                  prime=None, prime_rows=0, images=True, keep_best=0, progress=None):
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
-        guidance. `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
+        guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
         whose first `prime_rows` rows every image keeps. keep_best K > 0 (needs CLIP in the
         model) returns only the K candidates CLIP scores best against the prompt, best first.
         `progress(phase, step, total)` (phase DALLE_PHASE_GENERATE per token, DALLE_PHASE_DECODE
@@ -340,7 +341,8 @@ class Context(_Owned):
         params = lib.dalle_generate_default_params()
         params.count = count
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
-        params.temperature, params.top_k, params.top_p, params.cond_scale = temperature, top_k, top_p, cond_scale
+        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.prime_rows = prime_rows
         params.keep_best = keep_best
         scores = (ctypes.c_float * max(keep_best, 0))()
@@ -428,10 +430,11 @@ class Context(_Owned):
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
     def shapes_eval(self, candidates=8, seed=0, per_template=50, per_held_out_pair=10, reconstruction_samples=200,
-                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=1.0, progress=None):
+                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, progress=None):
         """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
         `candidates` images for each caption of the fixed, seeded evaluation set, judges them, and
-        runs world images through the dVAE. seed None uses the context's seed. `progress(phase,
+        runs world images through the dVAE. seed None uses the context's seed; cond_scale None the
+        model's. `progress(phase,
         step, total)` (DALLE_PHASE_EVAL: one step per caption, then per reconstruction) may return
         False to cancel (CancelledError). Returns a dict: "has_clip", one dict per group ("one
         object", "counting", "relation", "held-out pairs", "all captions") with the counts of
@@ -442,7 +445,8 @@ class Context(_Owned):
         params.candidates, params.per_template, params.per_held_out_pair = candidates, per_template, per_held_out_pair
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
         params.reconstruction_samples = reconstruction_samples
-        params.temperature, params.top_k, params.top_p, params.cond_scale = temperature, top_k, top_p, cond_scale
+        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         if progress is not None:
             params.progress = callback.c_callback
         report = _lib.dalle_eval_report()

@@ -78,7 +78,7 @@ class dalle_model_params(Structure):
 class dalle_model_info(Structure):
     _fields_ = [("struct_size", c_uint32), ("components", c_uint32), ("image_size", c_uint32),
                 ("image_channels", c_uint32), ("token_grid_size", c_uint32),
-                ("codebook_size", c_uint32), ("n_params", c_uint64)]
+                ("codebook_size", c_uint32), ("n_params", c_uint64), ("cond_scale", c_float)]
 
 
 class dalle_context_params(Structure):
