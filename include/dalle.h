@@ -542,7 +542,8 @@ typedef struct dalle_train_params {
                                          or a folder of NAME.png + NAME.txt captions (UTF-8)  */
     const char *out_path;             /* checkpoint written (and resumed when it exists)      */
     const char *tokenizer_path;       /* trained tokenizer (transformer, clip), or NULL       */
-    const char *dvae_path;            /* trained dVAE (transformer), or NULL                  */
+    const char *dvae_path;            /* trained dVAE (transformer; clip: its images are first
+                                         encoded and decoded by it), or NULL                  */
     const char *config;               /* model configuration "key=value,..." (e.g.
                                          "dim=256,depth=4"), or NULL for the defaults        */
     int32_t steps;                    /* optimizer steps (1000)                               */

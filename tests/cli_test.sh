@@ -194,6 +194,7 @@ expect 1 "stop-at must be an integer in 1...4" -- "$DALLE" train --stage dvae --
 expect 1 "made with batch_size = 4" -- "$DALLE" train --stage dvae --data shapes --steps 6 --batch 5 --every 2 --validation 4 --out "$T/dvae.st"
 expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --config "$TINY_TR" --steps 3 --batch 2 --out "$T/tr.st"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --config "$TINY_CLIP" --steps 3 --batch 4 --out "$T/clip.st"
+expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-recon.st"
 expect 0 "starting from the weights of .*clip.st" -- "$DALLE" train --stage clip --data shapes-near-misses --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-near.st"
 expect 0 "bundle with .*transformer,clip" -- "$DALLE" bundle --out "$T/tiny.st" "$T/tok.st" "$T/dvae.st" "$T/tr.st" "$T/clip.st"
 expect 0 "" -- "$DALLE" generate --model "$T/tiny.st" --prompt "a red circle" --count 2 --rerank 1 --out-dir "$T/tiny"

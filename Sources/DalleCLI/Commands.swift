@@ -25,7 +25,8 @@ let usage = """
                                                  (C: the guidance scale generate and eval use by default)
 
     train options:
-      --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages)
+      --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages; CLIP
+                            with a dVAE trains on its reconstructions, the kind it reranks)
       --steps N --batch N --lr X --warmup N --weight-decay X --clip-grad X --seed S --threads N
       --validation N            held-out examples for the validation loss (default 64)
       --every N                 steps between validation losses and checkpoints (default 100)

@@ -181,6 +181,25 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try o.validate())
     }
 
+    func testCLIPWithADVAETrainsOnItsReconstructions() throws {
+        let data = try shapes()
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 200)
+        let dvae = try DVAE(config: Self.dvaeConfig, weights: InMemoryWeights(TrainableDVAE(config: Self.dvaeConfig, seed: 1).parameters.tensors))
+        let config = CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
+                                contextLength: 16, vocabSize: 0, textWidth: 16, textLayers: 1, textHeads: 2).metadata
+        let stage = try XCTUnwrap(try TrainingSetup.stage("clip", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
+                                                          imageTokenizer: dvae, pool: pool) as? CLIPStage)
+        let examples = try (0..<3).map { try data.training.example(at: $0) }
+        let expected = try ImageConversion.rgbImages(try dvae.decode(tokens: try dvae.encode(try pixelTensor(examples, size: 16), pool: pool),
+                                                                     count: 3, pool: pool))
+        XCTAssertEqual(try stage.images(examples), expected)
+        XCTAssertNotEqual(expected, examples.map(\.image))
+        let plain = try XCTUnwrap(try TrainingSetup.stage("clip", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
+                                                          imageTokenizer: nil, pool: pool) as? CLIPStage)
+        XCTAssertEqual(try plain.images(examples), examples.map(\.image))
+        XCTAssertNotEqual(try stage.evaluate(examples, pool: pool), try plain.evaluate(examples, pool: pool))
+    }
+
     func testBadOptionsAndStages() throws {
         var o = TrainingOptions()
         o.steps = 0

@@ -50,7 +50,7 @@ public enum TrainingSetup {
             config["clip.kind"] = CLIPConfig.kind
             let c = try CLIPConfig(metadata: config)
             let model = try checkpoint.map { try TrainableCLIP(config: c, weights: $0) } ?? TrainableCLIP(config: c, seed: seed)
-            return try CLIPStage(model: model, tokenizer: tokenizer)
+            return try CLIPStage(model: model, tokenizer: tokenizer, reconstructor: imageTokenizer, pool: pool)
         default:
             throw DalleError.invalidArgument("unknown training stage '\(component)' (stages: \(stages.joined(separator: ", ")))")
         }

@@ -167,13 +167,26 @@ public final class TransformerStage: TrainingStage {
 public final class CLIPStage: TrainingStage {
     public let model: TrainableCLIP
     public let tokenizer: Tokenizer
+    /// When set, every image is first encoded and decoded by this dVAE, so CLIP learns to score
+    /// pictures with the decoder's artefacts: the kind it reranks.
+    public let reconstructor: ImageTokenizer?
+    let pool: ThreadPool
 
-    public init(model: TrainableCLIP, tokenizer: Tokenizer) throws {
+    public init(model: TrainableCLIP, tokenizer: Tokenizer, reconstructor: ImageTokenizer? = nil, pool: ThreadPool) throws {
         guard tokenizer.vocabularySize == model.config.vocabSize else {
             throw DalleError.invalidArgument("CLIP expects \(model.config.vocabSize) text ids; the tokenizer has \(tokenizer.vocabularySize)")
         }
         self.model = model
         self.tokenizer = tokenizer
+        self.reconstructor = reconstructor
+        self.pool = pool
+    }
+
+    /// The examples' images, through the reconstructor if there is one.
+    func images(_ examples: [TrainingExample]) throws -> [RGBImage] {
+        guard let dvae = reconstructor else { return examples.map(\.image) }
+        let tokens = try dvae.encode(try pixelTensor(examples, size: dvae.imageSize), pool: pool)
+        return try ImageConversion.rgbImages(try dvae.decode(tokens: tokens, count: examples.count, pool: pool))
     }
 
     public var component: String { "clip" }
@@ -183,7 +196,7 @@ public final class CLIPStage: TrainingStage {
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let c = model.config
         let tokens = try examples.flatMap { try tokenizer.tokenizeCLIP($0.caption, contextLength: c.contextLength).ids }
-        let pixels = try examples.map(\.image).withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
+        let pixels = try images(examples).withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
         let l = model.loss(tape, pixels: pixels.scalars, tokens: tokens, count: examples.count)
         return (l, [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))])
     }
