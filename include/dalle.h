@@ -581,9 +581,32 @@ DALLE_API dalle_train_params dalle_train_default_params(void);
  * DALLE_CANCELLED after writing its checkpoint. */
 DALLE_API dalle_status dalle_train(const dalle_train_params *params);
 
+/* How weights are stored in a bundle. */
+typedef int32_t dalle_weight_type;
+enum {
+    DALLE_WEIGHTS_F32 = 0,
+    DALLE_WEIGHTS_F16 = 1,
+    DALLE_WEIGHTS_BF16 = 2,
+};
+
+typedef struct dalle_bundle_params {
+    uint32_t struct_size;             /* sizeof(dalle_bundle_params)                          */
+    dalle_weight_type weight_type;    /* DALLE_WEIGHTS_* (DALLE_WEIGHTS_F16)                  */
+    float cond_scale;                 /* the guidance scale recorded as the model's
+                                         (dalle_model_info.cond_scale); needs a transformer
+                                         among the parts unless 1; 1 = none recorded (1)    */
+} dalle_bundle_params;
+
+DALLE_API dalle_bundle_params dalle_bundle_default_params(void);
+
 /* Joins the components of `n_parts` trained files (tokenizer, dvae, transformer, clip; each
- * component from the first file that has it) into one model at out_path, weights stored as
- * 16-bit floats when half_precision is true (else 32-bit). */
+ * component from the first file that has it) into one model at out_path. params NULL = the
+ * defaults. */
+DALLE_API dalle_status dalle_bundle_with_params(const char *const *part_paths, size_t n_parts,
+                                                const char *out_path, const dalle_bundle_params *params);
+
+/* dalle_bundle_with_params with weights as 16-bit floats when half_precision is true, else
+ * 32-bit, and no guidance scale recorded. */
 DALLE_API dalle_status dalle_bundle(const char *const *part_paths, size_t n_parts, const char *out_path,
                                     bool half_precision);
 

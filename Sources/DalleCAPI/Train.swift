@@ -69,13 +69,42 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
     return status == dalle_status(DALLE_OK) && stopped ? dalle_status(DALLE_CANCELLED) : status
 }
 
+@_cdecl("dalle_bundle_default_params")
+public func dalle_bundle_default_params() -> dalle_bundle_params {
+    var params = dalle_bundle_params()
+    params.struct_size = UInt32(MemoryLayout<dalle_bundle_params>.size)
+    params.weight_type = dalle_weight_type(DALLE_WEIGHTS_F16)
+    params.cond_scale = 1
+    return params
+}
+
+@_cdecl("dalle_bundle_with_params")
+public func dalle_bundle_with_params(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int,
+                                     _ outPath: UnsafePointer<CChar>?, _ params: UnsafePointer<dalle_bundle_params>?) -> dalle_status {
+    boundary("dalle_bundle_with_params") {
+        let p = try readParams(params, defaults: dalle_bundle_default_params(), name: "dalle_bundle_params",
+                               minimumSize: MemoryLayout<dalle_bundle_params>.size)
+        let dtype: DType
+        switch p.weight_type {
+        case dalle_weight_type(DALLE_WEIGHTS_F32): dtype = .f32
+        case dalle_weight_type(DALLE_WEIGHTS_F16): dtype = .f16
+        case dalle_weight_type(DALLE_WEIGHTS_BF16): dtype = .bf16
+        case let other: throw DalleError.invalidArgument("weight_type is \(other); use DALLE_WEIGHTS_F32 (0), DALLE_WEIGHTS_F16 (1) or DALLE_WEIGHTS_BF16 (2)")
+        }
+        try bundle(partPaths, count, outPath, dtype: dtype, condScale: p.cond_scale == 1 ? nil : p.cond_scale)
+    }
+}
+
 @_cdecl("dalle_bundle")
 public func dalle_bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
                          _ halfPrecision: Bool) -> dalle_status {
-    boundary("dalle_bundle") {
-        guard let partPaths else { throw DalleError.invalidArgument("part_paths is NULL") }
-        guard count >= 1, count <= 64 else { throw DalleError.invalidArgument("n_parts must be 1...64, got \(count)") }
-        let parts = try (0..<count).map { try SafetensorsFile(path: utf8String(partPaths[$0], name: "part_paths[\($0)]")) }
-        try TrainingSetup.assembleBundle(parts, dtype: halfPrecision ? .f16 : .f32, to: try utf8String(outPath, name: "out_path"))
-    }
+    boundary("dalle_bundle") { try bundle(partPaths, count, outPath, dtype: halfPrecision ? .f16 : .f32, condScale: nil) }
+}
+
+private func bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
+                    dtype: DType, condScale: Float?) throws {
+    guard let partPaths else { throw DalleError.invalidArgument("part_paths is NULL") }
+    guard count >= 1, count <= 64 else { throw DalleError.invalidArgument("n_parts must be 1...64, got \(count)") }
+    let parts = try (0..<count).map { try SafetensorsFile(path: utf8String(partPaths[$0], name: "part_paths[\($0)]")) }
+    try TrainingSetup.assembleBundle(parts, dtype: dtype, to: try utf8String(outPath, name: "out_path"), condScale: condScale)
 }

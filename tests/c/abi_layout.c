@@ -49,6 +49,8 @@ int main(void) {
     FIELD(dalle_eval_report, counting); FIELD(dalle_eval_report, relation); FIELD(dalle_eval_report, held_out);
     FIELD(dalle_eval_report, total); FIELD(dalle_eval_report, reconstruction_images);
     FIELD(dalle_eval_report, reconstruction_passed);
+    printf("\ndalle_bundle_params %zu", sizeof(dalle_bundle_params));
+    FIELD(dalle_bundle_params, struct_size); FIELD(dalle_bundle_params, weight_type); FIELD(dalle_bundle_params, cond_scale);
     printf("\ndalle_train_params %zu", sizeof(dalle_train_params));
     FIELD(dalle_train_params, struct_size); FIELD(dalle_train_params, n_threads); FIELD(dalle_train_params, stage); FIELD(dalle_train_params, data); FIELD(dalle_train_params, out_path); FIELD(dalle_train_params, tokenizer_path); FIELD(dalle_train_params, dvae_path); FIELD(dalle_train_params, config); FIELD(dalle_train_params, steps); FIELD(dalle_train_params, batch_size); FIELD(dalle_train_params, learning_rate); FIELD(dalle_train_params, warmup_steps); FIELD(dalle_train_params, weight_decay); FIELD(dalle_train_params, gradient_clip); FIELD(dalle_train_params, seed); FIELD(dalle_train_params, validation_count); FIELD(dalle_train_params, checkpoint_every); FIELD(dalle_train_params, vocab_size); FIELD(dalle_train_params, progress); FIELD(dalle_train_params, progress_user_data); FIELD(dalle_train_params, dvae_schedule); FIELD(dalle_train_params, init_path); FIELD(dalle_train_params, freeze); FIELD(dalle_train_params, caption_dropout);
     printf("\n");

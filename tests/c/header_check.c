@@ -41,6 +41,18 @@ int main(void) {
     CHECK(dalle_encode(NULL, NULL, 0, &tokens) == DALLE_INVALID_ARGUMENT);
     CHECK(dalle_decode(NULL, &tokens, &images) == DALLE_INVALID_ARGUMENT);
     CHECK(strcmp(dalle_context_last_error(NULL), "") != 0);
+    dalle_bundle_params bp = dalle_bundle_default_params();
+    CHECK(bp.struct_size == sizeof(dalle_bundle_params) && bp.weight_type == DALLE_WEIGHTS_F16 && bp.cond_scale == 1);
+    bp.weight_type = 7;
+    const char *no_parts[1] = {NULL};
+    CHECK(dalle_bundle_with_params(no_parts, 1, "unused.safetensors", &bp) == DALLE_INVALID_ARGUMENT);
+    CHECK(strstr(dalle_last_error(), "weight_type is 7") != NULL);
+    bp = dalle_bundle_default_params();
+    CHECK(dalle_bundle_with_params(no_parts, 1, "unused.safetensors", &bp) == DALLE_INVALID_ARGUMENT);
+    CHECK(strstr(dalle_last_error(), "part_paths[0]") != NULL);
+    bp.struct_size = 4;
+    CHECK(dalle_bundle_with_params(no_parts, 1, "unused.safetensors", &bp) == DALLE_INVALID_ARGUMENT);
+    CHECK(dalle_bundle(NULL, 1, "unused.safetensors", true) == DALLE_INVALID_ARGUMENT);
     dalle_tokens_free(&tokens);
     dalle_image_batch_free(&images);
     dalle_tokens_free(NULL);

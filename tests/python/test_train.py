@@ -27,8 +27,13 @@ def test_train_every_stage_bundle_and_generate(tmp_path):
     clip = dalle.train("clip", "shapes", tmp_path / "clip.st", tokenizer=tok, config=TINY_CLIP, steps=2, batch_size=4)
     out = dalle.bundle([tok, dvae, tr, clip], tmp_path / "tiny.st")
     with dalle.Model(str(out)) as model, dalle.Context(model) as ctx:
+        assert model.cond_scale == 1
         images = ctx.generate("a red circle", count=2, seed=1)
         assert images.images.shape == (2, 16, 16, 3)
+    guided = dalle.bundle([tok, dvae, tr, clip], tmp_path / "guided.st", dtype="f32", cond_scale=2.5)
+    with dalle.Model(str(guided)) as model:
+        assert model.cond_scale == 2.5
+    assert (tmp_path / "guided.st").stat().st_size > out.stat().st_size  # 32-bit weights
 
 
 def test_stop_and_resume(tmp_path):
@@ -107,3 +112,8 @@ def test_errors(tmp_path):
         dalle.train("dvae", str(tmp_path / "missing"), tmp_path / "x.st")
     with pytest.raises(dalle.DalleError):
         dalle.bundle([str(tmp_path / "missing.st")], tmp_path / "out.st")
+    tok = dalle.train("tokenizer", "shapes", tmp_path / "tok.st", vocab_size=540)
+    with pytest.raises(dalle.InvalidArgumentError, match="guidance scale needs a transformer"):
+        dalle.bundle([tok], tmp_path / "out.st", cond_scale=2)
+    with pytest.raises(ValueError, match="dtype"):
+        dalle.bundle([tok], tmp_path / "out.st", dtype="f8")

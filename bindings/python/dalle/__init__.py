@@ -598,8 +598,17 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     return out_path
 
 
-def bundle(parts, out_path, half_precision=True):
-    """Joins trained parts (tokenizer, dvae, transformer, clip files) into one model file."""
+def bundle(parts, out_path, dtype="f16", cond_scale=None):
+    """Joins trained parts (tokenizer, dvae, transformer, clip files) into one model file, weights
+    stored as dtype ("f16", "bf16" or "f32"); cond_scale, when given, is recorded as the model's
+    guidance scale (Model.cond_scale)."""
+    weight_types = {"f32": _lib.DALLE_WEIGHTS_F32, "f16": _lib.DALLE_WEIGHTS_F16, "bf16": _lib.DALLE_WEIGHTS_BF16}
+    if dtype not in weight_types:
+        raise ValueError(f"dtype must be one of {sorted(weight_types)}, got {dtype!r}")
+    p = _lib.lib.dalle_bundle_default_params()
+    p.weight_type = weight_types[dtype]
+    if cond_scale is not None:
+        p.cond_scale = cond_scale
     paths = (ctypes.c_char_p * len(parts))(*[str(x).encode() for x in parts])
-    _check(_lib.lib.dalle_bundle(paths, len(parts), str(out_path).encode(), half_precision))
+    _check(_lib.lib.dalle_bundle_with_params(paths, len(parts), str(out_path).encode(), ctypes.byref(p)))
     return out_path

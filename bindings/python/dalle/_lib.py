@@ -35,6 +35,11 @@ DALLE_COMPONENT_TOKENIZER = 1 << 1
 DALLE_COMPONENT_TRANSFORMER = 1 << 2
 DALLE_COMPONENT_CLIP = 1 << 3
 
+# Weight types of a bundle
+DALLE_WEIGHTS_F32 = 0
+DALLE_WEIGHTS_F16 = 1
+DALLE_WEIGHTS_BF16 = 2
+
 # Progress phases
 DALLE_PHASE_LOAD = 0
 DALLE_PHASE_ENCODE = 1
@@ -132,6 +137,10 @@ class dalle_train_params(Structure):
                 ("freeze", c_char_p), ("caption_dropout", c_float)]
 
 
+class dalle_bundle_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("weight_type", c_int32), ("cond_scale", c_float)]
+
+
 # name: (restype, argtypes)
 PROTOTYPES = {
     "dalle_version": (c_char_p, []),
@@ -178,6 +187,8 @@ PROTOTYPES = {
     "dalle_shapes_eval": (dalle_status, [dalle_context_p, POINTER(dalle_eval_params), POINTER(dalle_eval_report)]),
     "dalle_train_default_params": (dalle_train_params, []),
     "dalle_train": (dalle_status, [POINTER(dalle_train_params)]),
+    "dalle_bundle_default_params": (dalle_bundle_params, []),
+    "dalle_bundle_with_params": (dalle_status, [POINTER(c_char_p), c_size_t, c_char_p, POINTER(dalle_bundle_params)]),
     "dalle_bundle": (dalle_status, [POINTER(c_char_p), c_size_t, c_char_p, c_bool]),
 }
 
