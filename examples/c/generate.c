@@ -49,11 +49,16 @@ int main(int argc, char **argv) {
     status = dalle_context_create(model, &ctx_params, &ctx);
     if (status != DALLE_OK) return fail("dalle_context_create", status, dalle_last_error());
 
-    /* 1. Four candidates for the prompt, sampled with top-k and guidance. */
+    /* 1. Four candidates for the prompt, sampled with top-k and the guidance scale the model
+     *    was tuned for. */
+    dalle_model_info model_info = {0};
+    model_info.struct_size = sizeof model_info;
+    status = dalle_model_get_info(model, &model_info);
+    if (status != DALLE_OK) return fail("dalle_model_get_info", status, dalle_last_error());
     dalle_generate_params params = dalle_generate_default_params();
     params.count = 4;
     params.top_k = 16;
-    params.cond_scale = 2.0f;
+    params.cond_scale = model_info.cond_scale;
     params.progress = on_progress;
     dalle_image_batch images = {0};
     dalle_tokens tokens = {0};

@@ -18,14 +18,14 @@ def main(path, prompt, out_dir=None):
     with dalle.Model(path) as model, dalle.Context(model, seed=42) as ctx:
         print(model)
         steps = []
-        result = ctx.generate(prompt, count=4, top_k=16, cond_scale=2.0,
+        result = ctx.generate(prompt, count=4, top_k=16,  # the model's guidance scale
                               progress=lambda phase, step, total: steps.append((phase, step, total)))
         print(f"prompt: {result.prompt_tokens} tokens ({result.truncated_tokens} dropped), seed {result.seed}, "
               f"{result.generated_tokens} image tokens each, {len(steps)} progress calls")
         print("images", result.images.shape, result.images.dtype, "tokens", result.tokens.shape)
 
         # The same seed gives the same images.
-        again = ctx.generate(prompt, count=4, top_k=16, cond_scale=2.0, images=False)
+        again = ctx.generate(prompt, count=4, top_k=16, images=False)
         assert np.array_equal(again.tokens, result.tokens), "same seed, different tokens"
 
         # A variation of image 0: its top half kept, the rest sampled again.
