@@ -113,6 +113,10 @@ def test_errors(tmp_path):
     with pytest.raises(dalle.DalleError):
         dalle.bundle([str(tmp_path / "missing.st")], tmp_path / "out.st")
     tok = dalle.train("tokenizer", "shapes", tmp_path / "tok.st", vocab_size=540)
+    with pytest.raises(dalle.InvalidArgumentError, match=r"caption dropout must be in \[0, 1\), got 1.5"):
+        dalle.train("transformer", "shapes", tmp_path / "x.st", tokenizer=tok, caption_dropout=1.5)
+    with pytest.raises(dalle.InvalidArgumentError, match="caption dropout is for the transformer stage"):
+        dalle.train("clip", "shapes", tmp_path / "x.st", tokenizer=tok, caption_dropout=0.2)
     with pytest.raises(dalle.InvalidArgumentError, match="guidance scale needs a transformer"):
         dalle.bundle([tok], tmp_path / "out.st", cond_scale=2)
     with pytest.raises(ValueError, match="dtype"):
