@@ -196,6 +196,19 @@ def test_ctypes_layout_matches_c():
         assert {f: getattr(struct, f).offset for f, _ in struct._fields_} == offsets, name
 
 
+def test_constants_match_the_header():
+    import re
+    header = re.sub(r"/\*.*?\*/", " ", open(os.path.join(REPO, "include", "dalle.h")).read(), flags=re.S)
+    constants = dict(re.findall(r"\b(DALLE_[A-Z0-9_]+) = ([^,}\n]+)", header))
+    constants.update(re.findall(r"#define (DALLE_[A-Z0-9_]+) (\(\(uint64_t\)0x[0-9A-F]+ull\)|\d+)\s*$", header, flags=re.M))
+    assert len(constants) > 30
+    for name, text in constants.items():
+        if name.startswith("DALLE_VERSION_"):
+            continue  # the library's version, asked of the library (dalle.version())
+        value = eval(re.sub(r"\(\(uint64_t\)(0x[0-9A-F]+)ull\)", r"\1", text))
+        assert getattr(_lib, name) == value, name
+
+
 def test_prototypes_cover_the_header():
     header = open(os.path.join(REPO, "include", "dalle.h")).read()
     import re
