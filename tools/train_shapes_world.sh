@@ -19,22 +19,23 @@ mkdir -p "$RUN" models
 "$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 2400 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
     --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 100 \
     --out "$RUN/dvae.safetensors"
-# 3. CLIP for reranking (independent of the dVAE; ~15 min). (A fine-tune on --data shapes-near-misses
-#    ranks real renders' counts better but picked worse among generated candidates: see the README.)
+#    Its 16-bit copy, which the model ships: CLIP and the transformer learn on its tokens and pictures.
+"$DALLE" bundle --dtype f16 --out "$RUN/dvae-f16.safetensors" "$RUN/dvae.safetensors"
+# 3. CLIP for reranking: on clean renders (~15 min), then fine-tuned on the dVAE's reconstructions (--dvae:
+#    each image encoded and decoded first), the kind of picture it reranks (500 steps at lr 5e-4, then 800
+#    at 3e-4; ~31 min on 2 threads). (A fine-tune on --data shapes-near-misses ranks real renders' counts
+#    better but picked worse among generated candidates: see the README.)
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --steps 1500 --batch 64 \
     --lr 1e-3 --warmup 100 --every 250 --validation 256 --out "$RUN/clip.safetensors"
-# 4. The transformer on the tokens of the dVAE as shipped (its 16-bit copy; text loss 1/8, image loss
-#    7/8): 3,500 steps of 16 (~1 h 50 min on 2 threads), then a second schedule of 1,400 steps from its
-#    weights on fresh examples (stream seed 11, lr 5e-4; ~40 min).
-"$DALLE" bundle --dtype f16 --out "$RUN/dvae-f16.safetensors" "$RUN/dvae.safetensors"
-#    CLIP then fine-tuned on the dVAE's reconstructions (--dvae: each image encoded and decoded first),
-#    the kind of picture it reranks (500 steps at lr 5e-4, then 800 at 3e-4; ~31 min on 2 threads).
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
     --init "$RUN/clip.safetensors" --steps 500 --batch 64 --lr 5e-4 --warmup 50 --every 250 --validation 256 --seed 13 \
     --out "$RUN/clip-reconstructions-first.safetensors"
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
     --init "$RUN/clip-reconstructions-first.safetensors" --steps 800 --batch 64 --lr 3e-4 --warmup 50 --every 400 \
     --validation 256 --seed 14 --out "$RUN/clip-reconstructions.safetensors"
+# 4. The transformer on the tokens of the dVAE as shipped (its 16-bit copy; text loss 1/8, image loss
+#    7/8): 3,500 steps of 16 (~1 h 50 min on 2 threads), then a second schedule of 1,400 steps from its
+#    weights on fresh examples (stream seed 11, lr 5e-4; ~40 min).
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae-f16.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16 \
     --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer-first.safetensors"
