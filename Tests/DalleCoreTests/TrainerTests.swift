@@ -134,12 +134,16 @@ final class TrainerTests: XCTestCase {
         }
         XCTAssertTrue(stage.parameters.names.contains { name in !prefixes.contains { name.hasPrefix($0) } && after[name] != before[name] })
         XCTAssertTrue(stage.parameters.names.contains { $0.hasPrefix(prefixes[1]) })
+        for (name, v) in stage.parameters.all {  // frozen ones are constants to the tape: no backward through them
+            XCTAssertEqual(v.requiresGrad, !prefixes.contains { name.hasPrefix($0) }, name)
+        }
 
         // Resuming needs the same frozen set; a prefix that names nothing is refused.
         let file = try SafetensorsFile(path: path)
         XCTAssertEqual(file.metadata["training.frozen"], prefixes.joined(separator: ","))
         XCTAssertThrowsError(try Trainer(stage: stage, training: data.training, validation: data.validation, options: options(steps: 3), pool: pool)
             .resume(from: file)) { XCTAssertTrue("\($0)".contains("frozen"), "\($0)") }
+        XCTAssertTrue(stage.parameters.all.allSatisfy { $0.1.requiresGrad }, "a run without --freeze trains every parameter")
         o.frozenPrefixes = ["clip.transformer."]
         XCTAssertThrowsError(try Trainer(stage: stage, training: data.training, validation: data.validation, options: o, pool: pool)) {
             XCTAssertTrue("\($0)".contains("no parameter of the dvae starts with 'clip.transformer.'"), "\($0)")

@@ -102,6 +102,7 @@ public final class Trainer {
             throw DalleError.invalidArgument("no parameter of the \(stage.component) starts with '\(prefix)' (its names begin "
                 + "'\(stage.component).'); nothing to freeze")
         }
+        for (name, v) in stage.parameters.all { v.requiresGrad = !options.isFrozen(name) }
     }
 
     var schedule: LearningRateSchedule {
@@ -155,7 +156,6 @@ public final class Trainer {
                 throw DalleError.invalidArgument("the loss became \(loss.value[0]) at step \(step); lower the learning rate")
             }
             tape.backward(from: loss)
-            for (name, v) in stage.parameters.all where options.isFrozen(name) { v.zeroGrad() }
             let norm = stage.parameters.clipGradients(maxNorm: options.gradientClip)
             let lr = schedule.rate(at: step)
             optimizer.update(stage.parameters, learningRate: lr)

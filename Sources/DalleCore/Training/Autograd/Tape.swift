@@ -14,8 +14,9 @@ public final class Variable {
     public let shape: [Int]
     /// d(loss)/d(value); empty until a gradient arrives.
     public internal(set) var grad: [Float] = []
-    /// False for constants (inputs, targets): no gradient is kept for them.
-    public let requiresGrad: Bool
+    /// False for constants (inputs, targets) and frozen parameters: no gradient is kept for
+    /// them, and operations whose inputs all need none are not differentiated.
+    public internal(set) var requiresGrad: Bool
     /// Turns `grad` into gradients of the inputs; nil for leaves.
     var backward: ((Variable) -> Void)?
 
