@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 3 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 3.5 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -13,11 +13,11 @@ mkdir -p "$RUN" models
 
 # 1. A BPE vocabulary learned from Shapes World captions (589 ids: every word one token).
 [ -f "$RUN/tokenizer.safetensors" ] || "$DALLE" train --stage tokenizer --data shapes --vocab 600 --out "$RUN/tokenizer.safetensors"
-# 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~28 min on one thread). The codebook starts
+# 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~58 min on one thread). The codebook starts
 #    from k-means over the cells of 256 training images; the usage term keeps >= 256 codes' worth in use;
 #    tau anneals from 1 to 1/16 over the whole run; no KL term (see the README for what each part measured).
-"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 2400 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
-    --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 100 \
+"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 4800 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
+    --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 200 \
     --out "$RUN/dvae.safetensors"
 #    Its 16-bit copy, which the model ships: CLIP and the transformer learn on its tokens and pictures.
 "$DALLE" bundle --dtype f16 --out "$RUN/dvae-f16.safetensors" "$RUN/dvae.safetensors"
