@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 3.5 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 4.5 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -35,7 +35,7 @@ mkdir -p "$RUN" models
     --validation 256 --seed 14 --out "$RUN/clip-reconstructions.safetensors"
 # 4. The transformer on the tokens of the dVAE as shipped (its 16-bit copy; text loss 1/8, image loss
 #    7/8): 3,500 steps of 16 (~1 h 50 min on 2 threads), then a second schedule of 1,400 steps from its
-#    weights on fresh examples (stream seed 11, lr 5e-4; ~40 min).
+#    weights on fresh examples (stream seed 11, lr 5e-4; ~44 min).
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae-f16.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16 \
     --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer-first.safetensors"
