@@ -131,6 +131,7 @@ final class TrainingDataTests: XCTestCase {
                 XCTAssertEqual(r2, r.opposite)
             default: XCTFail("\(a) / \(b)")
             }
+            assertMinimalPair(original.image, miss.image, a, b)
             XCTAssertTrue(try ShapesWorld.judge(miss.image, caption: b).passed, "\(b)")
             XCTAssertFalse(try ShapesWorld.judge(miss.image, caption: a).passed, "the near miss's image fails \(a)")
             changed[a.template, default: 0] += 1
@@ -320,6 +321,37 @@ final class TrainingDataTests: XCTestCase {
     }
 
     private enum ErrorKind { case invalidArgument, io }
+
+    /// The near miss is drawn on the original's layout: recoloured or reshaped in the same box, an
+    /// object dropped or added and the others untouched, a left–right relation exactly mirrored.
+    private func assertMinimalPair(_ original: RGBImage, _ miss: RGBImage, _ a: ShapesWorld.Caption, _ b: ShapesWorld.Caption,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let gray = ShapesWorld.background, n = ShapesWorld.imageSize
+        func drawn(_ image: RGBImage) -> [Bool] {
+            (0..<n * n).map { p in (image.pixels[3 * p], image.pixels[3 * p + 1], image.pixels[3 * p + 2]) != gray }
+        }
+        func box(_ image: RGBImage) -> [Int] {
+            let d = drawn(image), cells = (0..<n * n).filter { d[$0] }
+            return [cells.map { $0 % n }.min()!, cells.map { $0 / n }.min()!, cells.map { $0 % n }.max()!, cells.map { $0 / n }.max()!]
+        }
+        switch (a, b) {
+        case (.single, .single):
+            XCTAssertEqual(box(original), box(miss), "same box", file: file, line: line)
+        case (.counting(let n1, _), .counting):
+            let (fewer, more) = n1 == .two ? (original, miss) : (miss, original)
+            let kept = zip(drawn(fewer), 0...).filter { $0.0 }.map { $0.1 }
+            XCTAssertTrue(kept.allSatisfy { p in fewer.pixels[3 * p..<3 * p + 3] == more.pixels[3 * p..<3 * p + 3] },
+                          "the smaller count's objects are the larger's", file: file, line: line)
+        case (.relation(_, let r, _), .relation) where r == .leftOf || r == .rightOf:
+            let mirrored = (0..<n * n).flatMap { (p: Int) -> ArraySlice<UInt8> in
+                let source: Int = p - p % n + (n - 1 - p % n)
+                return original.pixels[3 * source..<3 * source + 3]
+            }
+            XCTAssertEqual(miss.pixels, mirrored, "mirrored left to right", file: file, line: line)
+        default:
+            XCTAssertNotEqual(original, miss, file: file, line: line)
+        }
+    }
 }
 
 /// A folder under /tmp, removed with everything in it when the value goes away.

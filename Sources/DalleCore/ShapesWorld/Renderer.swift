@@ -110,7 +110,7 @@ extension ShapesWorld {
 
     /// Every top-left corner where a box of `size` satisfies the constraints with `placed`
     /// (for a relation, `placed` is empty or holds A, and the new box is B).
-    private static func positions(for size: Size, after placed: [PlacedObject], relation: Relation?) -> [(Int, Int)] {
+    static func positions(for size: Size, after placed: [PlacedObject], relation: Relation?) -> [(Int, Int)] {
         let range = margin...(imageSize - margin - size.pixels)
         var result: [(Int, Int)] = []
         for y in range {

@@ -64,12 +64,48 @@ extension ShapesWorld {
     }
 
     /// The near miss of training sample `index`: a caption that differs from it in the one thing
-    /// a contrastive model must see (`nearMiss(of:rng:)`), rendered with its own layout. Batches of
-    /// (sample, near miss) pairs give CLIP hard negatives that random batches almost never hold.
+    /// a contrastive model must see (`nearMiss(of:rng:)`), drawn on the sample's own layout changed
+    /// only where the captions differ (`nearMissLayout`). Batches of (sample, near miss) pairs give
+    /// CLIP hard negatives that random batches almost never hold, and as minimal pairs: the two
+    /// images differ in what the captions do and nothing else.
     static func makeNearMissSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
-        var rng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
-        let caption = nearMiss(of: makeTrainingCaption(seed: seed, index: index, mix: mix), rng: &rng)
-        return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
+        var rng = ShapesRandom(seed: seed, stream: .training, index: index)
+        let original = randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
+        let placed = layout(original, rng: &rng)
+        var missRng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
+        let caption = nearMiss(of: original, rng: &missRng)
+        return Sample(caption: caption, image: draw(nearMissLayout(placed, showing: caption, rng: &missRng)))
+    }
+
+    /// The original's layout `placed` changed to show its near miss `caption`: the one object
+    /// recoloured or reshaped in place; counting: one object dropped, or one added where it fits (a
+    /// fresh layout when none does); a relation: mirrored along the relation's axis (every shape is
+    /// left–right symmetric and stays upright, so only the places change).
+    static func nearMissLayout(_ placed: [PlacedObject], showing caption: Caption, rng: inout ShapesRandom) -> [PlacedObject] {
+        switch caption {
+        case .single(let o):
+            return placed.map { PlacedObject(colour: o.colour, shape: o.shape, size: $0.size, x: $0.x, y: $0.y) }
+        case .counting(let number, let o):
+            var objects = placed
+            if number == .two {
+                objects.remove(at: rng.below(objects.count))
+                return objects
+            }
+            let size = o.size ?? (rng.below(2) == 0 ? .small : .large)
+            let free = positions(for: size, after: objects, relation: nil)
+            guard !free.isEmpty else { return layout(caption, rng: &rng) }
+            let (x, y) = free[rng.below(free.count)]
+            objects.append(PlacedObject(colour: o.colour, shape: o.shape, size: size, x: x, y: y))
+            return objects
+        case .relation(_, let relation, _):
+            let horizontal = relation == .leftOf || relation == .rightOf
+            return placed.map { object in
+                var mirrored = object
+                if horizontal { mirrored.x = imageSize - object.x - object.size.pixels }
+                else { mirrored.y = imageSize - object.y - object.size.pixels }
+                return mirrored
+            }
+        }
     }
 
     /// One object: another training pair of the same colour or the same shape (the size kept);
