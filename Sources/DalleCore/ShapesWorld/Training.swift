@@ -63,8 +63,8 @@ extension ShapesWorld {
         return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
     }
 
-    /// The near miss of training sample `index`: a caption that differs from it in the one thing
-    /// a contrastive model must see (`nearMiss(of:rng:)`), drawn on the sample's own layout changed
+    /// The near miss of training sample `index`: a caption that differs from it in one thing a
+    /// contrastive model must see (`nearMiss(of:rng:)`), drawn on the sample's own layout changed
     /// only where the captions differ (`nearMissLayout`). Batches of (sample, near miss) pairs give
     /// CLIP hard negatives that random batches almost never hold, and as minimal pairs: the two
     /// images differ in what the captions do and nothing else.
@@ -74,19 +74,21 @@ extension ShapesWorld {
         let placed = layout(original, rng: &rng)
         var missRng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
         let caption = nearMiss(of: original, rng: &missRng)
-        return Sample(caption: caption, image: draw(nearMissLayout(placed, showing: caption, rng: &missRng)))
+        return Sample(caption: caption, image: draw(nearMissLayout(placed, of: original, showing: caption, rng: &missRng)))
     }
 
-    /// The original's layout `placed` changed to show its near miss `caption`: the one object
-    /// recoloured or reshaped in place; counting: one object dropped, or one added where it fits (a
-    /// fresh layout when none does); a relation: mirrored along the relation's axis (every shape is
-    /// left–right symmetric and stays upright, so only the places change).
-    static func nearMissLayout(_ placed: [PlacedObject], showing caption: Caption, rng: inout ShapesRandom) -> [PlacedObject] {
-        switch caption {
-        case .single(let o):
-            return placed.map { PlacedObject(colour: o.colour, shape: o.shape, size: $0.size, x: $0.x, y: $0.y) }
-        case .counting(let number, let o):
-            var objects = placed
+    /// The layout `placed` of `original` changed to show its near miss `caption`. Counting: one
+    /// object dropped, or one added where it fits. Otherwise each object takes the near miss's colour,
+    /// shape and stated size in its own place (a new size about the same centre), and a relation that
+    /// turned is mirrored along its axis (every shape is left–right symmetric and stays upright, so
+    /// only the places change). Where the result breaks the world's rules, a fresh layout.
+    static func nearMissLayout(_ placed: [PlacedObject], of original: Caption, showing caption: Caption,
+                               rng: inout ShapesRandom) -> [PlacedObject] {
+        var relation: Relation?
+        var objects: [PlacedObject]
+        switch (original, caption) {
+        case (.counting, .counting(let number, let o)):
+            objects = placed
             if number == .two {
                 objects.remove(at: rng.below(objects.count))
                 return objects
@@ -97,30 +99,70 @@ extension ShapesWorld {
             let (x, y) = free[rng.below(free.count)]
             objects.append(PlacedObject(colour: o.colour, shape: o.shape, size: size, x: x, y: y))
             return objects
-        case .relation(_, let relation, _):
-            let horizontal = relation == .leftOf || relation == .rightOf
-            return placed.map { object in
-                var mirrored = object
-                if horizontal { mirrored.x = imageSize - object.x - object.size.pixels }
-                else { mirrored.y = imageSize - object.y - object.size.pixels }
-                return mirrored
+        case (.relation(_, let before, _), .relation(_, let after, _)):
+            relation = after
+            objects = placed
+            if before != after {
+                let horizontal = after == .leftOf || after == .rightOf
+                for i in objects.indices {
+                    let far = imageSize - objects[i].size.pixels
+                    if horizontal { objects[i].x = far - objects[i].x } else { objects[i].y = far - objects[i].y }
+                }
             }
+        default:
+            objects = placed
         }
+        for (i, d) in caption.objects.enumerated() where i < objects.count {
+            let size = d.size ?? objects[i].size, shift = (objects[i].size.pixels - size.pixels) / 2
+            objects[i] = PlacedObject(colour: d.colour, shape: d.shape, size: size, x: objects[i].x + shift, y: objects[i].y + shift)
+        }
+        return isValidLayout(objects, relation: relation) ? objects : layout(caption, rng: &rng)
     }
 
-    /// One object: another training pair of the same colour or the same shape (the size kept);
-    /// counting: the other number; a relation: the opposite one (a perpendicular one would often hold
-    /// by chance, the perpendicular offset being random: no negative). Never a held-out pair.
+    /// True when every box lies inside the margins and every pair is apart as the world requires
+    /// (for a relation, B beyond A along its axis).
+    static func isValidLayout(_ objects: [PlacedObject], relation: Relation?) -> Bool {
+        let inside = objects.allSatisfy { o in
+            [o.x, o.y].allSatisfy { (margin...(imageSize - margin - o.size.pixels)).contains($0) }
+        }
+        guard inside else { return false }
+        for j in objects.indices { for i in 0..<j {
+            let (a, b) = (objects[i], objects[j])
+            switch relation {
+            case .leftOf?: if a.gap(to: b, axis: 0) < margin { return false }
+            case .rightOf?: if b.gap(to: a, axis: 0) < margin { return false }
+            case .above?: if a.gap(to: b, axis: 1) < margin { return false }
+            case .below?: if b.gap(to: a, axis: 1) < margin { return false }
+            case nil: if a.separation(from: b) < margin { return false }
+            }
+        } }
+        return true
+    }
+
+    /// One object: another training pair of the same colour or the same shape, or, where the caption
+    /// states a size, the other size (a third of the time). Counting: the other number. A relation:
+    /// the opposite one, or A or B changed as a single object is (a third each). Never a held-out
+    /// pair, and a relation's two objects stay different.
     static func nearMiss(of caption: Caption, rng: inout ShapesRandom) -> Caption {
+        func changed(_ o: ObjectDescription, avoiding other: ColourShape?) -> ObjectDescription {
+            if let size = o.size, rng.below(3) == 0 {
+                return ObjectDescription(colour: o.colour, shape: o.shape, size: size == .small ? .large : .small)
+            }
+            let neighbours = trainingPairs.filter { ($0.colour == o.colour) != ($0.shape == o.shape) && $0 != other }
+            let pair = neighbours[rng.below(neighbours.count)]
+            return ObjectDescription(colour: pair.colour, shape: pair.shape, size: o.size)
+        }
         switch caption {
         case .single(let o):
-            let neighbours = trainingPairs.filter { ($0.colour == o.colour) != ($0.shape == o.shape) }
-            let pair = neighbours[rng.below(neighbours.count)]
-            return .single(ObjectDescription(colour: pair.colour, shape: pair.shape, size: o.size))
+            return .single(changed(o, avoiding: nil))
         case .counting(let n, let o):
             return .counting(n == .two ? .three : .two, o)
         case .relation(let a, let r, let b):
-            return .relation(a, r.opposite, b)
+            switch rng.below(3) {
+            case 0: return .relation(a, r.opposite, b)
+            case 1: return .relation(changed(a, avoiding: b.colourShape), r, b)
+            default: return .relation(a, r, changed(b, avoiding: a.colourShape))
+            }
         }
     }
 
