@@ -2,7 +2,10 @@
 """How well a model's CLIP tells a Shapes World caption from its near misses: for N random captions of
 each kind, renders the caption and each near miss (the other number or one object, the opposite relation,
 another colour, another shape) and counts how often CLIP scores the caption's own rendering above the near
-miss's. 50 % is chance. Needs only the Python binding (numpy); used to compare CLIP training runs.
+miss's. 50 % is chance. "mirrored" is the strictest relation test: for a left/right caption, its rendering
+against the same picture mirrored (the same objects and sizes, only the sides swapped), scored by both the
+caption and its opposite (a win when both prefer their own picture). Needs only the Python binding
+(numpy); used to compare CLIP training runs.
 
     PYTHONPATH=bindings/python python3 tools/clip_near_misses.py MODEL [MODEL ...] [--count 60]
 """
@@ -26,8 +29,8 @@ def pair(rng, avoid=None):
 
 def near_miss_sets(count, seed):
     """{kind: [(caption, [near misses])]}, training pairs only."""
-    rng = random.Random(seed)
-    sets = {"counting": [], "relation": [], "colour": [], "shape": []}
+    rng, sides = random.Random(seed), random.Random(seed + 1)  # (the other kinds' captions as before "mirrored")
+    sets = {"counting": [], "relation": [], "colour": [], "shape": [], "mirrored": []}
     for _ in range(count):
         c, s = pair(rng)
         n, m = rng.choice([("two", "three"), ("three", "two")])
@@ -39,6 +42,8 @@ def near_miss_sets(count, seed):
         sets["colour"].append((f"a {c} {s}", [f"a {rng.choice(other)} {s}"]))
         other = [x for x in SHAPES if x != s and (c, x) not in HELD_OUT]
         sets["shape"].append((f"a {c} {s}", [f"a {c} {rng.choice(other)}"]))
+        side = sides.choice(["to the left of", "to the right of"])
+        sets["mirrored"].append((f"a {c} {s} {side} a {c2} {s2}", [f"a {c} {s} {OPPOSITE[side]} a {c2} {s2}"]))
     return sets
 
 
@@ -55,6 +60,14 @@ def main():
             for kind, items in sets.items():
                 wins = total = 0
                 for k, (caption, misses) in enumerate(items):
+                    if kind == "mirrored":
+                        image = dalle.shapes_render(caption, seed=k)
+                        mirror = image[:, ::-1].copy()
+                        own, _ = ctx.rerank(caption, [image, mirror])
+                        flipped, _ = ctx.rerank(misses[0], [image, mirror])
+                        wins += int(own[0] > own[1] and flipped[1] > flipped[0])
+                        total += 1
+                        continue
                     images = [dalle.shapes_render(c, seed=k) for c in [caption] + misses]
                     scores, _ = ctx.rerank(caption, images)
                     wins += sum(int(scores[0] > s) for s in scores[1:])

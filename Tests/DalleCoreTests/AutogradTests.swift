@@ -270,26 +270,6 @@ final class AutogradTests: XCTestCase {
         for (a, b) in zip(trainable.encodeText(tape, tokens: tokens, count: 2).value, texts.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
     }
 
-    func testFreshCLIPStartsItsImagePositionsFromSineCosineCodes() throws {
-        let config = CLIPConfig(embedDim: 8, imageResolution: 24, visionPatchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
-                                contextLength: 6, vocabSize: 20, textWidth: 12, textLayers: 1, textHeads: 3)
-        let codes = try XCTUnwrap(try TrainableCLIP(config: config, seed: 1).parameters["clip.visual.positional_embedding"]).value
-        XCTAssertEqual(codes.count, 10 * 16)
-        XCTAssertEqual(Array(codes[0..<16]), [Float](repeating: 0, count: 16), "the class token's row is zero")
-        func row(_ gy: Int, _ gx: Int) -> [Float] { Array(codes[(1 + gy * 3 + gx) * 16..<(2 + gy * 3 + gx) * 16]) }
-        // Width 16: four frequencies 10000^(-i/4) per half; the first half codes the row, the second the column.
-        XCTAssertEqual(row(0, 0), [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1])
-        XCTAssertEqual(row(2, 1)[0], Float(sin(2.0)), accuracy: 1e-6)
-        XCTAssertEqual(row(2, 1)[5], Float(cos(0.2)), accuracy: 1e-6)
-        XCTAssertEqual(row(2, 1)[9], Float(sin(0.1)), accuracy: 1e-6)
-        XCTAssertEqual(Array(row(2, 0)[0..<8]), Array(row(2, 2)[0..<8]), "same row, same first half")
-        XCTAssertEqual(Array(row(0, 1)[8..<16]), Array(row(2, 1)[8..<16]), "same column, same second half")
-        XCTAssertNil(TrainableCLIP.sinCosPositions(grid: 3, width: 18), "a width not a multiple of 4 keeps random codes")
-        let odd = CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 18, visionLayers: 1, visionHeads: 2,
-                             contextLength: 6, vocabSize: 20, textWidth: 12, textLayers: 1, textHeads: 3)
-        XCTAssertNotEqual(try XCTUnwrap(try TrainableCLIP(config: odd, seed: 1).parameters["clip.visual.positional_embedding"]).value[0], 0)
-    }
-
     func testGradientsDoNotDependOnThreadCount() throws {
         let c = TransformerConfig(dim: 16, depth: 1, heads: 2, dimHead: 8, textSeqLen: 3, numTextTokens: 9, numImageTokens: 8,
                                   imageFmapSize: 4, rotaryEmb: false, shiftTokens: false)

@@ -37,32 +37,24 @@ public final class ParameterSet {
 }
 
 /// A `WeightStore` that makes up initial values: normal with a per-tensor standard deviation
-/// and mean chosen by `rule` from the name and shape, from a seeded generator, in the order asked;
-/// the tensors named in `fixed` take those values instead (when their counts match).
+/// and mean chosen by `rule` from the name and shape, from a seeded generator, in the order asked.
 final class InitializingStore: WeightStore {
     private var rng: SplitMix64
     private let rule: (String, [Int]) -> (mean: Float, std: Float)
-    private let fixed: [String: [Float]]
     private(set) var made: [String: Tensor] = [:]
 
-    init(seed: UInt64, fixed: [String: [Float]] = [:], rule: @escaping (String, [Int]) -> (mean: Float, std: Float)) {
+    init(seed: UInt64, rule: @escaping (String, [Int]) -> (mean: Float, std: Float)) {
         rng = SplitMix64(seed: seed)
         self.rule = rule
-        self.fixed = fixed
     }
 
     var names: [String] { made.keys.sorted() }
 
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         if let t = made[name] { return t }
+        let (mean, std) = rule(name, shape)
         let n = shape.reduce(1, *)
-        let t: Tensor
-        if let values = fixed[name], values.count == n {
-            t = Tensor(uncheckedShape: shape, scalars: values)
-        } else {
-            let (mean, std) = rule(name, shape)
-            t = Tensor(uncheckedShape: shape, scalars: (0..<n).map { _ in std == 0 ? mean : mean + std * Float(rng.nextGaussian()) })
-        }
+        let t = Tensor(uncheckedShape: shape, scalars: (0..<n).map { _ in std == 0 ? mean : mean + std * Float(rng.nextGaussian()) })
         made[name] = t
         return t
     }

@@ -12,13 +12,9 @@ public final class TrainableCLIP {
     /// The largest logit scale, ln(100).
     public static let maxLogitScale = Float(log(100.0))
 
-    /// A fresh model initialised as `clip.model.CLIP.initialize_parameters` does (seeded), but for the
-    /// image tower's position embeddings: fixed 2-D sine–cosine codes (`sinCosPositions`) as MAE
-    /// starts its ViT, on the scale of the patch embeddings, so that where a patch lies counts from
-    /// the first step (with CLIP's small random ones, relations between objects stayed invisible).
+    /// A fresh model initialised as `clip.model.CLIP.initialize_parameters` does (seeded).
     public convenience init(config c: CLIPConfig, seed: UInt64) throws {
-        let positions = TrainableCLIP.sinCosPositions(grid: c.gridSize, width: c.visionWidth)
-        let store = InitializingStore(seed: seed, fixed: positions.map { ["clip.visual.positional_embedding": $0] } ?? [:]) { name, shape in
+        let store = InitializingStore(seed: seed) { name, shape in
             let isVision = name.hasPrefix("clip.visual.")
             let width = Float(isVision ? c.visionWidth : c.textWidth)
             let layers = Float(isVision ? c.visionLayers : c.textLayers)
@@ -38,25 +34,6 @@ public final class TrainableCLIP {
             }
         }
         try self.init(config: c, weights: store)
-    }
-
-    /// MAE's 2-D sine–cosine position codes for a `grid`×`grid` patch grid with a class token first
-    /// (its row zero): [grid² + 1, width], the first half of each row encoding the patch's row, the second
-    /// its column, each as sin and cos of the index at frequencies 10000^(−i / (width / 4)).
-    /// Nil when `width` is not a multiple of 4.
-    static func sinCosPositions(grid: Int, width: Int) -> [Float]? {
-        guard width % 4 == 0, width > 0, grid > 0 else { return nil }
-        let quarter = width / 4
-        var codes = [Float](repeating: 0, count: (grid * grid + 1) * width)
-        for gy in 0..<grid { for gx in 0..<grid {
-            let row = (1 + gy * grid + gx) * width
-            for (half, index) in [gy, gx].enumerated() { for i in 0..<quarter {
-                let angle = Double(index) * pow(10000, -Double(i) / Double(quarter))
-                codes[row + half * 2 * quarter + i] = Float(sin(angle))
-                codes[row + half * 2 * quarter + quarter + i] = Float(cos(angle))
-            } }
-        } }
-        return codes
     }
 
     public init(config c: CLIPConfig, weights: WeightStore) throws {
