@@ -76,6 +76,8 @@ def main():
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--reasons", action="store_true",
+                        help="also count the failed picks, and all candidates, that fail on a relation's direction alone")
     args = parser.parse_args()
     if not os.path.exists(args.cache):
         groups, texts, images, passed = make_candidates(args.generator, args.per_group, args.candidates, args.seed,
@@ -84,19 +86,27 @@ def main():
     data = np.load(args.cache)
     groups, texts, images, passed = list(data["groups"]), list(data["captions"]), data["images"], data["passed"]
     names = list(dict.fromkeys(groups))
-    header = "pick % (average % / any %)"
-    print(f"{len(texts)} captions x {images.shape[1]} candidates; " + header + " per group: " + ", ".join(
-        f"{g} avg {100 * passed[[x == g for x in groups]].mean():.1f} / any "
-        f"{100 * passed[[x == g for x in groups]].any(axis=1).mean():.1f}" for g in names + []))
+    rows = [[x == g for x in groups] for g in names]
+    print(f"{len(texts)} captions x {images.shape[1]} candidates; average / any-of-N pass rate per group: " + ", ".join(
+        f"{g} {100 * passed[r].mean():.1f} / {100 * passed[r].any(axis=1).mean():.1f}" for g, r in zip(names, rows)))
+    if args.reasons:
+        direction = sum(not ok and "centroid" in why for k, text in enumerate(texts) for ok, why in
+                        (dalle.shapes_judge(image, str(text)) for image in images[k]))
+        print(f"candidates failing on a relation's direction alone: {direction} of {images.shape[0] * images.shape[1]}")
     for path in args.clip_models:
-        picks = []
+        picks, why_failed = [], []
         with dalle.Model(path) as model, dalle.Context(model, threads=args.threads, seed=0) as ctx:
             for k, caption in enumerate(texts):
                 _, order = ctx.rerank(str(caption), list(images[k]))
                 picks.append(bool(passed[k, order[0]]))
+                if args.reasons and not picks[-1]:
+                    why_failed.append(dalle.shapes_judge(images[k][order[0]], str(caption))[1])
         picks = np.array(picks)
-        row = ", ".join(f"{g} {100 * picks[[x == g for x in groups]].mean():.1f}" for g in names)
-        print(f"{path}: {row}, all {100 * picks.mean():.1f}")
+        row = ", ".join(f"{g} {100 * picks[r].mean():.1f}" for g, r in zip(names, rows))
+        print(f"{path}: CLIP's pick passes for {row}, all {100 * picks.mean():.1f} %")
+        if args.reasons:
+            print(f"  failed picks: {len(why_failed)}, on a relation's direction alone: "
+                  f"{sum('centroid' in why for why in why_failed)}")
 
 
 if __name__ == "__main__":
