@@ -108,6 +108,18 @@ extension ShapesWorld {
         }
     }
 
+    /// True when the boxes of `a` and `b` are as far apart as the world requires: `margin` pixels
+    /// along some axis, or for a relation (`a` its A, `b` its B) along the relation's axis in its direction.
+    static func areApart(_ a: PlacedObject, _ b: PlacedObject, relation: Relation?) -> Bool {
+        switch relation {
+        case nil: return a.separation(from: b) >= margin
+        case .leftOf?: return a.gap(to: b, axis: 0) >= margin
+        case .rightOf?: return b.gap(to: a, axis: 0) >= margin
+        case .above?: return a.gap(to: b, axis: 1) >= margin
+        case .below?: return b.gap(to: a, axis: 1) >= margin
+        }
+    }
+
     /// Every top-left corner where a box of `size` satisfies the constraints with `placed`
     /// (for a relation, `placed` is empty or holds A, and the new box is B).
     static func positions(for size: Size, after placed: [PlacedObject], relation: Relation?) -> [(Int, Int)] {
@@ -116,16 +128,7 @@ extension ShapesWorld {
         for y in range {
             for x in range {
                 let box = PlacedObject(colour: .red, shape: .square, size: size, x: x, y: y)
-                let fits = placed.allSatisfy { other in
-                    guard let relation else { return other.separation(from: box) >= margin }
-                    switch relation {
-                    case .leftOf: return other.gap(to: box, axis: 0) >= margin
-                    case .rightOf: return box.gap(to: other, axis: 0) >= margin
-                    case .above: return other.gap(to: box, axis: 1) >= margin
-                    case .below: return box.gap(to: other, axis: 1) >= margin
-                    }
-                }
-                if fits { result.append((x, y)) }
+                if placed.allSatisfy({ areApart($0, box, relation: relation) }) { result.append((x, y)) }
             }
         }
         return result

@@ -122,21 +122,8 @@ extension ShapesWorld {
     /// True when every box lies inside the margins and every pair is apart as the world requires
     /// (for a relation, B beyond A along its axis).
     static func isValidLayout(_ objects: [PlacedObject], relation: Relation?) -> Bool {
-        let inside = objects.allSatisfy { o in
-            [o.x, o.y].allSatisfy { (margin...(imageSize - margin - o.size.pixels)).contains($0) }
-        }
-        guard inside else { return false }
-        for j in objects.indices { for i in 0..<j {
-            let (a, b) = (objects[i], objects[j])
-            switch relation {
-            case .leftOf?: if a.gap(to: b, axis: 0) < margin { return false }
-            case .rightOf?: if b.gap(to: a, axis: 0) < margin { return false }
-            case .above?: if a.gap(to: b, axis: 1) < margin { return false }
-            case .below?: if b.gap(to: a, axis: 1) < margin { return false }
-            case nil: if a.separation(from: b) < margin { return false }
-            }
-        } }
-        return true
+        let inside = objects.allSatisfy { o in [o.x, o.y].allSatisfy { (margin...(imageSize - margin - o.size.pixels)).contains($0) } }
+        return inside && objects.indices.allSatisfy { j in (0..<j).allSatisfy { areApart(objects[$0], objects[j], relation: relation) } }
     }
 
     /// One object: another training pair of the same colour or the same shape, or, where the caption
