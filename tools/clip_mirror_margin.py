@@ -40,6 +40,13 @@ def captions(count, seed):
     return out
 
 
+def mirror_scores(ctx, caption, opposite, seed):
+    """Scores of (the caption's rendering, its mirror) against the caption and against its opposite."""
+    image = dalle.shapes_render(caption, seed=seed)
+    pictures = [image, np.ascontiguousarray(image[:, ::-1])]
+    return ctx.rerank(caption, pictures)[0], ctx.rerank(opposite, pictures)[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
@@ -51,10 +58,7 @@ def main():
         margins = []
         with dalle.Model(path) as model, dalle.Context(model, threads=1, seed=0) as ctx:
             for k, (caption, opposite) in enumerate(items):
-                image = dalle.shapes_render(caption, seed=k)
-                mirror = np.ascontiguousarray(image[:, ::-1])
-                own, _ = ctx.rerank(caption, [image, mirror])
-                flipped, _ = ctx.rerank(opposite, [image, mirror])
+                own, flipped = mirror_scores(ctx, caption, opposite, k)
                 margins.append((own[0] - own[1]) + (flipped[1] - flipped[0]))
         margins = np.array(margins)
         print(f"{path}: mirror margin {margins.mean():.3f} (sd {margins.std():.3f}), "

@@ -13,6 +13,7 @@ import argparse
 import random
 
 import dalle
+from clip_mirror_margin import mirror_scores
 
 COLOURS = "red green blue yellow purple orange white black".split()
 SHAPES = ["circle", "square", "triangle"]
@@ -61,10 +62,7 @@ def main():
                 wins = total = 0
                 for k, (caption, misses) in enumerate(items):
                     if kind == "mirrored":
-                        image = dalle.shapes_render(caption, seed=k)
-                        mirror = image[:, ::-1].copy()
-                        own, _ = ctx.rerank(caption, [image, mirror])
-                        flipped, _ = ctx.rerank(misses[0], [image, mirror])
+                        own, flipped = mirror_scores(ctx, caption, misses[0], k)
                         wins += int(own[0] > own[1] and flipped[1] > flipped[0])
                         total += 1
                         continue

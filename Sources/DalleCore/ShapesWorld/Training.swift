@@ -58,9 +58,15 @@ extension ShapesWorld {
     }
 
     static func makeTrainingSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
+        let (caption, placed) = trainingLayout(seed: seed, index: index, mix: mix)
+        return Sample(caption: caption, image: draw(placed))
+    }
+
+    /// Training sample `index`'s caption and the layout its image is drawn from.
+    static func trainingLayout(seed: UInt64, index: UInt64, mix: TemplateMix) -> (Caption, [PlacedObject]) {
         var rng = ShapesRandom(seed: seed, stream: .training, index: index)
         let caption = randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
-        return Sample(caption: caption, image: draw(layout(caption, rng: &rng)))
+        return (caption, layout(caption, rng: &rng))
     }
 
     /// The near miss of training sample `index`: a caption that differs from it in one thing a
@@ -69,12 +75,10 @@ extension ShapesWorld {
     /// CLIP hard negatives that random batches almost never hold, and as minimal pairs: the two
     /// images differ in what the captions do and nothing else.
     static func makeNearMissSample(seed: UInt64, index: UInt64, mix: TemplateMix) -> Sample {
-        var rng = ShapesRandom(seed: seed, stream: .training, index: index)
-        let original = randomCaption(mix: mix, pairs: trainingPairs, rng: &rng)
-        let placed = layout(original, rng: &rng)
-        var missRng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
-        let caption = nearMiss(of: original, rng: &missRng)
-        return Sample(caption: caption, image: draw(nearMissLayout(placed, of: original, showing: caption, rng: &missRng)))
+        let (original, placed) = trainingLayout(seed: seed, index: index, mix: mix)
+        var rng = ShapesRandom(seed: seed, stream: .nearMiss, index: index)
+        let caption = nearMiss(of: original, rng: &rng)
+        return Sample(caption: caption, image: draw(nearMissLayout(placed, of: original, showing: caption, rng: &rng)))
     }
 
     /// The layout `placed` of `original` changed to show its near miss `caption`. Counting: one
@@ -85,10 +89,9 @@ extension ShapesWorld {
     static func nearMissLayout(_ placed: [PlacedObject], of original: Caption, showing caption: Caption,
                                rng: inout ShapesRandom) -> [PlacedObject] {
         var relation: Relation?
-        var objects: [PlacedObject]
+        var objects = placed
         switch (original, caption) {
         case (.counting, .counting(let number, let o)):
-            objects = placed
             if number == .two {
                 objects.remove(at: rng.below(objects.count))
                 return objects
@@ -101,7 +104,6 @@ extension ShapesWorld {
             return objects
         case (.relation(_, let before, _), .relation(_, let after, _)):
             relation = after
-            objects = placed
             if before != after {
                 let horizontal = after == .leftOf || after == .rightOf
                 for i in objects.indices {
@@ -110,7 +112,7 @@ extension ShapesWorld {
                 }
             }
         default:
-            objects = placed
+            break
         }
         for (i, d) in caption.objects.enumerated() where i < objects.count {
             let size = d.size ?? objects[i].size, shift = (objects[i].size.pixels - size.pixels) / 2
