@@ -67,7 +67,7 @@ func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
         if arguments.wantsHelp || arguments.command == "help" {
-            print(usage + generateUsage + rerankUsage + evalUsage, terminator: "")
+            print(usage + generateUsage + rerankUsage + candidatesUsage + evalUsage, terminator: "")
             return 0
         }
         switch arguments.command {
@@ -82,6 +82,7 @@ func runCLI(_ args: [String]) -> Int32 {
         case "train": try train(arguments)
         case "bundle": try bundle(arguments)
         case "eval": try evaluate(arguments)
+        case "candidates": try candidates(arguments)
         case nil: throw UsageError("no command given")
         case let other?: throw UsageError("unknown command '\(other)'")
         }

@@ -11,8 +11,10 @@ public struct TrainingJob {
     /// "tokenizer", "dvae", "transformer" or "clip".
     public var stage: String
     /// "shapes" for the Shapes World, "shapes-near-misses" for it with every caption followed by a
-    /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), or a folder of
-    /// NAME.png images with NAME.txt captions.
+    /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), a judged candidate
+    /// set FILE.safetensors (`ShapesWorld.CandidateSet`: a model's own candidates, the failing ones
+    /// hard negatives for CLIP, see `CandidateSetSource`), or a folder of NAME.png images with
+    /// NAME.txt captions.
     public var data: String
     public var outputPath: String
     /// A model file (bundle or checkpoint) whose weights and configuration start a new run
@@ -132,6 +134,11 @@ public struct TrainingJob {
         if data == "shapes" || data == "shapes-near-misses" {
             return try ShapesWorldSource(seed: options.seed, imageSize: imageSize, nearMisses: data != "shapes")
                 .trainingAndValidation(validationCount: 256)
+        }
+        if data.hasSuffix(".safetensors") {
+            let set = try ShapesWorld.CandidateSet(path: data)
+            log("\(set.captions.count) captions with \(set.candidatesPerCaption) judged candidates each from \(data)")
+            return try CandidateSetSource(set: set, imageSize: imageSize).trainingAndValidation(validationFraction: 0.05)
         }
         let folder = try FolderSource(directory: data, imageSize: imageSize, threads: threads)
         for warning in folder.warnings { log("warning: \(warning)") }

@@ -257,26 +257,12 @@ extension DalleSession {
                                     progress: ProgressHandler? = nil) throws -> ShapesWorld.EvaluationReport {
         cancellation.reset()
         try options.validate()
-        _ = try model.requireGenerator()
-        let dvae = try model.requireImageTokenizer()
-        let size = ShapesWorld.imageSize
-        guard dvae.imageSize == size else {
-            throw DalleError.unsupported("the Shapes World evaluation judges \(size)x\(size) images; "
-                + "this model's dvae makes \(dvae.imageSize)x\(dvae.imageSize)")
-        }
+        _ = try shapesWorldImageTokenizer()
         let rerank = model.clip != nil
         return try ShapesWorld.evaluate(options, candidates: { _, caption, seed in
-            let generation = GenerationOptions(count: options.candidates, seed: seed, sampling: options.sampling,
-                                               condScale: options.condScale, keepBest: rerank ? options.candidates : 0)
-            let result = try self.generateCandidates(prompt: caption.text, options: generation)
-            let imageBytes = size * size * 3
-            let images = try (0..<result.count).map {
-                try RGBImage(width: size, height: size, pixels: Array(result.pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)]))
-            }
-            return (images, rerank)
+            (try self.shapesCandidates(caption, options: options, seed: seed, rerank: rerank), rerank)
         }, reconstruct: { image in
-            let tokens = try image.withView { try dvae.encode(try ImageConversion.tensor(from: [$0], size: size), pool: self.pool) }
-            return try RGBImage(width: size, height: size, pixels: try self.decodeRGB8(tokens, count: 1, with: dvae, progress: nil))
+            try self.shapesReconstruction(image)
         }, progress: progress, cancellation: cancellation)
     }
 }

@@ -163,7 +163,7 @@ public final class TransformerStage: TrainingStage {
     }
 }
 
-/// CLIP on (caption, image) pairs with in-batch negatives.
+/// CLIP on (caption, image) pairs with in-batch negatives and the examples' hard negatives.
 public final class CLIPStage: TrainingStage {
     public let model: TrainableCLIP
     public let tokenizer: Tokenizer
@@ -182,11 +182,12 @@ public final class CLIPStage: TrainingStage {
         self.pool = pool
     }
 
-    /// The examples' images, through the reconstructor if there is one.
+    /// The examples' images, then their hard negatives, through the reconstructor if there is one.
     func images(_ examples: [TrainingExample]) throws -> [RGBImage] {
-        guard let dvae = reconstructor else { return examples.map(\.image) }
-        let tokens = try dvae.encode(try pixelTensor(examples, size: dvae.imageSize), pool: pool)
-        return try ImageConversion.rgbImages(try dvae.decode(tokens: tokens, count: examples.count, pool: pool))
+        let images = examples.map(\.image) + examples.flatMap(\.negatives)
+        guard let dvae = reconstructor else { return images }
+        let tokens = try dvae.encode(try images.withViews { try ImageConversion.tensor(from: $0, size: dvae.imageSize) }, pool: pool)
+        return try ImageConversion.rgbImages(try dvae.decode(tokens: tokens, count: images.count, pool: pool))
     }
 
     public var component: String { "clip" }
@@ -196,8 +197,9 @@ public final class CLIPStage: TrainingStage {
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let c = model.config
         let tokens = try examples.flatMap { try tokenizer.tokenizeCLIP($0.caption, contextLength: c.contextLength).ids }
-        let pixels = try images(examples).withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
-        let l = model.loss(tape, pixels: pixels.scalars, tokens: tokens, count: examples.count)
+        let images = try images(examples)
+        let pixels = try images.withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
+        let l = model.loss(tape, pixels: pixels.scalars, images: images.count, tokens: tokens, texts: examples.count)
         return (l, [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))])
     }
 

@@ -39,50 +39,57 @@ extension Tape {
 
     /// CLIP's symmetric loss for matching pairs (row i of each): logits = exp(logitScale) ·
     /// cos(image_i, text_j); the mean of cross-entropy over rows and over columns, each
-    /// against the diagonal. images and texts [n, e], logitScale one element.
+    /// against the diagonal. texts [n, e], images [m, e] with m ≥ n: images n..<m match no text
+    /// (hard negatives) and enter only each text's softmax over the images. logitScale one element.
     public func contrastiveLoss(images: Variable, texts: Variable, logitScale: Variable) -> Variable {
-        let e = images.shape[1], n = images.count / e
-        let (a, aNorm) = rowNormalized(images.value, rows: n, cols: e)
+        let e = texts.shape[1], n = texts.count / e, m = images.count / e
+        let (a, aNorm) = rowNormalized(images.value, rows: m, cols: e)
         let (b, bNorm) = rowNormalized(texts.value, rows: n, cols: e)
         let scale = expf(logitScale.value[0])
-        var cosine = [Float](repeating: 0, count: n * n)
-        for i in 0..<n { for j in 0..<n {
+        // logits[i, j] = scale · cos(image i, text j), [m, n].
+        var cosine = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
             var s: Float = 0
             for d in 0..<e { s += a[i * e + d] * b[j * e + d] }
             cosine[i * n + j] = s
         } }
-        // Row softmax (image → text) and column softmax (text → image).
-        var rowP = [Float](repeating: 0, count: n * n), colP = [Float](repeating: 0, count: n * n)
+        // Row softmax (image → text, paired images only) and column softmax (text → every image).
+        var rowP = [Float](repeating: 0, count: m * n), colP = [Float](repeating: 0, count: m * n)
         var loss: Float = 0
         for i in 0..<n {
-            var m = -Float.infinity, mc = -Float.infinity
-            for j in 0..<n { m = max(m, scale * cosine[i * n + j]); mc = max(mc, scale * cosine[j * n + i]) }
-            var s: Float = 0, sc: Float = 0
-            for j in 0..<n {
-                rowP[i * n + j] = expf(scale * cosine[i * n + j] - m); s += rowP[i * n + j]
-                colP[j * n + i] = expf(scale * cosine[j * n + i] - mc); sc += colP[j * n + i]
-            }
-            for j in 0..<n { rowP[i * n + j] /= s; colP[j * n + i] /= sc }
-            loss += (logf(s) + m - scale * cosine[i * n + i]) + (logf(sc) + mc - scale * cosine[i * n + i])
+            var mx = -Float.infinity
+            for j in 0..<n { mx = max(mx, scale * cosine[i * n + j]) }
+            var s: Float = 0
+            for j in 0..<n { rowP[i * n + j] = expf(scale * cosine[i * n + j] - mx); s += rowP[i * n + j] }
+            for j in 0..<n { rowP[i * n + j] /= s }
+            loss += logf(s) + mx - scale * cosine[i * n + i]
+        }
+        for j in 0..<n {
+            var mx = -Float.infinity
+            for i in 0..<m { mx = max(mx, scale * cosine[i * n + j]) }
+            var s: Float = 0
+            for i in 0..<m { colP[i * n + j] = expf(scale * cosine[i * n + j] - mx); s += colP[i * n + j] }
+            for i in 0..<m { colP[i * n + j] /= s }
+            loss += logf(s) + mx - scale * cosine[j * n + j]
         }
         loss /= Float(2 * n)
         return record([loss], shape: [], inputs: [images, texts, logitScale]) { node in
             let g = node.grad[0] / Float(2 * n)
             // d loss / d logits[i, j] = g · (rowP + colP − 2·[i == j]).
-            var dCos = [Float](repeating: 0, count: n * n)
+            var dCos = [Float](repeating: 0, count: m * n)
             var dScale: Float = 0
-            for i in 0..<n { for j in 0..<n {
+            for i in 0..<m { for j in 0..<n {
                 let dl = g * (rowP[i * n + j] + colP[i * n + j] - (i == j ? 2 : 0))
                 dCos[i * n + j] = dl * scale
                 dScale += dl * scale * cosine[i * n + j]
             } }
             logitScale.accumulateGrad { $0[0] += dScale }
-            var da = [Float](repeating: 0, count: n * e), db = [Float](repeating: 0, count: n * e)
-            for i in 0..<n { for j in 0..<n {
+            var da = [Float](repeating: 0, count: m * e), db = [Float](repeating: 0, count: n * e)
+            for i in 0..<m { for j in 0..<n {
                 let c = dCos[i * n + j]
                 for d in 0..<e { da[i * e + d] += c * b[j * e + d]; db[j * e + d] += c * a[i * e + d] }
             } }
-            images.accumulateGrad { normalizeBackward(da, unit: a, norms: aNorm, rows: n, cols: e, into: $0) }
+            images.accumulateGrad { normalizeBackward(da, unit: a, norms: aNorm, rows: m, cols: e, into: $0) }
             texts.accumulateGrad { normalizeBackward(db, unit: b, norms: bNorm, rows: n, cols: e, into: $0) }
         }
     }

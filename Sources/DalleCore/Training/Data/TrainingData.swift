@@ -2,10 +2,14 @@
 public struct TrainingExample: Equatable, Sendable {
     public var caption: String
     public var image: RGBImage
+    /// Images the caption does not describe, same size (hard negatives: CLIP trains each caption
+    /// to score its image above them; the other stages ignore them).
+    public var negatives: [RGBImage]
 
-    public init(caption: String, image: RGBImage) {
+    public init(caption: String, image: RGBImage, negatives: [RGBImage] = []) {
         self.caption = caption
         self.image = image
+        self.negatives = negatives
     }
 }
 

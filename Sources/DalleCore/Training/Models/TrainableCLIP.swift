@@ -130,9 +130,10 @@ public final class TrainableCLIP {
         return tape.matmul(tape.layerNorm(last, p("ln_final.weight"), p("ln_final.bias")), p("text_projection"))
     }
 
-    /// The contrastive loss of matching images and texts.
-    public func loss(_ tape: Tape, pixels: [Float], tokens: [Int32], count n: Int) -> Variable {
-        tape.contrastiveLoss(images: encodeImages(tape, pixels: pixels, count: n),
+    /// The contrastive loss of `texts` captions and the first `texts` of `images` images, which
+    /// match them in order; any further images match no caption (hard negatives).
+    public func loss(_ tape: Tape, pixels: [Float], images m: Int, tokens: [Int32], texts n: Int) -> Variable {
+        tape.contrastiveLoss(images: encodeImages(tape, pixels: pixels, count: m),
                              texts: encodeText(tape, tokens: tokens, count: n), logitScale: p("logit_scale"))
     }
 
