@@ -173,6 +173,14 @@ expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" eval -
 expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_ARGS[@]}"
 expect 1 "candidates is 0" -- "$DALLE" eval --model "$T/eval.safetensors" --candidates 0
 expect 1 "--per-template must be a number" -- "$DALLE" eval --model "$T/eval.safetensors" --per-template many
+# candidates: a judged candidate set of the training stream's captions, the same for any thread count.
+expect 0 "3 captions x 2 candidates from .* candidates pass the judge" -- "$DALLE" candidates --model "$T/eval.safetensors" --captions 3 --candidates 2 --seed 1 --out "$T/cands.safetensors"
+expect 0 "written to $T/cands2.safetensors" -- "$DALLE" candidates --model "$T/eval.safetensors" --captions 3 --candidates 2 --seed 1 --threads 2 --out "$T/cands2.safetensors"
+checks=$((checks + 1)); cmp -s "$T/cands.safetensors" "$T/cands2.safetensors" || fail "candidate sets at 1 and 2 threads differ"
+expect 1 "missing --captions" -- "$DALLE" candidates --model "$T/eval.safetensors" --out "$T/x.safetensors"
+expect 1 "captions is 0; it must be in 1" -- "$DALLE" candidates --model "$T/eval.safetensors" --captions 0 --out "$T/x.safetensors"
+expect 1 "--candidates must be a number" -- "$DALLE" candidates --model "$T/eval.safetensors" --captions 1 --candidates some --out "$T/x.safetensors"
+expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" candidates --model "$GEN" --captions 1 --out "$T/x.safetensors"
 
 # train: a tiny model end to end (tokenizer, dVAE, transformer, CLIP, bundle), resume, bad input.
 TINY_DVAE="image_size=16,group_count=2,n_hid=8,n_blk_per_group=1,vocab_size=16,n_init=8"
@@ -195,6 +203,9 @@ expect 1 "made with batch_size = 4" -- "$DALLE" train --stage dvae --data shapes
 expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --config "$TINY_TR" --steps 3 --batch 2 --out "$T/tr.st"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --config "$TINY_CLIP" --steps 3 --batch 4 --out "$T/clip.st"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-recon.st"
+expect 0 "3 captions with 2 judged candidates each from" -- "$DALLE" train --stage clip --data "$T/cands.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 2 --out "$T/clip-cands.st"
+grep -q "clip written" "$T/stderr" || fail "CLIP on a candidate set: $(tail -c 300 "$T/stderr")"
+expect 1 "is not a libdalle candidate set" -- "$DALLE" train --stage clip --data "$T/eval.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --out "$T/x.st"
 expect 0 "starting from the weights of .*clip.st" -- "$DALLE" train --stage clip --data shapes-near-misses --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-near.st"
 expect 0 "bundle with .*transformer,clip" -- "$DALLE" bundle --out "$T/tiny.st" "$T/tok.st" "$T/dvae.st" "$T/tr.st" "$T/clip.st"
 expect 0 "" -- "$DALLE" generate --model "$T/tiny.st" --prompt "a red circle" --count 2 --rerank 1 --out-dir "$T/tiny"

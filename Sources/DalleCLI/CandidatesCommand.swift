@@ -21,6 +21,7 @@ func candidates(_ arguments: Arguments) throws {
                                   "cond-scale", "threads"], maxPositional: 0)
     let path = try arguments.modelPath(), out = try arguments.required("out")
     let model = try DalleModel(path: path)
+    _ = try arguments.required("captions")
     let captions: Int = try arguments.number("captions", default: 0), count: Int = try arguments.number("candidates", default: 8)
     let seed: UInt64 = try arguments.number("seed", default: 0)
     let session = try DalleSession(model: model, threads: try arguments.threads())
