@@ -519,6 +519,16 @@ DALLE_API dalle_eval_params dalle_eval_default_params(void);
 DALLE_API dalle_status dalle_shapes_eval(dalle_context *ctx, const dalle_eval_params *params,
                                          dalle_eval_report *out_report);
 
+/* Writes a judged candidate set to out_path (safetensors; as `dalle candidates`): for each of
+ * the first `captions` (1 ... 100000) captions of the Shapes World training stream
+ * params->seed, params->candidates images drawn with params' sampling, the judge's verdict on
+ * each, and the dVAE's reconstruction of the caption's training image. dalle_train_params.data
+ * takes the file: CLIP then learns each caption's passing candidate against its failing ones.
+ * per_template, per_held_out_pair and reconstruction_samples are not used. Progress:
+ * DALLE_PHASE_EVAL, one step per caption. The file depends on the params alone. */
+DALLE_API dalle_status dalle_shapes_candidates(dalle_context *ctx, const dalle_eval_params *params,
+                                               uint32_t captions, const char *out_path);
+
 /* ---- Training ---------------------------------------------------------------------------
  * Trains one component of a model on the CPU (the paper's recipe: the dVAE with the
  * Gumbel-softmax relaxation, logit-Laplace likelihood and KL weight raised to 6.6; the
@@ -539,7 +549,10 @@ typedef struct dalle_train_params {
     const char *stage;                /* "tokenizer", "dvae", "transformer" or "clip"         */
     const char *data;                 /* "shapes" (the Shapes World), "shapes-near-misses" (each
                                          caption then a near miss: hard negatives for CLIP),
-                                         or a folder of NAME.png + NAME.txt captions (UTF-8)  */
+                                         a judged candidate set FILE.safetensors (`dalle
+                                         candidates`: a model's failing candidates are CLIP's
+                                         hard negatives), or a folder of NAME.png + NAME.txt
+                                         captions (UTF-8)                                   */
     const char *out_path;             /* checkpoint written (and resumed when it exists)      */
     const char *tokenizer_path;       /* trained tokenizer (transformer, clip), or NULL       */
     const char *dvae_path;            /* trained dVAE (transformer; clip: its images are first

@@ -56,6 +56,23 @@ public func dalle_shapes_eval(_ ctx: OpaquePointer?, _ params: UnsafePointer<dal
     }
 }
 
+/// Writes the judged candidate set of the first `captions` training-stream captions to `outPath`.
+@_cdecl("dalle_shapes_candidates")
+public func dalle_shapes_candidates(_ ctx: OpaquePointer?, _ params: UnsafePointer<dalle_eval_params>?, _ captions: UInt32,
+                                    _ outPath: UnsafePointer<CChar>?) -> dalle_status {
+    withContext("dalle_shapes_candidates", ctx) { box in
+        let path = try utf8String(outPath, name: "out_path")
+        let p = try readParams(params, defaults: dalle_eval_default_params(), name: "dalle_eval_params",
+                               minimumSize: MemoryLayout<dalle_eval_params>.size)
+        let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
+        let set = try box.session.makeShapesCandidateSet(
+            captions: Int(captions), count: Int(p.candidates), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
+            sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p), condScale: p.cond_scale,
+            progress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_EVAL)))
+        try set.write(to: path)
+    }
+}
+
 private func cGroup(_ score: ShapesWorld.GroupScore) -> dalle_eval_group {
     dalle_eval_group(captions: UInt32(clamping: score.captions), candidates: UInt32(clamping: score.candidates),
                      passed_best_by_clip: score.passedBestByCLIP.map { Int32(clamping: $0) } ?? -1,

@@ -1,3 +1,5 @@
+import CDalle
+@testable import DalleCAPI
 @testable import DalleCore
 @testable import DalleImageIO
 import XCTest
@@ -110,5 +112,32 @@ final class CandidateSetTests: XCTestCase {
         var plain = examples
         for i in plain.indices { plain[i].negatives = [] }
         XCTAssertGreaterThan(try stage.evaluate(examples, pool: pool), try stage.evaluate(plain, pool: pool))
+    }
+
+    /// dalle_shapes_candidates writes the session's set; NULL and bad arguments are errors, not traps.
+    func testCAPIWritesTheSessionSet() throws {
+        var model: OpaquePointer?
+        XCTAssertEqual(dalle_model_load_file(EvaluationRunTests.clipBundle, nil, &model), dalle_status(DALLE_OK))
+        defer { dalle_model_free(model) }
+        var ctx: OpaquePointer?
+        XCTAssertEqual(dalle_context_create(model, nil, &ctx), dalle_status(DALLE_OK))
+        defer { dalle_context_free(ctx) }
+        let path = NSTemporaryDirectory() + "/c-candidates-\(getpid()).safetensors"
+        defer { unlink(path) }
+        var params = DalleCAPI.dalle_eval_default_params()
+        (params.candidates, params.seed) = (2, 6)
+        XCTAssertEqual(dalle_shapes_candidates(ctx, &params, 2, path), dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+        let session = try DalleSession(model: try DalleModel(path: EvaluationRunTests.clipBundle), threads: 1)
+        XCTAssertEqual(try World.CandidateSet(path: path), try session.makeShapesCandidateSet(captions: 2, count: 2, seed: 6))
+
+        XCTAssertEqual(dalle_shapes_candidates(ctx, &params, 2, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("out_path is NULL"))
+        XCTAssertEqual(dalle_shapes_candidates(ctx, &params, 0, path), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("captions is 0"))
+        XCTAssertEqual(dalle_shapes_candidates(ctx, &params, 1, "/nonexistent/dir/x.safetensors"), dalle_status(DALLE_IO_ERROR))
+        var small = params
+        small.struct_size = 8
+        XCTAssertEqual(dalle_shapes_candidates(ctx, &small, 1, path), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertEqual(dalle_shapes_candidates(nil, &params, 1, path), dalle_status(DALLE_INVALID_ARGUMENT))
     }
 }

@@ -72,3 +72,45 @@ def test_dvae_reconstruction_tool_counts_what_the_judge_passes():
     assert count == 12
     assert passed == sum(dalle.shapes_judge(image, caption)[0] for image, (caption, _) in zip(decoded, samples))
     assert codes == len(np.unique(tokens))
+
+
+def read_safetensors(path):
+    """(metadata, {name: array}) of a safetensors file (U8 tensors only, as candidate sets hold)."""
+    import json
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        assert info["dtype"] == "U8"
+        start, end = info["data_offsets"]
+        tensors[name] = np.frombuffer(data[8 + n + start:8 + n + end], dtype=np.uint8).reshape(info["shape"])
+    return metadata, tensors
+
+
+def test_candidate_set_is_judged_and_trains_clip(bundle, tmp_path):
+    """Context.shapes_candidates: the training stream's captions, every candidate with the judge's
+    verdict, the same file for any thread count; CLIP trains on it; bad input and cancel."""
+    with dalle.Model(bundle) as model:
+        with dalle.Context(model, threads=1) as one, dalle.Context(model, threads=2) as two:
+            steps = []
+            one.shapes_candidates(tmp_path / "a.safetensors", 3, candidates=2, seed=4,
+                                  progress=lambda phase, step, total: steps.append((phase, step, total)))
+            two.shapes_candidates(tmp_path / "b.safetensors", 3, candidates=2, seed=4)
+            with pytest.raises(dalle.InvalidArgumentError, match="captions is 0"):
+                one.shapes_candidates(tmp_path / "c.safetensors", 0)
+            with pytest.raises(dalle.CancelledError):
+                one.shapes_candidates(tmp_path / "c.safetensors", 3, progress=lambda phase, step, total: step < 1)
+    assert steps == [(_lib.DALLE_PHASE_EVAL, s, 3) for s in range(4)]
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    metadata, tensors = read_safetensors(tmp_path / "a.safetensors")
+    captions = metadata["captions"].split("\n")
+    assert captions == [dalle.shapes_training_sample(4, i)[0] for i in range(3)]
+    assert tensors["candidates"].shape == (3, 2, 64, 64, 3) and tensors["references"].shape == (3, 64, 64, 3)
+    for caption, images, verdicts in zip(captions, tensors["candidates"], tensors["passed"]):
+        assert [int(dalle.shapes_judge(image, caption)[0]) for image in images] == list(verdicts)
+    clip = dalle.train("clip", str(tmp_path / "a.safetensors"), tmp_path / "clip.st", tokenizer=bundle, init=bundle,
+                       steps=2, batch_size=2)
+    assert os.path.exists(clip)

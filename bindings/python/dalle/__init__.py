@@ -429,6 +429,27 @@ class Context(_Owned):
         del keep
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
+    def shapes_candidates(self, out_path, captions, candidates=8, seed=0, temperature=1.0, top_k=0, top_p=1.0,
+                          cond_scale=None, progress=None):
+        """Writes a judged candidate set (as `dalle candidates`) to out_path: `candidates` images for
+        each of the first `captions` captions of the Shapes World training stream `seed` (None: the
+        context's seed), the judge's verdicts and each caption's reconstruction. `train(..., data=
+        out_path)` then trains CLIP with the failing candidates as hard negatives. progress as
+        shapes_eval (one step per caption)."""
+        callback = _Progress(progress)
+        params = lib.dalle_eval_default_params()
+        params.candidates = candidates
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
+        if progress is not None:
+            params.progress = callback.c_callback
+        handle = self.handle
+        status = lib.dalle_shapes_candidates(handle, ctypes.byref(params), captions, os.fsencode(out_path))
+        callback.reraise()
+        self._progress.reraise()
+        _check(status, lambda: lib.dalle_context_last_error(handle))
+
     def shapes_eval(self, candidates=8, seed=0, per_template=50, per_held_out_pair=10, reconstruction_samples=200,
                     temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, progress=None):
         """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
@@ -571,8 +592,9 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
           checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None,
           init=None, freeze=None, caption_dropout=0.0):
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
-    "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP) or a folder of
-    NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
+    "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP), a judged candidate
+    set FILE.safetensors (`dalle candidates`: a model's failing candidates as CLIP's hard negatives) or a
+    folder of NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
     --dvae-schedule` takes them, e.g. {"kmeans": 64, "usage": 1}; init a model file whose weights start the run
     (fine-tuning); freeze a list of parameter-name prefixes left unchanged (e.g. ["clip.transformer."]);

@@ -186,6 +186,7 @@ PROTOTYPES = {
     "dalle_image_free": (None, [POINTER(dalle_image)]),
     "dalle_eval_default_params": (dalle_eval_params, []),
     "dalle_shapes_eval": (dalle_status, [dalle_context_p, POINTER(dalle_eval_params), POINTER(dalle_eval_report)]),
+    "dalle_shapes_candidates": (dalle_status, [dalle_context_p, POINTER(dalle_eval_params), c_uint32, c_char_p]),
     "dalle_train_default_params": (dalle_train_params, []),
     "dalle_train": (dalle_status, [POINTER(dalle_train_params)]),
     "dalle_bundle_default_params": (dalle_bundle_params, []),
