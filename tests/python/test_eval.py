@@ -114,3 +114,13 @@ def test_candidate_set_is_judged_and_trains_clip(bundle, tmp_path):
     clip = dalle.train("clip", str(tmp_path / "a.safetensors"), tmp_path / "clip.st", tokenizer=bundle, init=bundle,
                        steps=2, batch_size=2)
     assert os.path.exists(clip)
+
+    # tools/candidate_reasons.py counts the same captions and failing candidates, by the judge's reasons.
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "candidate_reasons.py"), str(tmp_path / "a.safetensors")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    groups = re.findall(r"^[a-z ]+: (\d+) captions, .* of (\d+) candidates pass", result.stdout, re.M)
+    assert sum(int(c) for c, _ in groups) == 3 and sum(int(k) for _, k in groups) == 6
+    failing = sum(int(line.split()[0]) for line in result.stdout.splitlines() if line.startswith("  "))
+    assert failing == int((tensors["passed"] == 0).sum())
