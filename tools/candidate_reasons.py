@@ -21,7 +21,8 @@ SHAPES = r"\b(circle|square|triangle)s?\b"
 
 
 def read_candidate_set(path):
-    """(captions, candidates [N, K, S, S, 3], passed [N, K]) of a candidate set file."""
+    """(captions, {"candidates": [N, K, S, S, 3], "passed": [N, K], "references": [N, S, S, 3]}) of a
+    candidate set file, as uint8 arrays."""
     with open(path, "rb") as f:
         data = f.read()
     n = int.from_bytes(data[:8], "little")
@@ -34,7 +35,7 @@ def read_candidate_set(path):
         start, end = header[name]["data_offsets"]
         return np.frombuffer(data[8 + n + start:8 + n + end], dtype=np.uint8).reshape(header[name]["shape"])
 
-    return metadata["captions"].split("\n"), tensor("candidates"), tensor("passed")
+    return metadata["captions"].split("\n"), {name: tensor(name) for name in ("candidates", "passed", "references")}
 
 
 def group(caption):
@@ -53,9 +54,9 @@ def main():
     parser.add_argument("candidate_set")
     parser.add_argument("--top", type=int, default=8, help="reasons printed per group")
     args = parser.parse_args()
-    captions, candidates, passed = read_candidate_set(args.candidate_set)
+    captions, tensors = read_candidate_set(args.candidate_set)
     stats = {}
-    for caption, images, verdicts in zip(captions, candidates, passed):
+    for caption, images, verdicts in zip(captions, tensors["candidates"], tensors["passed"]):
         s = stats.setdefault(group(caption), {"captions": 0, "any": 0, "passed": 0, "failed": 0,
                                               "reasons": collections.Counter()})
         s["captions"] += 1

@@ -14,6 +14,9 @@ from dalle import _lib
 
 from conftest import REPO
 
+sys.path.insert(0, os.path.join(REPO, "tools"))
+from candidate_reasons import read_candidate_set  # noqa: E402  (the tool's reader of candidate sets)
+
 SMALL = dict(candidates=2, seed=5, per_template=2, per_held_out_pair=1, reconstruction_samples=3)
 GROUPS = ["one object", "counting", "relation", "held-out pairs", "all captions"]
 
@@ -74,22 +77,6 @@ def test_dvae_reconstruction_tool_counts_what_the_judge_passes():
     assert codes == len(np.unique(tokens))
 
 
-def read_safetensors(path):
-    """(metadata, {name: array}) of a safetensors file (U8 tensors only, as candidate sets hold)."""
-    import json
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
-    metadata = header.pop("__metadata__", {})
-    tensors = {}
-    for name, info in header.items():
-        assert info["dtype"] == "U8"
-        start, end = info["data_offsets"]
-        tensors[name] = np.frombuffer(data[8 + n + start:8 + n + end], dtype=np.uint8).reshape(info["shape"])
-    return metadata, tensors
-
-
 def test_candidate_set_is_judged_and_trains_clip(bundle, tmp_path):
     """Context.shapes_candidates: the training stream's captions, every candidate with the judge's
     verdict, the same file for any thread count; CLIP trains on it; bad input and cancel."""
@@ -105,8 +92,7 @@ def test_candidate_set_is_judged_and_trains_clip(bundle, tmp_path):
                 one.shapes_candidates(tmp_path / "c.safetensors", 3, progress=lambda phase, step, total: step < 1)
     assert steps == [(_lib.DALLE_PHASE_EVAL, s, 3) for s in range(4)]
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
-    metadata, tensors = read_safetensors(tmp_path / "a.safetensors")
-    captions = metadata["captions"].split("\n")
+    captions, tensors = read_candidate_set(str(tmp_path / "a.safetensors"))
     assert captions == [dalle.shapes_training_sample(4, i)[0] for i in range(3)]
     assert tensors["candidates"].shape == (3, 2, 64, 64, 3) and tensors["references"].shape == (3, 64, 64, 3)
     for caption, images, verdicts in zip(captions, tensors["candidates"], tensors["passed"]):

@@ -429,6 +429,17 @@ class Context(_Owned):
         del keep
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
+    def _eval_params(self, candidates, seed, temperature, top_k, top_p, cond_scale, callback):
+        """dalle_eval_params with these draws (seed None: the context's; cond_scale None: the model's)."""
+        params = lib.dalle_eval_default_params()
+        params.candidates = candidates
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
+        if callback.fn:
+            params.progress = callback.c_callback
+        return params
+
     def shapes_candidates(self, out_path, captions, candidates=8, seed=0, temperature=1.0, top_k=0, top_p=1.0,
                           cond_scale=None, progress=None):
         """Writes a judged candidate set (as `dalle candidates`) to out_path: `candidates` images for
@@ -437,13 +448,7 @@ class Context(_Owned):
         out_path)` then trains CLIP with the failing candidates as hard negatives. progress as
         shapes_eval (one step per caption)."""
         callback = _Progress(progress)
-        params = lib.dalle_eval_default_params()
-        params.candidates = candidates
-        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
-        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
-        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
-        if progress is not None:
-            params.progress = callback.c_callback
+        params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback)
         handle = self.handle
         status = lib.dalle_shapes_candidates(handle, ctypes.byref(params), captions, os.fsencode(out_path))
         callback.reraise()
@@ -462,14 +467,9 @@ class Context(_Owned):
         dalle_eval_group and the rates "best_by_clip" (None without CLIP), "average", "any_of_n"
         and "rerank_lift", and "reconstruction" (images, passed, rate)."""
         callback = _Progress(progress)
-        params = lib.dalle_eval_default_params()
-        params.candidates, params.per_template, params.per_held_out_pair = candidates, per_template, per_held_out_pair
-        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback)
+        params.per_template, params.per_held_out_pair = per_template, per_held_out_pair
         params.reconstruction_samples = reconstruction_samples
-        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
-        params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
-        if progress is not None:
-            params.progress = callback.c_callback
         report = _lib.dalle_eval_report()
         report.struct_size = ctypes.sizeof(report)
         handle = self.handle

@@ -55,23 +55,18 @@ extension Tape {
         } }
         // Row softmax (image → text, paired images only) and column softmax (text → every image).
         var rowP = [Float](repeating: 0, count: m * n), colP = [Float](repeating: 0, count: m * n)
+        // −log softmax over the `count` logits at `index(0 ..< count)`, at `index(target)`; the probabilities into `p`.
+        func crossEntropy(_ count: Int, _ index: (Int) -> Int, target: Int, into p: inout [Float]) -> Float {
+            var mx = -Float.infinity
+            for k in 0..<count { mx = max(mx, scale * cosine[index(k)]) }
+            var s: Float = 0
+            for k in 0..<count { p[index(k)] = expf(scale * cosine[index(k)] - mx); s += p[index(k)] }
+            for k in 0..<count { p[index(k)] /= s }
+            return logf(s) + mx - scale * cosine[index(target)]
+        }
         var loss: Float = 0
-        for i in 0..<n {
-            var mx = -Float.infinity
-            for j in 0..<n { mx = max(mx, scale * cosine[i * n + j]) }
-            var s: Float = 0
-            for j in 0..<n { rowP[i * n + j] = expf(scale * cosine[i * n + j] - mx); s += rowP[i * n + j] }
-            for j in 0..<n { rowP[i * n + j] /= s }
-            loss += logf(s) + mx - scale * cosine[i * n + i]
-        }
-        for j in 0..<n {
-            var mx = -Float.infinity
-            for i in 0..<m { mx = max(mx, scale * cosine[i * n + j]) }
-            var s: Float = 0
-            for i in 0..<m { colP[i * n + j] = expf(scale * cosine[i * n + j] - mx); s += colP[i * n + j] }
-            for i in 0..<m { colP[i * n + j] /= s }
-            loss += logf(s) + mx - scale * cosine[j * n + j]
-        }
+        for i in 0..<n { loss += crossEntropy(n, { i * n + $0 }, target: i, into: &rowP) }
+        for j in 0..<n { loss += crossEntropy(m, { $0 * n + j }, target: j, into: &colP) }
         loss /= Float(2 * n)
         return record([loss], shape: [], inputs: [images, texts, logitScale]) { node in
             let g = node.grad[0] / Float(2 * n)
