@@ -242,26 +242,53 @@ final class AutogradTests: XCTestCase {
         checkGradients(dvaeParams, probes: 2, step: 2e-3, tolerance: 5e-2) { t, _ in
             dvae.loss(t, images: images, count: 2, noise: noise, temperature: 0.5, klWeight: 2).total
         }
-        let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 4, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
-                                  imageFmapSize: 2, attnTypes: [.full, .axialCol], rotaryEmb: false, shiftTokens: false)
-        let transformer = try TrainableTransformer(config: c, seed: 4)
-        checkGradients(transformer.parameters.all.map(\.variable), probes: 2, tolerance: 3e-2) { t, _ in
-            transformer.loss(t, text: [3, 5, 0, 1, 0, 0], image: [0, 4, 2, 1, 3, 3, 0, 2], batch: 2).total
+        for shiftTokens in [false, true] {
+            let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 4, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
+                                      imageFmapSize: 2, attnTypes: [.full, .axialCol], rotaryEmb: false, shiftTokens: shiftTokens)
+            let transformer = try TrainableTransformer(config: c, seed: 4)
+            checkGradients(transformer.parameters.all.map(\.variable), probes: 2, tolerance: 3e-2) { t, _ in
+                transformer.loss(t, text: [3, 5, 0, 1, 0, 0], image: [0, 4, 2, 1, 3, 3, 0, 2], batch: 2).total
+            }
+        }
+    }
+
+    /// The token shift alone: every input feature's gradient, and which position each output takes.
+    func testTokenShift() {
+        let c = TransformerConfig(dim: 8, depth: 1, heads: 1, dimHead: 8, textSeqLen: 2, numTextTokens: 5, numImageTokens: 4,
+                                  imageFmapSize: 3, rotaryEmb: false, shiftTokens: true)
+        // Each input feature holds a code for its (sequence, position, feature).
+        let length = c.seqLen, x = Variable.parameter((0..<(2 * length * 8)).map { Float($0) }, shape: [2 * length, 8])
+        let y = Tape(pool: pool).shiftTokens(x, sequences: 2, config: c)
+        func at(_ s: Int, _ p: Int, _ d: Int) -> Float { y.value[(s * length + p) * 8 + d] }
+        func code(_ s: Int, _ p: Int, _ d: Int) -> Float { Float((s * length + p) * 8 + d) }
+        XCTAssertEqual(at(1, 0, 0), 0, "the first text position has no predecessor")
+        XCTAssertEqual(at(1, 2, 3), code(1, 1, 3), "text takes the previous position's first half")
+        XCTAssertEqual(at(1, 2, 5), code(1, 2, 5), "the second half passes")
+        // Image tokens start at textLen = 3: position 3 + 4 is row 1, column 1 of the 3x3 grid.
+        XCTAssertEqual(at(0, 7, 1), code(0, 4, 1), "first quarter from the token above")
+        XCTAssertEqual(at(0, 7, 2), code(0, 6, 2), "second quarter from the token to the left")
+        XCTAssertEqual(at(0, 5, 1), 0, "no token above the first row")
+        XCTAssertEqual(at(0, 6, 2), 0, "no token left of the first column")
+        checkGradients([Variable.parameter(randomValues(2 * length * 8, seed: 3), shape: [2 * length, 8])], probes: 24) { t, inputs in
+            t.shiftTokens(inputs[0], sequences: 2, config: c)
         }
     }
 
     func testTransformerMatchesInference() throws {
-        let c = TransformerConfig(dim: 16, depth: 2, heads: 2, dimHead: 8, textSeqLen: 4, numTextTokens: 11, numImageTokens: 9,
-                                  imageFmapSize: 3, attnTypes: [.full, .convLike], rotaryEmb: false, shiftTokens: false)
-        let trainable = try TrainableTransformer(config: c, seed: 5)
-        let inference = try DalleTransformer(config: c, weights: InMemoryWeights(trainable.parameters.tensors))
-        let text: [Int32] = [4, 2, 9, 0, 7, 0, 0, 0], image = (0..<18).map { Int32($0 % 9) }
-        let expected = try inference.logits(text: text, image: image, batch: 2, pool: pool)
-        let got = trainable.logits(Tape(pool: pool), text: text, image: image, batch: 2)
-        for r in 0..<(2 * c.seqLen) {
-            let columns = r % c.seqLen < c.textSeqLen ? 0..<c.textVocab : c.textVocab..<c.totalTokens
-            for j in columns {
-                XCTAssertEqual(got.value[r * c.totalTokens + j], expected.scalars[r * c.totalTokens + j], accuracy: 1e-4)
+        for shiftTokens in [false, true] {
+            let c = TransformerConfig(dim: 16, depth: 2, heads: 2, dimHead: 8, textSeqLen: 4, numTextTokens: 11, numImageTokens: 9,
+                                      imageFmapSize: 3, attnTypes: [.full, .convLike], rotaryEmb: false, shiftTokens: shiftTokens)
+            let trainable = try TrainableTransformer(config: c, seed: 5)
+            let inference = try DalleTransformer(config: c, weights: InMemoryWeights(trainable.parameters.tensors))
+            let text: [Int32] = [4, 2, 9, 0, 7, 0, 0, 0], image = (0..<18).map { Int32($0 % 9) }
+            let expected = try inference.logits(text: text, image: image, batch: 2, pool: pool)
+            let got = trainable.logits(Tape(pool: pool), text: text, image: image, batch: 2)
+            for r in 0..<(2 * c.seqLen) {
+                let columns = r % c.seqLen < c.textSeqLen ? 0..<c.textVocab : c.textVocab..<c.totalTokens
+                for j in columns {
+                    XCTAssertEqual(got.value[r * c.totalTokens + j], expected.scalars[r * c.totalTokens + j], accuracy: 1e-4,
+                                   "shift_tokens \(shiftTokens)")
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 /// DALLE-pytorch's transformer (see `DalleTransformer`) as a differentiable model with the
 /// same parameter names, for the configurations training supports: learned text and axial
-/// image positions (no rotary), no token shift, no sandwich norm, not `stable`, no shared
-/// layers; any attention types.
+/// image positions (no rotary), with or without token shift, no sandwich norm, not `stable`,
+/// no shared layers; any attention types.
 ///
 /// Loss (DALLE-pytorch's `forward(..., return_loss=True)`): cross-entropy of every next
 /// token over the stream <bos>, text (padding replaced by per-position pad ids), image; the
@@ -17,11 +17,10 @@ public final class TrainableTransformer {
     /// Throws `unsupported` for options training does not implement.
     public static func checkTrainable(_ c: TransformerConfig) throws {
         try c.validate()
-        let unsupported = [(c.rotaryEmb, "rotary_emb"), (c.shiftTokens, "shift_tokens"),
-                           (c.sandwichNorm, "sandwich_norm"), (c.stable, "stable"),
+        let unsupported = [(c.rotaryEmb, "rotary_emb"), (c.sandwichNorm, "sandwich_norm"), (c.stable, "stable"),
                            (c.sharedAttnIds != Array(0..<c.depth) || c.sharedFFIds != Array(0..<c.depth), "shared layers")]
         if let (_, name) = unsupported.first(where: { $0.0 }) {
-            throw DalleError.unsupported("training a transformer with \(name) (training supports learned positions, no token shift, no sandwich norm, unshared layers)")
+            throw DalleError.unsupported("training a transformer with \(name) (training supports learned positions, token shift or none, no sandwich norm, unshared layers)")
         }
     }
 
@@ -54,22 +53,28 @@ public final class TrainableTransformer {
         try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
         try add("image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim])
         for i in 0..<c.depth {
-            let block = "transformer.layers.layers.\(i)."
+            let block = "transformer.layers.layers.\(i).", names = TrainableTransformer.blockPaths(c)
             try add(block + "0.fn.norm.weight", [c.dim]); try add(block + "0.fn.norm.bias", [c.dim])
-            try add(block + "0.fn.fn.fn.to_qkv.weight", [3 * c.innerDim, c.dim], decay: true)
-            try add(block + "0.fn.fn.fn.to_out.0.weight", [c.dim, c.innerDim], decay: true)
-            try add(block + "0.fn.fn.fn.to_out.0.bias", [c.dim])
+            try add(block + names.attention + "to_qkv.weight", [3 * c.innerDim, c.dim], decay: true)
+            try add(block + names.attention + "to_out.0.weight", [c.dim, c.innerDim], decay: true)
+            try add(block + names.attention + "to_out.0.bias", [c.dim])
             try add(block + "0.scale", [1, 1, c.dim])
             try add(block + "1.fn.norm.weight", [c.dim]); try add(block + "1.fn.norm.bias", [c.dim])
-            try add(block + "1.fn.fn.net.0.weight", [2 * c.ffHidden, c.dim], decay: true)
-            try add(block + "1.fn.fn.net.0.bias", [2 * c.ffHidden])
-            try add(block + "1.fn.fn.net.3.weight", [c.dim, c.ffHidden], decay: true)
-            try add(block + "1.fn.fn.net.3.bias", [c.dim])
+            try add(block + names.feedForward + "0.weight", [2 * c.ffHidden, c.dim], decay: true)
+            try add(block + names.feedForward + "0.bias", [2 * c.ffHidden])
+            try add(block + names.feedForward + "3.weight", [c.dim, c.ffHidden], decay: true)
+            try add(block + names.feedForward + "3.bias", [c.dim])
             try add(block + "1.scale", [1, 1, c.dim])
         }
         try add("to_logits.0.weight", [c.dim]); try add("to_logits.0.bias", [c.dim])
         try add("to_logits.1.weight", [c.totalTokens, c.dim], decay: true)
         try add("to_logits.1.bias", [c.totalTokens])
+    }
+
+    /// Module paths of a block's attention and feed-forward weights below its layer name:
+    /// PreShiftToken (wrapped in CachedAs) adds two levels (see `DalleTransformer`).
+    static func blockPaths(_ c: TransformerConfig) -> (attention: String, feedForward: String) {
+        c.shiftTokens ? ("0.fn.fn.fn.fn.fn.", "1.fn.fn.fn.fn.net.") : ("0.fn.fn.fn.", "1.fn.fn.net.")
     }
 
     private func p(_ name: String) -> Variable { parameters["transformer." + name] ?? Variable.constant([], shape: [0]) }
@@ -95,17 +100,20 @@ public final class TrainableTransformer {
                                           tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
                                  tape.gather(p("image_pos_emb.weights.1"), rows: cols))
         var x = tape.interleave(textPart, imagePart, sequences: batch)
+        let names = TrainableTransformer.blockPaths(c)
+        func blockInput(_ x: Variable, norm: String) -> Variable {
+            let normed = tape.layerNorm(x, p(norm + ".weight"), p(norm + ".bias"))
+            return c.shiftTokens ? tape.shiftTokens(normed, sequences: batch, config: c) : normed
+        }
         for i in 0..<c.depth {
-            let block = "transformer.layers.layers.\(i)."
-            let normed = tape.layerNorm(x, p(block + "0.fn.norm.weight"), p(block + "0.fn.norm.bias"))
-            let qkv = tape.linear(normed, p(block + "0.fn.fn.fn.to_qkv.weight"), nil)
+            let block = "transformer.layers.layers.\(i).", attention = block + names.attention, feedForward = block + names.feedForward
+            let qkv = tape.linear(blockInput(x, norm: block + "0.fn.norm"), p(attention + "to_qkv.weight"), nil)
             let pattern = patterns[c.attentionType(layer: i)] ?? .causal(length: c.seqLen)
             let attended = tape.attention(qkv, batch: batch, heads: c.heads, dimHead: c.dimHead, pattern: pattern)
-            let out = tape.linear(attended, p(block + "0.fn.fn.fn.to_out.0.weight"), p(block + "0.fn.fn.fn.to_out.0.bias"))
+            let out = tape.linear(attended, p(attention + "to_out.0.weight"), p(attention + "to_out.0.bias"))
             x = tape.add(x, tape.scaleFeatures(out, p(block + "0.scale")))
-            let normed2 = tape.layerNorm(x, p(block + "1.fn.norm.weight"), p(block + "1.fn.norm.bias"))
-            let up = tape.linear(normed2, p(block + "1.fn.fn.net.0.weight"), p(block + "1.fn.fn.net.0.bias"))
-            let down = tape.linear(tape.geglu(up), p(block + "1.fn.fn.net.3.weight"), p(block + "1.fn.fn.net.3.bias"))
+            let up = tape.linear(blockInput(x, norm: block + "1.fn.norm"), p(feedForward + "0.weight"), p(feedForward + "0.bias"))
+            let down = tape.linear(tape.geglu(up), p(feedForward + "3.weight"), p(feedForward + "3.bias"))
             x = tape.add(x, tape.scaleFeatures(down, p(block + "1.scale")))
         }
         let normed = tape.layerNorm(x, p("to_logits.0.weight"), p("to_logits.0.bias"))
@@ -149,6 +157,45 @@ extension Tape {
             withPointers(node.grad) { g in
                 a.accumulateGrad { da in for s in 0..<n { for i in 0..<(la * d) { da[s * la * d + i] += g[s * l * d + i] } } }
                 b.accumulateGrad { db in for s in 0..<n { for i in 0..<(lb * d) { db[s * lb * d + i] += g[(s * l + la) * d + i] } } }
+            }
+        }
+    }
+
+    /// DALLE-pytorch's PreShiftToken on [n·seqLen, dim] rows of n sequences: text positions
+    /// take the first half of the previous position's features; image positions the first
+    /// quarter of the token above and the second quarter of the token to the left (zeros at
+    /// the edges); the second half of every row passes through.
+    public func shiftTokens(_ x: Variable, sequences n: Int, config c: TransformerConfig) -> Variable {
+        let dim = c.dim, half = dim / 2, quarter = dim / 4, f = c.imageFmapSize, length = x.count / (n * dim)
+        // Per position and feature, the position whose value it takes (-1: zero) within a sequence.
+        func source(_ p: Int, _ d: Int) -> Int {
+            if d >= half { return p }
+            if p < c.textLen { return p - 1 }
+            let i = p - c.textLen
+            if d < quarter { return i / f == 0 ? -1 : p - f }
+            return i % f == 0 ? -1 : p - 1
+        }
+        var y = [Float](repeating: 0, count: x.count)
+        for s in 0..<n {
+            for p in 0..<length {
+                for d in 0..<dim {
+                    let from = source(p, d)
+                    if from >= 0 { y[(s * length + p) * dim + d] = x.value[(s * length + from) * dim + d] }
+                }
+            }
+        }
+        return record(y, shape: x.shape, inputs: [x]) { node in
+            withPointers(node.grad) { g in
+                x.accumulateGrad { dx in
+                    for s in 0..<n {
+                        for p in 0..<length {
+                            for d in 0..<dim {
+                                let from = source(p, d)
+                                if from >= 0 { dx[(s * length + from) * dim + d] += g[(s * length + p) * dim + d] }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
