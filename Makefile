@@ -14,8 +14,9 @@ all: build
 build:
 	$(SWIFT_BUILD)
 	mkdir -p build/lib build/bin build/include
-	cp "$(BIN)/libdalle.so" build/lib/
-	cp "$(BIN)/dalle-cli" build/bin/dalle
+	# Replaced, not overwritten, so that a build works while the old binary runs (a training run).
+	cp "$(BIN)/libdalle.so" build/lib/libdalle.so.new && mv -f build/lib/libdalle.so.new build/lib/libdalle.so
+	cp "$(BIN)/dalle-cli" build/bin/dalle.new && mv -f build/bin/dalle.new build/bin/dalle
 	cp include/dalle.h build/include/
 
 test: build test-swift test-native

@@ -148,6 +148,9 @@ cp "$T/stdout" "$T/eval1.txt"
 grep -Eq "^\| one object +\| +2 \|" "$T/eval1.txt" && grep -Eq "^\| held-out pairs +\| +3 \|" "$T/eval1.txt" \
     && grep -Eq "^\| all captions +\| +9 \|" "$T/eval1.txt" && grep -Eq "^\| dVAE reconstruction +\| +12 \|" "$T/eval1.txt" \
     || fail "eval table: $(cat "$T/eval1.txt")"
+# Not on a terminal, progress is a plain line at each tenth of the way, the last one at the end.
+[ "$(grep -c '^dalle: eval [0-9]*/[0-9]*$' "$T/stderr")" -le 10 ] && grep -Eq '^dalle: eval ([0-9]+)/\1$' "$T/stderr" \
+    || fail "eval progress lines: $(cat "$T/stderr")"
 expect 0 "evaluated 9 captions" -- env DALLE_MODEL="$T/eval.safetensors" "$DALLE" eval "${EVAL_ARGS[@]}" --threads 2
 cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval with DALLE_MODEL at 2 threads differs: $(cat "$T/stdout")"
 expect 0 "generated 1 image" -- env DALLE_MODEL="$GEN" "$DALLE" generate --prompt "a red apple" --seed 3 --out-dir "$T/gen4"

@@ -25,7 +25,7 @@ func candidates(_ arguments: Arguments) throws {
     let captions: Int = try arguments.number("captions", default: 0), count: Int = try arguments.number("candidates", default: 8)
     let seed: UInt64 = try arguments.number("seed", default: 0)
     let session = try DalleSession(model: model, threads: try arguments.threads())
-    let bar = ProgressBar(enabled: isatty(2) != 0)
+    let bar = ProgressBar(logLines: true)
     let start = now()
     let set = try session.makeShapesCandidateSet(
         captions: captions, count: count, seed: seed,

@@ -44,7 +44,7 @@ func evaluate(_ arguments: Arguments) throws {
     let session = try DalleSession(model: model, threads: try arguments.threads())
     printError("dalle: evaluating \(path) on the Shapes World (\(options.candidates) candidates per caption, seed \(options.seed), "
         + "guidance scale \(options.condScale))")
-    let bar = ProgressBar(enabled: isatty(2) != 0)
+    let bar = ProgressBar(logLines: true)
     let start = now()
     let report = try session.evaluateShapesWorld(options) { step, total in bar.show("eval", step, total); return true }
     bar.finish()

@@ -60,7 +60,7 @@ func generate(_ arguments: Arguments) throws {
     }
 
     try makeDirectory(outDir)
-    let bar = ProgressBar(enabled: isatty(2) != 0)
+    let bar = ProgressBar()
     let start = now()
     let result = try session.generate(prompt: prompt, options: options,
                                       tokenProgress: { step, total in bar.show("tokens", step, total); return true },
@@ -120,24 +120,33 @@ private func writeText(_ text: String, path: String) throws {
     guard written == bytes.count, flushed == 0 else { throw DalleError.io("cannot write \(path): \(String(cString: strerror(errno)))") }
 }
 
-/// A one-line progress bar on stderr, redrawn in place; silent when stderr is not a terminal.
+/// Progress on stderr: on a terminal a one-line bar redrawn in place; elsewhere (a log file)
+/// nothing, or with `logLines` a plain line at every tenth of the way, for long runs.
 final class ProgressBar {
-    let enabled: Bool
-    private var lastDrawn = ""
+    private let terminal: Bool, logLines: Bool
+    private var lastDrawn = "", lastTenth = 0
 
-    init(enabled: Bool) { self.enabled = enabled }
+    init(logLines: Bool = false) {
+        terminal = isatty(2) != 0
+        self.logLines = logLines
+    }
 
     func show(_ label: String, _ step: Int, _ total: Int) {
-        guard enabled, total > 0 else { return }
-        let width = 30, filled = width * step / total
-        let line = "\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            + "] \(step)/\(total)"
-        guard line != lastDrawn else { return }
-        lastDrawn = line
-        fputs("\r" + line + "\u{1B}[K", stderr)
+        guard total > 0 else { return }
+        if terminal {
+            let width = 30, filled = width * step / total
+            let line = "\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                + "] \(step)/\(total)"
+            guard line != lastDrawn else { return }
+            lastDrawn = line
+            fputs("\r" + line + "\u{1B}[K", stderr)
+        } else if logLines, 10 * step / total > lastTenth {
+            lastTenth = 10 * step / total
+            fputs("dalle: \(label) \(step)/\(total)\n", stderr)
+        }
     }
 
     func finish() {
-        if enabled, !lastDrawn.isEmpty { fputs("\n", stderr) }
+        if terminal, !lastDrawn.isEmpty { fputs("\n", stderr) }
     }
 }
