@@ -171,21 +171,28 @@ extension Tape {
     }
 
     /// GEGLU: x [rows, 2h] split into (a, gate); a · gelu(gate) with the exact (erf) GELU.
+    /// Rows are split over the threads (each element on its own: the same for any count).
     public func geglu(_ x: Variable) -> Variable {
         let h = x.shape[x.shape.count - 1] / 2, rows = x.count / (2 * h)
+        let pool = self.pool
         var y = [Float](repeating: 0, count: rows * h)
-        withPointers(x.value) { xp in
-            for r in 0..<rows {
-                for j in 0..<h { y[r * h + j] = xp[r * 2 * h + j] * gelu(xp[r * 2 * h + h + j]) }
+        withPointers(x.value) { xp in y.withUnsafeMutableBufferPointer { yb in
+            let yo = yb.baseAddress.unsafelyUnwrapped
+            pool.parallelFor(rows) { range in
+                for r in range {
+                    for j in 0..<h { yo[r * h + j] = xp[r * 2 * h + j] * gelu(xp[r * 2 * h + h + j]) }
+                }
             }
-        }
+        } }
         return record(y, shape: Array(x.shape.dropLast()) + [h], inputs: [x]) { node in
             x.accumulateGrad { dx in withPointers(node.grad) { g in withPointers(x.value) { xp in
-                for r in 0..<rows {
-                    for j in 0..<h {
-                        let a = xp[r * 2 * h + j], gate = xp[r * 2 * h + h + j], go = g[r * h + j]
-                        dx[r * 2 * h + j] += go * gelu(gate)
-                        dx[r * 2 * h + h + j] += go * a * geluDerivative(gate)
+                pool.parallelFor(rows) { range in
+                    for r in range {
+                        for j in 0..<h {
+                            let a = xp[r * 2 * h + j], gate = xp[r * 2 * h + h + j], go = g[r * h + j]
+                            dx[r * 2 * h + j] += go * gelu(gate)
+                            dx[r * 2 * h + h + j] += go * a * geluDerivative(gate)
+                        }
                     }
                 }
             } } }
