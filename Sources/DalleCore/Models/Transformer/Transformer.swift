@@ -92,10 +92,7 @@ public final class DalleTransformer: @unchecked Sendable {
         var layers: [Layer] = []
         for i in 0..<c.depth {
             let block = p + "transformer.layers.layers.\(i)."
-            // Module paths: LayerScale.fn = PreNorm; PreNorm.fn = CachedAs / NonCached, or with
-            // shift_tokens CachedAs(PreShiftToken(CachedAs / NonCached(attention))).
-            let attentionPath = block + "0.fn." + (c.shiftTokens ? "fn.fn.fn.fn." : "fn.fn.")
-            let feedForwardPath = block + "1.fn." + (c.shiftTokens ? "fn.fn.fn.net." : "fn.net.")
+            let attentionPath = block + c.blockModulePaths.attention, feedForwardPath = block + c.blockModulePaths.feedForward
             // Shared blocks appear under every layer's name; each copy must be there with its shape.
             let attention = AttentionWeights(
                 qkv: try linear(attentionPath + "to_qkv", inputs: c.dim, outputs: 3 * c.innerDim, bias: false),
@@ -171,8 +168,7 @@ public final class DalleTransformer: @unchecked Sendable {
         var attentionCopy: [Int: String] = [:], feedForwardCopy: [Int: String] = [:]
         for i in 0..<c.depth {
             let block = "transformer.layers.layers.\(i)."
-            let attentionPath = block + "0.fn." + (c.shiftTokens ? "fn.fn.fn.fn." : "fn.fn.")
-            let feedForwardPath = block + "1.fn." + (c.shiftTokens ? "fn.fn.fn.net." : "fn.net.")
+            let attentionPath = block + c.blockModulePaths.attention, feedForwardPath = block + c.blockModulePaths.feedForward
             for (sub, path) in [("0", attentionPath), ("1", feedForwardPath)] {
                 norm(block + sub + ".fn.norm")
                 if c.sandwichNorm { norm(block + sub + ".fn.norm_out") }

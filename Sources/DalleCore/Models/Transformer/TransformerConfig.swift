@@ -81,6 +81,12 @@ public struct TransformerConfig: Equatable, Sendable {
     public var innerDim: Int { heads * dimHead }
     /// Hidden width of the GEGLU feed-forward (`ff_mult` = 4).
     public var ffHidden: Int { dim * 4 }
+    /// Module paths of a block's attention and feed-forward weights below its layer's name
+    /// (`transformer.layers.layers.<i>.`): LayerScale.fn = PreNorm; PreNorm.fn = CachedAs /
+    /// NonCached, or with shift_tokens CachedAs(PreShiftToken(CachedAs / NonCached(...))).
+    public var blockModulePaths: (attention: String, feedForward: String) {
+        shiftTokens ? ("0.fn.fn.fn.fn.fn.", "1.fn.fn.fn.fn.net.") : ("0.fn.fn.fn.", "1.fn.fn.net.")
+    }
     /// Feature count each rotary table row covers: 3 · 2 · ((dimHead / 3) / 2).
     public var rotaryDims: Int { rotaryEmb ? 3 * 2 * ((dimHead / 3) / 2) : 0 }
 

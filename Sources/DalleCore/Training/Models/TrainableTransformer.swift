@@ -53,7 +53,7 @@ public final class TrainableTransformer {
         try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
         try add("image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim])
         for i in 0..<c.depth {
-            let block = "transformer.layers.layers.\(i).", names = TrainableTransformer.blockPaths(c)
+            let block = "transformer.layers.layers.\(i).", names = c.blockModulePaths
             try add(block + "0.fn.norm.weight", [c.dim]); try add(block + "0.fn.norm.bias", [c.dim])
             try add(block + names.attention + "to_qkv.weight", [3 * c.innerDim, c.dim], decay: true)
             try add(block + names.attention + "to_out.0.weight", [c.dim, c.innerDim], decay: true)
@@ -69,12 +69,6 @@ public final class TrainableTransformer {
         try add("to_logits.0.weight", [c.dim]); try add("to_logits.0.bias", [c.dim])
         try add("to_logits.1.weight", [c.totalTokens, c.dim], decay: true)
         try add("to_logits.1.bias", [c.totalTokens])
-    }
-
-    /// Module paths of a block's attention and feed-forward weights below its layer name:
-    /// PreShiftToken (wrapped in CachedAs) adds two levels (see `DalleTransformer`).
-    static func blockPaths(_ c: TransformerConfig) -> (attention: String, feedForward: String) {
-        c.shiftTokens ? ("0.fn.fn.fn.fn.fn.", "1.fn.fn.fn.fn.net.") : ("0.fn.fn.fn.", "1.fn.fn.net.")
     }
 
     private func p(_ name: String) -> Variable { parameters["transformer." + name] ?? Variable.constant([], shape: [0]) }
@@ -100,7 +94,7 @@ public final class TrainableTransformer {
                                           tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
                                  tape.gather(p("image_pos_emb.weights.1"), rows: cols))
         var x = tape.interleave(textPart, imagePart, sequences: batch)
-        let names = TrainableTransformer.blockPaths(c)
+        let names = c.blockModulePaths
         func blockInput(_ x: Variable, norm: String) -> Variable {
             let normed = tape.layerNorm(x, p(norm + ".weight"), p(norm + ".bias"))
             return c.shiftTokens ? tape.shiftTokens(normed, sequences: batch, config: c) : normed
