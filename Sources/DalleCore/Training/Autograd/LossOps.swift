@@ -7,31 +7,40 @@ import Glibc
 extension Tape {
     /// Mean over `rows` of −log softmax(logits[r, columns])[target r]: logits [rows, V],
     /// each row's softmax taken over `columns` only (DALLE-pytorch's logits mask), targets
-    /// absolute column indices inside that range.
+    /// absolute column indices inside that range; `rows` distinct. Rows are split over the
+    /// threads; the mean sums their losses in row order, so the result is the same for any count.
     public func crossEntropy(_ logits: Variable, rows: [Int], targets: [Int32], columns: Range<Int>) -> Variable {
         let v = logits.shape[logits.shape.count - 1], lo = columns.lowerBound, width = columns.count
+        let pool = self.pool
         var probabilities = [Float](repeating: 0, count: rows.count * width)
-        var total: Double = 0
+        var rowLosses = [Float](repeating: 0, count: rows.count)
         withPointers(logits.value) { l in
-            probabilities.withUnsafeMutableBufferPointer { pb in
-                for (i, r) in rows.enumerated() {
-                    let row = l + r * v + lo, p = pb.baseAddress.unsafelyUnwrapped + i * width
-                    var m = -Float.infinity
-                    for j in 0..<width { m = max(m, row[j]) }
-                    var sum: Float = 0
-                    for j in 0..<width { let e = expf(row[j] - m); p[j] = e; sum += e }
-                    for j in 0..<width { p[j] /= sum }
-                    total += Double(logf(sum) + m - row[Int(targets[i]) - lo])
+            probabilities.withUnsafeMutableBufferPointer { pb in rowLosses.withUnsafeMutableBufferPointer { lb in
+                let probabilities = pb.baseAddress.unsafelyUnwrapped, losses = lb.baseAddress.unsafelyUnwrapped
+                pool.parallelFor(rows.count) { range in
+                    for i in range {
+                        let row = l + rows[i] * v + lo, p = probabilities + i * width
+                        var m = -Float.infinity
+                        for j in 0..<width { m = max(m, row[j]) }
+                        var sum: Float = 0
+                        for j in 0..<width { let e = expf(row[j] - m); p[j] = e; sum += e }
+                        for j in 0..<width { p[j] /= sum }
+                        losses[i] = logf(sum) + m - row[Int(targets[i]) - lo]
+                    }
                 }
-            }
+            } }
         }
+        let total = rowLosses.reduce(0.0) { $0 + Double($1) }
         let scale = 1 / Float(max(rows.count, 1))
         return record([Float(total) * scale], shape: [], inputs: [logits]) { node in
             let g = node.grad[0] * scale
             logits.accumulateGrad { d in withPointers(probabilities) { p in
-                for (i, r) in rows.enumerated() {
-                    for j in 0..<width { d[r * v + lo + j] += g * p[i * width + j] }
-                    d[r * v + Int(targets[i])] -= g
+                pool.parallelFor(rows.count) { range in
+                    for i in range {
+                        let r = rows[i]
+                        for j in 0..<width { d[r * v + lo + j] += g * p[i * width + j] }
+                        d[r * v + Int(targets[i])] -= g
+                    }
                 }
             } }
         }
