@@ -196,6 +196,9 @@ sleep 3; kill -INT $! ; wait $!
 checks=$((checks + 1)); grep -q "stopped at step" "$T/long.log" || fail "SIGINT did not stop training cleanly: $(tail -c 300 "$T/long.log")"
 expect 0 "resuming dvae from step [1-9]" -- timeout --preserve-status -s INT 3 "$DALLE" train --stage dvae --data shapes --steps 100000 --batch 4 --every 0 --validation 4 --out "$T/long.st"
 expect 0 "training dvae .* for 6 steps" -- "$DALLE" train --stage dvae --data shapes --config "$TINY_DVAE" --steps 6 --batch 4 --every 2 --validation 4 --out "$T/dvae.st"
+# In a log file: one plain line per validation (steps 2, 4, 6), no terminal redraws.
+[ "$(grep -c '^step [246]/6 | loss -\?[0-9.]* (.*) | val -\?[0-9.]* |' "$T/stderr")" = 3 ] && [ "$(grep -c '^step' "$T/stderr")" = 3 ] \
+    && ! grep -q $'[\r\e]' "$T/stderr" || fail "training log lines: $(cat -A "$T/stderr" | head -c 600)"
 expect 0 "resuming dvae from step 6" -- "$DALLE" train --stage dvae --data shapes --steps 6 --batch 4 --every 2 --validation 4 --out "$T/dvae.st"
 expect 0 "codebook seeded by k-means over the cells of 3 training images: [0-9]+ codes" -- "$DALLE" train --stage dvae --data shapes --config "$TINY_DVAE" --dvae-schedule kmeans=3 --steps 4 --stop-at 2 --batch 4 --every 0 --validation 4 --out "$T/kmeans.st"
 expect 0 "stopped at step 2; checkpoint" -- "$DALLE" train --stage dvae --data shapes --steps 4 --stop-at 2 --batch 4 --every 0 --validation 4 --out "$T/kmeans.st"

@@ -43,10 +43,41 @@ func train(_ arguments: Arguments) throws {
     if arguments.options["stop-at"] != nil { job.stopStep = try integer(arguments, "stop-at", default: options.steps, 1...options.steps) }
     // Ctrl-C stops after the current step, with a checkpoint to resume from.
     signal(SIGINT) { _ in trainingInterrupted = true }
+    // On a terminal, the line is redrawn after every step and kept at each validation. In a log
+    // file, only those lines are written (every tenth of the run without validation), with the
+    // training losses averaged over the steps since the previous line.
+    let terminal = isatty(2) != 0, every = options.validateEvery > 0 ? options.validateEvery : max(1, options.steps / 10)
+    var sinceLastLine = LossAverage()
     try job.run(log: { fputs("dalle: \($0)\n", stderr) }) { progress in
-        let newline = progress.step % max(1, options.validateEvery) == 0 || progress.step == progress.totalSteps
-        fputs("\r\u{1B}[K" + progress.line + (newline || trainingInterrupted ? "\n" : ""), stderr)
+        let keep = progress.step % every == 0 || progress.step == progress.totalSteps || trainingInterrupted
+        if terminal {
+            fputs("\r\u{1B}[K" + progress.line + (keep ? "\n" : ""), stderr)
+        } else {
+            sinceLastLine.add(progress)
+            if keep { fputs(sinceLastLine.applied(to: progress).line + "\n", stderr); sinceLastLine = LossAverage() }
+        }
         return !trainingInterrupted
+    }
+}
+
+/// Training losses summed over steps, for a log line that shows their mean.
+struct LossAverage {
+    private var steps = 0, loss = 0.0, values: [Double] = []
+
+    mutating func add(_ progress: TrainingProgress) {
+        if values.count != progress.values.count { values = [Double](repeating: 0, count: progress.values.count) }
+        steps += 1
+        loss += Double(progress.loss)
+        for (i, value) in progress.values.enumerated() { values[i] += Double(value.1) }
+    }
+
+    /// `progress` with its loss and stage values replaced by the means.
+    func applied(to progress: TrainingProgress) -> TrainingProgress {
+        guard steps > 0 else { return progress }
+        var averaged = progress
+        averaged.loss = Float(loss / Double(steps))
+        averaged.values = progress.values.enumerated().map { ($0.element.0, Float(values[$0.offset] / Double(steps))) }
+        return averaged
     }
 }
 
