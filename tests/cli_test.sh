@@ -207,6 +207,11 @@ expect 1 "whole number of images up to 4096" -- "$DALLE" train --stage dvae --da
 expect 1 "stop-at must be an integer in 1...4" -- "$DALLE" train --stage dvae --data shapes --steps 4 --stop-at 5 --out "$T/x.st"
 expect 1 "made with batch_size = 4" -- "$DALLE" train --stage dvae --data shapes --steps 6 --batch 5 --every 2 --validation 4 --out "$T/dvae.st"
 expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --config "$TINY_TR" --steps 3 --batch 2 --out "$T/tr.st"
+# DALLE-pytorch's defaults (rotary positions, token shift) train too, and the result generates.
+expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" \
+    --config "$TINY_TR,rotary_emb=true,shift_tokens=true" --steps 2 --batch 2 --out "$T/tr-rotary.st"
+expect 0 "bundle with" -- "$DALLE" bundle --out "$T/rotary.st" "$T/tok.st" "$T/dvae.st" "$T/tr-rotary.st"
+expect 0 "generated 1 image" -- "$DALLE" generate --model "$T/rotary.st" --prompt "a red circle" --seed 3 --out-dir "$T/rotary-out"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --config "$TINY_CLIP" --steps 3 --batch 4 --out "$T/clip.st"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-recon.st"
 expect 0 "3 captions with 2 judged candidates each from" -- "$DALLE" train --stage clip --data "$T/cands.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 2 --out "$T/clip-cands.st"

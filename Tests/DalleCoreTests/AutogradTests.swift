@@ -242,9 +242,9 @@ final class AutogradTests: XCTestCase {
         checkGradients(dvaeParams, probes: 2, step: 2e-3, tolerance: 5e-2) { t, _ in
             dvae.loss(t, images: images, count: 2, noise: noise, temperature: 0.5, klWeight: 2).total
         }
-        for shiftTokens in [false, true] {
-            let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 4, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
-                                      imageFmapSize: 2, attnTypes: [.full, .axialCol], rotaryEmb: false, shiftTokens: shiftTokens)
+        for (rotaryEmb, shiftTokens) in [(false, false), (false, true), (true, true)] {
+            let c = TransformerConfig(dim: 8, depth: 2, heads: 2, dimHead: 6, textSeqLen: 3, numTextTokens: 7, numImageTokens: 5,
+                                      imageFmapSize: 2, attnTypes: [.full, .axialCol], rotaryEmb: rotaryEmb, shiftTokens: shiftTokens)
             let transformer = try TrainableTransformer(config: c, seed: 4)
             checkGradients(transformer.parameters.all.map(\.variable), probes: 2, tolerance: 3e-2) { t, _ in
                 transformer.loss(t, text: [3, 5, 0, 1, 0, 0], image: [0, 4, 2, 1, 3, 3, 0, 2], batch: 2).total
@@ -274,10 +274,30 @@ final class AutogradTests: XCTestCase {
         }
     }
 
+    /// The rotary op alone: a rotation per pair (norms kept, position 0 of a zero table unchanged) and its gradient.
+    func testRotary() {
+        let length = 3, heads = 2, dimHead = 5, rot = 4, width = 3 * heads * dimHead
+        let angles = randomValues(length * rot / 2, seed: 11).flatMap { [$0, $0] }
+        let cos = angles.map { cosf($0) }, sin = angles.map { sinf($0) }
+        let x = Variable.parameter(randomValues(2 * length * width, seed: 12), shape: [2 * length, width])
+        let y = Tape(pool: pool).rotary(x, sequences: 2, heads: heads, dimHead: dimHead, cos: cos, sin: sin)
+        for r in 0..<(2 * length) {
+            for head in 0..<(3 * heads) {
+                let base = r * width + head * dimHead
+                for i in stride(from: 0, to: rot, by: 2) {
+                    let before = hypotf(x.value[base + i], x.value[base + i + 1]), after = hypotf(y.value[base + i], y.value[base + i + 1])
+                    XCTAssertEqual(before, after, accuracy: 1e-5, "a rotation keeps each pair's norm")
+                }
+                XCTAssertEqual(y.value[base + 4], x.value[base + 4], "features past the rotary ones pass through")
+            }
+        }
+        checkGradients([x], probes: 24) { t, inputs in t.rotary(inputs[0], sequences: 2, heads: heads, dimHead: dimHead, cos: cos, sin: sin) }
+    }
+
     func testTransformerMatchesInference() throws {
-        for shiftTokens in [false, true] {
+        for (rotaryEmb, shiftTokens) in [(false, false), (false, true), (true, false), (true, true)] {
             let c = TransformerConfig(dim: 16, depth: 2, heads: 2, dimHead: 8, textSeqLen: 4, numTextTokens: 11, numImageTokens: 9,
-                                      imageFmapSize: 3, attnTypes: [.full, .convLike], rotaryEmb: false, shiftTokens: shiftTokens)
+                                      imageFmapSize: 3, attnTypes: [.full, .convLike], rotaryEmb: rotaryEmb, shiftTokens: shiftTokens)
             let trainable = try TrainableTransformer(config: c, seed: 5)
             let inference = try DalleTransformer(config: c, weights: InMemoryWeights(trainable.parameters.tensors))
             let text: [Int32] = [4, 2, 9, 0, 7, 0, 0, 0], image = (0..<18).map { Int32($0 % 9) }
@@ -287,7 +307,7 @@ final class AutogradTests: XCTestCase {
                 let columns = r % c.seqLen < c.textSeqLen ? 0..<c.textVocab : c.textVocab..<c.totalTokens
                 for j in columns {
                     XCTAssertEqual(got.value[r * c.totalTokens + j], expected.scalars[r * c.totalTokens + j], accuracy: 1e-4,
-                                   "shift_tokens \(shiftTokens)")
+                                   "rotary_emb \(rotaryEmb), shift_tokens \(shiftTokens)")
                 }
             }
         }

@@ -214,11 +214,11 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try TrainingSetup.stage("vqgan", config: [:], checkpoint: nil, seed: 0, tokenizer: nil, imageTokenizer: nil, pool: pool))
         XCTAssertThrowsError(try TrainingSetup.stage("transformer", config: TrainingSetup.defaults("transformer"), checkpoint: nil, seed: 0,
                                                      tokenizer: nil, imageTokenizer: nil, pool: pool))
-        var rotary = TrainingSetup.defaults("transformer")
-        rotary["transformer.rotary_emb"] = "true"
-        rotary["transformer.num_text_tokens"] = "10"; rotary["transformer.num_image_tokens"] = "8"; rotary["transformer.image_fmap_size"] = "2"
-        XCTAssertThrowsError(try TrainableTransformer(config: TransformerConfig(metadata: rotary), seed: 0)) { error in
-            XCTAssertTrue("\(error)".contains("rotary_emb"), "\(error)")
+        var sandwich = TrainingSetup.defaults("transformer")
+        sandwich["transformer.sandwich_norm"] = "true"
+        sandwich["transformer.num_text_tokens"] = "10"; sandwich["transformer.num_image_tokens"] = "8"; sandwich["transformer.image_fmap_size"] = "2"
+        XCTAssertThrowsError(try TrainableTransformer(config: TransformerConfig(metadata: sandwich), seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("sandwich_norm"), "\(error)")
         }
     }
 

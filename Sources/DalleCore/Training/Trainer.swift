@@ -208,6 +208,7 @@ public final class Trainer {
                 try writer.add("optimizer.v." + name, Tensor(uncheckedShape: shape, scalars: s))
             }
         }
+        for (name, tensor) in stage.parameters.buffers { try writer.add(name, tensor) }
         let temporary = path + ".partial"
         try writer.write(to: temporary)
         guard rename(temporary, path) == 0 else { throw DalleError.io("cannot move the checkpoint into place at \(path)") }

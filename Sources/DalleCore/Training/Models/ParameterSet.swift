@@ -19,6 +19,14 @@ public final class ParameterSet {
         return v
     }
 
+    /// Constant tensors the model file needs beside its parameters (a rotary table): saved
+    /// with them, never updated.
+    public private(set) var buffers: [(name: String, tensor: Tensor)] = []
+
+    func declareBuffer(_ name: String, _ tensor: Tensor) {
+        buffers.append((name, tensor))
+    }
+
     public subscript(name: String) -> Variable? { byName[name] }
 
     /// Parameters in declaration order.
@@ -26,10 +34,11 @@ public final class ParameterSet {
 
     public var scalarCount: Int { all.reduce(0) { $0 + $1.variable.count } }
 
-    /// Current values as tensors under their bundle names.
+    /// Current values as tensors under their bundle names, with the buffers.
     public var tensors: [String: Tensor] {
         var out: [String: Tensor] = [:]
         for (name, v) in all { out[name] = Tensor(uncheckedShape: v.shape, scalars: v.value) }
+        for (name, t) in buffers { out[name] = t }
         return out
     }
 

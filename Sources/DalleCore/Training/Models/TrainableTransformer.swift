@@ -1,7 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// DALLE-pytorch's transformer (see `DalleTransformer`) as a differentiable model with the
 /// same parameter names, for the configurations training supports: learned text and axial
-/// image positions (no rotary), with or without token shift, no sandwich norm, not `stable`,
-/// no shared layers; any attention types.
+/// image positions or rotary ones, with or without token shift, no sandwich norm, not
+/// `stable`, no shared layers; any attention types.
 ///
 /// Loss (DALLE-pytorch's `forward(..., return_loss=True)`): cross-entropy of every next
 /// token over the stream <bos>, text (padding replaced by per-position pad ids), image; the
@@ -10,6 +14,9 @@ public final class TrainableTransformer {
     public let config: TransformerConfig
     public let parameters = ParameterSet()
     private let patterns: [AttentionType: AttentionPattern]
+    /// cos and sin of the rotary table's first seqLen positions, [seqLen, rotaryDims]; empty
+    /// without rotary.
+    private let rotaryCos: [Float], rotarySin: [Float]
 
     /// Weight of the image loss against the text loss (DALLE-pytorch's `loss_img_weight`).
     public static let imageLossWeight: Float = 7
@@ -17,10 +24,10 @@ public final class TrainableTransformer {
     /// Throws `unsupported` for options training does not implement.
     public static func checkTrainable(_ c: TransformerConfig) throws {
         try c.validate()
-        let unsupported = [(c.rotaryEmb, "rotary_emb"), (c.sandwichNorm, "sandwich_norm"), (c.stable, "stable"),
+        let unsupported = [(c.sandwichNorm, "sandwich_norm"), (c.stable, "stable"),
                            (c.sharedAttnIds != Array(0..<c.depth) || c.sharedFFIds != Array(0..<c.depth), "shared layers")]
         if let (_, name) = unsupported.first(where: { $0.0 }) {
-            throw DalleError.unsupported("training a transformer with \(name) (training supports learned positions, token shift or none, no sandwich norm, unshared layers)")
+            throw DalleError.unsupported("training a transformer with \(name) (training supports learned or rotary positions, token shift or none, no sandwich norm, unshared layers)")
         }
     }
 
@@ -49,9 +56,18 @@ public final class TrainableTransformer {
         }
         try add("text_emb.weight", [c.textVocab, c.dim])
         try add("image_emb.weight", [c.numImageTokens, c.dim])
-        try add("text_pos_emb.weight", [c.textLen, c.dim])
-        try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
-        try add("image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim])
+        if c.rotaryEmb {
+            // DALLE-pytorch's `pos_emb` buffer, computed from the configuration as it does.
+            let table = DalleTransformer.rotaryTable(c), used = table.prefix(c.seqLen * c.rotaryDims)
+            parameters.declareBuffer(p + "transformer.pos_emb", Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims], scalars: table))
+            rotaryCos = used.map { Float(cos(Double($0))) }
+            rotarySin = used.map { Float(sin(Double($0))) }
+        } else {
+            try add("text_pos_emb.weight", [c.textLen, c.dim])
+            try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
+            try add("image_pos_emb.weights.1", [1, 1, c.imageFmapSize, c.dim])
+            (rotaryCos, rotarySin) = ([], [])
+        }
         for i in 0..<c.depth {
             let block = "transformer.layers.layers.\(i).", names = c.blockModulePaths
             try add(block + "0.fn.norm.weight", [c.dim]); try add(block + "0.fn.norm.bias", [c.dim])
@@ -89,10 +105,12 @@ public final class TrainableTransformer {
                 rows.append(Int32(i / c.imageFmapSize)); cols.append(Int32(i % c.imageFmapSize))
             }
         }
-        let textPart = tape.add(tape.gather(p("text_emb.weight"), rows: textIds), tape.gather(p("text_pos_emb.weight"), rows: textPositions))
-        let imagePart = tape.add(tape.add(tape.gather(p("image_emb.weight"), rows: imageIds),
-                                          tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
+        var textPart = tape.gather(p("text_emb.weight"), rows: textIds), imagePart = tape.gather(p("image_emb.weight"), rows: imageIds)
+        if !c.rotaryEmb {
+            textPart = tape.add(textPart, tape.gather(p("text_pos_emb.weight"), rows: textPositions))
+            imagePart = tape.add(tape.add(imagePart, tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
                                  tape.gather(p("image_pos_emb.weights.1"), rows: cols))
+        }
         var x = tape.interleave(textPart, imagePart, sequences: batch)
         let names = c.blockModulePaths
         func blockInput(_ x: Variable, norm: String) -> Variable {
@@ -101,7 +119,8 @@ public final class TrainableTransformer {
         }
         for i in 0..<c.depth {
             let block = "transformer.layers.layers.\(i).", attention = block + names.attention, feedForward = block + names.feedForward
-            let qkv = tape.linear(blockInput(x, norm: block + "0.fn.norm"), p(attention + "to_qkv.weight"), nil)
+            var qkv = tape.linear(blockInput(x, norm: block + "0.fn.norm"), p(attention + "to_qkv.weight"), nil)
+            if c.rotaryEmb { qkv = tape.rotary(qkv, sequences: batch, heads: c.heads, dimHead: c.dimHead, cos: rotaryCos, sin: rotarySin) }
             let pattern = patterns[c.attentionType(layer: i)] ?? .causal(length: c.seqLen)
             let attended = tape.attention(qkv, batch: batch, heads: c.heads, dimHead: c.dimHead, pattern: pattern)
             let out = tape.linear(attended, p(attention + "to_out.0.weight"), p(attention + "to_out.0.bias"))
@@ -191,6 +210,48 @@ extension Tape {
                     }
                 }
             }
+        }
+    }
+
+    /// DALLE-pytorch's rotary embedding of q, k and v, rows [n·seqLen, 3·heads·dimHead]: in
+    /// each head, the first `rotaryDims` features rotated pairwise by their position's angles
+    /// (cos, sin [seqLen, rotaryDims]); the rest pass through.
+    public func rotary(_ qkv: Variable, sequences n: Int, heads: Int, dimHead: Int, cos: [Float], sin: [Float]) -> Variable {
+        let inner = heads * dimHead, width = 3 * inner, length = qkv.count / (n * width), rot = cos.count / max(length, 1)
+        let pool = self.pool
+        var y = qkv.value
+        y.withUnsafeMutableBufferPointer { yb in cos.withUnsafeBufferPointer { cb in sin.withUnsafeBufferPointer { sb in
+            let yo = yb.baseAddress.unsafelyUnwrapped, c = cb.baseAddress.unsafelyUnwrapped, s = sb.baseAddress.unsafelyUnwrapped
+            pool.parallelFor(n * length) { range in
+                for r in range {
+                    for head in 0..<(3 * heads) {
+                        applyRotary(yo + r * width + head * dimHead, cos: c + (r % length) * rot, sin: s + (r % length) * rot, dims: rot)
+                    }
+                }
+            }
+        } } }
+        return record(y, shape: qkv.shape, inputs: [qkv]) { node in
+            withPointers(node.grad) { g in withPointers(cos) { c in withPointers(sin) { s in
+                qkv.accumulateGrad { dx in
+                    pool.parallelFor(n * length) { range in
+                        for r in range {
+                            let cp = c + (r % length) * rot, sp = s + (r % length) * rot
+                            for head in 0..<(3 * heads) {
+                                let base = r * width + head * dimHead
+                                // The transposed rotation for the rotated pairs, the identity for the rest.
+                                var i = 0
+                                while i < rot {
+                                    let ga = g[base + i], gb = g[base + i + 1]
+                                    dx[base + i] += ga * cp[i] + gb * sp[i + 1]
+                                    dx[base + i + 1] += gb * cp[i + 1] - ga * sp[i]
+                                    i += 2
+                                }
+                                for d in rot..<dimHead { dx[base + d] += g[base + d] }
+                            }
+                        }
+                    }
+                }
+            } } }
         }
     }
 }
