@@ -211,6 +211,9 @@ expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shap
 expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" \
     --config "$TINY_TR,rotary_emb=true,shift_tokens=true" --steps 2 --batch 2 --out "$T/tr-rotary.st"
 expect 0 "bundle with" -- "$DALLE" bundle --out "$T/rotary.st" "$T/tok.st" "$T/dvae.st" "$T/tr-rotary.st"
+python3 -c 'import json, struct, sys; f = open(sys.argv[1], "rb"); h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+assert h["transformer.transformer.pos_emb"]["dtype"] == "F32" and h["transformer.to_logits.1.weight"]["dtype"] == "F16"' "$T/rotary.st" \
+    || fail "a 16-bit bundle must keep the rotary table (angles) in float32"
 expect 0 "generated 1 image" -- "$DALLE" generate --model "$T/rotary.st" --prompt "a red circle" --seed 3 --out-dir "$T/rotary-out"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --config "$TINY_CLIP" --steps 3 --batch 4 --out "$T/clip.st"
 expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-recon.st"

@@ -73,7 +73,7 @@ public enum TrainingSetup {
 
     /// Joins the components of `parts` (bundles or checkpoints, each component taken from the
     /// first file that has it) into one bundle at `path`, weights stored as `dtype` (f32, f16
-    /// or bf16; the tokenizer stays bytes). Optimizer state and training metadata are left out.
+    /// or bf16; the tokenizer stays bytes, the rotary table float32). Optimizer state and training metadata are left out.
     /// `condScale`, when given, is recorded as the transformer's recommended guidance scale
     /// (`DalleModel.condScale`); otherwise the transformer part's own, if any, is kept.
     public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String, condScale: Float? = nil) throws {
@@ -89,7 +89,8 @@ public enum TrainingSetup {
                 if info.dtype == .u8 {
                     try writer.add(name, bytes: try file.bytes(name), dtype: .u8, shape: info.shape)
                 } else {
-                    try writer.add(name, try file.tensor(name, shape: info.shape), as: dtype)
+                    let keepsFullPrecision = name == DalleTransformer.rotaryTableName
+                    try writer.add(name, try file.tensor(name, shape: info.shape), as: keepsFullPrecision ? .f32 : dtype)
                 }
             }
         }

@@ -23,6 +23,9 @@ public final class DalleTransformer: @unchecked Sendable {
     let textPositions: [Float]
     let imageRowPositions: [Float]
     let imageColumnPositions: [Float]
+    /// The bundle name of DALLE-pytorch's rotary `pos_emb` buffer. It holds angles (image
+    /// positions sit at text position 8192), so 16-bit files keep it in float32.
+    public static let rotaryTableName = "transformer.transformer.pos_emb"
     /// Rotary tables [seqLen][rotaryDims] (cos and sin of DALLE-pytorch's `pos_emb` buffer).
     let rotaryCos: [Float]
     let rotarySin: [Float]
@@ -149,7 +152,7 @@ public final class DalleTransformer: @unchecked Sendable {
         add("text_emb.weight", [c.textVocab, c.dim], std: 1)
         add("image_emb.weight", [c.numImageTokens, c.dim], std: 1)
         if c.rotaryEmb {
-            tensors["transformer.transformer.pos_emb"] = Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims],
+            tensors[DalleTransformer.rotaryTableName] = Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims],
                                                                 scalars: rotaryTable(c))
         } else {
             add("text_pos_emb.weight", [c.textLen, c.dim], std: 1)

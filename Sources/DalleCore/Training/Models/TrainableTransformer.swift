@@ -59,7 +59,7 @@ public final class TrainableTransformer {
         if c.rotaryEmb {
             // DALLE-pytorch's `pos_emb` buffer, computed from the configuration as it does.
             let table = DalleTransformer.rotaryTable(c), used = table.prefix(c.seqLen * c.rotaryDims)
-            parameters.declareBuffer(p + "transformer.pos_emb", Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims], scalars: table))
+            parameters.declareBuffer(DalleTransformer.rotaryTableName, Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims], scalars: table))
             rotaryCos = used.map { Float(cos(Double($0))) }
             rotarySin = used.map { Float(sin(Double($0))) }
         } else {
