@@ -292,6 +292,8 @@ final class AutogradTests: XCTestCase {
             }
         }
         checkGradients([x], probes: 24) { t, inputs in t.rotary(inputs[0], sequences: 2, heads: heads, dimHead: dimHead, cos: cos, sin: sin) }
+        // A head too narrow for rotary features (DALLE-pytorch rotates dimHead / 3 rounded down to pairs) is left alone.
+        XCTAssertEqual(Tape(pool: pool).rotary(x, sequences: 2, heads: heads, dimHead: dimHead, cos: [], sin: []).value, x.value)
     }
 
     func testTransformerMatchesInference() throws {

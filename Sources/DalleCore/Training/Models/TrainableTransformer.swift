@@ -215,9 +215,11 @@ extension Tape {
 
     /// DALLE-pytorch's rotary embedding of q, k and v, rows [n·seqLen, 3·heads·dimHead]: in
     /// each head, the first `rotaryDims` features rotated pairwise by their position's angles
-    /// (cos, sin [seqLen, rotaryDims]); the rest pass through.
+    /// (cos, sin [seqLen, rotaryDims]); the rest pass through. With no rotary features
+    /// (dimHead < 6, empty tables) it is the identity.
     public func rotary(_ qkv: Variable, sequences n: Int, heads: Int, dimHead: Int, cos: [Float], sin: [Float]) -> Variable {
         let inner = heads * dimHead, width = 3 * inner, length = qkv.count / (n * width), rot = cos.count / max(length, 1)
+        guard rot > 0 else { return qkv }
         let pool = self.pool
         var y = qkv.value
         y.withUnsafeMutableBufferPointer { yb in cos.withUnsafeBufferPointer { cb in sin.withUnsafeBufferPointer { sb in
