@@ -71,10 +71,8 @@ public final class DalleTransformer: @unchecked Sendable {
         imageEmbedding = try load.tensor(p + "image_emb.weight", shape: [c.numImageTokens, c.dim]).scalars
         if c.rotaryEmb {
             (textPositions, imageRowPositions, imageColumnPositions) = ([], [], [])
-            let table = try load.tensor(p + "transformer.pos_emb", shape: [1, c.seqLen + 1, c.rotaryDims]).scalars
-            let used = Array(table[0..<(c.seqLen * c.rotaryDims)])
-            rotaryCos = used.map { Float(cos(Double($0))) }
-            rotarySin = used.map { Float(sin(Double($0))) }
+            let table = try load.tensor(DalleTransformer.rotaryTableName, shape: [1, c.seqLen + 1, c.rotaryDims]).scalars
+            (rotaryCos, rotarySin) = DalleTransformer.rotaryCosSin(table, c)
         } else {
             (rotaryCos, rotarySin) = ([], [])
             textPositions = try load.tensor(p + "text_pos_emb.weight", shape: [c.textLen, c.dim]).scalars
@@ -195,6 +193,12 @@ public final class DalleTransformer: @unchecked Sendable {
         norm("to_logits.0")
         linear("to_logits.1", inputs: c.dim, outputs: c.totalTokens, bias: true)
         return InMemoryWeights(tensors)
+    }
+
+    /// cos and sin of a rotary table's first seqLen positions, [seqLen, rotaryDims] each.
+    static func rotaryCosSin(_ table: [Float], _ c: TransformerConfig) -> (cos: [Float], sin: [Float]) {
+        let used = table.prefix(c.seqLen * c.rotaryDims)
+        return (used.map { Float(cos(Double($0))) }, used.map { Float(sin(Double($0))) })
     }
 
     /// DALLE-pytorch's rotary `pos_emb` ([seqLen + 1, rotaryDims], flattened): per position,

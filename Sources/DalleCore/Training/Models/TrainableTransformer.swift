@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// DALLE-pytorch's transformer (see `DalleTransformer`) as a differentiable model with the
 /// same parameter names, for the configurations training supports: learned text and axial
 /// image positions or rotary ones, with or without token shift, no sandwich norm, not
@@ -58,10 +54,9 @@ public final class TrainableTransformer {
         try add("image_emb.weight", [c.numImageTokens, c.dim])
         if c.rotaryEmb {
             // DALLE-pytorch's `pos_emb` buffer, computed from the configuration as it does.
-            let table = DalleTransformer.rotaryTable(c), used = table.prefix(c.seqLen * c.rotaryDims)
+            let table = DalleTransformer.rotaryTable(c)
             parameters.declareBuffer(DalleTransformer.rotaryTableName, Tensor(uncheckedShape: [1, c.seqLen + 1, c.rotaryDims], scalars: table))
-            rotaryCos = used.map { Float(cos(Double($0))) }
-            rotarySin = used.map { Float(sin(Double($0))) }
+            (rotaryCos, rotarySin) = DalleTransformer.rotaryCosSin(table, c)
         } else {
             try add("text_pos_emb.weight", [c.textLen, c.dim])
             try add("image_pos_emb.weights.0", [1, c.imageFmapSize, 1, c.dim])
