@@ -200,4 +200,21 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(relu(a).scalars, a.scalars.map { max($0, 0) })
         XCTAssertEqual(addScaled(a, b, scale: 0.5).scalars, zip(a.scalars, b.scalars).map { $0 + 0.5 * $1 })
     }
+
+    func testErfApproximationAndGELU() {
+        var worst: Float = 0
+        for i in -100_000...100_000 {
+            let x = Float(i) * 1e-4
+            worst = max(worst, abs(erfApproximation(x) - erff(x)))
+        }
+        XCTAssertLessThan(worst, 5e-7)
+        XCTAssertEqual(erfApproximation(30), 1)
+        XCTAssertEqual(erfApproximation(-.infinity), -1)
+        // gelu against float64 erf; its derivative against a central difference in float64.
+        for x in stride(from: -6.0, through: 6.0, by: 0.37) {
+            XCTAssertEqual(Double(gelu(Float(x))), 0.5 * x * (1 + erf(x / 2.0.squareRoot())), accuracy: 2e-6)
+            let g = { (v: Double) in 0.5 * v * (1 + erf(v / 2.0.squareRoot())) }
+            XCTAssertEqual(Double(geluDerivative(Float(x))), (g(x + 1e-6) - g(x - 1e-6)) / 2e-6, accuracy: 2e-6)
+        }
+    }
 }

@@ -161,10 +161,7 @@ func geglu(_ u: UnsafePointer<Float>, rows: Int, hidden: Int, into out: UnsafeMu
     pool.parallelFor(rows) { range in
         for r in range {
             let ur = u + r * 2 * hidden, o = out + r * hidden
-            for j in 0..<hidden {
-                let g = ur[hidden + j]
-                o[j] = ur[j] * (0.5 * g * (1 + erff(g * 0.70710678118654752)))
-            }
+            for j in 0..<hidden { o[j] = ur[j] * gelu(ur[hidden + j]) }
         }
     }
 }

@@ -250,9 +250,3 @@ func addRowVector(_ y: inout [Float], _ v: [Float], rows: Int) {
 func sumRows(_ m: [Float], rows: Int, cols: Int, into: UnsafeMutablePointer<Float>) {
     withPointers(m) { mp in for r in 0..<rows { for c in 0..<cols { into[c] += mp[r * cols + c] } } }
 }
-
-@inline(__always) func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678)) }
-
-@inline(__always) func geluDerivative(_ x: Float) -> Float {
-    0.5 * (1 + erff(x * 0.70710678)) + x * 0.39894228 * expf(-0.5 * x * x)
-}
