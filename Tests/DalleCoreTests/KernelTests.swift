@@ -210,6 +210,15 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(worst, 5e-7)
         XCTAssertEqual(erfApproximation(30), 1)
         XCTAssertEqual(erfApproximation(-.infinity), -1)
+        var worstExp = 0.0
+        for i in -87_000...88_300 {
+            let x = Double(i) * 1e-3
+            worstExp = max(worstExp, abs(Double(expApproximation(Float(x))) - exp(Double(Float(x)))) / exp(Double(Float(x))))
+        }
+        XCTAssertLessThan(worstExp, 1.2e-7)
+        XCTAssertEqual(expApproximation(-1000), expApproximation(-87.33654))
+        XCTAssertEqual(expApproximation(0), 1)
+        XCTAssertTrue(expApproximation(1000).isFinite)
         // gelu against float64 erf; its derivative against a central difference in float64.
         for x in stride(from: -6.0, through: 6.0, by: 0.37) {
             XCTAssertEqual(Double(gelu(Float(x))), 0.5 * x * (1 + erf(x / 2.0.squareRoot())), accuracy: 2e-6)

@@ -34,4 +34,21 @@ func gelu(_ x: Float) -> Float { x * normalCDF(x) }
 
 /// d gelu / dx = Φ(x) + x · φ(x).
 @inline(__always)
-func geluDerivative(_ x: Float) -> Float { normalCDF(x) + x * 0.39894228040143268 * expf(-0.5 * x * x) }
+func geluDerivative(_ x: Float) -> Float { normalCDF(x) + x * 0.39894228040143268 * expApproximation(-0.5 * x * x) }
+
+/// eˣ within 1.2e-7 relative of float64's exp (checked in tests): Cephes' `expf`, x = n·ln 2 + r
+/// with a polynomial for eʳ and 2ⁿ put into the exponent bits; x is clamped to [-87.34, 88.38]
+/// (n from -126 to 127, normal floats). Branch- and call-free like `erfApproximation`.
+@inline(__always)
+func expApproximation(_ v: Float) -> Float {
+    let x = min(max(v, -87.33654), 88.37626)
+    let n = (x * 1.44269504088896341 + 0.5).rounded(.down)
+    let r = x - n * 0.693359375 + n * 2.12194440e-4
+    var p: Float = 1.9875691500e-4
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    return (p * r * r + r + 1) * Float(bitPattern: UInt32(bitPattern: (Int32(n) &+ 127) &<< 23))
+}

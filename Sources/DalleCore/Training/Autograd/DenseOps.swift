@@ -188,10 +188,11 @@ extension Tape {
             x.accumulateGrad { dx in withPointers(node.grad) { g in withPointers(x.value) { xp in
                 pool.parallelFor(rows) { range in
                     for r in range {
+                        let xr = xp + r * 2 * h, gr = g + r * h, dxr = dx + r * 2 * h
                         for j in 0..<h {
-                            let a = xp[r * 2 * h + j], gate = xp[r * 2 * h + h + j], go = g[r * h + j]
-                            dx[r * 2 * h + j] += go * gelu(gate)
-                            dx[r * 2 * h + h + j] += go * a * geluDerivative(gate)
+                            let gate = xr[h + j]
+                            dxr[j] += gr[j] * gelu(gate)
+                            dxr[h + j] += gr[j] * xr[j] * geluDerivative(gate)
                         }
                     }
                 }
