@@ -91,6 +91,33 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testGEMMTransposedOperandsMatchTransposedCopies() {
+        var rng = Random(state: 13)
+        // Edge tiles, several k blocks, and a size split over both threads; padded leading dimensions.
+        for (m, n, k) in [(7, 17, 5), (65, 33, 300), (151, 40, 520), (20, 700, 64)] {
+            let a = rng.array(m * k), b = rng.array(k * n), c0 = rng.array(m * n)
+            let lda = m + 3, ldb = k + 2
+            var aT = [Float](repeating: 0, count: k * lda), bT = [Float](repeating: 0, count: n * ldb)
+            for i in 0..<m { for p in 0..<k { aT[p * lda + i] = a[i * k + p] } }
+            for p in 0..<k { for j in 0..<n { bT[j * ldb + p] = b[p * n + j] } }
+            for accumulate in [false, true] {
+                let plain = runGEMM(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c0: c0, ldc: n,
+                                    accumulate: accumulate, threads: 2)
+                for (ta, tb) in [(true, false), (false, true), (true, true)] {
+                    var c = c0
+                    (ta ? aT : a).withUnsafeBufferPointer { ap in (tb ? bT : b).withUnsafeBufferPointer { bp in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: ta ? lda : k, transposeA: ta,
+                                 b: bp.baseAddress!, ldb: tb ? ldb : n, transposeB: tb, c: cp.baseAddress!, ldc: n,
+                                 accumulate: accumulate, pool: ThreadPool(threads: 2))
+                        }
+                    } }
+                    XCTAssertEqual(c, plain, "gemm \(m)x\(n)x\(k) transposeA \(ta) transposeB \(tb)")
+                }
+            }
+        }
+    }
+
     /// Naive convolution in Double: y = residual + scale · (conv(relu?(x)) + bias); also the
     /// magnitude of the summed terms.
     private func referenceConv(_ x: Tensor, weight: Tensor, bias: Tensor, relu: Bool,

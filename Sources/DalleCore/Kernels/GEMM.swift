@@ -25,14 +25,17 @@ let gemmNC = 768
 let gemmNCPackingA = 1536
 
 /// C[m×n] = A[m×k] · B[k×n] (+ C when `accumulate`), all row-major with leading
-/// dimensions lda, ldb, ldc. Work is split over rows/columns of C, never over k,
+/// dimensions lda, ldb, ldc; with `transposeA` `a` holds Aᵀ [k×m], with `transposeB` `b`
+/// holds Bᵀ [n×k] (transposed as they are packed, so no copy is made, and the sums are the
+/// same as for a transposed copy). Work is split over rows/columns of C, never over k,
 /// so the result is identical for every thread count.
 public func gemm(m: Int, n: Int, k: Int,
-                 a: UnsafePointer<Float>, lda: Int,
-                 b: UnsafePointer<Float>, ldb: Int,
+                 a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+                 b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
                  c: UnsafeMutablePointer<Float>, ldc: Int,
                  accumulate: Bool, pool: ThreadPool) {
-    gemmDriver(m: m, n: n, k: k, a: .matrix(a, ld: lda), b: .matrix(b, ld: ldb, relu: false),
+    gemmDriver(m: m, n: n, k: k, a: transposeA ? .transposedMatrix(a, ld: lda) : .matrix(a, ld: lda),
+               b: transposeB ? .transposedMatrix(b, ld: ldb) : .matrix(b, ld: ldb, relu: false),
                c: c, ldc: ldc, accumulate: accumulate, epilogue: nil, pool: pool)
 }
 
@@ -40,6 +43,8 @@ public func gemm(m: Int, n: Int, k: Int,
 enum GemmA {
     /// Row-major [m×k] with leading dimension `ld`; packed block by block.
     case matrix(UnsafePointer<Float>, ld: Int)
+    /// Its transpose stored row-major, [k×m] with leading dimension `ld`; packed block by block.
+    case transposedMatrix(UnsafePointer<Float>, ld: Int)
     /// Already packed by `packGemmA`: panels of MR rows, each [k][MR].
     case packed(UnsafePointer<Float>)
 }
@@ -48,6 +53,8 @@ enum GemmA {
 enum GemmB {
     /// Row-major [k×n] with leading dimension `ld`, optionally through max(·, 0).
     case matrix(UnsafePointer<Float>, ld: Int, relu: Bool)
+    /// Its transpose stored row-major, [n×k] with leading dimension `ld`.
+    case transposedMatrix(UnsafePointer<Float>, ld: Int)
     /// The implicit im2col matrix of one CHW image for a k×k "same" convolution:
     /// row (c·k + ky)·k + kx, column y·width + x.
     case image(UnsafePointer<Float>, height: Int, width: Int, kernel: Int, relu: Bool)
@@ -88,6 +95,20 @@ private func packAPanel(_ a: UnsafePointer<Float>, ld: Int, rows: Int, depth: In
     }
     for p in 0..<depth {
         for i in 0..<gemmMR { dst[p * gemmMR + i] = i < rows ? a[i * ld + p] : 0 }
+    }
+}
+
+/// One MR-row panel of A from Aᵀ: dst[p·MR + i] = a[p·ld + i], zero for rows ≥ `rows`.
+@inline(__always)
+private func packATransposedPanel(_ a: UnsafePointer<Float>, ld: Int, rows: Int, depth: Int,
+                                  into dst: UnsafeMutablePointer<Float>) {
+    for p in 0..<depth {
+        let src = a + p * ld, d = dst + p * gemmMR
+        if rows == gemmMR {
+            d[0] = src[0]; d[1] = src[1]; d[2] = src[2]; d[3] = src[3]; d[4] = src[4]; d[5] = src[5]
+        } else {
+            for i in 0..<gemmMR { d[i] = i < rows ? src[i] : 0 }
+        }
     }
 }
 
@@ -145,13 +166,13 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                        epilogue: GemmEpilogue?) {
     let kcMax = gemmDepthBlock(k)
-    let ncBlock: Int
-    if case .matrix = a { ncBlock = gemmNCPackingA } else { ncBlock = gemmNC }
+    let packsA: Bool
+    if case .packed = a { packsA = false } else { packsA = true }
+    let ncBlock = packsA ? gemmNCPackingA : gemmNC
     let ncMax = min(ncBlock, (cols.count + gemmNR - 1) / gemmNR * gemmNR)
     let mcMax = min(gemmMC, (rows.count + gemmMR - 1) / gemmMR * gemmMR)
     let bBytes = kcMax * ncMax * 4
-    let aBytes: Int
-    if case .matrix = a { aBytes = kcMax * mcMax * 4 } else { aBytes = 0 }
+    let aBytes = packsA ? kcMax * mcMax * 4 : 0
     let scratchBytes = gemmMR * gemmNR * 4
     withThreadWorkspace(bytes: bBytes + aBytes + scratchBytes) { raw in
         let packedB = raw.bindMemory(to: Float.self, capacity: kcMax * ncMax)
@@ -167,6 +188,8 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                 switch b {
                 case let .matrix(bp, ld, relu):
                     packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
+                case let .transposedMatrix(bp, ld):
+                    packBTransposed(bp + pc, ld: ld, depth: kc, col0: jc, cols: nc, into: packedB)
                 case let .image(x, h, w, ks, relu):
                     packBImage(x, height: h, width: w, kernel: ks, relu: relu,
                                row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
@@ -184,6 +207,13 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                             packAPanel(ap + (ic + p * gemmMR) * ld + pc, ld: ld,
                                        rows: min(gemmMR, mc - p * gemmMR), depth: kc,
                                        into: packedA + p * kc * gemmMR)
+                        }
+                        aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
+                    case let .transposedMatrix(ap, ld):
+                        for p in 0..<aPanels {
+                            packATransposedPanel(ap + pc * ld + ic + p * gemmMR, ld: ld,
+                                                 rows: min(gemmMR, mc - p * gemmMR), depth: kc,
+                                                 into: packedA + p * kc * gemmMR)
                         }
                         aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
                     case let .packed(ap):
@@ -296,6 +326,26 @@ private func packBMatrix(_ b: UnsafePointer<Float>, ld: Int, depth: Int, col0: I
             for t in 0..<gemmNR {
                 let v = t < rest ? edge[t] : 0
                 out[t] = relu ? max(v, 0) : v
+            }
+        }
+    }
+}
+
+/// Packs B[depth × cols] from Bᵀ (B[p][j] = b[(col0 + j)·ld + p]) into NR-column panels,
+/// each [depth][NR], columns past the edge zero. Column by column, so the reads stream
+/// through Bᵀ's rows and the writes stay in one panel (≤ 16 KiB).
+private func packBTransposed(_ b: UnsafePointer<Float>, ld: Int, depth: Int, col0: Int, cols: Int,
+                             into dst: UnsafeMutablePointer<Float>) {
+    let panels = (cols + gemmNR - 1) / gemmNR
+    for jp in 0..<panels {
+        let panel = dst + jp * depth * gemmNR
+        for t in 0..<gemmNR {
+            let j = jp * gemmNR + t
+            if j < cols {
+                let src = b + (col0 + j) * ld
+                for p in 0..<depth { panel[p * gemmNR + t] = src[p] }
+            } else {
+                for p in 0..<depth { panel[p * gemmNR + t] = 0 }
             }
         }
     }

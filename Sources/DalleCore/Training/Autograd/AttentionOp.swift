@@ -51,10 +51,8 @@ extension Tape {
                     let b = item / heads, h = item % heads
                     let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
                     let p = probs + item * t * t
-                    withPointers(transposed(k, rows: t, cols: dimHead, ld: width, pool: serial)) { kT in
-                        gemm(m: t, n: t, k: dimHead, a: q, lda: width, b: kT, ldb: t, c: p, ldc: t,
-                             accumulate: false, pool: serial)
-                    }
+                    gemm(m: t, n: t, k: dimHead, a: q, lda: width, b: k, ldb: width, transposeB: true, c: p, ldc: t,
+                         accumulate: false, pool: serial)
                     var row = [Float](repeating: 0, count: t)
                     for i in 0..<t { softmaxRow(p + i * t, keys: keys[i], scale: scale, scratch: &row) }
                     gemm(m: t, n: dimHead, k: t, a: p, lda: t, b: v, ldb: width,
@@ -69,19 +67,16 @@ extension Tape {
                     let q = x + b * t * width + h * dimHead, k = q + inner, v = q + 2 * inner
                     let dq = dx + b * t * width + h * dimHead, dk = dq + inner, dv = dq + 2 * inner
                     let p = probs + item * t * t, go = g + b * t * inner + h * dimHead
-                    // Two t×t scratch matrices, each fully written before it is read.
-                    var scratch = [Float](unsafeUninitializedCapacity: 2 * t * t) { _, n in n = 2 * t * t }
+                    // A t×t scratch matrix, fully written before it is read.
+                    var scratch = [Float](unsafeUninitializedCapacity: t * t) { _, n in n = t * t }
                     scratch.withUnsafeMutableBufferPointer { sb in
-                        let sq = sb.baseAddress.unsafelyUnwrapped, ds = sq + t * t
+                        let ds = sb.baseAddress.unsafelyUnwrapped
                         // dV += Pᵀ·dO
-                        transpose(p, rows: t, cols: t, into: sq, pool: serial)
-                        gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: go, ldb: inner, c: dv, ldc: width,
+                        gemm(m: t, n: dimHead, k: t, a: p, lda: t, transposeA: true, b: go, ldb: inner, c: dv, ldc: width,
                              accumulate: true, pool: serial)
                         // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) · scale (0 off the pattern, where P is)
-                        withPointers(transposed(v, rows: t, cols: dimHead, ld: width, pool: serial)) { vT in
-                            gemm(m: t, n: t, k: dimHead, a: go, lda: inner, b: vT, ldb: t, c: ds, ldc: t,
-                                 accumulate: false, pool: serial)
-                        }
+                        gemm(m: t, n: t, k: dimHead, a: go, lda: inner, b: v, ldb: width, transposeB: true, c: ds, ldc: t,
+                             accumulate: false, pool: serial)
                         for i in 0..<t {
                             let pr = p + i * t, dr = ds + i * t
                             var weighted: Float = 0
@@ -91,8 +86,7 @@ extension Tape {
                         // dQ += dS·K, dK += dSᵀ·Q
                         gemm(m: t, n: dimHead, k: t, a: ds, lda: t, b: k, ldb: width, c: dq, ldc: width,
                              accumulate: true, pool: serial)
-                        transpose(ds, rows: t, cols: t, into: sq, pool: serial)
-                        gemm(m: t, n: dimHead, k: t, a: sq, lda: t, b: q, ldb: width, c: dk, ldc: width,
+                        gemm(m: t, n: dimHead, k: t, a: ds, lda: t, transposeA: true, b: q, ldb: width, c: dk, ldc: width,
                              accumulate: true, pool: serial)
                     }
                 }

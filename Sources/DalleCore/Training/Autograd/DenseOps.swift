@@ -8,9 +8,8 @@ extension Tape {
     /// y = x · Wᵀ + b (PyTorch's `nn.Linear`): x [rows, in], w [out, in], b [out].
     public func linear(_ x: Variable, _ w: Variable, _ b: Variable?) -> Variable {
         let out = w.shape[0], inputs = w.shape[1], rows = x.count / inputs
-        let wt = transposed(w.value, rows: out, cols: inputs, pool: pool)
         var y = [Float](repeating: 0, count: rows * out)
-        matmul(x.value, wt, into: &y, m: rows, n: out, k: inputs)
+        matmul(x.value, w.value, into: &y, m: rows, n: out, k: inputs, transposeB: true)
         if let b { addRowVector(&y, b.value, rows: rows) }
         let pool = self.pool
         return record(y, shape: Array(x.shape.dropLast()) + [out], inputs: [x, w] + (b.map { [$0] } ?? [])) { node in
@@ -23,10 +22,10 @@ extension Tape {
                 }
             }
             if w.requiresGrad {  // dW += dyᵀ · x
-                let dyT = transposed(dy, rows: rows, cols: out, pool: pool)
                 w.accumulateGrad { dw in
-                    withPointers(dyT) { g in withPointers(x.value) { xp in
-                        gemm(m: out, n: inputs, k: rows, a: g, lda: rows, b: xp, ldb: inputs, c: dw, ldc: inputs, accumulate: true, pool: pool)
+                    withPointers(dy) { g in withPointers(x.value) { xp in
+                        gemm(m: out, n: inputs, k: rows, a: g, lda: out, transposeA: true, b: xp, ldb: inputs,
+                             c: dw, ldc: inputs, accumulate: true, pool: pool)
                     } }
                 }
             }
@@ -43,18 +42,18 @@ extension Tape {
         return record(y, shape: Array(x.shape.dropLast()) + [out], inputs: [x, w]) { node in
             let dy = node.grad
             if x.requiresGrad {  // dx += dy · Wᵀ
-                let wt = transposed(w.value, rows: inputs, cols: out, pool: pool)
                 x.accumulateGrad { dx in
-                    withPointers(dy) { g in withPointers(wt) { wp in
-                        gemm(m: rows, n: inputs, k: out, a: g, lda: out, b: wp, ldb: inputs, c: dx, ldc: inputs, accumulate: true, pool: pool)
+                    withPointers(dy) { g in withPointers(w.value) { wp in
+                        gemm(m: rows, n: inputs, k: out, a: g, lda: out, b: wp, ldb: out, transposeB: true,
+                             c: dx, ldc: inputs, accumulate: true, pool: pool)
                     } }
                 }
             }
             if w.requiresGrad {  // dW += xᵀ · dy
-                let xt = transposed(x.value, rows: rows, cols: inputs, pool: pool)
                 w.accumulateGrad { dw in
-                    withPointers(xt) { xp in withPointers(dy) { g in
-                        gemm(m: inputs, n: out, k: rows, a: xp, lda: rows, b: g, ldb: out, c: dw, ldc: out, accumulate: true, pool: pool)
+                    withPointers(x.value) { xp in withPointers(dy) { g in
+                        gemm(m: inputs, n: out, k: rows, a: xp, lda: inputs, transposeA: true, b: g, ldb: out,
+                             c: dw, ldc: out, accumulate: true, pool: pool)
                     } }
                 }
             }
@@ -228,10 +227,11 @@ extension Tape {
     // MARK: Kernel plumbing
 
     /// c[m, n] = a[m, k] · b[k, n].
-    func matmul(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k: Int) {
+    func matmul(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k: Int, transposeB: Bool = false) {
         withPointers(a) { ap in withPointers(b) { bp in
             c.withUnsafeMutableBufferPointer { cb in
-                gemm(m: m, n: n, k: k, a: ap, lda: k, b: bp, ldb: n, c: cb.baseAddress.unsafelyUnwrapped, ldc: n, accumulate: false, pool: pool)
+                gemm(m: m, n: n, k: k, a: ap, lda: k, b: bp, ldb: transposeB ? k : n, transposeB: transposeB,
+                     c: cb.baseAddress.unsafelyUnwrapped, ldc: n, accumulate: false, pool: pool)
             }
         } }
     }

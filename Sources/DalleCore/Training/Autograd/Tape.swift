@@ -89,34 +89,3 @@ public final class Tape {
 func withPointers<R>(_ a: [Float], _ body: (UnsafePointer<Float>) -> R) -> R {
     a.withUnsafeBufferPointer { body($0.baseAddress.unsafelyUnwrapped) }
 }
-
-/// dst[c, r] = src[r, c] for a [rows, cols] matrix whose rows are `ld` floats apart (default
-/// `cols`), columns split over threads by blocks.
-func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int? = nil, into dst: UnsafeMutablePointer<Float>,
-               pool: ThreadPool) {
-    let ld = ld ?? cols
-    let block = 32
-    pool.parallelFor((cols + block - 1) / block) { range in
-        for cb in range {
-            let c0 = cb * block, c1 = min(c0 + block, cols)
-            var r0 = 0
-            while r0 < rows {
-                let r1 = min(r0 + block, rows)
-                for c in c0..<c1 { for r in r0..<r1 { dst[c * rows + r] = src[r * ld + c] } }
-                r0 = r1
-            }
-        }
-    }
-}
-
-func transposed(_ src: [Float], rows: Int, cols: Int, pool: ThreadPool) -> [Float] {
-    withPointers(src) { transposed($0, rows: rows, cols: cols, ld: cols, pool: pool) }
-}
-
-/// The transpose of a [rows, cols] matrix whose rows are `ld` floats apart, as a new array.
-func transposed(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, pool: ThreadPool) -> [Float] {
-    [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
-        transpose(src, rows: rows, cols: cols, ld: ld, into: buf.baseAddress.unsafelyUnwrapped, pool: pool)
-        n = rows * cols
-    }
-}
