@@ -41,9 +41,9 @@ extension Tape {
         let scale = Float(1 / Double(dimHead).squareRoot())
         let keys = pattern.keys
         let pool = self.pool, serial = ThreadPool(threads: 1)
-        var out = [Float](repeating: 0, count: batch * t * inner)
+        var out = uninitializedFloats(batch * t * inner)
         // Attention weights per (batch, head, query) over all keys, [batch][heads][t][t].
-        var probabilities = [Float](repeating: 0, count: batch * heads * t * t)
+        var probabilities = uninitializedFloats(batch * heads * t * t)
         withPointers(qkv.value) { x in
             out.withUnsafeMutableBufferPointer { ob in probabilities.withUnsafeMutableBufferPointer { pb in
                 let o = ob.baseAddress.unsafelyUnwrapped, probs = pb.baseAddress.unsafelyUnwrapped
@@ -68,7 +68,7 @@ extension Tape {
                     let dq = dx + b * t * width + h * dimHead, dk = dq + inner, dv = dq + 2 * inner
                     let p = probs + item * t * t, go = g + b * t * inner + h * dimHead
                     // A t×t scratch matrix, fully written before it is read.
-                    var scratch = [Float](unsafeUninitializedCapacity: t * t) { _, n in n = t * t }
+                    var scratch = uninitializedFloats(t * t)
                     scratch.withUnsafeMutableBufferPointer { sb in
                         let ds = sb.baseAddress.unsafelyUnwrapped
                         // dV += Pᵀ·dO

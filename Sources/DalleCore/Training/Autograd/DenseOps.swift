@@ -8,7 +8,7 @@ extension Tape {
     /// y = x · Wᵀ + b (PyTorch's `nn.Linear`): x [rows, in], w [out, in], b [out].
     public func linear(_ x: Variable, _ w: Variable, _ b: Variable?) -> Variable {
         let out = w.shape[0], inputs = w.shape[1], rows = x.count / inputs
-        var y = [Float](repeating: 0, count: rows * out)
+        var y = uninitializedFloats(rows * out)
         matmul(x.value, w.value, into: &y, m: rows, n: out, k: inputs, transposeB: true)
         if let b { addRowVector(&y, b.value, rows: rows) }
         let pool = self.pool
@@ -36,7 +36,7 @@ extension Tape {
     /// y = x · W with W [in, out] stored as is (CLIP's projections).
     public func matmul(_ x: Variable, _ w: Variable) -> Variable {
         let inputs = w.shape[0], out = w.shape[1], rows = x.count / inputs
-        var y = [Float](repeating: 0, count: rows * out)
+        var y = uninitializedFloats(rows * out)
         matmul(x.value, w.value, into: &y, m: rows, n: out, k: inputs)
         let pool = self.pool
         return record(y, shape: Array(x.shape.dropLast()) + [out], inputs: [x, w]) { node in
@@ -174,7 +174,7 @@ extension Tape {
     public func geglu(_ x: Variable) -> Variable {
         let h = x.shape[x.shape.count - 1] / 2, rows = x.count / (2 * h)
         let pool = self.pool
-        var y = [Float](repeating: 0, count: rows * h)
+        var y = uninitializedFloats(rows * h)
         withPointers(x.value) { xp in y.withUnsafeMutableBufferPointer { yb in
             let yo = yb.baseAddress.unsafelyUnwrapped
             pool.parallelFor(rows) { range in

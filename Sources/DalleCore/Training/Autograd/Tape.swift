@@ -85,6 +85,13 @@ public final class Tape {
 
 // MARK: Small shared helpers
 
+/// `count` floats left unset, for a result that the operation then writes in full (saves
+/// zeroing large buffers such as attention weights).
+@inline(__always)
+func uninitializedFloats(_ count: Int) -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { _, n in n = count }
+}
+
 @inline(__always)
 func withPointers<R>(_ a: [Float], _ body: (UnsafePointer<Float>) -> R) -> R {
     a.withUnsafeBufferPointer { body($0.baseAddress.unsafelyUnwrapped) }
