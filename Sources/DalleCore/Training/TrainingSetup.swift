@@ -14,7 +14,7 @@ public enum TrainingSetup {
         case "transformer":
             return ["transformer.dim": "192", "transformer.depth": "4", "transformer.heads": "6", "transformer.dim_head": "32",
                     "transformer.text_seq_len": "16", "transformer.attn_types": "full", "transformer.rotary_emb": "false",
-                    "transformer.shift_tokens": "false"]
+                    "transformer.shift_tokens": "true"]
         case "clip":
             return CLIPConfig(embedDim: 128, imageResolution: 64, visionPatchSize: 8, visionWidth: 128, visionLayers: 3, visionHeads: 4,
                               contextLength: 20, vocabSize: 0, textWidth: 128, textLayers: 3, textHeads: 4).metadata
