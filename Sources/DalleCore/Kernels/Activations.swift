@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// erf(x) within 4.2e-7 of libm's `erff` (checked over [-10, 10] in tests): Eigen's and XLA's
 /// rational approximation, an odd degree-13 polynomial over an even degree-8 one on x clamped to
 /// [-4, 4] (beyond which erf rounds to ±1 in single precision). It has no branches and no calls,
