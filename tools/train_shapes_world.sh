@@ -36,7 +36,7 @@ mkdir -p "$RUN" models
 # 4. The transformer, with token shift, on the tokens of the dVAE as shipped (its 16-bit copy; text loss
 #    1/8, image loss 7/8): 3,500 steps of 16 (~2 h 20 min on 2 threads at 6-7 examples/s), then four more
 #    schedules of 1,400 steps, each from the last one's weights on fresh examples (stream seeds 11-14;
-#    lr 5e-4, then 3e-4; ~31 min each on one thread at 11-12 examples/s). Every schedule has its own file,
+#    lr 5e-4, then 3e-4; 31-40 min each on one thread at 9-12 examples/s). Every schedule has its own file,
 #    so a run directory of an older recipe is never taken for a finished later schedule.
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae-f16.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16,shift_tokens=true \
