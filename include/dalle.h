@@ -549,6 +549,9 @@ typedef struct dalle_train_params {
     const char *stage;                /* "tokenizer", "dvae", "transformer" or "clip"         */
     const char *data;                 /* "shapes" (the Shapes World), "shapes-near-misses" (each
                                          caption then a near miss: hard negatives for CLIP),
+                                         "shapes-defects" (each picture with two defect images
+                                         -- misshapen, merged, missing, extra or resized
+                                         objects -- as CLIP's hard negatives),
                                          a judged candidate set FILE.safetensors (`dalle
                                          candidates`: a model's failing candidates are CLIP's
                                          hard negatives), or a folder of NAME.png + NAME.txt

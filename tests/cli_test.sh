@@ -221,6 +221,7 @@ expect 0 "3 captions with 2 judged candidates each from" -- "$DALLE" train --sta
 grep -q "clip written" "$T/stderr" || fail "CLIP on a candidate set: $(tail -c 300 "$T/stderr")"
 expect 1 "is not a libdalle candidate set" -- "$DALLE" train --stage clip --data "$T/eval.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --out "$T/x.st"
 expect 0 "starting from the weights of .*clip.st" -- "$DALLE" train --stage clip --data shapes-near-misses --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-near.st"
+expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes-defects --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-defects.st"
 expect 0 "bundle with .*transformer,clip" -- "$DALLE" bundle --out "$T/tiny.st" "$T/tok.st" "$T/dvae.st" "$T/tr.st" "$T/clip.st"
 expect 0 "" -- "$DALLE" generate --model "$T/tiny.st" --prompt "a red circle" --count 2 --rerank 1 --out-dir "$T/tiny"
 expect 0 "transformer written" -- "$DALLE" train --stage transformer --data shapes --tokenizer "$T/tok.st" --dvae "$T/dvae.st" --init "$T/tr.st" --caption-dropout 0.5 --freeze transformer.image_emb --steps 2 --batch 2 --out "$T/tr-null.st"

@@ -15,9 +15,11 @@ let usage = """
       shapes --count N [--seed S] --out-dir DIR  render Shapes World training images: DIR/000.png + 000.txt, ...
       judge --caption "..." IMAGE.png            judge a 64x64 image against a Shapes World caption
                                                  (prints pass, or fail: REASON and exits 1)
-      train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes, or
-                                                 shapes-near-misses: each caption then a near miss, hard
-                                                 negatives for CLIP) or a folder of NAME.png + NAME.txt; FILE
+      train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes;
+                                                 shapes-near-misses: each caption then a near miss, or
+                                                 shapes-defects: each picture with two defect images, as
+                                                 CLIP's hard negatives), a judged candidate set (dalle
+                                                 candidates) or a folder of NAME.png + NAME.txt; FILE
                                                  is a checkpoint, resumed when it exists. S: tokenizer, dvae,
                                                  transformer, clip
       bundle --out FILE [--dtype f16] [--cond-scale C] PART...

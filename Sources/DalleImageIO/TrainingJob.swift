@@ -11,7 +11,8 @@ public struct TrainingJob {
     /// "tokenizer", "dvae", "transformer" or "clip".
     public var stage: String
     /// "shapes" for the Shapes World, "shapes-near-misses" for it with every caption followed by a
-    /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), a judged candidate
+    /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), "shapes-defects" for
+    /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`), a judged candidate
     /// set FILE.safetensors (`ShapesWorld.CandidateSet`: a model's own candidates, the failing ones
     /// hard negatives for CLIP, see `CandidateSetSource`), or a folder of NAME.png images with
     /// NAME.txt captions.
@@ -131,8 +132,9 @@ public struct TrainingJob {
     }
 
     private func dataSplit(imageSize: Int, log: (String) -> Void) throws -> TrainingSplit {
-        if data == "shapes" || data == "shapes-near-misses" {
-            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize, nearMisses: data != "shapes")
+        if ["shapes", "shapes-near-misses", "shapes-defects"].contains(data) {
+            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize, nearMisses: data == "shapes-near-misses",
+                                         defects: data == "shapes-defects" ? 2 : 0)
                 .trainingAndValidation(validationCount: 256)
         }
         if data.hasSuffix(".safetensors") {

@@ -152,6 +152,37 @@ final class TrainingDataTests: XCTestCase {
                        try ShapesWorldSource(seed: ShapesWorldSource.validationSeed(for: 42)).example(at: 0))
     }
 
+    func testShapesWorldDefectsAreHardNegativesTheJudgeFails() throws {
+        let source = try ShapesWorldSource(seed: 42, defects: 2), plain = try ShapesWorldSource(seed: 42)
+        var negatives = 0, reasons: [String: Int] = [:]
+        for k in 0..<150 {
+            let example = try source.example(at: k), caption = try ShapesWorld.Caption.parse(example.caption)
+            XCTAssertEqual(TrainingExample(caption: example.caption, image: example.image), try plain.example(at: k),
+                           "the positive is the training stream's sample")
+            XCTAssertEqual(try source.example(at: k), example, "same index, same example")
+            XCTAssertLessThanOrEqual(example.negatives.count, 2)
+            negatives += example.negatives.count
+            for negative in example.negatives {
+                XCTAssertNotEqual(negative, example.image)
+                let verdict = try ShapesWorld.judge(negative, caption: caption)
+                XCTAssertFalse(verdict.passed, "a defect image passes \(caption)")
+                XCTAssertEqual(ShapesWorld.matchingOrders(verdict.analysis.objects, caption.objects), [], "its objects are wrong")
+                let reason = verdict.reason ?? ""
+                let kind = reason.hasPrefix("unrecognised") ? "unrecognised" : reason.hasPrefix("expected \(caption.objects.count) object")
+                    ? "object count" : reason.hasPrefix("expected") ? "wrong object" : reason
+                reasons[kind, default: 0] += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(negatives, 295, "nearly every example gets both its defects")
+        XCTAssertEqual(Set(reasons.keys), ["unrecognised", "object count", "wrong object"], "\(reasons)")
+        XCTAssertTrue(reasons.values.allSatisfy { $0 >= 20 }, "every failure kind is common: \(reasons)")
+        let validation = try source.trainingAndValidation(validationCount: 4).validation.example(at: 0)
+        XCTAssertEqual(validation.negatives.count, 2)
+        XCTAssertThrowsError(try ShapesWorldSource(seed: 1, defects: 9))
+        XCTAssertThrowsError(try ShapesWorldSource(seed: 1, defects: -1))
+        XCTAssertThrowsError(try ShapesWorldSource(seed: 1, nearMisses: true, defects: 2))
+    }
+
     func testShapesWorldValidationIsAnotherSeed() throws {
         let split = try ShapesWorldSource(seed: 42).trainingAndValidation(validationCount: 16)
         XCTAssertEqual(split.training.count, Int.max)

@@ -146,7 +146,7 @@ extension ShapesWorld {
             return fail("expected \(wanted.count) object\(wanted.count == 1 ? "" : "s"), found \(found.count)\(list)")
         }
         var relationFailure: String?
-        for order in permutations(found.count) where zip(order, wanted).allSatisfy({ found[$0].matches($1) }) {
+        for order in matchingOrders(found, wanted) {
             guard case .relation(let a, let relation, let b) = caption else {
                 return Verdict(passed: true, reason: nil, analysis: analysis)
             }
@@ -180,6 +180,12 @@ extension ShapesWorld {
     /// `judge` for an owned image.
     public static func judge(_ image: RGBImage, caption: Caption) throws -> Verdict {
         try image.withView { try judge($0, caption: caption) }
+    }
+
+    /// The orderings of `found` that match `wanted` one to one (colour, shape, stated size), places aside.
+    static func matchingOrders(_ found: [DetectedObject], _ wanted: [ObjectDescription]) -> [[Int]] {
+        guard found.count == wanted.count else { return [] }
+        return permutations(found.count).filter { zip($0, wanted).allSatisfy { found[$0].matches($1) } }
     }
 
     /// Every ordering of 0..<n (n ≤ 3 here).

@@ -58,16 +58,39 @@ extension ShapesWorld {
     /// Draws `objects` in flat colour on the gray background, without anti-aliasing. Objects must lie
     /// inside the image (pixels outside are clipped).
     public static func draw(_ objects: [PlacedObject]) -> RGBImage {
+        paint(objects.map(Stamp.init))
+    }
+
+    /// A mask of `width`×`height` pixels (row-major, true where drawn) in one colour with its
+    /// top-left pixel at (`x`, `y`): an object as `draw` paints it, or a misshapen one.
+    struct Stamp {
+        var mask: [Bool]
+        var width: Int, height: Int
+        var x: Int, y: Int
+        var colour: Colour
+
+        init(mask: [Bool], width: Int, height: Int, x: Int, y: Int, colour: Colour) {
+            (self.mask, self.width, self.height, self.x, self.y, self.colour) = (mask, width, height, x, y, colour)
+        }
+
+        init(_ object: PlacedObject) {
+            let s = object.size.pixels
+            self.init(mask: ShapesWorld.mask(object.shape, side: s), width: s, height: s, x: object.x, y: object.y, colour: object.colour)
+        }
+    }
+
+    /// Paints `stamps` in order on the gray background; pixels outside the image are clipped.
+    static func paint(_ stamps: [Stamp]) -> RGBImage {
         let n = imageSize
         var pixels = [UInt8](repeating: 0, count: n * n * 3)
         for p in 0..<n * n {
             (pixels[3 * p], pixels[3 * p + 1], pixels[3 * p + 2]) = background
         }
-        for object in objects {
-            let s = object.size.pixels, mask = self.mask(object.shape, side: s), rgb = object.colour.rgb
-            for j in 0..<s where (0..<n).contains(object.y + j) {
-                for i in 0..<s where (0..<n).contains(object.x + i) && mask[j * s + i] {
-                    let p = (object.y + j) * n + object.x + i
+        for stamp in stamps {
+            let rgb = stamp.colour.rgb
+            for j in 0..<stamp.height where (0..<n).contains(stamp.y + j) {
+                for i in 0..<stamp.width where (0..<n).contains(stamp.x + i) && stamp.mask[j * stamp.width + i] {
+                    let p = (stamp.y + j) * n + stamp.x + i
                     (pixels[3 * p], pixels[3 * p + 1], pixels[3 * p + 2]) = rgb
                 }
             }

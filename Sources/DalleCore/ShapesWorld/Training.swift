@@ -206,6 +206,7 @@ struct ShapesRandom {
         case render = 0x7265_6E64_6572_0002
         case evaluation = 0x6576_616C_0000_0003
         case nearMiss = 0x6E65_6172_0000_0004
+        case defect = 0x6465_6665_6374_0005
     }
 
     private var generator: SplitMix64

@@ -592,7 +592,9 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
           checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None,
           init=None, freeze=None, caption_dropout=0.0):
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
-    "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP), a judged candidate
+    "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP; "shapes-defects": every
+    picture with two defect images, misshapen, merged, missing, extra or resized objects, as CLIP's hard
+    negatives), a judged candidate
     set FILE.safetensors (`dalle candidates`: a model's failing candidates as CLIP's hard negatives) or a
     folder of NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
