@@ -35,7 +35,9 @@ let usage = """
       --vocab N                 tokenizer ids (tokenizer stage, default 1024)
       --kl-weight X             dVAE: final KL weight (default 6.6)
       --dvae-schedule k=v,...   dVAE: anneal (τ 1 → 1/16 over this fraction, 0.3), kl-warmup (0.1),
-                                noise-warmup (0.6), fixed-scale (b ≥ 1 for this fraction, 0.2),
+                                noise-warmup (0.6), noise (the Gumbel noise's full scale, 1;
+                                0 with hard=0: the decoder reads the argmax codes, as at inference),
+                                fixed-scale (b ≥ 1 for this fraction, 0.2),
                                 hard (straight-through samples from this fraction on, 1 = never),
                                 usage (weight of the codebook-usage term, 0 = off), usage-floor
                                 (the term acts while the batch uses fewer codes' worth, all),

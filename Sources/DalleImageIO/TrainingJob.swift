@@ -32,6 +32,7 @@ public struct TrainingJob {
     public var vocabularySize = 1024
     /// dVAE only: schedule settings by name — "kl-weight" (final KL weight, the paper's 6.6),
     /// "anneal" (fraction of the run over which τ goes 1 → 1/16), "kl-warmup", "noise-warmup",
+    /// "noise" (the Gumbel noise's full scale, 0 for none),
     /// "fixed-scale", "hard" (fractions, see `DVAEStage`), "usage" and "usage-floor" (the
     /// codebook-usage term's weight and the code count it keeps); how a fresh model starts:
     /// "logit-init" (standard deviation of its logit weights, see `TrainableDVAE.Initialisation`)
@@ -103,12 +104,13 @@ public struct TrainingJob {
                 case "anneal": dvae.annealFraction = value
                 case "kl-warmup": dvae.klWarmupFraction = value
                 case "noise-warmup": dvae.noiseWarmupFraction = value
+                case "noise": dvae.noiseScale = value
                 case "fixed-scale": dvae.fixedScaleFraction = value
                 case "hard": dvae.hardFraction = value
                 case "usage": dvae.usageWeight = value
                 case "usage-floor": dvae.usageFloor = value
                 case "logit-init", "kmeans": break
-                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, fixed-scale, hard, usage, usage-floor, logit-init, kmeans)")
+                default: throw DalleError.invalidArgument("unknown dVAE schedule setting '\(key)' (kl-weight, anneal, kl-warmup, noise-warmup, noise, fixed-scale, hard, usage, usage-floor, logit-init, kmeans)")
                 }
             }
         }

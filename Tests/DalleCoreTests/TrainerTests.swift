@@ -116,6 +116,21 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testNoiselessStraightThroughDecodesTheArgmaxCodes() throws {
+        let data = try shapes(), examples = try (0..<4).map { try data.training.example(at: $0) }
+        let stage = try DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1), seed: 5)
+        (stage.noiseScale, stage.hardFraction, stage.fixedScaleFraction) = (0, 0, 0)
+        let inference = try stage.validationLoss(examples, pool: pool)
+        for step in [0, 7] {
+            let (_, terms) = try stage.loss(Tape(pool: pool), examples: examples, step: step, totalSteps: 10)
+            let nll = try XCTUnwrap(terms.first { $0.0 == "nll" }?.1)
+            XCTAssertEqual(nll, inference, accuracy: 1e-4 * max(1, abs(inference)), "the decoder reads the codes inference gives")
+        }
+        stage.noiseScale = 1
+        let (_, noisy) = try stage.loss(Tape(pool: pool), examples: examples, step: 7, totalSteps: 10)
+        XCTAssertNotEqual(try XCTUnwrap(noisy.first { $0.0 == "nll" }?.1), inference, accuracy: 1e-4, "Gumbel noise changes the codes")
+    }
+
     func testFrozenParametersStayAndTheRestLearns() throws {
         let data = try shapes()
         let prefixes = ["dvae.encoder.blocks.input.", "dvae.decoder."]

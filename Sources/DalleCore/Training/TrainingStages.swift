@@ -57,6 +57,10 @@ public final class DVAEStage: TrainingStage {
     /// The Gumbel noise is scaled from 0 to 1 over this fraction of the run: without a decoder
     /// that reads codes yet, full noise makes the relaxed codes random and the encoder learns nothing.
     public var noiseWarmupFraction: Float = 0.6
+    /// The Gumbel noise's full scale (0: none, so straight-through samples are the encoder's
+    /// argmax codes, exactly what the decoder reads at inference: a decoder fine-tune with the
+    /// encoder frozen then keeps every image's tokens and improves only their decoding).
+    public var noiseScale: Float = 1
     /// Straight-through samples (one-hot forward, soft gradient) from this fraction of the run on
     /// (1 = never): the decoder then sees the discrete codes it will see at inference.
     public var hardFraction: Float = 1
@@ -89,7 +93,7 @@ public final class DVAEStage: TrainingStage {
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let c = model.config, g = c.tokenGridSize
         let pixels = try pixelTensor(examples, size: c.imageSize)
-        let noiseScale = min(1, Float(step) / max(1, noiseWarmupFraction * Float(totalSteps)))
+        let noiseScale = self.noiseScale * min(1, Float(step) / max(1, noiseWarmupFraction * Float(totalSteps)))
         let noise = gumbelNoise(count: examples.count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9).map { $0 * noiseScale }
         let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
         let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
