@@ -56,12 +56,12 @@ def captions(per_group, seed):
     return out
 
 
-def make_candidates(generator, per_group, count, seed, threads):
+def make_candidates(generator, per_group, count, seed, threads, sampling):
     items = captions(per_group, seed)
     images, passed = [], []
     with dalle.Model(generator) as model, dalle.Context(model, threads=threads, seed=seed) as ctx:
         for k, (_, caption) in enumerate(items):
-            result = ctx.generate(caption, count=count, seed=seed * 100003 + k)
+            result = ctx.generate(caption, count=count, seed=seed * 100003 + k, **sampling)
             images.append(result.images)
             passed.append([dalle.shapes_judge(image, caption)[0] for image in result.images])
     return ([g for g, _ in items], [c for _, c in items], np.stack(images), np.array(passed))
@@ -76,12 +76,16 @@ def main():
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling of the candidates, as for generate")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--reasons", action="store_true",
                         help="also count the failed picks, and all candidates, that fail on a relation's direction alone")
     args = parser.parse_args()
     if not os.path.exists(args.cache):
         groups, texts, images, passed = make_candidates(args.generator, args.per_group, args.candidates, args.seed,
-                                                        args.threads)
+                                                        args.threads, dict(temperature=args.temperature, top_k=args.top_k,
+                                                                           top_p=args.top_p))
         np.savez_compressed(args.cache, groups=groups, captions=texts, images=images, passed=passed)
     data = np.load(args.cache)
     groups, texts, images, passed = list(data["groups"]), list(data["captions"]), data["images"], data["passed"]
