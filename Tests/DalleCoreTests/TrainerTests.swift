@@ -116,6 +116,45 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// The transformer trains a batch as micro-batches side by side: the same loss and gradient as
+    /// one pass over the whole batch (up to summation order), bit for bit the same for any thread count.
+    func testTransformerMicroBatchesMatchOnePassForAnyThreadCount() throws {
+        let data = try shapes()
+        let examples = try (0..<19).map { try data.training.example(at: $0) }  // 10 micro-batches, the last of one
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 300)
+        let dvae = try DVAE(config: Self.dvaeConfig, weights: InMemoryWeights(TrainableDVAE(config: Self.dvaeConfig, seed: 1).parameters.tensors))
+        let config = ["transformer.dim": "16", "transformer.depth": "2", "transformer.heads": "2", "transformer.dim_head": "8",
+                      "transformer.text_seq_len": "12", "transformer.shift_tokens": "true"]
+        func gradients(threads: Int?) throws -> (loss: Float, values: [Float], gradients: [[Float]]) {
+            let pool = ThreadPool(threads: threads ?? 1)
+            let stage = try TrainingSetup.stage("transformer", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
+                                                imageTokenizer: dvae, pool: pool)
+            let loss: Float, values: [(String, Float)]
+            if threads != nil {
+                (loss, values) = try stage.lossAndGradients(examples, step: 0, totalSteps: 1, pool: pool)
+            } else {  // one tape over the whole batch
+                let tape = Tape(pool: pool)
+                let (variable, named) = try stage.loss(tape, examples: examples, step: 0, totalSteps: 1)
+                tape.backward(from: variable)
+                (loss, values) = (variable.value[0], named)
+            }
+            return (loss, values.map(\.1), stage.parameters.all.map(\.variable.grad))
+        }
+        let one = try gradients(threads: 1), three = try gradients(threads: 3), whole = try gradients(threads: nil)
+        XCTAssertEqual(one.loss, three.loss)
+        XCTAssertEqual(one.values, three.values)
+        XCTAssertEqual(one.gradients, three.gradients, "the gradient depends on the thread count")
+        XCTAssertEqual(one.loss, whole.loss, accuracy: 1e-5 * abs(whole.loss))
+        for (a, b) in zip(one.values, whole.values) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b)) }
+        XCTAssertEqual(one.gradients.count, whole.gradients.count)
+        for (a, b) in zip(one.gradients, whole.gradients) {
+            XCTAssertEqual(a.count, b.count)
+            let scale = b.map(abs).max() ?? 0
+            XCTAssertGreaterThan(scale, 0)
+            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale) }
+        }
+    }
+
     func testNoiselessStraightThroughDecodesTheArgmaxCodes() throws {
         let data = try shapes(), examples = try (0..<4).map { try data.training.example(at: $0) }
         let stage = try DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1), seed: 5)

@@ -150,12 +150,10 @@ public final class Trainer {
         let start = monotonicSeconds(), firstStep = step, end = min(stopStep ?? options.steps, options.steps)
         while step < end {
             let examples = try batch(at: step)
-            let tape = Tape(pool: pool)
-            let (loss, values) = try stage.loss(tape, examples: examples, step: step, totalSteps: options.steps)
-            guard loss.value[0].isFinite else {
-                throw DalleError.invalidArgument("the loss became \(loss.value[0]) at step \(step); lower the learning rate")
+            let (loss, values) = try stage.lossAndGradients(examples, step: step, totalSteps: options.steps, pool: pool)
+            guard loss.isFinite else {
+                throw DalleError.invalidArgument("the loss became \(loss) at step \(step); lower the learning rate")
             }
-            tape.backward(from: loss)
             let norm = stage.parameters.clipGradients(maxNorm: options.gradientClip)
             let lr = schedule.rate(at: step)
             optimizer.update(stage.parameters, learningRate: lr)
@@ -164,7 +162,7 @@ public final class Trainer {
             let last = step == options.steps
             if last || (options.validateEvery > 0 && step % options.validateEvery == 0) { validation = try validationLoss() }
             let elapsed = monotonicSeconds() - start, done = Double(step - firstStep)
-            let report = TrainingProgress(step: step, totalSteps: options.steps, loss: loss.value[0], values: values,
+            let report = TrainingProgress(step: step, totalSteps: options.steps, loss: loss, values: values,
                                           validationLoss: validation, learningRate: lr, gradientNorm: norm,
                                           examplesPerSecond: done * Double(options.batchSize) / max(elapsed, 1e-9),
                                           secondsLeft: elapsed / done * Double(options.steps - step))

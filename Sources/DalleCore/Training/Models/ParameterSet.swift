@@ -43,6 +43,30 @@ public final class ParameterSet {
     }
 
     public func zeroGrad() { for (_, v) in all { v.zeroGrad() } }
+
+    /// Adds Σ scales[i] · shadows[i]'s gradient to each parameter's gradient, the shadows in
+    /// their order (each parameter's sum on one thread: the result does not depend on the pool).
+    func accumulateGradients(from shadows: ArraySlice<ParameterSet>, scales: [Float], pool: ThreadPool) {
+        let parameters = all.filter(\.variable.requiresGrad)
+        pool.parallelForEach(parameters.count) { i in
+            let (name, v) = parameters[i]
+            for (shadow, scale) in zip(shadows, scales) {
+                guard let g = shadow[name]?.grad, !g.isEmpty else { continue }
+                v.accumulateGrad { dv in withPointers(g) { gs in for j in 0..<g.count { dv[j] += scale * gs[j] } } }
+            }
+        }
+    }
+
+    /// The same parameters as new variables that share these values (nothing is copied) and
+    /// keep gradients of their own: a micro-batch computes on a shadow while others run beside
+    /// it, and the trainer then sums the shadows' gradients in a fixed order.
+    func shadow() -> ParameterSet {
+        let copy = ParameterSet()
+        copy.names = names
+        copy.noDecay = noDecay
+        for (name, v) in byName { copy.byName[name] = Variable(v.value, shape: v.shape, requiresGrad: v.requiresGrad) }
+        return copy
+    }
 }
 
 /// A `WeightStore` that makes up initial values: normal with a per-tensor standard deviation

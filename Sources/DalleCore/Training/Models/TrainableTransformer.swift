@@ -82,11 +82,12 @@ public final class TrainableTransformer {
         try add("to_logits.1.bias", [c.totalTokens])
     }
 
-    private func p(_ name: String) -> Variable { parameters["transformer." + name] ?? Variable.constant([], shape: [0]) }
-
     /// Logits [batch·seqLen, totalTokens] (unmasked) for `text` [batch, textSeqLen] (0 =
     /// padding) and the image tokens [batch, imageSeqLen]; position t predicts token t + 1.
-    public func logits(_ tape: Tape, text: [Int32], image: [Int32], batch: Int) -> Variable {
+    /// `weights` is the model's `parameters` or a shadow of them (`ParameterSet.shadow`).
+    public func logits(_ tape: Tape, text: [Int32], image: [Int32], batch: Int, weights: ParameterSet? = nil) -> Variable {
+        let weights = weights ?? parameters
+        func p(_ name: String) -> Variable { weights["transformer." + name] ?? Variable.constant([], shape: [0]) }
         let c = config, textLen = c.textLen, imageInputs = c.imageSeqLen - 1
         var textIds = [Int32](), textPositions = [Int32](), imageIds = [Int32](), rows = [Int32](), cols = [Int32]()
         for b in 0..<batch {
@@ -129,9 +130,10 @@ public final class TrainableTransformer {
     }
 
     /// The weighted loss and its two parts (text, image) for a batch.
-    public func loss(_ tape: Tape, text: [Int32], image: [Int32], batch: Int) -> (total: Variable, text: Float, image: Float) {
+    public func loss(_ tape: Tape, text: [Int32], image: [Int32], batch: Int,
+                     weights: ParameterSet? = nil) -> (total: Variable, text: Float, image: Float) {
         let c = config
-        let logits = logits(tape, text: text, image: image, batch: batch)
+        let logits = logits(tape, text: text, image: image, batch: batch, weights: weights)
         var textRows: [Int] = [], textTargets: [Int32] = [], imageRows: [Int] = [], imageTargets: [Int32] = []
         for b in 0..<batch {
             for t in 0..<c.textSeqLen {
