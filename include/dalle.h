@@ -352,6 +352,11 @@ typedef struct dalle_generate_params {
                                          (needs CLIP, out_images and a non-empty prompt)     */
     float *out_scores;                /* NULL, or the caller's keep_best floats: the CLIP
                                          scores of the kept images, best first (NULL)       */
+    float *out_log_likelihoods;       /* NULL, or the caller's floats, one per returned image
+                                         (keep_best of them, else count): the transformer's
+                                         mean log-probability per generated token (nats,
+                                         before temperature/top-k/top-p; guided logits under
+                                         guidance), a confidence to rank by (NULL)         */
 } dalle_generate_params;
 
 /* What a dalle_generate call did with the prompt and the seed. */

@@ -58,13 +58,14 @@ def captions(per_group, seed):
 
 def make_candidates(generator, per_group, count, seed, threads, sampling):
     items = captions(per_group, seed)
-    images, passed = [], []
+    images, passed, likelihoods = [], [], []
     with dalle.Model(generator) as model, dalle.Context(model, threads=threads, seed=seed) as ctx:
         for k, (_, caption) in enumerate(items):
             result = ctx.generate(caption, count=count, seed=seed * 100003 + k, **sampling)
             images.append(result.images)
+            likelihoods.append(result.log_likelihoods)
             passed.append([dalle.shapes_judge(image, caption)[0] for image in result.images])
-    return ([g for g, _ in items], [c for _, c in items], np.stack(images), np.array(passed))
+    return ([g for g, _ in items], [c for _, c in items], np.stack(images), np.array(passed), np.array(likelihoods))
 
 
 def main():
@@ -79,16 +80,22 @@ def main():
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling of the candidates, as for generate")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--likelihood-weights", default="0",
+                        help="comma-separated w: pick by CLIP score + w x the transformer's mean log-likelihood per token")
     parser.add_argument("--reasons", action="store_true",
                         help="also count the failed picks, and all candidates, that fail on a relation's direction alone")
     args = parser.parse_args()
     if not os.path.exists(args.cache):
-        groups, texts, images, passed = make_candidates(args.generator, args.per_group, args.candidates, args.seed,
+        groups, texts, images, passed, likelihoods = make_candidates(args.generator, args.per_group, args.candidates, args.seed,
                                                         args.threads, dict(temperature=args.temperature, top_k=args.top_k,
                                                                            top_p=args.top_p))
-        np.savez_compressed(args.cache, groups=groups, captions=texts, images=images, passed=passed)
+        np.savez_compressed(args.cache, groups=groups, captions=texts, images=images, passed=passed, likelihoods=likelihoods)
     data = np.load(args.cache)
     groups, texts, images, passed = list(data["groups"]), list(data["captions"]), data["images"], data["passed"]
+    likelihoods = data["likelihoods"] if "likelihoods" in data else None
+    weights = [float(w) for w in args.likelihood_weights.split(",")]
+    if likelihoods is None and weights != [0.0]:
+        parser.error(f"{args.cache} holds no log-likelihoods (made before they were cached); make it again")
     names = list(dict.fromkeys(groups))
     rows = [[x == g for x in groups] for g in names]
     print(f"{len(texts)} captions x {images.shape[1]} candidates; average / any-of-N pass rate per group: " + ", ".join(
@@ -97,18 +104,25 @@ def main():
         direction = sum(not ok and "centroid" in why for k, text in enumerate(texts) for ok, why in
                         (dalle.shapes_judge(image, str(text)) for image in images[k]))
         print(f"candidates failing on a relation's direction alone: {direction} of {images.shape[0] * images.shape[1]}")
+    if likelihoods is not None:
+        picks = passed[np.arange(len(texts)), likelihoods.argmax(axis=1)]
+        row = ", ".join(f"{g} {100 * picks[r].mean():.1f}" for g, r in zip(names, rows))
+        print(f"the likeliest candidate passes for {row}, all {100 * picks.mean():.1f} %")
     for path in args.clip_models:
-        picks, why_failed = [], []
+        scores = []
         with dalle.Model(path) as model, dalle.Context(model, threads=args.threads, seed=0) as ctx:
             for k, caption in enumerate(texts):
-                _, order = ctx.rerank(str(caption), list(images[k]))
-                picks.append(bool(passed[k, order[0]]))
-                if args.reasons and not picks[-1]:
-                    why_failed.append(dalle.shapes_judge(images[k][order[0]], str(caption))[1])
-        picks = np.array(picks)
-        row = ", ".join(f"{g} {100 * picks[r].mean():.1f}" for g, r in zip(names, rows))
-        print(f"{path}: CLIP's pick passes for {row}, all {100 * picks.mean():.1f} %")
+                scores.append(ctx.rerank(str(caption), list(images[k]))[0])
+        scores = np.array(scores)
+        for w in weights:
+            ranked = scores + w * likelihoods if w else scores
+            chosen = ranked.argmax(axis=1)
+            picks = passed[np.arange(len(texts)), chosen]
+            row = ", ".join(f"{g} {100 * picks[r].mean():.1f}" for g, r in zip(names, rows))
+            print(f"{path}{f' + {w} x log-likelihood' if w else ''}: CLIP's pick passes for {row}, all {100 * picks.mean():.1f} %")
         if args.reasons:
+            chosen = scores.argmax(axis=1)
+            why_failed = [dalle.shapes_judge(images[k][chosen[k]], str(texts[k]))[1] for k in range(len(texts)) if not passed[k, chosen[k]]]
             print(f"  failed picks: {len(why_failed)}, on a relation's direction alone: "
                   f"{sum('centroid' in why for why in why_failed)}")
 

@@ -33,7 +33,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         guard let text = String(validatingCString: prompt) else {
             throw DalleError.invalidArgument("prompt is not valid UTF-8")
         }
-        // Callers built before keep_best / out_scores were appended pass the shorter struct.
+        // Callers built before keep_best, out_scores and out_log_likelihoods were appended pass the shorter struct.
         let p = try readParams(params, defaults: dalle_generate_default_params(), name: "dalle_generate_params",
                                minimumSize: MemoryLayout<dalle_generate_params>.offset(of: \.keep_best) ?? 0)
         guard p.count >= 1, p.count <= UInt32(DALLE_MAX_GENERATE) else {
@@ -83,6 +83,9 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         outTokens?.pointee = tokens
         if let scores = p.out_scores {
             for (i, score) in result.scores.enumerated() { scores[i] = score }
+        }
+        if let logLikelihoods = p.out_log_likelihoods {
+            for (i, value) in result.logLikelihoods.enumerated() { logLikelihoods[i] = value }
         }
         if let outInfo, let infoSize {
             var info = dalle_generate_info()

@@ -138,7 +138,7 @@ final class GenerationTests: XCTestCase {
     func generate(_ options: GenerationOptions, on predictor: MockPredictor = MockPredictor(), threads: Int = 1,
                   text: [Int32]? = nil, progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil) throws -> [Int32] {
         try ImageTokenGenerator.generate(predictor, text: text ?? prompt, options: options, pool: ThreadPool(threads: threads),
-                                         progress: progress, cancellation: cancellation)
+                                         progress: progress, cancellation: cancellation).tokens
     }
 
     func testOnePrefillThenOneStepPerToken() throws {
@@ -281,7 +281,7 @@ final class TransformerGenerationTests: XCTestCase {
     let text: [Int32] = [300, 17, 42, 0, 0, 0]
 
     func generate(_ options: GenerationOptions, threads: Int = 1, text: [Int32]? = nil) throws -> [Int32] {
-        try ImageTokenGenerator.generate(Self.transformer, text: text ?? self.text, options: options, pool: ThreadPool(threads: threads))
+        try ImageTokenGenerator.generate(Self.transformer, text: text ?? self.text, options: options, pool: ThreadPool(threads: threads)).tokens
     }
 
     /// Image logits of the position after `image`, from a full (uncached) forward pass.
@@ -317,6 +317,29 @@ final class TransformerGenerationTests: XCTestCase {
             differs = differs || argmax(cond) != Int(tokens[i])
         }
         XCTAssertTrue(differs, "guidance never changed a greedy choice: the test shows nothing")
+    }
+
+    /// The log-likelihoods are the mean log-softmax of an uncached forward pass at the drawn
+    /// tokens, with the raw logits even when temperature and top-k shape the draw; primed rows
+    /// do not count.
+    func testLogLikelihoodsAreMeanLogSoftmaxOfTheDrawnTokens() throws {
+        let prime: [Int32] = [1, 2, 3, 4]
+        let options = GenerationOptions(count: 3, seed: 4, sampling: SamplingOptions(temperature: 1.7, topK: 20), primeTokens: prime, primeRows: 1)
+        let sampled = try ImageTokenGenerator.generate(Self.transformer, text: text, options: options, pool: ThreadPool(threads: 2))
+        XCTAssertEqual(sampled.logLikelihoods.count, 3)
+        for c in 0..<3 {
+            let grid = Array(sampled.tokens[(c * 16)..<((c + 1) * 16)])
+            var total = 0.0
+            for i in 4..<16 {
+                let logits = try fullForward(text: text, image: Array(grid[0..<i]))
+                let top = Double(logits.max()!)
+                let logNormaliser = top + log(logits.reduce(0.0) { $0 + exp(Double($1) - top) })
+                total += Double(logits[Int(grid[i])]) - logNormaliser
+            }
+            XCTAssertEqual(Double(sampled.logLikelihoods[c]), total / 12, accuracy: 1e-4, "candidate \(c)")
+            XCTAssertLessThan(sampled.logLikelihoods[c], 0)
+        }
+        XCTAssertEqual(try ImageTokenGenerator.generate(Self.transformer, text: text, options: options, pool: ThreadPool(threads: 1)), sampled)
     }
 
     func testDeterministicAcrossThreadsRunsAndBatchSizes() throws {
@@ -361,7 +384,7 @@ final class TransformerGenerationTests: XCTestCase {
         XCTAssertEqual(result.seed, 9)
         // The same prompt and seed through the tokenizer by hand.
         let ids = try s.model.tokenizer!.tokenizeDALLE("red ball", textLength: 6).ids
-        XCTAssertEqual(result.tokens, try ImageTokenGenerator.generate(Self.transformer, text: ids, options: GenerationOptions(count: 2, seed: 9), pool: s.pool))
+        XCTAssertEqual(result.tokens, try ImageTokenGenerator.generate(Self.transformer, text: ids, options: GenerationOptions(count: 2, seed: 9), pool: s.pool).tokens)
 
         let long = try s.generate(prompt: "red ball red ball red ball red ball", options: GenerationOptions(), decodeImages: false)
         XCTAssertEqual(long.promptTokenCount, 6)

@@ -112,18 +112,32 @@ final class RerankGenerateTests: XCTestCase {
         var params = DalleCAPI.dalle_generate_default_params()
         XCTAssertEqual(params.keep_best, 0)
         XCTAssertNil(params.out_scores)
+        XCTAssertNil(params.out_log_likelihoods)
         params.count = 4
         params.seed = 11
         params.keep_best = 2
-        var scores = [Float](repeating: .nan, count: 2)
+        var scores = [Float](repeating: .nan, count: 2), logLikelihoods = [Float](repeating: .nan, count: 2)
         var images = dalle_image_batch(), tokens = dalle_tokens()
         let status = scores.withUnsafeMutableBufferPointer { buffer in
-            params.out_scores = buffer.baseAddress
-            return dalle_generate(ctx, Self.prompt, &params, &images, &tokens, nil)
+            logLikelihoods.withUnsafeMutableBufferPointer { likelihoodBuffer in
+                params.out_scores = buffer.baseAddress
+                params.out_log_likelihoods = likelihoodBuffer.baseAddress
+                return dalle_generate(ctx, Self.prompt, &params, &images, &tokens, nil)
+            }
         }
         XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
         defer { dalle_image_batch_free(&images); dalle_tokens_free(&tokens) }
         XCTAssertEqual(scores, expected.scores)
+        XCTAssertEqual(logLikelihoods, expected.logLikelihoods)
+        // The kept images' log-likelihoods follow them out of the draw order.
+        var all = options
+        all.keepBest = 0
+        let drawn = try session.generate(prompt: Self.prompt, options: all, decodeImages: false)
+        let gridLength = expected.gridSize * expected.gridSize
+        for k in 0..<2 {
+            let index = try XCTUnwrap((0..<4).first { Array(drawn.tokens[($0 * gridLength)..<(($0 + 1) * gridLength)]) == Array(expected.tokens[(k * gridLength)..<((k + 1) * gridLength)]) })
+            XCTAssertEqual(expected.logLikelihoods[k], drawn.logLikelihoods[index])
+        }
         XCTAssertEqual(images.count, 2)
         XCTAssertEqual(tokens.count, 2)
         XCTAssertEqual(Array(UnsafeBufferPointer(start: tokens.data, count: expected.tokens.count)), expected.tokens)

@@ -30,7 +30,7 @@ int main(void) {
     FIELD(dalle_generate_params, cond_scale); FIELD(dalle_generate_params, prime_rows);
     FIELD(dalle_generate_params, prime_tokens); FIELD(dalle_generate_params, progress);
     FIELD(dalle_generate_params, progress_user_data); FIELD(dalle_generate_params, keep_best);
-    FIELD(dalle_generate_params, out_scores);
+    FIELD(dalle_generate_params, out_scores); FIELD(dalle_generate_params, out_log_likelihoods);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);

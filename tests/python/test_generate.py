@@ -26,6 +26,8 @@ def test_generate_shapes_seed_and_determinism(ctx):
     again = ctx.generate("a red ball", count=1, seed=11, temperature=0.9, top_k=8, top_p=0.95, cond_scale=1.5, images=False)
     assert again.images is None
     assert np.array_equal(again.tokens[0], result.tokens[0])  # image i does not depend on count
+    assert len(result.log_likelihoods) == 3 and all(-20 < x < 0 for x in result.log_likelihoods)
+    assert again.log_likelihoods == result.log_likelihoods[:1]
     assert ctx.generate("a red ball", images=False).seed == 3  # the context's seed
 
 

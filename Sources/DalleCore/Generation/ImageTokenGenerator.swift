@@ -57,15 +57,26 @@ public struct GenerationOptions: Sendable, Equatable {
     }
 }
 
+/// Image-token grids sampled from one prompt.
+public struct SampledGrids: Sendable, Equatable {
+    /// `count` grids, grid after grid, row-major (primed rows included).
+    public var tokens: [Int32]
+    /// Per grid, the mean log-probability (nats) of its generated tokens under the logits they
+    /// were drawn from (guided when guidance is on; before temperature, top-k and top-p): how
+    /// likely the transformer finds the image, a confidence to rank candidates by. 0 when no token
+    /// was generated.
+    public var logLikelihoods: [Float]
+}
+
 /// The sampling loop: prefill once, then one cached step per image token for all candidates
 /// (and their unconditional twins under guidance) at once.
 public enum ImageTokenGenerator {
-    /// `count` grids of image tokens (grid after grid, row-major) continuing the 0-padded
-    /// prompt `text`. Progress: one step per generated token.
+    /// `options.count` grids of image tokens continuing the 0-padded prompt `text`, with their
+    /// log-likelihoods. Progress: one step per generated token.
     public static func generate<P: ImageTokenPredictor>(
         _ predictor: P, text: [Int32], options: GenerationOptions, pool: ThreadPool,
         progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil
-    ) throws -> [Int32] {
+    ) throws -> SampledGrids {
         try validate(options, predictor: predictor, text: text)
         let n = options.count, grid = predictor.imageGridSize, vocab = predictor.imageVocabSize
         let imageLength = grid * grid
@@ -89,17 +100,19 @@ public enum ImageTokenGenerator {
         let steps = imageLength - primeLength
         let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
         try reporter.report(0)
-        guard steps > 0 else { return tokens }
+        guard steps > 0 else { return SampledGrids(tokens: tokens, logLikelihoods: [Float](repeating: 0, count: n)) }
 
         let random = CounterRandom(seed: options.seed)
         var cache = try predictor.makeCache(batch: batch)
         var logits = try predictor.prefill(text: batchText, image: batchPrime, batch: batch, cache: &cache, pool: pool)
         var drawn = [Int32](repeating: 0, count: n)
+        var drawnLogProbability = [Double](repeating: 0, count: n), logLikelihoodSums = [Double](repeating: 0, count: n)
         for position in primeLength..<imageLength {
             try checkLogits(logits, batch: batch, predictor: predictor)
             let row = logits.shape[1]
             logits.scalars.withUnsafeBufferPointer { all in
                 drawn.withUnsafeMutableBufferPointer { out in
+                  drawnLogProbability.withUnsafeMutableBufferPointer { logProbability in
                     pool.parallelFor(n) { candidates in
                         var mixed = [Float](repeating: 0, count: vocab)
                         for c in candidates {
@@ -111,18 +124,26 @@ public enum ImageTokenGenerator {
                                 for v in 0..<vocab { mixed[v] = cond[v] }
                             }
                             let u = random.uniform(stream: c, counter: position)
-                            out[c] = Int32(mixed.withUnsafeBufferPointer { Sampler.sample($0, options: options.sampling, uniform: u) })
+                            mixed.withUnsafeBufferPointer { logits in
+                                let token = Sampler.sample(logits, options: options.sampling, uniform: u)
+                                out[c] = Int32(token)
+                                logProbability[c] = Sampler.logProbability(of: token, logits)
+                            }
                         }
                     }
+                  }
                 }
             }
-            for c in 0..<n { tokens[c * imageLength + position] = drawn[c] }
+            for c in 0..<n {
+                tokens[c * imageLength + position] = drawn[c]
+                logLikelihoodSums[c] += drawnLogProbability[c]
+            }
             try reporter.report(position - primeLength + 1)
             if position + 1 < imageLength {
                 logits = try predictor.step(imageTokens: guided ? drawn + drawn : drawn, cache: &cache, pool: pool)
             }
         }
-        return tokens
+        return SampledGrids(tokens: tokens, logLikelihoods: logLikelihoodSums.map { Float($0 / Double(steps)) })
     }
 
     static func validate<P: ImageTokenPredictor>(_ options: GenerationOptions, predictor: P, text: [Int32]) throws {

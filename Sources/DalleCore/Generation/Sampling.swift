@@ -102,6 +102,17 @@ public enum Sampler {
         return survivors.last?.token ?? 0
     }
 
+    /// log softmax(logits)[token], in Double: the log-probability of `token` before any filtering
+    /// (NaN logits count as impossible; -infinity when the token is).
+    public static func logProbability(of token: Int, _ logits: UnsafeBufferPointer<Float>) -> Double {
+        var maximum = -Double.infinity
+        for x in logits where !x.isNaN { maximum = max(maximum, Double(x)) }
+        guard maximum.isFinite, !logits[token].isNaN else { return -.infinity }
+        var total = 0.0
+        for x in logits where !x.isNaN { total += exp(Double(x) - maximum) }
+        return Double(logits[token]) - maximum - log(total)
+    }
+
     /// Logit order, most likely first: higher value, then lower id; NaN counts as least likely.
     static func moreLikely(_ logits: UnsafeBufferPointer<Float>, _ a: Int, _ b: Int) -> Bool {
         let x = logits[a].isNaN ? -Float.infinity : logits[a]

@@ -19,6 +19,9 @@ public struct GeneratedImages: Sendable {
     /// CLIP scores of the kept images against the prompt, best first, when `keepBest` > 0
     /// reranked the candidates (then images and tokens are in this order); empty otherwise.
     public let scores: [Float]
+    /// Per returned image (in the same order), the transformer's mean log-probability of its
+    /// generated tokens (see `SampledGrids.logLikelihoods`).
+    public let logLikelihoods: [Float]
 }
 
 /// The prompt as the transformer reads it: `textLength` ids, 0-padded.
@@ -62,8 +65,9 @@ extension DalleSession {
         }
         let clipPrompt = try rerankPrompt(prompt, options: options, decodeImages: decodeImages)
         let text = try generator.encodePrompt(prompt)
-        var tokens = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
-                                                      progress: tokenProgress, cancellation: cancellation)
+        let sampled = try ImageTokenGenerator.generate(generator.predictor, text: text.ids, options: options, pool: pool,
+                                                       progress: tokenProgress, cancellation: cancellation)
+        var tokens = sampled.tokens, logLikelihoods = sampled.logLikelihoods
         var pixels: [UInt8] = []
         var count = options.count
         var scores: [Float] = []
@@ -81,12 +85,14 @@ extension DalleSession {
                 scores = kept.map { ranked.scores[$0] }
                 tokens = kept.flatMap { tokens[($0 * imageLength)..<(($0 + 1) * imageLength)] }
                 pixels = kept.flatMap { pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)] }
+                logLikelihoods = kept.map { logLikelihoods[$0] }
                 count = kept.count
             }
         }
         return GeneratedImages(count: count, gridSize: grid, tokens: tokens, imageSize: imageTokenizer?.imageSize ?? 0, pixels: pixels,
                                promptTokenCount: text.used, truncatedTokenCount: text.truncated,
-                               generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed, scores: scores)
+                               generatedTokenCount: grid * (grid - options.primeRows), seed: options.seed, scores: scores,
+                               logLikelihoods: logLikelihoods)
     }
 
     /// CLIP's tokens of `prompt` when `options.keepBest` asks for reranking (nil when it does

@@ -115,11 +115,12 @@ class _Progress:
             raise error
 
 
-Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed scores")
+Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed scores log_likelihoods")
 Generation.__doc__ = """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
 when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
 dropped (past the model's text length), image tokens generated per image, the seed used, and the
-kept images' CLIP scores best first (a list; empty unless keep_best reranked them)."""
+kept images' CLIP scores best first (a list; empty unless keep_best reranked them), and each image's
+mean log-probability per generated token under the transformer (a list, in the images' order)."""
 
 
 class _Owned:
@@ -347,6 +348,9 @@ class Context(_Owned):
         params.keep_best = keep_best
         scores = (ctypes.c_float * max(keep_best, 0))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
+        returned = keep_best if keep_best > 0 else count
+        log_likelihoods = (ctypes.c_float * max(0, min(returned, _lib.DALLE_MAX_GENERATE)))()
+        params.out_log_likelihoods = ctypes.cast(log_likelihoods, ctypes.POINTER(ctypes.c_float))
         keep = None
         if prime is not None and prime_rows:
             g = self.model_grid()
@@ -382,7 +386,7 @@ class Context(_Owned):
                 pictures = (_np.frombuffer(raw, dtype=_np.uint8).reshape(out_images.count, first.height, first.width, 3)
                             if _np is not None else raw)
             return Generation(pictures, tokens, info.prompt_tokens, info.truncated_tokens, info.generated_tokens, info.seed,
-                              list(scores))
+                              list(scores), list(log_likelihoods[:n]))
         finally:
             lib.dalle_tokens_free(ctypes.byref(out_tokens))
             lib.dalle_image_batch_free(ctypes.byref(out_images))

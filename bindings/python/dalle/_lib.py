@@ -96,7 +96,8 @@ class dalle_generate_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("count", c_uint32), ("seed", c_uint64), ("temperature", c_float),
                 ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("prime_rows", c_uint32),
                 ("prime_tokens", POINTER(c_int32)), ("progress", dalle_progress_callback),
-                ("progress_user_data", c_void_p), ("keep_best", c_uint32), ("out_scores", POINTER(c_float))]
+                ("progress_user_data", c_void_p), ("keep_best", c_uint32), ("out_scores", POINTER(c_float)),
+                ("out_log_likelihoods", POINTER(c_float))]
 
 
 class dalle_generate_info(Structure):
