@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 7 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 6 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -13,10 +13,10 @@ mkdir -p "$RUN" models
 
 # 1. A BPE vocabulary learned from Shapes World captions (589 ids: every word one token).
 [ -f "$RUN/tokenizer.safetensors" ] || "$DALLE" train --stage tokenizer --data shapes --vocab 600 --out "$RUN/tokenizer.safetensors"
-# 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~2 h 40 min on one thread). The codebook starts
+# 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~3 h on one thread). The codebook starts
 #    from k-means over the cells of 256 training images; the usage term keeps >= 256 codes' worth in use;
 #    tau anneals from 1 to 1/16 over the whole run; no KL term (see the README for what each part measured).
-"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 9600 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
+"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 19200 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
     --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 \
     --out "$RUN/dvae.safetensors"
 #    Its 16-bit copy, which the model ships: CLIP and the transformer learn on its tokens and pictures.
@@ -34,9 +34,9 @@ mkdir -p "$RUN" models
     --init "$RUN/clip-reconstructions-first.safetensors" --steps 800 --batch 64 --lr 3e-4 --warmup 50 --every 400 \
     --validation 256 --seed 14 --out "$RUN/clip-reconstructions.safetensors"
 # 4. The transformer, with token shift, on the tokens of the dVAE as shipped (its 16-bit copy; text loss
-#    1/8, image loss 7/8): 3,500 steps of 16 (~2 h 20 min on 2 threads at 6-7 examples/s), then four more
+#    1/8, image loss 7/8): 3,500 steps of 16 (~40 min on 2 threads at 18 examples/s), then four more
 #    schedules of 1,400 steps, each from the last one's weights on fresh examples (stream seeds 11-14;
-#    lr 5e-4, then 3e-4; 31-40 min each on one thread at 9-12 examples/s). Every schedule has its own file,
+#    lr 5e-4, then 3e-4; ~20 min each on 2 threads at 18-20 examples/s). Every schedule has its own file,
 #    so a run directory of an older recipe is never taken for a finished later schedule.
 "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
     --dvae "$RUN/dvae-f16.safetensors" --config dim=192,depth=4,heads=6,dim_head=32,text_seq_len=16,shift_tokens=true \
