@@ -60,6 +60,8 @@ int main(int argc, char **argv) {
     params.top_k = 16;
     params.cond_scale = model_info.cond_scale;
     params.progress = on_progress;
+    float log_likelihoods[4]; /* each image's mean log-probability per token: the model's confidence */
+    params.out_log_likelihoods = log_likelihoods;
     dalle_image_batch images = {0};
     dalle_tokens tokens = {0};
     dalle_generate_info info = {0};
@@ -69,8 +71,8 @@ int main(int argc, char **argv) {
     printf("prompt: %u tokens (%u dropped), seed %llu, %u image tokens each\n", info.prompt_tokens,
            info.truncated_tokens, (unsigned long long)info.seed, info.generated_tokens);
     for (uint32_t i = 0; i < images.count; i++) {
-        printf("image %u: %ux%u, mean pixel %.1f, first tokens", i, images.images[i].width,
-               images.images[i].height, mean_pixel(&images.images[i]));
+        printf("image %u: %ux%u, mean pixel %.1f, log-likelihood %.3f per token, first tokens", i,
+               images.images[i].width, images.images[i].height, mean_pixel(&images.images[i]), log_likelihoods[i]);
         for (uint32_t t = 0; t < 6; t++) printf(" %d", tokens.data[i * tokens.rows * tokens.cols + t]);
         printf("\n");
     }

@@ -23,6 +23,7 @@ def main(path, prompt, out_dir=None):
         print(f"prompt: {result.prompt_tokens} tokens ({result.truncated_tokens} dropped), seed {result.seed}, "
               f"{result.generated_tokens} image tokens each, {len(steps)} progress calls")
         print("images", result.images.shape, result.images.dtype, "tokens", result.tokens.shape)
+        print("log-likelihood per token:", " ".join(f"{x:.3f}" for x in result.log_likelihoods))
 
         # The same seed gives the same images.
         again = ctx.generate(prompt, count=4, top_k=16, images=False)
