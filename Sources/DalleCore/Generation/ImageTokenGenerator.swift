@@ -106,38 +106,35 @@ public enum ImageTokenGenerator {
         var cache = try predictor.makeCache(batch: batch)
         var logits = try predictor.prefill(text: batchText, image: batchPrime, batch: batch, cache: &cache, pool: pool)
         var drawn = [Int32](repeating: 0, count: n)
-        var drawnLogProbability = [Double](repeating: 0, count: n), logLikelihoodSums = [Double](repeating: 0, count: n)
+        var logLikelihoodSums = [Double](repeating: 0, count: n)
         for position in primeLength..<imageLength {
             try checkLogits(logits, batch: batch, predictor: predictor)
             let row = logits.shape[1]
             logits.scalars.withUnsafeBufferPointer { all in
                 drawn.withUnsafeMutableBufferPointer { out in
-                  drawnLogProbability.withUnsafeMutableBufferPointer { logProbability in
-                    pool.parallelFor(n) { candidates in
-                        var mixed = [Float](repeating: 0, count: vocab)
-                        for c in candidates {
-                            let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
-                            if guided {
-                                let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
-                                for v in 0..<vocab { mixed[v] = null[v] + (cond[v] - null[v]) * options.condScale }
-                            } else {
-                                for v in 0..<vocab { mixed[v] = cond[v] }
-                            }
-                            let u = random.uniform(stream: c, counter: position)
-                            mixed.withUnsafeBufferPointer { logits in
-                                let token = Sampler.sample(logits, options: options.sampling, uniform: u)
-                                out[c] = Int32(token)
-                                logProbability[c] = Sampler.logProbability(of: token, logits)
+                    logLikelihoodSums.withUnsafeMutableBufferPointer { sums in
+                        pool.parallelFor(n) { candidates in
+                            var mixed = [Float](repeating: 0, count: vocab)
+                            for c in candidates {
+                                let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
+                                if guided {
+                                    let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
+                                    for v in 0..<vocab { mixed[v] = null[v] + (cond[v] - null[v]) * options.condScale }
+                                } else {
+                                    for v in 0..<vocab { mixed[v] = cond[v] }
+                                }
+                                let u = random.uniform(stream: c, counter: position)
+                                mixed.withUnsafeBufferPointer { logits in
+                                    let token = Sampler.sample(logits, options: options.sampling, uniform: u)
+                                    out[c] = Int32(token)
+                                    sums[c] += Sampler.logProbability(of: token, logits)
+                                }
                             }
                         }
                     }
-                  }
                 }
             }
-            for c in 0..<n {
-                tokens[c * imageLength + position] = drawn[c]
-                logLikelihoodSums[c] += drawnLogProbability[c]
-            }
+            for c in 0..<n { tokens[c * imageLength + position] = drawn[c] }
             try reporter.report(position - primeLength + 1)
             if position + 1 < imageLength {
                 logits = try predictor.step(imageTokens: guided ? drawn + drawn : drawn, cache: &cache, pool: pool)
