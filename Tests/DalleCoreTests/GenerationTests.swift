@@ -5,16 +5,22 @@ import XCTest
 
 /// A small deterministic stand-in for the transformer: the next position's logits are a fixed
 /// pseudo-random function of the whole sequence so far. Its cache is the sequences themselves,
-/// so `fullLogits` (recomputed from scratch) checks what the cached path returns.
-final class MockPredictor: ImageTokenPredictor {
+/// so `fullLogits` (recomputed from scratch) checks what the cached path returns. Candidates
+/// are sampled in groups on several threads, so its call counts are kept under a lock.
+final class MockPredictor: ImageTokenPredictor, @unchecked Sendable {
     let textLength = 4, imageGridSize = 3, imageVocabSize = 6, imageLogitOffset = 5
-    var prefills = 0, steps = 0
+    private let lock = Lock()
+    private var counts = (prefills: 0, steps: 0)
+    var prefills: Int { lock.withLock { counts.prefills } }
+    var steps: Int { lock.withLock { counts.steps } }
+    /// The step call (counted over all groups) that throws instead, if any.
+    var failingStep: Int?
 
     func cacheByteCount(batch: Int) -> Int? { batch * 64 }
     func makeCache(batch: Int) throws -> [[Int32]] { [[Int32]](repeating: [], count: batch) }
 
     func prefill(text: [Int32], image: [Int32], batch: Int, cache: inout [[Int32]], pool: ThreadPool) throws -> Tensor {
-        prefills += 1
+        lock.withLock { counts.prefills += 1 }
         let prime = image.count / batch
         for b in 0..<batch {
             cache[b] = Array(text[(b * textLength)..<((b + 1) * textLength)]) + Array(image[(b * prime)..<((b + 1) * prime)])
@@ -23,7 +29,8 @@ final class MockPredictor: ImageTokenPredictor {
     }
 
     func step(imageTokens: [Int32], cache: inout [[Int32]], pool: ThreadPool) throws -> Tensor {
-        steps += 1
+        let call = lock.withLock { counts.steps += 1; return counts.steps }
+        if call == failingStep { throw DalleError.invalidArgument("mock failure at step \(call)") }
         for b in cache.indices { cache[b].append(imageTokens[b]) }
         return fullLogits(cache)
     }
@@ -233,6 +240,31 @@ final class GenerationTests: XCTestCase {
             return true
         }, cancellation: flag)) { XCTAssertEqual($0 as? DalleError, .cancelled) }
         XCTAssertEqual(flagged.steps, 4)
+    }
+
+    func testCandidateGroupsReportOnTheCallingThreadAndStopTogether() throws {
+        // Four candidates on four threads: four groups, one prefill each; progress comes from the
+        // first group, on the thread that called.
+        let mock = MockPredictor(), caller = pthread_self()
+        var reported: [Int] = []
+        _ = try generate(GenerationOptions(count: 4, seed: 3), on: mock, threads: 4, progress: { step, _ in
+            XCTAssertNotEqual(pthread_equal(pthread_self(), caller), 0)
+            reported.append(step)
+            return true
+        })
+        XCTAssertEqual(mock.prefills, 4)
+        XCTAssertEqual(mock.steps, 4 * 8)
+        XCTAssertEqual(reported, Array(0...9))
+        // A failure in any group is the call's error; a refusal from the callback stops them all.
+        let failing = MockPredictor()
+        failing.failingStep = 6
+        XCTAssertThrowsError(try generate(GenerationOptions(count: 4), on: failing, threads: 4)) { error in
+            XCTAssertEqual(error as? DalleError, .invalidArgument("mock failure at step 6"))
+        }
+        let refused = MockPredictor()
+        XCTAssertThrowsError(try generate(GenerationOptions(count: 4), on: refused, threads: 4, progress: { step, _ in step < 3 })) {
+            XCTAssertEqual($0 as? DalleError, .cancelled)
+        }
     }
 
     func testBadOptions() {

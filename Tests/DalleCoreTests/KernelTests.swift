@@ -91,6 +91,23 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testParallelForEachCallerFirstRunsEveryItemOnceAndTheFirstOnTheCaller() {
+        let caller = pthread_self()
+        for threads in 1...4 {
+            for count in 0...6 {
+                var runs = [Int](repeating: 0, count: count), firstOnCaller = false
+                runs.withUnsafeMutableBufferPointer { out in
+                    ThreadPool(threads: threads).parallelForEachCallerFirst(count) { i in
+                        out[i] += 1
+                        if i == 0 { firstOnCaller = pthread_equal(pthread_self(), caller) != 0 }
+                    }
+                }
+                XCTAssertEqual(runs, [Int](repeating: 1, count: count), "\(count) items on \(threads) threads")
+                XCTAssertEqual(firstOnCaller, count > 0, "\(count) items on \(threads) threads")
+            }
+        }
+    }
+
     func testGEMMTransposedOperandsMatchTransposedCopies() {
         var rng = Random(state: 13)
         // Edge tiles, several k blocks, and a size split over both threads; padded leading dimensions.

@@ -68,8 +68,8 @@ public struct SampledGrids: Sendable, Equatable {
     public var logLikelihoods: [Float]
 }
 
-/// The sampling loop: prefill once, then one cached step per image token for all candidates
-/// (and their unconditional twins under guidance) at once.
+/// The sampling loop: prefill once, then one cached step per image token for a group of
+/// candidates (and their unconditional twins under guidance) at once, a group per thread.
 public enum ImageTokenGenerator {
     /// `options.count` grids of image tokens continuing the 0-padded prompt `text`, with their
     /// log-likelihoods. Progress: one step per generated token.
@@ -78,12 +78,54 @@ public enum ImageTokenGenerator {
         progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil
     ) throws -> SampledGrids {
         try validate(options, predictor: predictor, text: text)
-        let n = options.count, grid = predictor.imageGridSize, vocab = predictor.imageVocabSize
+        let n = options.count, grid = predictor.imageGridSize
+        try checkMemory(predictor, batch: options.condScale != 1 ? 2 * n : n)
+        let reporter = StepReporter(total: grid * grid - options.primeRows * grid, handler: progress, cancellation: cancellation)
+        try reporter.report(0)
+        // Candidates never meet (each has its own random stream and its own rows in every
+        // operation), so each thread samples a group of them from start to end on its own: a
+        // handful of synchronisations per call instead of dozens per token, and the same grids
+        // for any grouping. The calling thread takes the first group and reports the progress.
+        let groupCount = min(pool.threads, n), single = ThreadPool(threads: 1)
+        let groups = (0..<groupCount).map { (n * $0 / groupCount)..<(n * ($0 + 1) / groupCount) }
+        let stop = CancellationFlag()
+        var results = [Result<SampledGrids, Error>?](repeating: nil, count: groupCount)
+        results.withUnsafeMutableBufferPointer { out in
+            pool.parallelForEachCallerFirst(groupCount) { g in
+                let result = Result {
+                    try sample(predictor, text: text, options: options, candidates: groups[g],
+                               pool: groupCount == 1 ? pool : single) { step in
+                        if stop.isRequested { throw GroupStopped() }
+                        if g == 0 { try reporter.report(step) } else if cancellation?.isRequested == true { throw DalleError.cancelled }
+                    }
+                }
+                if case .failure = result { stop.request() }
+                out[g] = result
+            }
+        }
+        var sampled = SampledGrids(tokens: [], logLikelihoods: [])
+        for case .failure(let error)? in results where !(error is GroupStopped) { throw error }
+        for case .success(let group)? in results {
+            sampled.tokens += group.tokens
+            sampled.logLikelihoods += group.logLikelihoods
+        }
+        return sampled
+    }
+
+    /// Thrown inside a group that stops because another group failed.
+    struct GroupStopped: Error {}
+
+    /// Samples the candidates `candidates` (their indices pick their random streams) with
+    /// `pool`; `afterStep(k)` is called once k tokens are drawn and may throw to stop.
+    static func sample<P: ImageTokenPredictor>(
+        _ predictor: P, text: [Int32], options: GenerationOptions, candidates: Range<Int>, pool: ThreadPool,
+        afterStep: (Int) throws -> Void
+    ) throws -> SampledGrids {
+        let n = candidates.count, grid = predictor.imageGridSize, vocab = predictor.imageVocabSize
         let imageLength = grid * grid
         let primeLength = options.primeRows * grid
         let guided = options.condScale != 1
         let batch = guided ? 2 * n : n
-        try checkMemory(predictor, batch: batch)
 
         // Rows 0..<n are the candidates; under guidance rows n..<2n are their empty-caption twins.
         var batchText = [Int32]()
@@ -98,8 +140,6 @@ public enum ImageTokenGenerator {
             for i in 0..<primeLength { tokens[c * imageLength + i] = options.primeTokens[i] }
         }
         let steps = imageLength - primeLength
-        let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
-        try reporter.report(0)
         guard steps > 0 else { return SampledGrids(tokens: tokens, logLikelihoods: [Float](repeating: 0, count: n)) }
 
         let random = CounterRandom(seed: options.seed)
@@ -113,9 +153,9 @@ public enum ImageTokenGenerator {
             logits.scalars.withUnsafeBufferPointer { all in
                 drawn.withUnsafeMutableBufferPointer { out in
                     logLikelihoodSums.withUnsafeMutableBufferPointer { sums in
-                        pool.parallelFor(n) { candidates in
+                        pool.parallelFor(n) { rows in
                             var mixed = [Float](repeating: 0, count: vocab)
-                            for c in candidates {
+                            for c in rows {
                                 let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
                                 if guided {
                                     let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
@@ -123,7 +163,7 @@ public enum ImageTokenGenerator {
                                 } else {
                                     for v in 0..<vocab { mixed[v] = cond[v] }
                                 }
-                                let u = random.uniform(stream: c, counter: position)
+                                let u = random.uniform(stream: candidates.lowerBound + c, counter: position)
                                 mixed.withUnsafeBufferPointer { logits in
                                     let token = Sampler.sample(logits, options: options.sampling, uniform: u)
                                     out[c] = Int32(token)
@@ -135,7 +175,7 @@ public enum ImageTokenGenerator {
                 }
             }
             for c in 0..<n { tokens[c * imageLength + position] = drawn[c] }
-            try reporter.report(position - primeLength + 1)
+            try afterStep(position - primeLength + 1)
             if position + 1 < imageLength {
                 logits = try predictor.step(imageTokens: guided ? drawn + drawn : drawn, cache: &cache, pool: pool)
             }

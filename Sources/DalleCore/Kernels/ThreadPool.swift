@@ -36,6 +36,27 @@ public struct ThreadPool: Sendable {
         #endif
     }
 
+    /// `parallelForEach` with item 0 run on the calling thread: for work whose first item calls
+    /// back into the host, which expects its callbacks on the thread that made the call.
+    public func parallelForEachCallerFirst(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(threads, count)
+        if workers == 1 { for i in 0..<count { body(i) }; return }
+        #if canImport(Glibc)
+        // The calling thread works in `concurrentPerform` too: it takes item 0 as it comes in
+        // (or afterwards, should it not have taken part), the others take the rest.
+        let caller = pthread_self(), first = ItemCounter(), rest = ItemCounter(start: 1)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            if pthread_equal(pthread_self(), caller) != 0, first.take(below: 1) != nil { body(0) }
+            while let i = rest.take(below: count) { body(i) }
+        }
+        if first.take(below: 1) != nil { body(0) }
+        #else
+        body(0)
+        parallelForEach(count - 1) { body($0 + 1) }
+        #endif
+    }
+
     /// Calls `body(range)` for `count` items split into at most `threads` contiguous chunks.
     public func parallelFor(_ count: Int, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
@@ -78,12 +99,15 @@ func withThreadWorkspace<R>(bytes: Int, _ body: (UnsafeMutableRawPointer) -> R) 
 #if canImport(Glibc)
 /// A shared "next item" index behind a mutex.
 private final class ItemCounter: @unchecked Sendable {
-    private var next = 0
+    private var next: Int
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(mutex, nil) }
+    init(start: Int = 0) {
+        next = start
+        pthread_mutex_init(mutex, nil)
+    }
     deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
 
-    /// The next index, or nil once `count` have been handed out.
+    /// The next index, or nil once the indices below `count` have been handed out.
     func take(below count: Int) -> Int? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
