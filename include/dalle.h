@@ -559,7 +559,8 @@ typedef struct dalle_train_params {
                                          objects -- as CLIP's hard negatives),
                                          a judged candidate set FILE.safetensors (`dalle
                                          candidates`: a model's failing candidates are CLIP's
-                                         hard negatives), or a folder of NAME.png + NAME.txt
+                                         hard negatives; several, comma-separated, are
+                                         joined), or a folder of NAME.png + NAME.txt
                                          captions (UTF-8)                                   */
     const char *out_path;             /* checkpoint written (and resumed when it exists)      */
     const char *tokenizer_path;       /* trained tokenizer (transformer, clip), or NULL       */

@@ -18,8 +18,8 @@ let usage = """
       train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes;
                                                  shapes-near-misses: each caption then a near miss, or
                                                  shapes-defects: each picture with two defect images, as
-                                                 CLIP's hard negatives), a judged candidate set (dalle
-                                                 candidates) or a folder of NAME.png + NAME.txt; FILE
+                                                 CLIP's hard negatives), judged candidate sets (dalle
+                                                 candidates; A.safetensors,B.safetensors) or a folder of NAME.png + NAME.txt; FILE
                                                  is a checkpoint, resumed when it exists. S: tokenizer, dvae,
                                                  transformer, clip
       bundle --out FILE [--dtype f16] [--cond-scale C] PART...

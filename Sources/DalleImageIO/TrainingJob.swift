@@ -14,7 +14,7 @@ public struct TrainingJob {
     /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), "shapes-defects" for
     /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`), a judged candidate
     /// set FILE.safetensors (`ShapesWorld.CandidateSet`: a model's own candidates, the failing ones
-    /// hard negatives for CLIP, see `CandidateSetSource`), or a folder of NAME.png images with
+    /// hard negatives for CLIP, see `CandidateSetSource`; several, comma-separated, are joined), or a folder of NAME.png images with
     /// NAME.txt captions.
     public var data: String
     public var outputPath: String
@@ -139,8 +139,9 @@ public struct TrainingJob {
                                          defects: data == "shapes-defects" ? 2 : 0)
                 .trainingAndValidation(validationCount: 256)
         }
-        if data.hasSuffix(".safetensors") {
-            let set = try ShapesWorld.CandidateSet(path: data)
+        let files = data.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        if files.allSatisfy({ $0.hasSuffix(".safetensors") }) {
+            let set = try ShapesWorld.CandidateSet(joining: try files.map { try ShapesWorld.CandidateSet(path: $0) })
             log("\(set.captions.count) captions with \(set.candidatesPerCaption) judged candidates each from \(data)")
             return try CandidateSetSource(set: set, imageSize: imageSize).trainingAndValidation(validationFraction: 0.05)
         }

@@ -49,6 +49,22 @@ final class CandidateSetTests: XCTestCase {
         XCTAssertThrowsError(try World.CandidateSet(captions: [], candidates: [], passed: [], references: []))
     }
 
+    func testJoiningShards() throws {
+        let set = try handMadeSet()
+        let joined = try World.CandidateSet(joining: [set, set])
+        XCTAssertEqual(joined.captions, set.captions + set.captions)
+        XCTAssertEqual(joined.candidates, set.candidates + set.candidates)
+        XCTAssertEqual(joined.passed, set.passed + set.passed)
+        XCTAssertEqual(joined.references, set.references + set.references)
+        XCTAssertEqual(try World.CandidateSet(joining: [set]), set)
+        let fewer = try World.CandidateSet(captions: ["a red circle"], candidates: [[Self.blank]], passed: [[true]],
+                                           references: [Self.blank])
+        XCTAssertThrowsError(try World.CandidateSet(joining: [set, fewer])) {
+            XCTAssertTrue("\($0)".contains("candidate set 2 has 1 candidates of 64x64 per caption"), "\($0)")
+        }
+        XCTAssertThrowsError(try World.CandidateSet(joining: []))
+    }
+
     /// The first passing candidate, else the reference; failing candidates as negatives, at most as many as asked.
     func testSourceExamples() throws {
         let set = try handMadeSet()

@@ -37,6 +37,18 @@ extension ShapesWorld {
             self.references = references
         }
 
+        /// The sets one after another (sets made in shards: `dalle candidates` with different
+        /// seeds); throws unless they have the same candidates per caption and image size.
+        public init(joining sets: [CandidateSet]) throws {
+            guard let first = sets.first else { throw DalleError.invalidArgument("no candidate sets to join") }
+            for (i, set) in sets.enumerated() where set.candidatesPerCaption != first.candidatesPerCaption || set.imageSize != first.imageSize {
+                throw DalleError.invalidArgument("candidate set \(i + 1) has \(set.candidatesPerCaption) candidates of \(set.imageSize)x\(set.imageSize) "
+                    + "per caption; the first has \(first.candidatesPerCaption) of \(first.imageSize)x\(first.imageSize)")
+            }
+            try self.init(captions: sets.flatMap(\.captions), candidates: sets.flatMap(\.candidates),
+                          passed: sets.flatMap(\.passed), references: sets.flatMap(\.references))
+        }
+
         public var imageSize: Int { references[0].width }
         public var candidatesPerCaption: Int { candidates[0].count }
 

@@ -599,7 +599,8 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP; "shapes-defects": every
     picture with two defect images, misshapen, merged, missing, extra or resized objects, as CLIP's hard
     negatives), a judged candidate
-    set FILE.safetensors (`dalle candidates`: a model's failing candidates as CLIP's hard negatives) or a
+    set FILE.safetensors (`dalle candidates`: a model's failing candidates as CLIP's hard negatives; several,
+    comma-separated, are joined) or a
     folder of NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
     --dvae-schedule` takes them, e.g. {"kmeans": 64, "usage": 1}; init a model file whose weights start the run
