@@ -19,9 +19,9 @@ let usage = """
                                                  shapes-near-misses: each caption then a near miss, or
                                                  shapes-defects: each picture with two defect images, as
                                                  CLIP's hard negatives), judged candidate sets (dalle
-                                                 candidates; A.safetensors,B.safetensors) or a folder of NAME.png + NAME.txt; FILE
-                                                 is a checkpoint, resumed when it exists. S: tokenizer, dvae,
-                                                 transformer, clip
+                                                 candidates; A.safetensors,B.safetensors) or a folder
+                                                 of NAME.png + NAME.txt; FILE is a checkpoint, resumed
+                                                 when it exists. S: tokenizer, dvae, transformer, clip
       bundle --out FILE [--dtype f16] [--cond-scale C] PART...
                                                  join trained components into one model file
                                                  (C: the guidance scale generate and eval use by default)

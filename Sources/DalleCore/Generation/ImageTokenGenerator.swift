@@ -80,7 +80,9 @@ public enum ImageTokenGenerator {
         try validate(options, predictor: predictor, text: text)
         let n = options.count, grid = predictor.imageGridSize
         try checkMemory(predictor, batch: options.condScale != 1 ? 2 * n : n)
-        let reporter = StepReporter(total: grid * grid - options.primeRows * grid, handler: progress, cancellation: cancellation)
+        let steps = grid * grid - options.primeRows * grid
+        let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
+        let silent = StepReporter(total: steps, handler: nil, cancellation: cancellation)
         try reporter.report(0)
         // Candidates never meet (each has its own random stream and its own rows in every
         // operation), so each thread samples a group of them from start to end on its own: a
@@ -96,7 +98,7 @@ public enum ImageTokenGenerator {
                     try sample(predictor, text: text, options: options, candidates: groups[g],
                                pool: groupCount == 1 ? pool : single) { step in
                         if stop.isRequested { throw GroupStopped() }
-                        if g == 0 { try reporter.report(step) } else if cancellation?.isRequested == true { throw DalleError.cancelled }
+                        try (g == 0 ? reporter : silent).report(step)
                     }
                 }
                 if case .failure = result { stop.request() }
@@ -116,7 +118,8 @@ public enum ImageTokenGenerator {
     struct GroupStopped: Error {}
 
     /// Samples the candidates `candidates` (their indices pick their random streams) with
-    /// `pool`; `afterStep(k)` is called once k tokens are drawn and may throw to stop.
+    /// `pool`, which splits the transformer's operations (the draws run on the calling thread);
+    /// `afterStep(k)` is called once k tokens are drawn and may throw to stop.
     static func sample<P: ImageTokenPredictor>(
         _ predictor: P, text: [Int32], options: GenerationOptions, candidates: Range<Int>, pool: ThreadPool,
         afterStep: (Int) throws -> Void
@@ -145,36 +148,29 @@ public enum ImageTokenGenerator {
         let random = CounterRandom(seed: options.seed)
         var cache = try predictor.makeCache(batch: batch)
         var logits = try predictor.prefill(text: batchText, image: batchPrime, batch: batch, cache: &cache, pool: pool)
-        var drawn = [Int32](repeating: 0, count: n)
+        var drawn = [Int32](repeating: 0, count: n), mixed = [Float](repeating: 0, count: vocab)
         var logLikelihoodSums = [Double](repeating: 0, count: n)
         for position in primeLength..<imageLength {
             try checkLogits(logits, batch: batch, predictor: predictor)
             let row = logits.shape[1]
             logits.scalars.withUnsafeBufferPointer { all in
-                drawn.withUnsafeMutableBufferPointer { out in
-                    logLikelihoodSums.withUnsafeMutableBufferPointer { sums in
-                        pool.parallelFor(n) { rows in
-                            var mixed = [Float](repeating: 0, count: vocab)
-                            for c in rows {
-                                let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
-                                if guided {
-                                    let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
-                                    for v in 0..<vocab { mixed[v] = null[v] + (cond[v] - null[v]) * options.condScale }
-                                } else {
-                                    for v in 0..<vocab { mixed[v] = cond[v] }
-                                }
-                                let u = random.uniform(stream: candidates.lowerBound + c, counter: position)
-                                mixed.withUnsafeBufferPointer { logits in
-                                    let token = Sampler.sample(logits, options: options.sampling, uniform: u)
-                                    out[c] = Int32(token)
-                                    sums[c] += Sampler.logProbability(of: token, logits)
-                                }
-                            }
-                        }
+                for c in 0..<n {
+                    let cond = all.baseAddress.unsafelyUnwrapped + c * row + predictor.imageLogitOffset
+                    if guided {
+                        let null = all.baseAddress.unsafelyUnwrapped + (n + c) * row + predictor.imageLogitOffset
+                        for v in 0..<vocab { mixed[v] = null[v] + (cond[v] - null[v]) * options.condScale }
+                    } else {
+                        for v in 0..<vocab { mixed[v] = cond[v] }
                     }
+                    let u = random.uniform(stream: candidates.lowerBound + c, counter: position)
+                    mixed.withUnsafeBufferPointer { logits in
+                        let token = Sampler.sample(logits, options: options.sampling, uniform: u)
+                        drawn[c] = Int32(token)
+                        logLikelihoodSums[c] += Sampler.logProbability(of: token, logits)
+                    }
+                    tokens[c * imageLength + position] = drawn[c]
                 }
             }
-            for c in 0..<n { tokens[c * imageLength + position] = drawn[c] }
             try afterStep(position - primeLength + 1)
             if position + 1 < imageLength {
                 logits = try predictor.step(imageTokens: guided ? drawn + drawn : drawn, cache: &cache, pool: pool)
