@@ -276,6 +276,29 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 
+    /// A write goes to `path.partial` and is renamed into place: an existing file is replaced whole,
+    /// and a write that cannot be moved into place leaves neither a partial file nor a changed target.
+    func testWriterReplacesFilesAtomically() throws {
+        let path = temporaryPath("atomic")
+        defer { unlink(path); rmdir(path) }
+        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
+        var writer = SafetensorsWriter()
+        try writer.add("x", try Tensor(shape: [2], scalars: [1, 2]))
+        try writer.write(to: path)
+        XCTAssertEqual(try readFile(path), writer.serialized())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".partial"))
+
+        unlink(path)
+        XCTAssertEqual(mkdir(path, 0o755), 0)
+        XCTAssertThrowsError(try writer.write(to: path)) {
+            guard case DalleError.io(let message) = $0 else { return XCTFail("\($0)") }
+            XCTAssertTrue(message.contains("into place at '\(path)'"), message)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".partial"))
+        var isDirectory: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
     // MARK: Malformed files
 
     func testTruncatedFiles() throws {

@@ -81,10 +81,12 @@ public struct SafetensorsWriter {
         return out
     }
 
-    /// Writes the file to `path`; throws `DalleError.io` on failure.
+    /// Writes the file to `path` atomically: into `path.partial`, renamed over `path` once complete,
+    /// so an interrupted write never leaves a truncated file behind. Throws `DalleError.io` on failure.
     public func write(to path: String) throws {
-        guard let file = fopen(path, "wb") else {
-            throw DalleError.io("cannot create '\(path)': \(errnoDescription())")
+        let temporary = path + ".partial"
+        guard let file = fopen(temporary, "wb") else {
+            throw DalleError.io("cannot create '\(temporary)': \(errnoDescription())")
         }
         let ordered = self.ordered
         var ok = true
@@ -92,6 +94,15 @@ public struct SafetensorsWriter {
             ok = chunk.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
         }
         let closed = fclose(file) == 0
-        guard ok && closed else { throw DalleError.io("cannot write '\(path)': \(errnoDescription())") }
+        guard ok && closed else {
+            let reason = errnoDescription()
+            unlink(temporary)
+            throw DalleError.io("cannot write '\(temporary)': \(reason)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = errnoDescription()
+            unlink(temporary)
+            throw DalleError.io("cannot move '\(temporary)' into place at '\(path)': \(reason)")
+        }
     }
 }

@@ -186,8 +186,8 @@ public final class Trainer {
          String(o.gradientClip), String(o.seed), o.frozenPrefixes.joined(separator: ","), String(o.captionDropout)]
     }
 
-    /// Writes the model, the optimizer state and the position in the run (atomically: a
-    /// temporary file renamed over `path`).
+    /// Writes the model, the optimizer state and the position in the run (atomically, as every
+    /// `SafetensorsWriter` file).
     public func saveCheckpoint(to path: String) throws {
         var writer = SafetensorsWriter()
         writer.metadata = stage.metadata
@@ -207,9 +207,7 @@ public final class Trainer {
             }
         }
         for (name, tensor) in stage.parameters.buffers { try writer.add(name, tensor) }
-        let temporary = path + ".partial"
-        try writer.write(to: temporary)
-        guard rename(temporary, path) == 0 else { throw DalleError.io("cannot move the checkpoint into place at \(path)") }
+        try writer.write(to: path)
     }
 
     /// Restores the optimizer state and step from a checkpoint written by `saveCheckpoint` for
