@@ -23,7 +23,8 @@ let usage = """
                                                  of NAME.png + NAME.txt; FILE is a checkpoint, resumed
                                                  when it exists. S: tokenizer, dvae, transformer, clip
       bundle --out FILE [--dtype f16] [--cond-scale C] PART...
-                                                 join trained components into one model file
+                                                 join trained components into one model file, each
+                                                 from the first PART that holds it
                                                  (C: the guidance scale generate and eval use by default)
 
     train options:

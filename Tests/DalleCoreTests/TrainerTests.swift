@@ -102,6 +102,28 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(images.pixels.count, 2 * 16 * 16 * 3)
         XCTAssertEqual(session.model.condScale, 1)
 
+        // Each component comes from the first part that holds it: a CLIP listed before a bundle replaces its CLIP.
+        let bundled = try SafetensorsFile(path: bundlePath)
+        let clipNames = bundled.names.filter { $0.hasPrefix("clip.") }
+        var otherClip = SafetensorsWriter()
+        otherClip.metadata = bundled.metadata.filter { $0.key.hasPrefix("clip.") }
+        otherClip.metadata["components"] = "clip"
+        for name in clipNames {
+            let t = try bundled.tensor(name)
+            try otherClip.add(name, Tensor(uncheckedShape: t.shape, scalars: t.scalars.map { $0 * 0.5 }), as: .f16)
+        }
+        let otherClipPath = temporaryPath("other-clip"), swapped = temporaryPath("swapped")
+        try otherClip.write(to: otherClipPath)
+        for (parts, clipSource) in [([otherClipPath, bundlePath], otherClipPath), ([bundlePath, otherClipPath], bundlePath)] {
+            try TrainingSetup.assembleBundle(try parts.map { try SafetensorsFile(path: $0) }, dtype: .f16, to: swapped)
+            let result = try SafetensorsFile(path: swapped), expected = try SafetensorsFile(path: clipSource)
+            XCTAssertEqual(result.metadata["components"], "tokenizer,dvae,transformer,clip")
+            for name in bundled.names {
+                let source = name.hasPrefix("clip.") ? expected : bundled
+                XCTAssertEqual(try result.bytes(name), try source.bytes(name), name)
+            }
+        }
+
         // The recommended guidance scale: written by the bundle, kept by a re-bundle, refused without a transformer.
         let guided = temporaryPath("guided"), rebundled = temporaryPath("rebundled")
         try TrainingSetup.assembleBundle([try SafetensorsFile(path: bundlePath)], dtype: .f16, to: guided, condScale: 2.5)

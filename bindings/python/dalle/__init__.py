@@ -628,9 +628,9 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
 
 
 def bundle(parts, out_path, dtype="f16", cond_scale=None):
-    """Joins trained parts (tokenizer, dvae, transformer, clip files) into one model file, weights
-    stored as dtype ("f16", "bf16" or "f32"); cond_scale, when given, is recorded as the model's
-    guidance scale (Model.cond_scale)."""
+    """Joins trained parts (tokenizer, dvae, transformer, clip files; each component from the first
+    part that holds it) into one model file, weights stored as dtype ("f16", "bf16" or "f32");
+    cond_scale, when given, is recorded as the model's guidance scale (Model.cond_scale)."""
     weight_types = {"f32": _lib.DALLE_WEIGHTS_F32, "f16": _lib.DALLE_WEIGHTS_F16, "bf16": _lib.DALLE_WEIGHTS_BF16}
     if dtype not in weight_types:
         raise ValueError(f"dtype must be one of {sorted(weight_types)}, got {dtype!r}")
