@@ -7,8 +7,8 @@ let candidatesUsage = """
     candidates [--model M] --captions N --out FILE [options]
       generates candidates for the first N captions of the Shapes World training stream and
       judges them: a candidate set, training data for a reranker (dalle train --stage clip
-      --data FILE: each caption's first passing candidate, or its reference, against up to two
-      failing ones)
+      --data FILE: each caption's passing candidates in turn, or its reference, against up to
+      two failing ones, the next ones each epoch)
       --candidates N       images per caption (default 8)
       --seed S             the training stream's seed, and of the draws (default 0)
       --temperature T, --top-k K, --top-p P, --cond-scale C   sampling, as for generate

@@ -84,6 +84,37 @@ final class CandidateSetTests: XCTestCase {
         XCTAssertEqual([split.training.count, split.validation.count], [2, 1])
     }
 
+    /// Each epoch takes a caption's next passing candidate and its next failing ones, round again;
+    /// the trainer's batches of a later pass over the data see them.
+    func testSourceTakesCandidatesInTurnByEpoch() throws {
+        let sample = try World.trainingSample(seed: 5, index: 0)
+        let (a, b) = (try World.render(caption: sample.caption, seed: 77), try World.render(caption: sample.caption, seed: 78))
+        let other = try World.render(caption: try World.trainingSample(seed: 5, index: 1).caption, seed: 77)
+        let candidates = [a, Self.blank, b, other, Self.blank]
+        let passed = try candidates.map { try World.judge($0, caption: sample.caption).passed }
+        XCTAssertEqual(passed, [true, false, true, false, false])
+        let set = try World.CandidateSet(captions: [sample.caption.text], candidates: [candidates], passed: [passed],
+                                         references: [sample.image])
+        let source = try CandidateSetSource(set: set, imageSize: 64, negativesPerExample: 2)
+        let epochs = try (0..<4).map { try source.example(at: 0, epoch: $0) }
+        XCTAssertEqual(epochs.map(\.image), [a, b, a, b])
+        XCTAssertEqual(epochs.map(\.negatives), [[Self.blank, other], [Self.blank, Self.blank], [other, Self.blank], [Self.blank, other]])
+        XCTAssertEqual(try source.example(at: 0), epochs[0])
+        XCTAssertEqual(try CandidateSetSource(set: set, imageSize: 64, negativesPerExample: 1).example(at: 0, epoch: 1).negatives, [other])
+        XCTAssertThrowsError(try source.example(at: 0, epoch: -1))
+
+        let tokenizer = try TrainingSetup.trainTokenizer(try ShapesWorldSource(seed: 0, count: 200), vocabularySize: 560)
+        let config = CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
+                                contextLength: 16, vocabSize: 0, textWidth: 16, textLayers: 1, textHeads: 2).metadata
+        let stage = try TrainingSetup.stage("clip", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
+                                            imageTokenizer: nil, pool: pool)
+        var options = TrainingOptions()
+        (options.steps, options.batchSize, options.validationCount) = (3, 1, 0)
+        let small = try CandidateSetSource(set: set, imageSize: 16)
+        let trainer = try Trainer(stage: stage, training: small, validation: TrainingSubset(base: small, indices: []), options: options, pool: pool)
+        XCTAssertEqual(try (0..<3).map { try trainer.batch(at: $0)[0] }, try (0..<3).map { try small.example(at: 0, epoch: $0) })
+    }
+
     /// A model's set is `generate`'s images for the training stream's captions (draws from
     /// `captionSeed(i)`), the judge's verdicts, and `encode`/`decode` of each caption's training
     /// rendering; the same for any thread count.

@@ -109,15 +109,16 @@ public final class Trainer {
         LearningRateSchedule(peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.steps)
     }
 
-    /// Index into the training source of the i-th example of all batches.
-    func exampleIndex(_ position: Int) -> Int {
+    /// Index into the training source of the i-th example of all batches, and the pass over the
+    /// source (epoch) it belongs to.
+    func exampleIndex(_ position: Int) -> (index: Int, epoch: Int) {
         let count = training.count
-        if count == Int.max { return position }
+        if count == Int.max { return (position, 0) }
         let epoch = position / count, offset = position % count
         var rng = SplitMix64(seed: options.seed ^ (0xE90C &* UInt64(epoch + 1)))
         var order = Array(0..<count)
         for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        return order[offset]
+        return (order[offset], epoch)
     }
 
     /// The examples of step `step`, each caption dropped (made empty) with probability
@@ -125,7 +126,8 @@ public final class Trainer {
     func batch(at step: Int) throws -> [TrainingExample] {
         try (0..<options.batchSize).map { i in
             let position = step * options.batchSize + i
-            var example = try training.example(at: exampleIndex(position))
+            let (index, epoch) = exampleIndex(position)
+            var example = try training.example(at: index, epoch: epoch)
             if options.captionDropout > 0 {
                 var rng = SplitMix64(seed: options.seed ^ 0xD309_CA97 ^ UInt64(position))
                 if Float(rng.next() >> 40) / Float(1 << 24) < options.captionDropout { example.caption = "" }

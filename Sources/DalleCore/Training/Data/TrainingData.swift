@@ -21,6 +21,9 @@ public protocol TrainingDataSource: Sendable {
     var imageSize: Int { get }
     /// Example `index`, 0 ≤ index < count; throws `invalidArgument` outside that range.
     func example(at index: Int) throws -> TrainingExample
+    /// Example `index` as the trainer's `epoch`-th pass over the source sees it (0-based), for
+    /// sources that vary an example between passes; the default is `example(at: index)`.
+    func example(at index: Int, epoch: Int) throws -> TrainingExample
     /// Splits the source into training examples and `validationCount` held-out examples,
     /// deterministically and without overlap. The default (for finite sources) holds out every
     /// k-th example, k = count / validationCount, starting at k / 2; both parts keep the source's order.
@@ -76,6 +79,10 @@ extension TrainingDataSource {
         return try trainingAndValidation(validationCount: held)
     }
 
+    public func example(at index: Int, epoch: Int) throws -> TrainingExample {
+        try example(at: index)
+    }
+
     /// Throws `invalidArgument` unless 0 ≤ index < count.
     func checkIndex(_ index: Int) throws {
         guard index >= 0, index < count else {
@@ -98,7 +105,11 @@ public struct TrainingSubset: TrainingDataSource {
     public var imageSize: Int { base.imageSize }
 
     public func example(at index: Int) throws -> TrainingExample {
+        try example(at: index, epoch: 0)
+    }
+
+    public func example(at index: Int, epoch: Int) throws -> TrainingExample {
         try checkIndex(index)
-        return try base.example(at: indices[index])
+        return try base.example(at: indices[index], epoch: epoch)
     }
 }
