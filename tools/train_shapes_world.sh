@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 8 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 10 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -51,20 +51,20 @@ for schedule in "second 5e-4 11" "third 3e-4 12"; do
     transformer="$RUN/transformer-$name.safetensors"
 done
 # 5. A first bundle of the four parts, whose candidates teach CLIP the model's own mistakes: 8 candidates
-#    for each of 12,000 training captions in four resumable shards (seeds 41-44; ~21 min each on 2
-#    threads), judged; then CLIP fine-tuned from the bundle's on them, each caption's first passing
-#    candidate against up to two failing ones as hard negatives (1,500 steps of 32 at lr 3e-4; ~10 min on
+#    for each of 24,000 training captions in eight resumable shards (seeds 41-48; ~20 min each on 2
+#    threads), judged; then CLIP fine-tuned from the bundle's on them, each caption's passing candidates
+#    in turn against up to two failing ones as hard negatives (2,500 steps of 32 at lr 3e-4; ~17 min on
 #    2 threads at 85 examples/s).
 "$DALLE" bundle --dtype f16 --out "$RUN/model-first.safetensors" "$RUN/tokenizer.safetensors" \
     "$RUN/dvae-f16.safetensors" "$transformer" "$RUN/clip-reconstructions.safetensors"
 shards=()
-for seed in 41 42 43 44; do
+for seed in 41 42 43 44 45 46 47 48; do
     shard="$RUN/candidates-$seed.safetensors"
     [ -f "$shard" ] || "$DALLE" candidates --model "$RUN/model-first.safetensors" --captions 3000 --seed "$seed" --out "$shard"
     shards+=("$shard")
 done
 "$DALLE" train --stage clip --data "$(IFS=,; echo "${shards[*]}")" --tokenizer "$RUN/model-first.safetensors" \
-    --init "$RUN/model-first.safetensors" --steps 1500 --batch 32 --lr 3e-4 --warmup 50 --every 250 --validation 256 \
+    --init "$RUN/model-first.safetensors" --steps 2500 --batch 32 --lr 3e-4 --warmup 50 --every 250 --validation 256 \
     --seed 51 --out "$RUN/clip-hard-negatives.safetensors"
 # 6. The CLI's default model: one 16-bit bundle of the four parts, and its table.
 "$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
