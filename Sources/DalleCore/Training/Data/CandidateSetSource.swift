@@ -35,6 +35,7 @@ public struct CandidateSetSource: TrainingDataSource {
         let set = candidateSet, candidates = set.candidates[index], passed = set.passed[index]
         let passing = candidates.indices.filter { passed[$0] }, failing = candidates.indices.filter { !passed[$0] }
         let positive = passing.isEmpty ? set.references[index] : candidates[passing[epoch % passing.count]]
+        // The epoch's first negative: epoch · negativesPerExample, modulo the failing count (reduced first: no overflow).
         let first = failing.isEmpty ? 0 : epoch % failing.count * (negativesPerExample % failing.count)
         let negatives = (0..<min(negativesPerExample, failing.count)).map { candidates[failing[(first + $0) % failing.count]] }
         func sized(_ image: RGBImage) throws -> RGBImage {
