@@ -592,6 +592,10 @@ typedef struct dalle_train_params {
     float caption_dropout;            /* transformer: share of examples trained on the empty
                                          caption, for classifier-free guidance (0); callers
                                          built before init_path get NULL, NULL, 0             */
+    int32_t caption_negatives;        /* clip: up to this many near misses of each Shapes World
+                                         caption (one colour, shape, size, number or relation
+                                         changed) as hard negatives, 0...8 (0); callers built
+                                         before this field get 0                              */
 } dalle_train_params;
 
 DALLE_API dalle_train_params dalle_train_default_params(void);

@@ -220,6 +220,8 @@ expect 0 "clip written" -- "$DALLE" train --stage clip --data shapes --tokenizer
 expect 0 "3 captions with 2 judged candidates each from" -- "$DALLE" train --stage clip --data "$T/cands.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 2 --out "$T/clip-cands.st"
 grep -q "clip written" "$T/stderr" || fail "CLIP on a candidate set: $(tail -c 300 "$T/stderr")"
 expect 0 "6 captions with 2 judged candidates each from" -- "$DALLE" train --stage clip --data "$T/cands.safetensors,$T/cands2.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 2 --out "$T/clip-cands2.st"
+expect 0 "clip written" -- "$DALLE" train --stage clip --data "$T/cands.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --caption-negatives 2 --steps 2 --batch 2 --out "$T/clip-cands-captions.st"
+expect 1 "--caption-negatives must be an integer in 0...8" -- "$DALLE" train --stage clip --data shapes --tokenizer "$T/tok.st" --init "$T/clip.st" --caption-negatives 9 --steps 2 --out "$T/x.st"
 expect 1 "cannot open .*missing.safetensors" -- "$DALLE" train --stage clip --data "$T/cands.safetensors,$T/missing.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --out "$T/x.st"
 expect 1 "is not a libdalle candidate set" -- "$DALLE" train --stage clip --data "$T/eval.safetensors" --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --out "$T/x.st"
 expect 0 "starting from the weights of .*clip.st" -- "$DALLE" train --stage clip --data shapes-near-misses --tokenizer "$T/tok.st" --init "$T/clip.st" --steps 2 --batch 4 --validation 4 --out "$T/clip-near.st"

@@ -56,6 +56,7 @@ public func dalle_train(_ params: UnsafePointer<dalle_train_params>?) -> dalle_s
         options.validateEvery = Int(p.checkpoint_every)
         options.checkpointEvery = Int(p.checkpoint_every)
         options.captionDropout = p.caption_dropout
+        options.captionNegatives = Int(p.caption_negatives)
         options.frozenPrefixes = try (p.freeze.map { try utf8String($0, name: "freeze") } ?? "").split(separator: ",").map(String.init)
         try options.validate()
         job.options = options

@@ -50,6 +50,8 @@ let usage = """
       --freeze PREFIX,...       leave parameters whose names start so unchanged (e.g. clip.transformer.)
       --caption-dropout P       transformer: train this share of examples on the empty caption, for
                                 classifier-free guidance (generate --cond-scale), 0
+      --caption-negatives K     clip: up to K near misses of each Shapes World caption (one colour,
+                                shape, size, number or relation changed) as hard negatives, 0
       --stop-at STEP            stop after this step of the schedule, with a checkpoint (a model
                                 file; the same command without --stop-at resumes it)
 

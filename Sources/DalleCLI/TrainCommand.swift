@@ -8,7 +8,8 @@ import Glibc
 /// trains one component (see `TrainingJob`); FILE is a checkpoint, resumed when it exists.
 func train(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["stage", "data", "out", "tokenizer", "dvae", "steps", "batch", "lr", "warmup", "weight-decay",
-                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init", "stop-at", "freeze", "caption-dropout"], maxPositional: 0)
+                                  "clip-grad", "seed", "threads", "validation", "every", "vocab", "kl-weight", "dvae-schedule", "config", "init", "stop-at", "freeze", "caption-dropout",
+                                  "caption-negatives"], maxPositional: 0)
     var job = TrainingJob(stage: try arguments.required("stage"), data: try arguments.required("data"), outputPath: try arguments.required("out"))
     job.tokenizerPath = arguments.options["tokenizer"]
     job.dvaePath = arguments.options["dvae"]
@@ -38,6 +39,7 @@ func train(_ arguments: Arguments) throws {
     options.weightDecay = try real(arguments, "weight-decay", default: 0.01)
     options.gradientClip = try real(arguments, "clip-grad", default: 1)
     options.captionDropout = try real(arguments, "caption-dropout", default: 0)
+    options.captionNegatives = try integer(arguments, "caption-negatives", default: 0, 0...8)
     options.frozenPrefixes = (arguments.options["freeze"] ?? "").split(separator: ",").map(String.init)
     job.options = options
     if arguments.options["stop-at"] != nil { job.stopStep = try integer(arguments, "stop-at", default: options.steps, 1...options.steps) }

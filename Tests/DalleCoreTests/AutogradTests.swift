@@ -98,6 +98,9 @@ final class AutogradTests: XCTestCase {
         checkGradients([param([7, 6], seed: 48), param([4, 6], seed: 49), .parameter([1.2], shape: [])]) { t, v in
             t.contrastiveLoss(images: v[0], texts: v[1], logitScale: v[2])
         }
+        checkGradients([param([5, 6], seed: 52), param([8, 6], seed: 53), .parameter([1.2], shape: [])]) { t, v in
+            t.contrastiveLoss(images: v[0], texts: v[1], pairs: 3, logitScale: v[2])
+        }
         let noise = gumbelNoise(count: 2 * 5 * 2 * 2, seed: 3)
         checkGradients([param([2, 5, 2, 2], seed: 43)]) { t, v in t.gumbelSoftmax(v[0], noise: noise, temperature: 0.7) }
         checkGradients([param([2, 5, 2, 2], seed: 44)]) { t, v in t.klToUniform(v[0]) }
@@ -107,30 +110,33 @@ final class AutogradTests: XCTestCase {
         checkGradients([.parameter([0.5], shape: []), .parameter([2], shape: [])]) { t, v in t.weightedSum([(v[0], 0.25), (v[1], 3)]) }
     }
 
-    /// Images past the texts are hard negatives: they join each text's softmax over the images
-    /// and no image → text row; with none, the loss is the symmetric CLIP loss.
+    /// Images and texts past the pairs are hard negatives: an image joins each paired text's
+    /// softmax over the images and has no row of its own, a text joins each paired image's
+    /// softmax over the texts and has no column; with none, the loss is the symmetric CLIP loss.
     func testContrastiveLossWithHardNegatives() {
-        let e = 5, n = 3, m = 5, scale: Float = 2.5
-        let images = randomValues(m * e, seed: 50), texts = randomValues(n * e, seed: 51)
+        let e = 5, n = 3, m = 5, t = 6, scale: Float = 2.5
+        let images = randomValues(m * e, seed: 50), texts = randomValues(t * e, seed: 51)
         func unit(_ x: [Float], _ r: Int) -> [Float] {
             let row = Array(x[(r * e)..<((r + 1) * e)]), norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
             return row.map { $0 / norm }
         }
         func logit(_ i: Int, _ j: Int) -> Float { scale * zip(unit(images, i), unit(texts, j)).reduce(0) { $0 + $1.0 * $1.1 } }
         func logSoftmax(_ values: [Float], _ k: Int) -> Float { values[k] - logf(values.reduce(0) { $0 + expf($1) }) }
-        func expected(images count: Int) -> Float {
+        func expected(images count: Int, texts textCount: Int) -> Float {
             var total: Float = 0
-            for i in 0..<n { total -= logSoftmax((0..<n).map { logit(i, $0) }, i) }
+            for i in 0..<n { total -= logSoftmax((0..<textCount).map { logit(i, $0) }, i) }
             for j in 0..<n { total -= logSoftmax((0..<count).map { logit($0, j) }, j) }
             return total / Float(2 * n)
         }
-        for count in [n, m] {
+        for (count, textCount) in [(n, n), (m, n), (n, t), (m, t)] {
             let tape = Tape(pool: ThreadPool(threads: 1))
             let loss = tape.contrastiveLoss(images: .constant(Array(images[0..<(count * e)]), shape: [count, e]),
-                                            texts: .constant(texts, shape: [n, e]), logitScale: .constant([logf(scale)], shape: []))
-            XCTAssertEqual(loss.value[0], expected(images: count), accuracy: 1e-5)
+                                            texts: .constant(Array(texts[0..<(textCount * e)]), shape: [textCount, e]),
+                                            pairs: n, logitScale: .constant([logf(scale)], shape: []))
+            XCTAssertEqual(loss.value[0], expected(images: count, texts: textCount), accuracy: 1e-5)
         }
-        XCTAssertGreaterThan(expected(images: m), expected(images: n))
+        XCTAssertGreaterThan(expected(images: m, texts: n), expected(images: n, texts: n))
+        XCTAssertGreaterThan(expected(images: n, texts: t), expected(images: n, texts: n))
     }
 
     /// The codebook-usage term is ln V when every position picks the same code and 0 when the

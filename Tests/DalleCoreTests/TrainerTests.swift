@@ -261,6 +261,47 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try o.validate())
     }
 
+    func testCaptionNegativesGiveCLIPNearMissCaptions() throws {
+        let data = try shapes()
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 200)
+        func clip() throws -> TrainingStage {
+            try TrainingSetup.stage("clip", config: CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16,
+                                                               visionLayers: 1, visionHeads: 2, contextLength: 16, vocabSize: 0,
+                                                               textWidth: 16, textLayers: 1, textHeads: 2).metadata,
+                                    checkpoint: nil, seed: 2, tokenizer: tokenizer, imageTokenizer: nil, pool: pool)
+        }
+        var o = options(steps: 20)
+        o.captionNegatives = 2
+        let trainer = try Trainer(stage: clip(), training: data.training, validation: data.validation, options: o, pool: pool)
+        let plain = try Trainer(stage: clip(), training: data.training, validation: data.validation, options: options(steps: 20), pool: pool)
+        for step in [0, 7] {
+            let batch = try trainer.batch(at: step), plainBatch = try plain.batch(at: step)
+            XCTAssertEqual(try trainer.batch(at: step), batch, "a step's batch is a function of the step alone")
+            for (k, example) in batch.enumerated() {
+                let position = UInt64(step * o.batchSize + k)
+                XCTAssertEqual(example.negativeCaptions,
+                               ShapesWorld.nearMissCaptions(of: example.caption, count: 2, seed: o.seed, index: position))
+                XCTAssertFalse(example.negativeCaptions.isEmpty)
+                XCTAssertEqual(plainBatch[k].negativeCaptions, [])
+                XCTAssertEqual(TrainingExample(caption: example.caption, image: example.image, negatives: example.negatives), plainBatch[k])
+            }
+        }
+        let examples = try trainer.batch(at: 0)
+        let withNegatives = try trainer.stage.lossAndGradients(examples, step: 0, totalSteps: 20, pool: pool).0
+        let without = try plain.stage.lossAndGradients(examples.map { TrainingExample(caption: $0.caption, image: $0.image) },
+                                                        step: 0, totalSteps: 20, pool: pool).0
+        XCTAssertGreaterThan(withNegatives, without, "more captions in each image's softmax")
+        try trainer.run(checkpointPath: nil) { $0.step < 2 }
+
+        let tokenizerStage = try TrainingSetup.stage("dvae", config: Self.dvaeConfig.metadata, checkpoint: nil, seed: 2, tokenizer: nil,
+                                                     imageTokenizer: nil, pool: pool)
+        XCTAssertThrowsError(try Trainer(stage: tokenizerStage, training: data.training, validation: data.validation, options: o, pool: pool)) {
+            XCTAssertTrue("\($0)".contains("caption negatives are for the clip stage"), "\($0)")
+        }
+        o.captionNegatives = 9
+        XCTAssertThrowsError(try o.validate())
+    }
+
     func testCLIPWithADVAETrainsOnItsReconstructions() throws {
         let data = try shapes()
         let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 200)

@@ -152,6 +152,32 @@ final class TrainingDataTests: XCTestCase {
                        try ShapesWorldSource(seed: ShapesWorldSource.validationSeed(for: 42)).example(at: 0))
     }
 
+    /// Near-miss captions: distinct, in the grammar, never a held-out pair, and each one a
+    /// caption that the original's picture fails; none for text outside the grammar.
+    func testNearMissCaptionsAreCaptionsThePictureFails() throws {
+        var counts: [ShapesWorld.Template: Set<Int>] = [:]
+        for (k, sample) in (try ShapesWorld.TrainingStream(seed: 5)).prefix(60).enumerated() {
+            let misses = ShapesWorld.nearMissCaptions(of: sample.caption.text, count: 3, seed: 9, index: UInt64(k))
+            XCTAssertEqual(misses, ShapesWorld.nearMissCaptions(of: sample.caption.text, count: 3, seed: 9, index: UInt64(k)))
+            XCTAssertEqual(Set(misses).count, misses.count, "distinct: \(misses)")
+            XCTAssertFalse(misses.contains(sample.caption.text))
+            counts[sample.caption.template, default: []].insert(misses.count)
+            for miss in misses {
+                let caption = try ShapesWorld.Caption.parse(miss)
+                XCTAssertEqual(caption.template, sample.caption.template)
+                XCTAssertFalse(caption.containsHeldOutPair, miss)
+                XCTAssertFalse(try ShapesWorld.judge(sample.image, caption: caption).passed, "the picture of '\(sample.caption)' passes '\(miss)'")
+            }
+        }
+        XCTAssertEqual(counts[.counting], [1], "a counting caption has one near miss, the other number")
+        XCTAssertEqual(counts[.single]?.max(), 3)
+        XCTAssertEqual(counts[.relation]?.max(), 3)
+        let seeds = Set((0..<8).map { ShapesWorld.nearMissCaptions(of: "a red circle above a blue square", count: 1, seed: $0, index: 0) })
+        XCTAssertGreaterThan(seeds.count, 1, "the seed draws which")
+        XCTAssertEqual(ShapesWorld.nearMissCaptions(of: "a red circle", count: 0, seed: 1, index: 0), [])
+        XCTAssertEqual(ShapesWorld.nearMissCaptions(of: "a cat on a mat", count: 2, seed: 1, index: 0), [])
+    }
+
     func testShapesWorldDefectsAreHardNegativesTheJudgeFails() throws {
         let source = try ShapesWorldSource(seed: 42, defects: 2), plain = try ShapesWorldSource(seed: 42)
         var negatives = 0, reasons: [String: Int] = [:]

@@ -117,6 +117,10 @@ def test_errors(tmp_path):
         dalle.train("transformer", "shapes", tmp_path / "x.st", tokenizer=tok, caption_dropout=1.5)
     with pytest.raises(dalle.InvalidArgumentError, match="caption dropout is for the transformer stage"):
         dalle.train("clip", "shapes", tmp_path / "x.st", tokenizer=tok, caption_dropout=0.2)
+    with pytest.raises(dalle.InvalidArgumentError, match=r"caption negatives must be in 0...8, got -1"):
+        dalle.train("clip", "shapes", tmp_path / "x.st", tokenizer=tok, caption_negatives=-1)
+    with pytest.raises(dalle.InvalidArgumentError, match="caption negatives are for the clip stage"):
+        dalle.train("dvae", "shapes", tmp_path / "x.st", caption_negatives=2)
     with pytest.raises(dalle.InvalidArgumentError, match="guidance scale needs a transformer"):
         dalle.bundle([tok], tmp_path / "out.st", cond_scale=2)
     with pytest.raises(ValueError, match="dtype"):

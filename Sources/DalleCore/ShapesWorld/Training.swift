@@ -155,6 +155,21 @@ extension ShapesWorld {
         }
     }
 
+    /// Up to `count` different near misses of `caption` (`nearMiss(of:rng:)`), drawn for stream
+    /// `seed` at `index`: captions that a picture of `caption` does not show, CLIP's hard negatives
+    /// on the text side. Never a held-out pair; none for text outside the grammar. (A counting
+    /// caption has one near miss, the other number.)
+    public static func nearMissCaptions(of caption: String, count: Int, seed: UInt64, index: UInt64) -> [String] {
+        guard count > 0, let parsed = try? Caption.parse(caption) else { return [] }
+        var rng = ShapesRandom(seed: seed, stream: .nearMissCaption, index: index)
+        var found: [String] = []
+        for _ in 0..<(8 * count) where found.count < count {
+            let miss = nearMiss(of: parsed, rng: &rng)
+            if !miss.containsHeldOutPair, !found.contains(miss.text) { found.append(miss.text) }
+        }
+        return found
+    }
+
     /// The training stream: samples 0, 1, 2, … of `trainingSample(seed:index:mix:)`, endless.
     public struct TrainingStream: Sequence, IteratorProtocol, Sendable {
         public let seed: UInt64
@@ -207,6 +222,7 @@ struct ShapesRandom {
         case evaluation = 0x6576_616C_0000_0003
         case nearMiss = 0x6E65_6172_0000_0004
         case defect = 0x6465_6665_6374_0005
+        case nearMissCaption = 0x6361_7074_696F_0006
     }
 
     private var generator: SplitMix64

@@ -24,6 +24,11 @@ public struct TrainingOptions: Sendable, Equatable {
     /// so the model also learns the unconditional stream that classifier-free guidance
     /// (`GenerationOptions.condScale`) contrasts with (DALLE-pytorch's `null_cond_prob`).
     public var captionDropout: Float = 0
+    /// CLIP only: near misses of each Shapes World caption (`ShapesWorld.nearMissCaptions`, up to
+    /// this many, 0...8) added to its example as hard negatives on the text side, so every image
+    /// is trained to score its caption above the same caption with one colour, shape, size,
+    /// number or relation changed. Drawn by the example's position in the run alone.
+    public var captionNegatives = 0
 
     public init() {}
 
@@ -42,6 +47,9 @@ public struct TrainingOptions: Sendable, Equatable {
         guard weightDecay >= 0, gradientClip > 0 else { throw DalleError.invalidArgument("weight decay must be ≥ 0 and the gradient clip > 0") }
         guard captionDropout >= 0, captionDropout < 1 else {
             throw DalleError.invalidArgument("caption dropout must be in [0, 1), got \(captionDropout)")
+        }
+        guard (0...8).contains(captionNegatives) else {
+            throw DalleError.invalidArgument("caption negatives must be in 0...8, got \(captionNegatives)")
         }
     }
 }
@@ -84,6 +92,8 @@ public final class Trainer {
     public let pool: ThreadPool
     let optimizer: AdamW
     public private(set) var step = 0
+    /// The shuffled order of the last epoch `exampleIndex` drew from, kept for its next example.
+    private var epochOrder: (epoch: Int, order: [Int])?
 
     public init(stage: TrainingStage, training: TrainingDataSource, validation: TrainingDataSource,
                 options: TrainingOptions, pool: ThreadPool) throws {
@@ -97,6 +107,9 @@ public final class Trainer {
         optimizer = AdamW(weightDecay: options.weightDecay)
         guard options.captionDropout == 0 || stage.component == "transformer" else {
             throw DalleError.invalidArgument("caption dropout is for the transformer stage, not the \(stage.component)")
+        }
+        guard options.captionNegatives == 0 || stage.component == "clip" else {
+            throw DalleError.invalidArgument("caption negatives are for the clip stage, not the \(stage.component)")
         }
         for prefix in options.frozenPrefixes where !stage.parameters.names.contains(where: { $0.hasPrefix(prefix) }) {
             throw DalleError.invalidArgument("no parameter of the \(stage.component) starts with '\(prefix)' (its names begin "
@@ -115,14 +128,17 @@ public final class Trainer {
         let count = training.count
         if count == Int.max { return (position, 0) }
         let epoch = position / count, offset = position % count
+        if let cached = epochOrder, cached.epoch == epoch { return (cached.order[offset], epoch) }
         var rng = SplitMix64(seed: options.seed ^ (0xE90C &* UInt64(epoch + 1)))
         var order = Array(0..<count)
         for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        epochOrder = (epoch, order)
         return (order[offset], epoch)
     }
 
     /// The examples of step `step`, each caption dropped (made empty) with probability
-    /// `captionDropout`, decided by the example's position in the run alone.
+    /// `captionDropout` and given `captionNegatives` near-miss captions, decided by the example's
+    /// position in the run alone.
     func batch(at step: Int) throws -> [TrainingExample] {
         try (0..<options.batchSize).map { i in
             let position = step * options.batchSize + i
@@ -132,6 +148,8 @@ public final class Trainer {
                 var rng = SplitMix64(seed: options.seed ^ 0xD309_CA97 ^ UInt64(position))
                 if Float(rng.next() >> 40) / Float(1 << 24) < options.captionDropout { example.caption = "" }
             }
+            example.negativeCaptions += ShapesWorld.nearMissCaptions(of: example.caption, count: options.captionNegatives,
+                                                                     seed: options.seed, index: UInt64(position))
             return example
         }
     }
@@ -179,13 +197,15 @@ public final class Trainer {
 
     // MARK: Checkpoints
 
-    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed", "frozen", "caption_dropout"]
+    static let optionKeys = ["steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "gradient_clip", "seed", "frozen", "caption_dropout",
+                             "caption_negatives"]
 
     var optionValues: [String] { Trainer.values(of: options) }
 
     static func values(of o: TrainingOptions) -> [String] {
         [String(o.steps), String(o.batchSize), String(o.learningRate), String(o.warmupSteps), String(o.weightDecay),
-         String(o.gradientClip), String(o.seed), o.frozenPrefixes.joined(separator: ","), String(o.captionDropout)]
+         String(o.gradientClip), String(o.seed), o.frozenPrefixes.joined(separator: ","), String(o.captionDropout),
+         String(o.captionNegatives)]
     }
 
     /// Writes the model, the optimizer state and the position in the run (atomically, as every

@@ -217,7 +217,8 @@ public final class TransformerStage: TrainingStage {
     }
 }
 
-/// CLIP on (caption, image) pairs with in-batch negatives and the examples' hard negatives.
+/// CLIP on (caption, image) pairs with in-batch negatives and the examples' hard negatives
+/// (images and captions).
 public final class CLIPStage: TrainingStage {
     public let model: TrainableCLIP
     public let tokenizer: Tokenizer
@@ -250,10 +251,12 @@ public final class CLIPStage: TrainingStage {
 
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let c = model.config
-        let tokens = try examples.flatMap { try tokenizer.tokenizeCLIP($0.caption, contextLength: c.contextLength).ids }
+        let captions = examples.map(\.caption) + examples.flatMap(\.negativeCaptions)
+        let tokens = try captions.flatMap { try tokenizer.tokenizeCLIP($0, contextLength: c.contextLength).ids }
         let images = try images(examples)
         let pixels = try images.withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
-        let l = model.loss(tape, pixels: pixels.scalars, images: images.count, tokens: tokens, texts: examples.count)
+        let l = model.loss(tape, pixels: pixels.scalars, images: images.count, tokens: tokens, texts: captions.count,
+                           pairs: examples.count)
         return (l, [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))])
     }
 

@@ -594,7 +594,7 @@ def shapes_judge(image, caption):
 def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1000, batch_size=16,
           learning_rate=1e-3, warmup_steps=100, weight_decay=0.01, gradient_clip=1.0, seed=0, validation_count=64,
           checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None,
-          init=None, freeze=None, caption_dropout=0.0):
+          init=None, freeze=None, caption_dropout=0.0, caption_negatives=0):
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
     "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP; "shapes-defects": every
     picture with two defect images, misshapen, merged, missing, extra or resized objects, as CLIP's hard
@@ -605,7 +605,8 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     model settings, e.g. {"dim": 256}; dvae_schedule a dict of dVAE recipe settings as `dalle train
     --dvae-schedule` takes them, e.g. {"kmeans": 64, "usage": 1}; init a model file whose weights start the run
     (fine-tuning); freeze a list of parameter-name prefixes left unchanged (e.g. ["clip.transformer."]);
-    caption_dropout the share of transformer examples trained on the empty caption (for cond_scale).
+    caption_dropout the share of transformer examples trained on the empty caption (for cond_scale);
+    caption_negatives how many near misses of each Shapes World caption CLIP trains against (0-8).
     progress(step, total, loss, validation_loss) returning False stops the run after a checkpoint
     (CancelledError). Returns out_path."""
     p = _lib.lib.dalle_train_default_params()
@@ -616,7 +617,7 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     p.dvae_schedule = ",".join(f"{k}={v}" for k, v in dvae_schedule.items()).encode() if dvae_schedule else None
     p.init_path = str(init).encode() if init else None
     p.freeze = ",".join(freeze).encode() if freeze else None
-    p.caption_dropout = caption_dropout
+    p.caption_dropout, p.caption_negatives = caption_dropout, caption_negatives
     p.steps, p.batch_size, p.learning_rate, p.warmup_steps = steps, batch_size, learning_rate, warmup_steps
     p.weight_decay, p.gradient_clip, p.seed = weight_decay, gradient_clip, seed
     p.validation_count, p.checkpoint_every, p.vocab_size, p.n_threads = validation_count, checkpoint_every, vocab_size, threads

@@ -136,7 +136,7 @@ class dalle_train_params(Structure):
                 ("weight_decay", c_float), ("gradient_clip", c_float), ("seed", c_uint64), ("validation_count", c_int32),
                 ("checkpoint_every", c_int32), ("vocab_size", c_int32), ("progress", dalle_train_callback),
                 ("progress_user_data", c_void_p), ("dvae_schedule", c_char_p), ("init_path", c_char_p),
-                ("freeze", c_char_p), ("caption_dropout", c_float)]
+                ("freeze", c_char_p), ("caption_dropout", c_float), ("caption_negatives", c_int32)]
 
 
 class dalle_bundle_params(Structure):

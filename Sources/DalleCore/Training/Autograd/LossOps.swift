@@ -48,22 +48,24 @@ extension Tape {
 
     /// CLIP's symmetric loss for matching pairs (row i of each): logits = exp(logitScale) ·
     /// cos(image_i, text_j); the mean of cross-entropy over rows and over columns, each
-    /// against the diagonal. texts [n, e], images [m, e] with m ≥ n: images n..<m match no text
-    /// (hard negatives) and enter only each text's softmax over the images. logitScale one element.
-    public func contrastiveLoss(images: Variable, texts: Variable, logitScale: Variable) -> Variable {
-        let e = texts.shape[1], n = texts.count / e, m = images.count / e
+    /// against the diagonal. images [m, e] and texts [t, e], the first `pairs` of each matching
+    /// (nil: all texts): further images match no text and enter only each paired text's softmax
+    /// over the images, further texts match no image and enter only each paired image's softmax
+    /// over the texts (hard negatives on either side). logitScale one element.
+    public func contrastiveLoss(images: Variable, texts: Variable, pairs: Int? = nil, logitScale: Variable) -> Variable {
+        let e = texts.shape[1], t = texts.count / e, m = images.count / e, n = pairs ?? t
         let (a, aNorm) = rowNormalized(images.value, rows: m, cols: e)
-        let (b, bNorm) = rowNormalized(texts.value, rows: n, cols: e)
+        let (b, bNorm) = rowNormalized(texts.value, rows: t, cols: e)
         let scale = expf(logitScale.value[0])
-        // logits[i, j] = scale · cos(image i, text j), [m, n].
-        var cosine = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n {
+        // logits[i, j] = scale · cos(image i, text j), [m, t].
+        var cosine = [Float](repeating: 0, count: m * t)
+        for i in 0..<m { for j in 0..<t {
             var s: Float = 0
             for d in 0..<e { s += a[i * e + d] * b[j * e + d] }
-            cosine[i * n + j] = s
+            cosine[i * t + j] = s
         } }
-        // Row softmax (image → text, paired images only) and column softmax (text → every image).
-        var rowP = [Float](repeating: 0, count: m * n), colP = [Float](repeating: 0, count: m * n)
+        // Row softmax (paired image → every text) and column softmax (paired text → every image).
+        var rowP = [Float](repeating: 0, count: m * t), colP = [Float](repeating: 0, count: m * t)
         // −log softmax over the `count` logits at `index(0 ..< count)`, at `index(target)`; the probabilities into `p`.
         func crossEntropy(_ count: Int, _ index: (Int) -> Int, target: Int, into p: inout [Float]) -> Float {
             var mx = -Float.infinity
@@ -74,27 +76,27 @@ extension Tape {
             return logf(s) + mx - scale * cosine[index(target)]
         }
         var loss: Float = 0
-        for i in 0..<n { loss += crossEntropy(n, { i * n + $0 }, target: i, into: &rowP) }
-        for j in 0..<n { loss += crossEntropy(m, { $0 * n + j }, target: j, into: &colP) }
+        for i in 0..<n { loss += crossEntropy(t, { i * t + $0 }, target: i, into: &rowP) }
+        for j in 0..<n { loss += crossEntropy(m, { $0 * t + j }, target: j, into: &colP) }
         loss /= Float(2 * n)
         return record([loss], shape: [], inputs: [images, texts, logitScale]) { node in
             let g = node.grad[0] / Float(2 * n)
-            // d loss / d logits[i, j] = g · (rowP + colP − 2·[i == j]).
-            var dCos = [Float](repeating: 0, count: m * n)
+            // d loss / d logits[i, j] = g · (rowP + colP − 2·[i == j < pairs]).
+            var dCos = [Float](repeating: 0, count: m * t)
             var dScale: Float = 0
-            for i in 0..<m { for j in 0..<n {
-                let dl = g * (rowP[i * n + j] + colP[i * n + j] - (i == j ? 2 : 0))
-                dCos[i * n + j] = dl * scale
-                dScale += dl * scale * cosine[i * n + j]
+            for i in 0..<m { for j in 0..<t {
+                let dl = g * (rowP[i * t + j] + colP[i * t + j] - (i == j && i < n ? 2 : 0))
+                dCos[i * t + j] = dl * scale
+                dScale += dl * scale * cosine[i * t + j]
             } }
             logitScale.accumulateGrad { $0[0] += dScale }
-            var da = [Float](repeating: 0, count: m * e), db = [Float](repeating: 0, count: n * e)
-            for i in 0..<m { for j in 0..<n {
-                let c = dCos[i * n + j]
+            var da = [Float](repeating: 0, count: m * e), db = [Float](repeating: 0, count: t * e)
+            for i in 0..<m { for j in 0..<t {
+                let c = dCos[i * t + j]
                 for d in 0..<e { da[i * e + d] += c * b[j * e + d]; db[j * e + d] += c * a[i * e + d] }
             } }
             images.accumulateGrad { normalizeBackward(da, unit: a, norms: aNorm, rows: m, cols: e, into: $0) }
-            texts.accumulateGrad { normalizeBackward(db, unit: b, norms: bNorm, rows: n, cols: e, into: $0) }
+            texts.accumulateGrad { normalizeBackward(db, unit: b, norms: bNorm, rows: t, cols: e, into: $0) }
         }
     }
 

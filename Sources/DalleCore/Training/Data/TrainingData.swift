@@ -5,11 +5,15 @@ public struct TrainingExample: Equatable, Sendable {
     /// Images the caption does not describe, same size (hard negatives: CLIP trains each caption
     /// to score its image above them; the other stages ignore them).
     public var negatives: [RGBImage]
+    /// Captions the image does not show (hard negatives on the text side: CLIP trains the image
+    /// to score its caption above them; the other stages ignore them).
+    public var negativeCaptions: [String]
 
-    public init(caption: String, image: RGBImage, negatives: [RGBImage] = []) {
+    public init(caption: String, image: RGBImage, negatives: [RGBImage] = [], negativeCaptions: [String] = []) {
         self.caption = caption
         self.image = image
         self.negatives = negatives
+        self.negativeCaptions = negativeCaptions
     }
 }
 

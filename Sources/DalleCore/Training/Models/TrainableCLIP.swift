@@ -130,11 +130,11 @@ public final class TrainableCLIP {
         return tape.matmul(tape.layerNorm(last, p("ln_final.weight"), p("ln_final.bias")), p("text_projection"))
     }
 
-    /// The contrastive loss of `texts` captions and the first `texts` of `images` images, which
-    /// match them in order; any further images match no caption (hard negatives).
-    public func loss(_ tape: Tape, pixels: [Float], images m: Int, tokens: [Int32], texts n: Int) -> Variable {
+    /// The contrastive loss of `images` images and `texts` captions whose first `pairs` (nil: all
+    /// captions) match in order; any further images or captions match nothing (hard negatives).
+    public func loss(_ tape: Tape, pixels: [Float], images m: Int, tokens: [Int32], texts n: Int, pairs: Int? = nil) -> Variable {
         tape.contrastiveLoss(images: encodeImages(tape, pixels: pixels, count: m),
-                             texts: encodeText(tape, tokens: tokens, count: n), logitScale: p("logit_scale"))
+                             texts: encodeText(tape, tokens: tokens, count: n), pairs: pairs, logitScale: p("logit_scale"))
     }
 
     /// Keeps the temperature in range after an optimizer step.
