@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 11 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 12 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -33,31 +33,35 @@ mkdir -p "$RUN" models
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
     --init "$RUN/clip-reconstructions-first.safetensors" --steps 800 --batch 64 --lr 3e-4 --warmup 50 --every 400 \
     --validation 256 --seed 14 --out "$RUN/clip-reconstructions.safetensors"
-# 4. The transformer (dim 256, 8 heads of 32, 4 layers, token shift; 4.8 M parameters) on the tokens of
-#    the dVAE as shipped (its 16-bit copy; text loss 1/8, image loss 7/8): 3,500 steps of 16 (~80 min on 2
-#    threads at 11-12 examples/s), then further schedules of 1,400 steps, each from the last one's weights
-#    on fresh examples (stream seeds 11-14; lr 5e-4, then 3e-4; ~25-30 min each on 2 threads at 10-16
-#    examples/s). Every schedule has its own file, so a run directory of an older recipe is never taken for
-#    a finished later schedule.
-"$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" \
-    --dvae "$RUN/dvae-f16.safetensors" --config dim=256,depth=4,heads=8,dim_head=32,text_seq_len=16,shift_tokens=true \
-    --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$RUN/transformer-first.safetensors"
-transformer="$RUN/transformer-first.safetensors"
-for schedule in "second 5e-4 11" "third 3e-4 12" "fourth 3e-4 13" "fifth 3e-4 14"; do
-    read -r name lr seed <<< "$schedule"
+# 4. A first transformer (dim 256, 8 heads of 32, 4 layers, token shift; 4.8 M parameters), whose
+#    candidates teach CLIP the model's mistakes in step 5, on the tokens of the dVAE as shipped (its 16-bit
+#    copy; text loss 1/8, image loss 7/8): 3,500 steps of 16 (~80 min on 2 threads at 11-12 examples/s),
+#    then two further schedules of 1,400 steps, each from the last one's weights on fresh examples (stream
+#    seeds 11-12; lr 5e-4, then 3e-4; ~25-30 min each on 2 threads). Every schedule has its own file, so a
+#    run directory of an older recipe is never taken for a finished later schedule.
+#    train_transformer DEPTH PREFIX "NAME LR SEED"...: the first schedule, then each further one; sets $transformer.
+train_transformer() {
+    local depth=$1 prefix=$2 name lr seed schedule; shift 2
+    transformer="$RUN/$prefix-first.safetensors"
     "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
-        --init "$transformer" --steps 1400 --batch 16 --lr "$lr" --warmup 50 --every 100 --seed "$seed" \
-        --out "$RUN/transformer-$name.safetensors"
-    transformer="$RUN/transformer-$name.safetensors"
-done
+        --config dim=256,depth=$depth,heads=8,dim_head=32,text_seq_len=16,shift_tokens=true \
+        --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$transformer"
+    for schedule in "$@"; do
+        read -r name lr seed <<< "$schedule"
+        "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
+            --init "$transformer" --steps 1400 --batch 16 --lr "$lr" --warmup 50 --every 100 --seed "$seed" \
+            --out "$RUN/$prefix-$name.safetensors"
+        transformer="$RUN/$prefix-$name.safetensors"
+    done
+}
+train_transformer 4 transformer "second 5e-4 11" "third 3e-4 12"
 # 5. A first bundle of the four parts, whose candidates teach CLIP the model's own mistakes: 8 candidates
 #    for each of 24,000 training captions in eight resumable shards (seeds 41-48; ~20 min each on 2
 #    threads), judged; then CLIP fine-tuned from the bundle's on them, each caption's passing candidates
 #    in turn against up to two failing ones as hard negatives (2,500 steps of 32 at lr 3e-4; ~17 min on
-#    2 threads at 85 examples/s). The shipped CLIP learned from the third schedule's candidates (the later
-#    schedules came after it), so the first bundle holds that one.
+#    2 threads at 85 examples/s).
 "$DALLE" bundle --dtype f16 --out "$RUN/model-first.safetensors" "$RUN/tokenizer.safetensors" \
-    "$RUN/dvae-f16.safetensors" "$RUN/transformer-third.safetensors" "$RUN/clip-reconstructions.safetensors"
+    "$RUN/dvae-f16.safetensors" "$transformer" "$RUN/clip-reconstructions.safetensors"
 shards=()
 for seed in 41 42 43 44 45 46 47 48; do
     shard="$RUN/candidates-$seed.safetensors"
@@ -67,7 +71,10 @@ done
 "$DALLE" train --stage clip --data "$(IFS=,; echo "${shards[*]}")" --tokenizer "$RUN/model-first.safetensors" \
     --init "$RUN/model-first.safetensors" --steps 2500 --batch 32 --lr 3e-4 --warmup 50 --every 250 --validation 256 \
     --seed 51 --out "$RUN/clip-hard-negatives.safetensors"
-# 6. The CLI's default model: one 16-bit bundle of the four parts (the last schedule's transformer), and its table.
+# 6. The shipped transformer: the same with 6 layers (6.9 M parameters) through the same schedules
+#    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
+train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
+# 7. The CLI's default model: one 16-bit bundle of the four parts, and its table.
 "$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
     "$transformer" "$RUN/model-first.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
