@@ -207,6 +207,9 @@ typedef struct dalle_model_info {
     uint64_t n_params;          /* parameters of all loaded components                    */
     float cond_scale;           /* transformer: the guidance scale the model was tuned for
                                    (use it as dalle_generate_params.cond_scale); 1 = none */
+    float likelihood_weight;    /* the log-likelihood weight in reranking the model was
+                                   tuned for (dalle_generate_params.likelihood_weight);
+                                   0 = none (CLIP alone)                                  */
 } dalle_model_info;
 
 DALLE_API dalle_model_params dalle_model_default_params(void);
@@ -357,6 +360,10 @@ typedef struct dalle_generate_params {
                                          mean log-probability per generated token (nats,
                                          before temperature/top-k/top-p; guided logits under
                                          guidance), a confidence to rank by (NULL)         */
+    float likelihood_weight;          /* keep_best ranks by CLIP score + likelihood_weight x
+                                         that log-likelihood; >= 0, 0 = CLIP alone (0); the
+                                         model's tuned weight is
+                                         dalle_model_info.likelihood_weight                  */
 } dalle_generate_params;
 
 /* What a dalle_generate call did with the prompt and the seed. */
@@ -487,6 +494,7 @@ typedef struct dalle_eval_params {
     float cond_scale;                 /* (1)                                                 */
     dalle_progress_callback progress; /* DALLE_PHASE_EVAL steps; NULL = the context's        */
     void *progress_user_data;
+    float likelihood_weight;          /* CLIP's pick, as dalle_generate_params (0)           */
 } dalle_eval_params;
 
 /* Pass counts of one group of captions (rates: divide by captions or candidates). */
@@ -621,6 +629,9 @@ typedef struct dalle_bundle_params {
     float cond_scale;                 /* the guidance scale recorded as the model's
                                          (dalle_model_info.cond_scale); needs a transformer
                                          among the parts unless 1; 1 = none recorded (1)    */
+    float likelihood_weight;          /* the reranking weight recorded as the model's
+                                         (dalle_model_info.likelihood_weight), >= 0; needs
+                                         a transformer; < 0 = none recorded (-1)            */
 } dalle_bundle_params;
 
 DALLE_API dalle_bundle_params dalle_bundle_default_params(void);

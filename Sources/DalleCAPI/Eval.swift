@@ -15,6 +15,7 @@ public func dalle_eval_default_params() -> dalle_eval_params {
     params.top_k = Int32(defaults.sampling.topK)
     params.top_p = defaults.sampling.topP
     params.cond_scale = defaults.condScale
+    params.likelihood_weight = defaults.likelihoodWeight
     return params
 }
 
@@ -34,12 +35,12 @@ public func dalle_shapes_eval(_ ctx: OpaquePointer?, _ params: UnsafePointer<dal
         func publish() { withUnsafeBytes(of: &report) { UnsafeMutableRawPointer(outReport).copyMemory(from: $0.baseAddress!, byteCount: size) } }
         publish()  // zeroed until the run succeeds
         let p = try readParams(params, defaults: dalle_eval_default_params(), name: "dalle_eval_params",
-                               minimumSize: MemoryLayout<dalle_eval_params>.size)
+                               minimumSize: evalParamsMinimumSize)
         let options = ShapesWorld.EvaluationOptions(
             candidates: Int(p.candidates), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             perTemplate: Int(p.per_template), perHeldOutPair: Int(p.per_held_out_pair),
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
-            condScale: p.cond_scale, reconstructionSamples: Int(p.reconstruction_samples))
+            condScale: p.cond_scale, likelihoodWeight: p.likelihood_weight, reconstructionSamples: Int(p.reconstruction_samples))
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.evaluateShapesWorld(
             options, progress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_EVAL)))
@@ -63,7 +64,7 @@ public func dalle_shapes_candidates(_ ctx: OpaquePointer?, _ params: UnsafePoint
     withContext("dalle_shapes_candidates", ctx) { box in
         let path = try utf8String(outPath, name: "out_path")
         let p = try readParams(params, defaults: dalle_eval_default_params(), name: "dalle_eval_params",
-                               minimumSize: MemoryLayout<dalle_eval_params>.size)
+                               minimumSize: evalParamsMinimumSize)
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let set = try box.session.makeShapesCandidateSet(
             captions: Int(captions), count: Int(p.candidates), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
@@ -72,6 +73,9 @@ public func dalle_shapes_candidates(_ ctx: OpaquePointer?, _ params: UnsafePoint
         try set.write(to: path)
     }
 }
+
+/// Callers built before likelihood_weight was appended pass the shorter struct.
+private let evalParamsMinimumSize = MemoryLayout<dalle_eval_params>.offset(of: \.likelihood_weight) ?? 0
 
 private func cGroup(_ score: ShapesWorld.GroupScore) -> dalle_eval_group {
     dalle_eval_group(captions: UInt32(clamping: score.captions), candidates: UInt32(clamping: score.candidates),

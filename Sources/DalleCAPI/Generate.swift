@@ -52,7 +52,8 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         let options = GenerationOptions(
             count: Int(p.count), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
-            condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows, keepBest: Int(p.keep_best))
+            condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows, keepBest: Int(p.keep_best),
+            likelihoodWeight: p.likelihood_weight)
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,

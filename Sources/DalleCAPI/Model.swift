@@ -91,6 +91,7 @@ public func dalle_model_get_info(_ model: OpaquePointer?, _ outInfo: UnsafeMutab
         }
         info.n_params = UInt64(clamping: m.parameterCount)
         info.cond_scale = m.condScale
+        info.likelihood_weight = m.likelihoodWeight
         let byteCount = Int(info.struct_size)
         withUnsafeBytes(of: &info) { bytes in
             UnsafeMutableRawPointer(outInfo).copyMemory(from: bytes.baseAddress!, byteCount: byteCount)

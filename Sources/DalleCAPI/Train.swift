@@ -76,6 +76,7 @@ public func dalle_bundle_default_params() -> dalle_bundle_params {
     params.struct_size = UInt32(MemoryLayout<dalle_bundle_params>.size)
     params.weight_type = dalle_weight_type(DALLE_WEIGHTS_F16)
     params.cond_scale = 1
+    params.likelihood_weight = -1
     return params
 }
 
@@ -83,8 +84,9 @@ public func dalle_bundle_default_params() -> dalle_bundle_params {
 public func dalle_bundle_with_params(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int,
                                      _ outPath: UnsafePointer<CChar>?, _ params: UnsafePointer<dalle_bundle_params>?) -> dalle_status {
     boundary("dalle_bundle_with_params") {
+        // Callers built before likelihood_weight was appended pass the shorter struct.
         let p = try readParams(params, defaults: dalle_bundle_default_params(), name: "dalle_bundle_params",
-                               minimumSize: MemoryLayout<dalle_bundle_params>.size)
+                               minimumSize: MemoryLayout<dalle_bundle_params>.offset(of: \.likelihood_weight) ?? 0)
         let dtype: DType
         switch p.weight_type {
         case dalle_weight_type(DALLE_WEIGHTS_F32): dtype = .f32
@@ -92,20 +94,22 @@ public func dalle_bundle_with_params(_ partPaths: UnsafePointer<UnsafePointer<CC
         case dalle_weight_type(DALLE_WEIGHTS_BF16): dtype = .bf16
         case let other: throw DalleError.invalidArgument("weight_type is \(other); use DALLE_WEIGHTS_F32 (0), DALLE_WEIGHTS_F16 (1) or DALLE_WEIGHTS_BF16 (2)")
         }
-        try bundle(partPaths, count, outPath, dtype: dtype, condScale: p.cond_scale == 1 ? nil : p.cond_scale)
+        try bundle(partPaths, count, outPath, dtype: dtype, condScale: p.cond_scale == 1 ? nil : p.cond_scale,
+                   likelihoodWeight: p.likelihood_weight < 0 ? nil : p.likelihood_weight)
     }
 }
 
 @_cdecl("dalle_bundle")
 public func dalle_bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
                          _ halfPrecision: Bool) -> dalle_status {
-    boundary("dalle_bundle") { try bundle(partPaths, count, outPath, dtype: halfPrecision ? .f16 : .f32, condScale: nil) }
+    boundary("dalle_bundle") { try bundle(partPaths, count, outPath, dtype: halfPrecision ? .f16 : .f32, condScale: nil, likelihoodWeight: nil) }
 }
 
 private func bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
-                    dtype: DType, condScale: Float?) throws {
+                    dtype: DType, condScale: Float?, likelihoodWeight: Float?) throws {
     guard let partPaths else { throw DalleError.invalidArgument("part_paths is NULL") }
     guard count >= 1, count <= 64 else { throw DalleError.invalidArgument("n_parts must be 1...64, got \(count)") }
     let parts = try (0..<count).map { try SafetensorsFile(path: utf8String(partPaths[$0], name: "part_paths[\($0)]")) }
-    try TrainingSetup.assembleBundle(parts, dtype: dtype, to: try utf8String(outPath, name: "out_path"), condScale: condScale)
+    try TrainingSetup.assembleBundle(parts, dtype: dtype, to: try utf8String(outPath, name: "out_path"), condScale: condScale,
+                                      likelihoodWeight: likelihoodWeight)
 }

@@ -22,10 +22,10 @@ let usage = """
                                                  candidates; A.safetensors,B.safetensors) or a folder
                                                  of NAME.png + NAME.txt; FILE is a checkpoint, resumed
                                                  when it exists. S: tokenizer, dvae, transformer, clip
-      bundle --out FILE [--dtype f16] [--cond-scale C] PART...
+      bundle --out FILE [--dtype f16] [--cond-scale C] [--likelihood-weight W] PART...
                                                  join trained components into one model file, each
-                                                 from the first PART that holds it
-                                                 (C: the guidance scale generate and eval use by default)
+                                                 from the first PART that holds it (C, W: the guidance
+                                                 scale and reranking weight generate and eval use by default)
 
     train options:
       --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages; CLIP
@@ -131,7 +131,8 @@ private func info(_ arguments: Arguments) throws {
     }
     if let c = model.transformer?.config {
         print("transformer: \(c.depth) layers of \(c.dim), \(c.textSeqLen) text + \(c.imageSeqLen) image positions, "
-            + "guidance scale \(model.condScale)\(model.condScale == 1 ? " (off)" : "")")
+            + "guidance scale \(model.condScale)\(model.condScale == 1 ? " (off)" : ""), "
+            + "reranking likelihood weight \(model.likelihoodWeight)\(model.likelihoodWeight == 0 ? " (CLIP alone)" : "")")
     }
     if let c = model.clip?.config {
         print("clip: ViT \(c.imageResolution)px/\(c.visionPatchSize), vision \(c.visionLayers)x\(c.visionWidth), "

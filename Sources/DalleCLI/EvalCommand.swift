@@ -17,6 +17,7 @@ let evalUsage = """
                            each caption (default 200)
       --temperature T, --top-k K, --top-p P, --cond-scale C   sampling, as for generate
                            (the guidance scale defaults to the model's)
+      --likelihood-weight W  CLIP's pick, as generate --rerank (default: the model's)
 
     Commands that take --model use the default model without it: $DALLE_MODEL, else
     \(defaultModelFile) beside the installation (build/bin/dalle -> ../../models/), else in
@@ -27,7 +28,7 @@ let evalUsage = """
 /// `dalle eval`: the Shapes World pass-rate table on stdout, progress on stderr.
 func evaluate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "candidates", "seed", "per-template", "per-held-out", "reconstruction",
-                                  "temperature", "top-k", "top-p", "cond-scale", "threads"], maxPositional: 0)
+                                  "temperature", "top-k", "top-p", "cond-scale", "likelihood-weight", "threads"], maxPositional: 0)
     let path = try arguments.modelPath()
     let model = try DalleModel(path: path)
     let options = ShapesWorld.EvaluationOptions(
@@ -39,11 +40,12 @@ func evaluate(_ arguments: Arguments) throws {
                                   topK: try arguments.number("top-k", default: 0),
                                   topP: try arguments.number("top-p", default: 1)),
         condScale: try arguments.number("cond-scale", default: model.condScale),
+        likelihoodWeight: try arguments.number("likelihood-weight", default: model.likelihoodWeight),
         reconstructionSamples: try arguments.number("reconstruction", default: 200))
     try options.validate()
     let session = try DalleSession(model: model, threads: try arguments.threads())
     printError("dalle: evaluating \(path) on the Shapes World (\(options.candidates) candidates per caption, seed \(options.seed), "
-        + "guidance scale \(options.condScale))")
+        + "guidance scale \(options.condScale), likelihood weight \(options.likelihoodWeight))")
     let bar = ProgressBar(logLines: true)
     let start = now()
     let report = try session.evaluateShapesWorld(options) { step, total in bar.show("eval", step, total); return true }

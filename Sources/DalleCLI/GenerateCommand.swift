@@ -20,13 +20,16 @@ let generateUsage = """
       --tokens-out FILE    each image's token ids as one line ("-": stdout)
       --rerank K           keep the K best of the --count images by CLIP score, written best
                            first (000.png is the best); prints "score path" for each
+      --likelihood-weight W  --rerank ranks by CLIP score + W x the transformer's mean
+                           log-likelihood per token (default: the model's, else 0 = CLIP alone)
 
     """
 
 /// `dalle generate`: prompt -> images in --out-dir, with a progress bar on a terminal.
 func generate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
-                                  "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "threads"], maxPositional: 0)
+                                  "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "likelihood-weight", "threads"],
+                        maxPositional: 0)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
     let outDir = try arguments.required("out-dir")
     let model = try DalleModel(path: try arguments.modelPath())
@@ -36,7 +39,8 @@ func generate(_ arguments: Arguments) throws {
                                   topK: try arguments.number("top-k", default: 0),
                                   topP: try arguments.number("top-p", default: 1)),
         condScale: try arguments.number("cond-scale", default: model.condScale),
-        keepBest: try arguments.number("rerank", default: 0))
+        keepBest: try arguments.number("rerank", default: 0),
+        likelihoodWeight: try arguments.number("likelihood-weight", default: model.likelihoodWeight))
     let threads = try arguments.threads()
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })

@@ -86,9 +86,9 @@ struct LossAverage {
 /// Set by SIGINT during `dalle train`.
 nonisolated(unsafe) var trainingInterrupted = false
 
-/// `dalle bundle --out FILE [--dtype f16] PART...`: joins the components of trained parts into one model.
+/// `dalle bundle --out FILE [--dtype f16] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
 func bundle(_ arguments: Arguments) throws {
-    try arguments.check(allowed: ["out", "dtype", "cond-scale"], maxPositional: 16)
+    try arguments.check(allowed: ["out", "dtype", "cond-scale", "likelihood-weight"], maxPositional: 16)
     let out = try arguments.required("out")
     let dtype: DType
     switch arguments.options["dtype"] ?? "f16" {
@@ -98,12 +98,14 @@ func bundle(_ arguments: Arguments) throws {
     case let other: throw UsageError("--dtype must be f32, f16 or bf16, got '\(other)'")
     }
     guard !arguments.positional.isEmpty else { throw UsageError("bundle needs the trained parts (tokenizer, dvae, transformer, clip files)") }
-    let condScale = try arguments.options["cond-scale"].map { text -> Float in
-        guard let x = Float(text), x.isFinite else { throw UsageError("--cond-scale must be a finite number, got '\(text)'") }
-        return x
+    func finite(_ name: String) throws -> Float? {
+        try arguments.options[name].map { text -> Float in
+            guard let x = Float(text), x.isFinite else { throw UsageError("--\(name) must be a finite number, got '\(text)'") }
+            return x
+        }
     }
     try TrainingSetup.assembleBundle(try arguments.positional.map { try SafetensorsFile(path: $0) }, dtype: dtype, to: out,
-                                     condScale: condScale)
+                                     condScale: try finite("cond-scale"), likelihoodWeight: try finite("likelihood-weight"))
     let model = try DalleModel(path: out)
     fputs("dalle: bundle with \(model.components) written to \(out)\n", stderr)
 }

@@ -78,6 +78,38 @@ final class RerankGenerateTests: XCTestCase {
         }
     }
 
+    /// likelihoodWeight w ranks by CLIP score + w x mean log-likelihood; scores stay CLIP's.
+    func testLikelihoodWeightRanksByCLIPScorePlusWeightedLogLikelihood() throws {
+        let session = try session()
+        let options = GenerationOptions(count: 5, seed: 7, sampling: SamplingOptions(temperature: 1.5), keepBest: 5)
+        let byCLIP = try session.generate(prompt: Self.prompt, options: options)
+        let imageLength = byCLIP.gridSize * byCLIP.gridSize
+        func grids(_ result: GeneratedImages) -> [[Int32]] {
+            (0..<result.count).map { Array(result.tokens[($0 * imageLength)..<(($0 + 1) * imageLength)]) }
+        }
+        XCTAssertEqual(byCLIP.scores, byCLIP.scores.sorted(by: >))
+        XCTAssertNotEqual(byCLIP.logLikelihoods, byCLIP.logLikelihoods.sorted(by: >), "the test wants CLIP's order to differ from the likelihood's")
+        for weight: Float in [0.5, 10_000] {
+            var weighted = options
+            weighted.likelihoodWeight = weight
+            let result = try session.generate(prompt: Self.prompt, options: weighted)
+            let order = DalleSession.bestFirst((0..<5).map { byCLIP.scores[$0] + weight * byCLIP.logLikelihoods[$0] })
+            XCTAssertEqual(grids(result), order.map { grids(byCLIP)[$0] }, "weight \(weight)")
+            XCTAssertEqual(result.scores, order.map { byCLIP.scores[$0] })
+            XCTAssertEqual(result.logLikelihoods, order.map { byCLIP.logLikelihoods[$0] })
+        }
+        var likelihoodFirst = options
+        likelihoodFirst.likelihoodWeight = 10_000
+        XCTAssertEqual(try session.generate(prompt: Self.prompt, options: likelihoodFirst).logLikelihoods, byCLIP.logLikelihoods.sorted(by: >))
+        for bad: Float in [-1, .nan, .infinity] {
+            var invalid = options
+            invalid.likelihoodWeight = bad
+            XCTAssertThrowsError(try session.generate(prompt: Self.prompt, options: invalid)) {
+                XCTAssertTrue("\($0)".contains("likelihood_weight is \(bad)"), "\($0)")
+            }
+        }
+    }
+
     func testKeepBestErrors() throws {
         let session = try session()
         func assertError(_ options: GenerationOptions, prompt: String = RerankGenerateTests.prompt, decode: Bool = true,
@@ -156,6 +188,29 @@ final class RerankGenerateTests: XCTestCase {
         XCTAssertEqual(dalle_generate(ctx, Self.prompt, &old, nil, &oldTokens, nil), dalle_status(DALLE_OK))
         XCTAssertEqual(oldTokens.count, 3)
         dalle_tokens_free(&oldTokens)
+
+        // likelihood_weight reaches the ranking; a caller built before it was appended ranks by CLIP alone.
+        var weighted = params
+        weighted.out_scores = nil
+        weighted.likelihood_weight = 10_000
+        var weightedTokens = dalle_tokens()
+        var strongLikelihood = options
+        strongLikelihood.likelihoodWeight = 10_000
+        let expectedWeighted = try session.generate(prompt: Self.prompt, options: strongLikelihood)
+        var weightedImages = dalle_image_batch()
+        XCTAssertEqual(dalle_generate(ctx, Self.prompt, &weighted, &weightedImages, &weightedTokens, nil), dalle_status(DALLE_OK))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: weightedTokens.data, count: expectedWeighted.tokens.count)), expectedWeighted.tokens)
+        dalle_tokens_free(&weightedTokens)
+        dalle_image_batch_free(&weightedImages)
+        weighted.struct_size = UInt32(MemoryLayout<dalle_generate_params>.offset(of: \.likelihood_weight) ?? 0)
+        XCTAssertEqual(dalle_generate(ctx, Self.prompt, &weighted, &weightedImages, &weightedTokens, nil), dalle_status(DALLE_OK))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: weightedTokens.data, count: expected.tokens.count)), expected.tokens)
+        dalle_tokens_free(&weightedTokens)
+        dalle_image_batch_free(&weightedImages)
+        weighted.struct_size = UInt32(MemoryLayout<dalle_generate_params>.size)
+        weighted.likelihood_weight = -2
+        XCTAssertEqual(dalle_generate(ctx, Self.prompt, &weighted, &weightedImages, &weightedTokens, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("likelihood_weight is -2.0"))
 
         params.keep_best = 5
         params.out_scores = nil

@@ -136,6 +136,22 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try DalleModel(metadata: metadata, weights: SafetensorsFile(path: guided))) {
             XCTAssertTrue("\($0)".contains("transformer.cond_scale"), "\($0)")
         }
+        // The reranking likelihood weight likewise; it must not be negative.
+        XCTAssertEqual(try DalleModel(path: guided).likelihoodWeight, 0)
+        try TrainingSetup.assembleBundle([try SafetensorsFile(path: guided)], dtype: .f16, to: rebundled, likelihoodWeight: 5)
+        XCTAssertEqual(try DalleModel(path: rebundled).likelihoodWeight, 5)
+        XCTAssertEqual(try DalleModel(path: rebundled).condScale, 2.5)
+        XCTAssertThrowsError(try TrainingSetup.assembleBundle([try SafetensorsFile(path: guided)], dtype: .f16, to: rebundled, likelihoodWeight: -1)) {
+            XCTAssertTrue("\($0)".contains("likelihood_weight is -1.0"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainingSetup.assembleBundle([try SafetensorsFile(path: paths[1])], dtype: .f16, to: rebundled, likelihoodWeight: 5))
+        for bad in ["-1", "heavy"] {
+            metadata = try SafetensorsFile(path: guided).metadata
+            metadata[DalleModel.likelihoodWeightKey] = bad
+            XCTAssertThrowsError(try DalleModel(metadata: metadata, weights: SafetensorsFile(path: guided))) {
+                XCTAssertTrue("\($0)".contains("transformer.likelihood_weight"), "\($0)")
+            }
+        }
     }
 
     /// The transformer trains a batch as micro-batches side by side: the same loss and gradient as

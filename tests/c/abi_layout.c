@@ -21,6 +21,7 @@ int main(void) {
     FIELD(dalle_model_info, struct_size); FIELD(dalle_model_info, components); FIELD(dalle_model_info, image_size);
     FIELD(dalle_model_info, image_channels); FIELD(dalle_model_info, token_grid_size);
     FIELD(dalle_model_info, codebook_size); FIELD(dalle_model_info, n_params); FIELD(dalle_model_info, cond_scale);
+    FIELD(dalle_model_info, likelihood_weight);
     printf("\ndalle_context_params %zu", sizeof(dalle_context_params));
     FIELD(dalle_context_params, struct_size); FIELD(dalle_context_params, n_threads); FIELD(dalle_context_params, seed);
     FIELD(dalle_context_params, progress); FIELD(dalle_context_params, progress_user_data);
@@ -31,6 +32,7 @@ int main(void) {
     FIELD(dalle_generate_params, prime_tokens); FIELD(dalle_generate_params, progress);
     FIELD(dalle_generate_params, progress_user_data); FIELD(dalle_generate_params, keep_best);
     FIELD(dalle_generate_params, out_scores); FIELD(dalle_generate_params, out_log_likelihoods);
+    FIELD(dalle_generate_params, likelihood_weight);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);
@@ -41,6 +43,7 @@ int main(void) {
     FIELD(dalle_eval_params, reconstruction_samples); FIELD(dalle_eval_params, temperature);
     FIELD(dalle_eval_params, top_k); FIELD(dalle_eval_params, top_p); FIELD(dalle_eval_params, cond_scale);
     FIELD(dalle_eval_params, progress); FIELD(dalle_eval_params, progress_user_data);
+    FIELD(dalle_eval_params, likelihood_weight);
     printf("\ndalle_eval_group %zu", sizeof(dalle_eval_group));
     FIELD(dalle_eval_group, captions); FIELD(dalle_eval_group, candidates); FIELD(dalle_eval_group, passed_best_by_clip);
     FIELD(dalle_eval_group, passed_candidates); FIELD(dalle_eval_group, passed_any);
@@ -51,6 +54,7 @@ int main(void) {
     FIELD(dalle_eval_report, reconstruction_passed);
     printf("\ndalle_bundle_params %zu", sizeof(dalle_bundle_params));
     FIELD(dalle_bundle_params, struct_size); FIELD(dalle_bundle_params, weight_type); FIELD(dalle_bundle_params, cond_scale);
+    FIELD(dalle_bundle_params, likelihood_weight);
     printf("\ndalle_train_params %zu", sizeof(dalle_train_params));
     FIELD(dalle_train_params, struct_size); FIELD(dalle_train_params, n_threads); FIELD(dalle_train_params, stage); FIELD(dalle_train_params, data); FIELD(dalle_train_params, out_path); FIELD(dalle_train_params, tokenizer_path); FIELD(dalle_train_params, dvae_path); FIELD(dalle_train_params, config); FIELD(dalle_train_params, steps); FIELD(dalle_train_params, batch_size); FIELD(dalle_train_params, learning_rate); FIELD(dalle_train_params, warmup_steps); FIELD(dalle_train_params, weight_decay); FIELD(dalle_train_params, gradient_clip); FIELD(dalle_train_params, seed); FIELD(dalle_train_params, validation_count); FIELD(dalle_train_params, checkpoint_every); FIELD(dalle_train_params, vocab_size); FIELD(dalle_train_params, progress); FIELD(dalle_train_params, progress_user_data); FIELD(dalle_train_params, dvae_schedule); FIELD(dalle_train_params, init_path); FIELD(dalle_train_params, freeze); FIELD(dalle_train_params, caption_dropout); FIELD(dalle_train_params, caption_negatives);
     printf("\n");

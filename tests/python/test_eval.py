@@ -34,6 +34,7 @@ def test_report_counts_rates_and_thread_independence(bundle):
             steps = []
             report = one.shapes_eval(progress=lambda phase, step, total: steps.append((phase, step, total)), **SMALL)
             assert two.shapes_eval(**SMALL) == report
+            weighted = one.shapes_eval(likelihood_weight=1e4, **SMALL)  # only CLIP's pick may change
     assert report["has_clip"] is True
     assert [report[g]["captions"] for g in GROUPS] == [2, 2, 2, 3, 9]
     assert report["all captions"]["candidates"] == 18
@@ -44,6 +45,9 @@ def test_report_counts_rates_and_thread_independence(bundle):
         assert r["average"] == r["passed_candidates"] / r["candidates"] <= r["any_of_n"]
         assert r["rerank_lift"] == pytest.approx(r["best_by_clip"] - r["average"])
     assert 0 <= report["reconstruction"]["rate"] <= 1
+    for g in GROUPS:
+        assert [weighted[g][k] for k in ("captions", "passed_candidates", "passed_any")] == \
+            [report[g][k] for k in ("captions", "passed_candidates", "passed_any")]
     assert steps == [(_lib.DALLE_PHASE_EVAL, s, 2 * 9 + 3) for s in range(2 * 9 + 3 + 1)]
 
 
@@ -54,6 +58,8 @@ def test_errors_and_cancel(bundle):
         with pytest.raises(dalle.CancelledError):
             ctx.shapes_eval(progress=lambda phase, step, total: step < 2, **SMALL)
         assert ctx.shapes_eval(**SMALL)["all captions"]["captions"] == 9
+        with pytest.raises(dalle.InvalidArgumentError, match="likelihood_weight is -1.0"):
+            ctx.shapes_eval(likelihood_weight=-1, **SMALL)
     generate_bundle = os.path.join(REPO, "Tests", "DalleCoreTests", "Golden", "generate", "model.safetensors")
     with dalle.Model(generate_bundle) as model, dalle.Context(model) as ctx:
         with pytest.raises(dalle.UnsupportedError, match="judges 64x64 images"):

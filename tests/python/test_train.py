@@ -3,6 +3,7 @@ used; progress, stopping and resuming; errors carrying the library's message."""
 
 import ctypes
 
+import numpy as np
 import pytest
 
 import dalle
@@ -32,8 +33,22 @@ def test_train_every_stage_bundle_and_generate(tmp_path):
         assert images.images.shape == (2, 16, 16, 3)
     guided = dalle.bundle([tok, dvae, tr, clip], tmp_path / "guided.st", dtype="f32", cond_scale=2.5)
     with dalle.Model(str(guided)) as model:
-        assert model.cond_scale == 2.5
+        assert model.cond_scale == 2.5 and model.likelihood_weight == 0
     assert (tmp_path / "guided.st").stat().st_size > out.stat().st_size  # 32-bit weights
+    # keep_best ranks by CLIP score + likelihood_weight x log-likelihood; the bundle records a default weight.
+    weighted = dalle.bundle([out], tmp_path / "weighted.st", likelihood_weight=1e4)
+    with dalle.Model(str(out)) as model, dalle.Context(model) as ctx:
+        by_clip = ctx.generate("a red circle", count=6, seed=3, temperature=1.5, keep_best=6)
+        by_likelihood = ctx.generate("a red circle", count=6, seed=3, temperature=1.5, keep_best=6, likelihood_weight=1e4)
+    assert by_clip.scores == sorted(by_clip.scores, reverse=True)
+    assert list(by_likelihood.log_likelihoods) == sorted(by_clip.log_likelihoods, reverse=True)
+    assert list(by_clip.log_likelihoods) != list(by_likelihood.log_likelihoods)  # the weight changed the order
+    with dalle.Model(str(weighted)) as model, dalle.Context(model) as ctx:
+        assert model.likelihood_weight == 1e4 and model.cond_scale == 1
+        default = ctx.generate("a red circle", count=6, seed=3, temperature=1.5, keep_best=6)
+        assert np.array_equal(default.tokens, by_likelihood.tokens)
+        with pytest.raises(dalle.InvalidArgumentError, match="likelihood_weight is -1.0"):
+            ctx.generate("a red circle", count=2, keep_best=1, likelihood_weight=-1)
 
 
 def test_stop_and_resume(tmp_path):
@@ -123,5 +138,7 @@ def test_errors(tmp_path):
         dalle.train("dvae", "shapes", tmp_path / "x.st", caption_negatives=2)
     with pytest.raises(dalle.InvalidArgumentError, match="guidance scale needs a transformer"):
         dalle.bundle([tok], tmp_path / "out.st", cond_scale=2)
+    with pytest.raises(dalle.InvalidArgumentError, match="likelihood weight needs a transformer"):
+        dalle.bundle([tok], tmp_path / "out.st", likelihood_weight=2)
     with pytest.raises(ValueError, match="dtype"):
         dalle.bundle([tok], tmp_path / "out.st", dtype="f8")

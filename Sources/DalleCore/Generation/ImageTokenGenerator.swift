@@ -41,12 +41,16 @@ public struct GenerationOptions: Sendable, Equatable {
     /// Keep only the best `keepBest` candidates by CLIP score against the prompt, best
     /// first (needs a CLIP component and decoded images); 0 keeps all, in draw order.
     public var keepBest: Int
+    /// Ranks the candidates by CLIP score + likelihoodWeight x the transformer's mean
+    /// log-probability per generated token (`SampledGrids.logLikelihoods`); 0 = CLIP alone.
+    public var likelihoodWeight: Float
 
     /// The most candidates one call generates.
     public static let maxCount = 256
 
     public init(count: Int = 1, seed: UInt64 = 0, sampling: SamplingOptions = SamplingOptions(),
-                condScale: Float = 1, primeTokens: [Int32] = [], primeRows: Int = 0, keepBest: Int = 0) {
+                condScale: Float = 1, primeTokens: [Int32] = [], primeRows: Int = 0, keepBest: Int = 0,
+                likelihoodWeight: Float = 0) {
         self.count = count
         self.seed = seed
         self.sampling = sampling
@@ -54,6 +58,7 @@ public struct GenerationOptions: Sendable, Equatable {
         self.primeTokens = primeTokens
         self.primeRows = primeRows
         self.keepBest = keepBest
+        self.likelihoodWeight = likelihoodWeight
     }
 }
 
@@ -185,6 +190,7 @@ public enum ImageTokenGenerator {
         }
         try options.sampling.validate()
         guard options.condScale.isFinite else { throw DalleError.invalidArgument("cond_scale is \(options.condScale); it must be finite (1 turns guidance off)") }
+        try validateLikelihoodWeight(options.likelihoodWeight)
         guard text.count == predictor.textLength else {
             throw DalleError.invalidArgument("the prompt has \(text.count) token positions; this transformer takes \(predictor.textLength)")
         }
@@ -223,5 +229,12 @@ public enum ImageTokenGenerator {
         if pages > 0, pageSize > 0 { return pages.multipliedReportingOverflow(by: pageSize).overflow ? Int.max : pages * pageSize }
         #endif
         return Int.max
+    }
+}
+
+/// Throws unless `weight` (`GenerationOptions.likelihoodWeight`) is finite and not negative.
+func validateLikelihoodWeight(_ weight: Float) throws {
+    guard weight.isFinite, weight >= 0 else {
+        throw DalleError.invalidArgument("likelihood_weight is \(weight); it must be a finite number >= 0 (0 ranks by CLIP alone)")
     }
 }

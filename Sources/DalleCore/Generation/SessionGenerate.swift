@@ -16,7 +16,7 @@ public struct GeneratedImages: Sendable {
     public let generatedTokenCount: Int
     /// The seed of the draws.
     public let seed: UInt64
-    /// CLIP scores of the kept images against the prompt, best first, when `keepBest` > 0
+    /// CLIP scores of the kept images against the prompt, in rank order, when `keepBest` > 0
     /// reranked the candidates (then images and tokens are in this order); empty otherwise.
     public let scores: [Float]
     /// Per returned image (in the same order), the transformer's mean log-probability of its
@@ -36,7 +36,8 @@ extension DalleSession {
     /// Generates `options.count` images for `prompt` ("" = unconditional): tokenize, sample
     /// the image tokens with the transformer, then decode them with the image tokenizer
     /// (skipped when `decodeImages` is false). With `options.keepBest` > 0, CLIP then scores
-    /// the candidates against the prompt and only the best `keepBest` are returned, best first.
+    /// the candidates against the prompt and only the best `keepBest` are returned, best first
+    /// (ranked by CLIP score + `options.likelihoodWeight` x log-likelihood).
     /// `tokenProgress` gets one step per generated image token, `decodeProgress` one per
     /// decoded image, `rerankProgress` one per CLIP batch; any may cancel, as may `cancel()`.
     public func generate(prompt: String, options: GenerationOptions, decodeImages: Bool = true,
@@ -81,7 +82,8 @@ extension DalleSession {
                     }
                     return try clipScores(tokens: clipPrompt, images: views, progress: rerankProgress)
                 }
-                let kept = ranked.order.prefix(options.keepBest)
+                let ranking = ranked.scores.indices.map { ranked.scores[$0] + options.likelihoodWeight * logLikelihoods[$0] }
+                let kept = DalleSession.bestFirst(ranking).prefix(options.keepBest)
                 scores = kept.map { ranked.scores[$0] }
                 tokens = kept.flatMap { tokens[($0 * imageLength)..<(($0 + 1) * imageLength)] }
                 pixels = kept.flatMap { pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)] }

@@ -32,6 +32,8 @@ public final class DalleModel: @unchecked Sendable {
     public static let formatVersion = 1
     /// The metadata key of `condScale`.
     public static let condScaleKey = "transformer.cond_scale"
+    /// The metadata key of `likelihoodWeight`.
+    public static let likelihoodWeightKey = "transformer.likelihood_weight"
 
     public let metadata: [String: String]
     /// Components loaded from the file.
@@ -52,6 +54,10 @@ public final class DalleModel: @unchecked Sendable {
     /// from the metadata key `transformer.cond_scale` that `dalle bundle --cond-scale` writes;
     /// 1 (no guidance) when the file has none.
     public let condScale: Float
+    /// The weight of the transformer's log-likelihood in CLIP's ranking the model was tuned for
+    /// (`GenerationOptions.likelihoodWeight`), from the metadata key `transformer.likelihood_weight`
+    /// that `dalle bundle --likelihood-weight` writes; 0 (CLIP alone) when the file has none.
+    public let likelihoodWeight: Float
 
     /// Opens and loads the model file at `path` (a libdalle bundle, or a CLIP checkpoint
     /// in OpenAI's or Hugging Face's safetensors layout).
@@ -140,14 +146,16 @@ public final class DalleModel: @unchecked Sendable {
             step += 1
             try reporter.report(step)
         }
-        var condScale: Float = 1
-        if let text = metadata[DalleModel.condScaleKey] {
-            guard transformer != nil, let value = Float(text), value.isFinite else {
-                throw DalleError.badFile("'\(DalleModel.condScaleKey)' is '\(text)'; it must be a finite number, in a file with a transformer")
+        /// A tuned setting recorded in the metadata (`TrainingSetup.assembleBundle`), or `absent`.
+        func recorded(_ key: String, absent: Float, nonNegative: Bool = false) throws -> Float {
+            guard let text = metadata[key] else { return absent }
+            guard transformer != nil, let value = Float(text), value.isFinite, !nonNegative || value >= 0 else {
+                throw DalleError.badFile("'\(key)' is '\(text)'; it must be a finite number\(nonNegative ? " >= 0" : ""), in a file with a transformer")
             }
-            condScale = value
+            return value
         }
-        self.condScale = condScale
+        self.condScale = try recorded(DalleModel.condScaleKey, absent: 1)
+        self.likelihoodWeight = try recorded(DalleModel.likelihoodWeightKey, absent: 0, nonNegative: true)
         self.clip = clip
         self.metadata = metadata
         self.tokenizer = tokenizer

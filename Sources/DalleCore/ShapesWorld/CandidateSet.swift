@@ -128,7 +128,8 @@ extension DalleSession {
                           rerank: Bool) throws -> [RGBImage] {
         let size = try shapesWorldImageTokenizer().imageSize
         let generation = GenerationOptions(count: options.candidates, seed: seed, sampling: options.sampling,
-                                           condScale: options.condScale, keepBest: rerank ? options.candidates : 0)
+                                           condScale: options.condScale, keepBest: rerank ? options.candidates : 0,
+                                           likelihoodWeight: options.likelihoodWeight)
         let result = try generateCandidates(prompt: caption.text, options: generation)
         let imageBytes = size * size * 3
         return try (0..<result.count).map {

@@ -10,18 +10,22 @@ extension ShapesWorld {
         public var perHeldOutPair: Int
         public var sampling: SamplingOptions
         public var condScale: Float
+        /// CLIP's pick ranks by CLIP score + likelihoodWeight x log-likelihood (`GenerationOptions.likelihoodWeight`).
+        public var likelihoodWeight: Float
         /// Training-stream images encoded and decoded by the dVAE, 0 ... 100 000 (besides one
         /// rendering of each evaluation caption).
         public var reconstructionSamples: Int
 
         public init(candidates: Int = 8, seed: UInt64 = 0, perTemplate: Int = 50, perHeldOutPair: Int = 10,
-                    sampling: SamplingOptions = SamplingOptions(), condScale: Float = 1, reconstructionSamples: Int = 200) {
+                    sampling: SamplingOptions = SamplingOptions(), condScale: Float = 1, likelihoodWeight: Float = 0,
+                    reconstructionSamples: Int = 200) {
             self.candidates = candidates
             self.seed = seed
             self.perTemplate = perTemplate
             self.perHeldOutPair = perHeldOutPair
             self.sampling = sampling
             self.condScale = condScale
+            self.likelihoodWeight = likelihoodWeight
             self.reconstructionSamples = reconstructionSamples
         }
 
@@ -43,6 +47,7 @@ extension ShapesWorld {
             }
             try sampling.validate()
             guard condScale.isFinite else { throw DalleError.invalidArgument("cond_scale is \(condScale); it must be finite") }
+            try validateLikelihoodWeight(likelihoodWeight)
         }
 
         /// The seed of caption `index`'s draws and of its reconstruction rendering: a function of
@@ -60,7 +65,7 @@ extension ShapesWorld {
     /// How one caption's candidates fared with the judge.
     public struct CaptionOutcome: Sendable, Equatable {
         public var group: EvaluationGroup
-        /// Whether each candidate passed: best CLIP score first when CLIP ranked them, else in draw order.
+        /// Whether each candidate passed: best first when CLIP ranked them, else in draw order.
         public var passed: [Bool]
         /// True when CLIP ranked the candidates, so `passed[0]` is CLIP's pick.
         public var rankedByCLIP: Bool

@@ -74,9 +74,10 @@ public enum TrainingSetup {
     /// Joins the components of `parts` (bundles or checkpoints, each component taken from the
     /// first file that has it) into one bundle at `path`, weights stored as `dtype` (f32, f16
     /// or bf16; the tokenizer stays bytes, the rotary table float32). Optimizer state and training metadata are left out.
-    /// `condScale`, when given, is recorded as the transformer's recommended guidance scale
-    /// (`DalleModel.condScale`); otherwise the transformer part's own, if any, is kept.
-    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String, condScale: Float? = nil) throws {
+    /// `condScale` and `likelihoodWeight`, when given, are recorded as the settings the model was
+    /// tuned for (`DalleModel.condScale`, `.likelihoodWeight`); otherwise the transformer part's own, if any, are kept.
+    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String, condScale: Float? = nil,
+                                      likelihoodWeight: Float? = nil) throws {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
         var components: [String] = []
@@ -95,11 +96,14 @@ public enum TrainingSetup {
             }
         }
         guard !components.isEmpty else { throw DalleError.invalidArgument("none of the input files holds a libdalle component") }
-        if let condScale {
-            guard components.contains("transformer"), condScale.isFinite else {
-                throw DalleError.invalidArgument("a guidance scale needs a transformer among the parts and a finite value, got \(condScale)")
+        if let likelihoodWeight { try validateLikelihoodWeight(likelihoodWeight) }
+        for (key, name, value) in [(DalleModel.condScaleKey, "a guidance scale", condScale),
+                                   (DalleModel.likelihoodWeightKey, "a likelihood weight", likelihoodWeight)] {
+            guard let value else { continue }
+            guard components.contains("transformer"), value.isFinite else {
+                throw DalleError.invalidArgument("\(name) needs a transformer among the parts and a finite value, got \(value)")
             }
-            writer.metadata[DalleModel.condScaleKey] = String(condScale)
+            writer.metadata[key] = String(value)
         }
         writer.metadata["components"] = components.joined(separator: ",")
         try writer.write(to: path)

@@ -119,7 +119,7 @@ Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tok
 Generation.__doc__ = """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
 when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
 dropped (past the model's text length), image tokens generated per image, the seed used, and the
-kept images' CLIP scores best first (a list; empty unless keep_best reranked them), and each image's
+kept images' CLIP scores in rank order (a list; empty unless keep_best reranked them), and each image's
 mean log-probability per generated token under the transformer (a list, in the images' order)."""
 
 
@@ -183,6 +183,7 @@ class Model(_Owned):
         self.codebook_size = info.codebook_size
         self.n_params = info.n_params
         self.cond_scale = info.cond_scale  # the guidance scale the model was tuned for (1 = none)
+        self.likelihood_weight = info.likelihood_weight  # the reranking weight it was tuned for (0 = CLIP alone)
 
     @property
     def handle(self):
@@ -202,7 +203,7 @@ class Model(_Owned):
     def __repr__(self):
         return (f"dalle.Model(components={self.components}, image_size={self.image_size}, "
                 f"token_grid_size={self.token_grid_size}, codebook_size={self.codebook_size}, "
-                f"n_params={self.n_params}, cond_scale={self.cond_scale})")
+                f"n_params={self.n_params}, cond_scale={self.cond_scale}, likelihood_weight={self.likelihood_weight})")
 
 
 _TOKENIZE_MODES = {"model": _lib.DALLE_TOKENIZE_MODEL, "raw": _lib.DALLE_TOKENIZE_RAW,
@@ -327,12 +328,13 @@ class Context(_Owned):
             lib.dalle_image_batch_free(ctypes.byref(out))
 
     def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=None,
-                 prime=None, prime_rows=0, images=True, keep_best=0, progress=None):
+                 prime=None, prime_rows=0, images=True, keep_best=0, likelihood_weight=None, progress=None):
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
         whose first `prime_rows` rows every image keeps. keep_best K > 0 (needs CLIP in the
-        model) returns only the K candidates CLIP scores best against the prompt, best first.
+        model) returns only the K candidates CLIP scores best against the prompt, best first, ranked by
+        CLIP score + likelihood_weight x log-likelihood (None: the model's `likelihood_weight`).
         `progress(phase, step, total)` (phase DALLE_PHASE_GENERATE per token, DALLE_PHASE_DECODE
         per image, then DALLE_PHASE_CLIP per CLIP batch) may return False to cancel
         (CancelledError). Returns a Generation."""
@@ -346,6 +348,7 @@ class Context(_Owned):
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.prime_rows = prime_rows
         params.keep_best = keep_best
+        params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
         scores = (ctypes.c_float * max(keep_best, 0))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         returned = keep_best if keep_best > 0 else count
@@ -433,13 +436,15 @@ class Context(_Owned):
         del keep
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
-    def _eval_params(self, candidates, seed, temperature, top_k, top_p, cond_scale, callback):
-        """dalle_eval_params with these draws (seed None: the context's; cond_scale None: the model's)."""
+    def _eval_params(self, candidates, seed, temperature, top_k, top_p, cond_scale, callback, likelihood_weight=None):
+        """dalle_eval_params with these draws (seed None: the context's; cond_scale and
+        likelihood_weight None: the model's)."""
         params = lib.dalle_eval_default_params()
         params.candidates = candidates
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
         params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
+        params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
         if callback.fn:
             params.progress = callback.c_callback
         return params
@@ -460,18 +465,18 @@ class Context(_Owned):
         _check(status, lambda: lib.dalle_context_last_error(handle))
 
     def shapes_eval(self, candidates=8, seed=0, per_template=50, per_held_out_pair=10, reconstruction_samples=200,
-                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, progress=None):
+                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, likelihood_weight=None, progress=None):
         """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
         `candidates` images for each caption of the fixed, seeded evaluation set, judges them, and
-        runs world images through the dVAE. seed None uses the context's seed; cond_scale None the
-        model's. `progress(phase,
+        runs world images through the dVAE. seed None uses the context's seed; cond_scale and
+        likelihood_weight (CLIP's pick, as generate) None the model's. `progress(phase,
         step, total)` (DALLE_PHASE_EVAL: one step per caption, then per reconstruction) may return
         False to cancel (CancelledError). Returns a dict: "has_clip", one dict per group ("one
         object", "counting", "relation", "held-out pairs", "all captions") with the counts of
         dalle_eval_group and the rates "best_by_clip" (None without CLIP), "average", "any_of_n"
         and "rerank_lift", and "reconstruction" (images, passed, rate)."""
         callback = _Progress(progress)
-        params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback)
+        params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback, likelihood_weight)
         params.per_template, params.per_held_out_pair = per_template, per_held_out_pair
         params.reconstruction_samples = reconstruction_samples
         report = _lib.dalle_eval_report()
@@ -628,10 +633,11 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     return out_path
 
 
-def bundle(parts, out_path, dtype="f16", cond_scale=None):
+def bundle(parts, out_path, dtype="f16", cond_scale=None, likelihood_weight=None):
     """Joins trained parts (tokenizer, dvae, transformer, clip files; each component from the first
     part that holds it) into one model file, weights stored as dtype ("f16", "bf16" or "f32");
-    cond_scale, when given, is recorded as the model's guidance scale (Model.cond_scale)."""
+    cond_scale and likelihood_weight, when given, are recorded as the model's guidance scale and
+    reranking weight (Model.cond_scale, Model.likelihood_weight)."""
     weight_types = {"f32": _lib.DALLE_WEIGHTS_F32, "f16": _lib.DALLE_WEIGHTS_F16, "bf16": _lib.DALLE_WEIGHTS_BF16}
     if dtype not in weight_types:
         raise ValueError(f"dtype must be one of {sorted(weight_types)}, got {dtype!r}")
@@ -639,6 +645,8 @@ def bundle(parts, out_path, dtype="f16", cond_scale=None):
     p.weight_type = weight_types[dtype]
     if cond_scale is not None:
         p.cond_scale = cond_scale
+    if likelihood_weight is not None:
+        p.likelihood_weight = likelihood_weight
     paths = (ctypes.c_char_p * len(parts))(*[str(x).encode() for x in parts])
     _check(_lib.lib.dalle_bundle_with_params(paths, len(parts), str(out_path).encode(), ctypes.byref(p)))
     return out_path

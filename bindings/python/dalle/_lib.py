@@ -84,7 +84,8 @@ class dalle_model_params(Structure):
 class dalle_model_info(Structure):
     _fields_ = [("struct_size", c_uint32), ("components", c_uint32), ("image_size", c_uint32),
                 ("image_channels", c_uint32), ("token_grid_size", c_uint32),
-                ("codebook_size", c_uint32), ("n_params", c_uint64), ("cond_scale", c_float)]
+                ("codebook_size", c_uint32), ("n_params", c_uint64), ("cond_scale", c_float),
+                ("likelihood_weight", c_float)]
 
 
 class dalle_context_params(Structure):
@@ -97,7 +98,7 @@ class dalle_generate_params(Structure):
                 ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("prime_rows", c_uint32),
                 ("prime_tokens", POINTER(c_int32)), ("progress", dalle_progress_callback),
                 ("progress_user_data", c_void_p), ("keep_best", c_uint32), ("out_scores", POINTER(c_float)),
-                ("out_log_likelihoods", POINTER(c_float))]
+                ("out_log_likelihoods", POINTER(c_float)), ("likelihood_weight", c_float)]
 
 
 class dalle_generate_info(Structure):
@@ -109,7 +110,7 @@ class dalle_eval_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("candidates", c_uint32), ("seed", c_uint64), ("per_template", c_uint32),
                 ("per_held_out_pair", c_uint32), ("reconstruction_samples", c_uint32), ("temperature", c_float),
                 ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("progress", dalle_progress_callback),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p), ("likelihood_weight", c_float)]
 
 
 class dalle_eval_group(Structure):
@@ -140,7 +141,7 @@ class dalle_train_params(Structure):
 
 
 class dalle_bundle_params(Structure):
-    _fields_ = [("struct_size", c_uint32), ("weight_type", c_int32), ("cond_scale", c_float)]
+    _fields_ = [("struct_size", c_uint32), ("weight_type", c_int32), ("cond_scale", c_float), ("likelihood_weight", c_float)]
 
 
 # name: (restype, argtypes)

@@ -42,14 +42,18 @@ extension DalleSession {
     }
 
     /// `rerank` of images against a prompt already read by `clipTokens` (cancellation not reset).
+    /// Indices of `scores`, highest first (ties in input order).
+    static func bestFirst(_ scores: [Float]) -> [Int] {
+        scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+    }
+
     func clipScores(tokens: [Int32], images: [ImageView], progress: ProgressHandler?) throws -> (scores: [Float], order: [Int]) {
         let clip = try model.requireCLIP()
         guard !images.isEmpty else { throw DalleError.invalidArgument("no images to rerank") }
         let text = try clip.encodeText([tokens], pool: pool)
         let embeddings = try embedImages(images, progress: progress)
         let scores = clip.logits(images: embeddings, texts: text).scalars
-        let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
-        return (scores, order)
+        return (scores, DalleSession.bestFirst(scores))
     }
 
     private func embedImages(_ images: [ImageView], progress: ProgressHandler?) throws -> Tensor {
