@@ -74,7 +74,8 @@ done
 # 6. The shipped transformer: the same with 6 layers (6.9 M parameters) through the same schedules
 #    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
 train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
-# 7. The CLI's default model: one 16-bit bundle of the four parts, and its table.
-"$DALLE" bundle --dtype f16 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
+# 7. The CLI's default model: one 16-bit bundle of the four parts, CLIP's pick ranking by CLIP score + 5 x
+#    the transformer's log-likelihood (chosen on tools/clip_pick.py's set 6: see the README), and its table.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
     "$transformer" "$RUN/model-first.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
