@@ -164,22 +164,19 @@ expect 0 "evaluating $T/models/shapes-world.safetensors" \
 cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval with the default model beside the binary differs"
 mkdir -p "$T/elsewhere/models" && cp "$T/eval.safetensors" "$T/elsewhere/models/shapes-world.safetensors" && rm "$T/models/shapes-world.safetensors"
 expect 0 "evaluating models/shapes-world.safetensors" -- bash -c "cd '$T/elsewhere' && env -u DALLE_MODEL '$T/install/bin/dalle' eval ${EVAL_ARGS[*]}"
-# A bundle's guidance scale (bundle --cond-scale) is what eval and generate use unless told otherwise.
-expect 0 "bundle with" -- "$DALLE" bundle --dtype f32 --cond-scale 2.5 --out "$T/eval-guided.st" "$T/eval.safetensors"
-expect 0 "guidance scale 2.5, " -- "$DALLE" eval --model "$T/eval-guided.st" "${EVAL_ARGS[@]}"
-cp "$T/stdout" "$T/eval-guided.txt"
-expect 0 "guidance scale 2.5, " -- "$DALLE" eval --model "$T/eval.safetensors" --cond-scale 2.5 "${EVAL_ARGS[@]}"
-cmp -s "$T/stdout" "$T/eval-guided.txt" || fail "eval of the guided bundle differs from --cond-scale 2.5"
-expect 0 "guidance scale 1.0, " -- "$DALLE" eval --model "$T/eval-guided.st" --cond-scale 1 "${EVAL_ARGS[@]}"
-cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval of the guided bundle at --cond-scale 1 differs from the unguided bundle's"
-# Its reranking weight (bundle --likelihood-weight) likewise.
-expect 0 "bundle with" -- "$DALLE" bundle --dtype f32 --likelihood-weight 1000 --out "$T/eval-weighted.st" "$T/eval.safetensors"
-expect 0 "likelihood weight 1000.0\)" -- "$DALLE" eval --model "$T/eval-weighted.st" "${EVAL_ARGS[@]}"
-cp "$T/stdout" "$T/eval-weighted.txt"
-expect 0 "likelihood weight 1000.0\)" -- "$DALLE" eval --model "$T/eval.safetensors" --likelihood-weight 1000 "${EVAL_ARGS[@]}"
-cmp -s "$T/stdout" "$T/eval-weighted.txt" || fail "eval of the weighted bundle differs from --likelihood-weight 1000"
-expect 0 "likelihood weight 0.0\)" -- "$DALLE" eval --model "$T/eval-weighted.st" --likelihood-weight 0 "${EVAL_ARGS[@]}"
-cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval of the weighted bundle at --likelihood-weight 0 differs from the plain bundle's"
+# A bundle's guidance scale (bundle --cond-scale) and reranking weight (--likelihood-weight) are what eval
+# and generate use unless told otherwise: recorded_setting FLAG VALUE SHOWN NEUTRAL NEUTRAL_SHOWN.
+recorded_setting() {
+    expect 0 "bundle with" -- "$DALLE" bundle --dtype f32 --$1 $2 --out "$T/eval-$1.st" "$T/eval.safetensors"
+    expect 0 "$3" -- "$DALLE" eval --model "$T/eval-$1.st" "${EVAL_ARGS[@]}"
+    cp "$T/stdout" "$T/eval-$1.txt"
+    expect 0 "$3" -- "$DALLE" eval --model "$T/eval.safetensors" --$1 $2 "${EVAL_ARGS[@]}"
+    cmp -s "$T/stdout" "$T/eval-$1.txt" || fail "eval of the bundle with --$1 $2 recorded differs from --$1 $2"
+    expect 0 "$5" -- "$DALLE" eval --model "$T/eval-$1.st" --$1 $4 "${EVAL_ARGS[@]}"
+    cmp -s "$T/stdout" "$T/eval1.txt" || fail "eval of the bundle with --$1 $2 recorded at --$1 $4 differs from the plain bundle's"
+}
+recorded_setting cond-scale 2.5 "guidance scale 2.5, " 1 "guidance scale 1.0, "
+recorded_setting likelihood-weight 1000 "likelihood weight 1000.0\)" 0 "likelihood weight 0.0\)"
 expect 1 "likelihood_weight is -1.0" -- "$DALLE" eval --model "$T/eval.safetensors" --likelihood-weight -1 "${EVAL_ARGS[@]}"
 expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" eval --model "$GEN" "${EVAL_ARGS[@]}"
 expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_ARGS[@]}"

@@ -76,15 +76,15 @@ extension DalleSession {
             pixels = try decodeRGB8(tokens, count: count, with: imageTokenizer, progress: decodeProgress)
             if let clipPrompt {
                 let size = imageTokenizer.imageSize, imageBytes = size * size * 3, imageLength = grid * grid
-                let ranked = try pixels.withUnsafeBufferPointer { all in
+                let clipScore = try pixels.withUnsafeBufferPointer { all in
                     let views = (0..<count).map {
                         ImageView(width: size, height: size, channels: 3, pixels: UnsafeBufferPointer(rebasing: all[($0 * imageBytes)..<(($0 + 1) * imageBytes)]))
                     }
                     return try clipScores(tokens: clipPrompt, images: views, progress: rerankProgress)
                 }
-                let ranking = ranked.scores.indices.map { ranked.scores[$0] + options.likelihoodWeight * logLikelihoods[$0] }
+                let ranking = clipScore.indices.map { clipScore[$0] + options.likelihoodWeight * logLikelihoods[$0] }
                 let kept = DalleSession.bestFirst(ranking).prefix(options.keepBest)
-                scores = kept.map { ranked.scores[$0] }
+                scores = kept.map { clipScore[$0] }
                 tokens = kept.flatMap { tokens[($0 * imageLength)..<(($0 + 1) * imageLength)] }
                 pixels = kept.flatMap { pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)] }
                 logLikelihoods = kept.map { logLikelihoods[$0] }

@@ -38,22 +38,23 @@ extension DalleSession {
     /// image against `prompt`, and the image indices best first (ties in input order).
     public func rerank(prompt: String, images: [ImageView], progress: ProgressHandler? = nil) throws -> (scores: [Float], order: [Int]) {
         cancellation.reset()
-        return try clipScores(tokens: try clipTokens(prompt), images: images, progress: progress)
+        let scores = try clipScores(tokens: try clipTokens(prompt), images: images, progress: progress)
+        return (scores, DalleSession.bestFirst(scores))
     }
 
-    /// `rerank` of images against a prompt already read by `clipTokens` (cancellation not reset).
     /// Indices of `scores`, highest first (ties in input order).
     static func bestFirst(_ scores: [Float]) -> [Int] {
         scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
     }
 
-    func clipScores(tokens: [Int32], images: [ImageView], progress: ProgressHandler?) throws -> (scores: [Float], order: [Int]) {
+    /// `rerank`'s scores of images against a prompt already read by `clipTokens` (cancellation not reset).
+    func clipScores(tokens: [Int32], images: [ImageView], progress: ProgressHandler?) throws -> [Float] {
         let clip = try model.requireCLIP()
         guard !images.isEmpty else { throw DalleError.invalidArgument("no images to rerank") }
         let text = try clip.encodeText([tokens], pool: pool)
         let embeddings = try embedImages(images, progress: progress)
         let scores = clip.logits(images: embeddings, texts: text).scalars
-        return (scores, DalleSession.bestFirst(scores))
+        return scores
     }
 
     private func embedImages(_ images: [ImageView], progress: ProgressHandler?) throws -> Tensor {
