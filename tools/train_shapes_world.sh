@@ -15,7 +15,7 @@ mkdir -p "$RUN" models
 [ -f "$RUN/tokenizer.safetensors" ] || "$DALLE" train --stage tokenizer --data shapes --vocab 600 --out "$RUN/tokenizer.safetensors"
 # 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~3 h on one thread). The codebook starts
 #    from k-means over the cells of 256 training images; the usage term keeps >= 256 codes' worth in use;
-#    tau anneals from 1 to 1/16 over the whole run; no KL term (see the README for what each part measured).
+#    tau anneals from 1 to 1/16 over the whole run; no KL term (models/shapes-world.md has what each part measured).
 "$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 19200 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
     --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 \
     --out "$RUN/dvae.safetensors"
@@ -24,7 +24,7 @@ mkdir -p "$RUN" models
 # 3. CLIP for reranking: on clean renders (~15 min), then fine-tuned on the dVAE's reconstructions (--dvae:
 #    each image encoded and decoded first), the kind of picture it reranks (500 steps at lr 5e-4, then 800
 #    at 3e-4; ~31 min on 2 threads). (A fine-tune on --data shapes-near-misses ranks real renders' counts
-#    better but picked worse among generated candidates: see the README.)
+#    better but picked worse among generated candidates: see models/shapes-world.md.)
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --steps 1500 --batch 64 \
     --lr 1e-3 --warmup 100 --every 250 --validation 256 --out "$RUN/clip.safetensors"
 "$DALLE" train --stage clip --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
@@ -75,7 +75,7 @@ done
 #    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
 train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
 # 7. The CLI's default model: one 16-bit bundle of the four parts, CLIP's pick ranking by CLIP score + 5 x
-#    the transformer's log-likelihood (chosen on tools/clip_pick.py's set 6: see the README), and its table.
+#    the transformer's log-likelihood (chosen on tools/clip_pick.py's set 6: models/shapes-world.md), and its table.
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
     "$transformer" "$RUN/model-first.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors

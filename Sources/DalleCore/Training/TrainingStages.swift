@@ -52,7 +52,7 @@ func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
 /// (the codes carry little more than colour). Hashed start: large random logits at init
 /// (`TrainableDVAE.Initialisation.logitStd`), full noise from the start, the codebook-usage term
 /// against the collapse, b ≥ 1 throughout so the gray background cannot dominate the likelihood,
-/// and straight-through samples once τ has annealed (see the README for what each measured).
+/// and straight-through samples once τ has annealed (see models/shapes-world.md for what each measured).
 public final class DVAEStage: TrainingStage {
     public let model: TrainableDVAE
     public var startTemperature: Float = 1
