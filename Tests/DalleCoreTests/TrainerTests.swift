@@ -163,16 +163,37 @@ final class TrainerTests: XCTestCase {
         let dvae = try DVAE(config: Self.dvaeConfig, weights: InMemoryWeights(TrainableDVAE(config: Self.dvaeConfig, seed: 1).parameters.tensors))
         let config = ["transformer.dim": "16", "transformer.depth": "2", "transformer.heads": "2", "transformer.dim_head": "8",
                       "transformer.text_seq_len": "12", "transformer.shift_tokens": "true"]
+        try checkMicroBatchesMatchOnePass(examples, step: 0, totalSteps: 1) { pool in
+            try TrainingSetup.stage("transformer", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer, imageTokenizer: dvae, pool: pool)
+        }
+    }
+
+    /// So does the dVAE, its batch-wide codebook-usage term included (on throughout here), with
+    /// Gumbel noise and the KL term at work.
+    func testDVAEMicroBatchesMatchOnePassForAnyThreadCount() throws {
+        let data = try shapes()
+        let examples = try (0..<7).map { try data.training.example(at: $0) }  // 4 micro-batches, the last of one
+        try checkMicroBatchesMatchOnePass(examples, step: 5, totalSteps: 10) { _ in
+            // Random logit weights (the hashed start), so that every encoder parameter has a gradient.
+            let stage = try DVAEStage(model: TrainableDVAE(config: Self.dvaeConfig, seed: 1, initialisation: .init(logitStd: 1)), seed: 5)
+            (stage.usageWeight, stage.usageFloor) = (1, .infinity)
+            return stage
+        }
+    }
+
+    /// `makeStage`'s `lossAndGradients` on 1 and 3 threads (bit for bit the same) against one tape
+    /// over the whole batch (the same up to summation order).
+    private func checkMicroBatchesMatchOnePass(_ examples: [TrainingExample], step: Int, totalSteps: Int,
+                                               makeStage: (ThreadPool) throws -> TrainingStage) throws {
         func gradients(threads: Int?) throws -> (loss: Float, values: [Float], gradients: [[Float]]) {
             let pool = ThreadPool(threads: threads ?? 1)
-            let stage = try TrainingSetup.stage("transformer", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer,
-                                                imageTokenizer: dvae, pool: pool)
+            let stage = try makeStage(pool)
             let loss: Float, values: [(String, Float)]
             if threads != nil {
-                (loss, values) = try stage.lossAndGradients(examples, step: 0, totalSteps: 1, pool: pool)
+                (loss, values) = try stage.lossAndGradients(examples, step: step, totalSteps: totalSteps, pool: pool)
             } else {  // one tape over the whole batch
                 let tape = Tape(pool: pool)
-                let (variable, named) = try stage.loss(tape, examples: examples, step: 0, totalSteps: 1)
+                let (variable, named) = try stage.loss(tape, examples: examples, step: step, totalSteps: totalSteps)
                 tape.backward(from: variable)
                 (loss, values) = (variable.value[0], named)
             }
@@ -183,7 +204,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(one.values, three.values)
         XCTAssertEqual(one.gradients, three.gradients, "the gradient depends on the thread count")
         XCTAssertEqual(one.loss, whole.loss, accuracy: 1e-5 * abs(whole.loss))
-        for (a, b) in zip(one.values, whole.values) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b)) }
+        for (a, b) in zip(one.values, whole.values) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(abs(b), 1e-3)) }
         XCTAssertEqual(one.gradients.count, whole.gradients.count)
         for (a, b) in zip(one.gradients, whole.gradients) {
             XCTAssertEqual(a.count, b.count)

@@ -100,16 +100,75 @@ public final class DVAEStage: TrainingStage {
         maxKLWeight * min(1, Float(step) / max(1, klWarmupFraction * Float(totalSteps)))
     }
 
-    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+    /// What the schedules set at `step` for a batch of `count` images: the scaled Gumbel noise
+    /// [count, vocab, G, G] (seeded by the step), τ, the KL weight, the floor on ln b, and whether
+    /// samples are straight-through.
+    private func settings(step: Int, totalSteps: Int, count: Int) -> (noise: [Float], tau: Float, klWeight: Float, minLogScale: Float, hard: Bool) {
         let c = model.config, g = c.tokenGridSize
-        let pixels = try pixelTensor(examples, size: c.imageSize)
         let noiseScale = self.noiseScale * min(1, Float(step) / max(1, noiseWarmupFraction * Float(totalSteps)))
-        let noise = gumbelNoise(count: examples.count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9).map { $0 * noiseScale }
-        let tau = temperature(step: step, totalSteps: totalSteps), beta = klWeight(step: step, totalSteps: totalSteps)
-        let floor: Float = Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity
-        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: noise, temperature: tau, klWeight: beta,
-                           usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: floor, hard: Float(step) >= hardFraction * Float(totalSteps))
-        return (l.total, [("nll", l.reconstruction), ("kl", l.kl), ("usage", l.usage), ("tau", tau), ("codes", Float(l.codesUsed))])
+        let noise = gumbelNoise(count: count * c.vocabSize * g * g, seed: seed &+ UInt64(step) &* 0x9E37_79B9).map { $0 * noiseScale }
+        return (noise, temperature(step: step, totalSteps: totalSteps), klWeight(step: step, totalSteps: totalSteps),
+                Float(step) < fixedScaleFraction * Float(totalSteps) ? 0 : -.infinity, Float(step) >= hardFraction * Float(totalSteps))
+    }
+
+    private func reported(_ nll: Float, _ kl: Float, _ usage: Float, _ tau: Float, _ codes: Int) -> [(String, Float)] {
+        [("nll", nll), ("kl", kl), ("usage", usage), ("tau", tau), ("codes", Float(codes))]
+    }
+
+    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+        let pixels = try pixelTensor(examples, size: model.config.imageSize)
+        let s = settings(step: step, totalSteps: totalSteps, count: examples.count)
+        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: s.noise, temperature: s.tau, klWeight: s.klWeight,
+                           usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: s.minLogScale, hard: s.hard)
+        return (l.total, reported(l.reconstruction, l.kl, l.usage, s.tau, l.codesUsed))
+    }
+
+    /// Images per micro-batch: fixed, so how the gradient is summed, and so every result, does
+    /// not depend on the thread count (as `TransformerStage.microBatch`).
+    static let microBatch = 2
+
+    /// A batch trains as micro-batches side by side, one per thread at a time, each on its own
+    /// tape (on a one-thread pool) over a shadow of the parameters: first every micro-batch's
+    /// encoder logits, whose joint code distribution the usage term needs (`Tape.codeDistribution`),
+    /// then each one's loss and gradient; the gradients are summed in a fixed order with their
+    /// shares of the batch as weights. The dVAE's convolutions (8–128 channels) are too small to
+    /// keep two threads busy one at a time (BENCHMARKS.md).
+    public func lossAndGradients(_ examples: [TrainingExample], step: Int, totalSteps: Int, pool: ThreadPool) throws -> (Float, [(String, Float)]) {
+        let c = model.config, n = examples.count, model = self.model
+        let pixels = try pixelTensor(examples, size: c.imageSize).scalars
+        let s = settings(step: step, totalSteps: totalSteps, count: n)
+        let micro = stride(from: 0, to: n, by: Self.microBatch).map { $0..<min($0 + Self.microBatch, n) }
+        let perImage = c.inputChannels * c.imageSize * c.imageSize, perNoise = c.vocabSize * c.tokenGridSize * c.tokenGridSize
+        func images(_ r: Range<Int>) -> [Float] { Array(pixels[(r.lowerBound * perImage)..<(r.upperBound * perImage)]) }
+        let shadows = micro.map { _ in model.parameters.shadow() }
+        let serial = ThreadPool(threads: 1)
+        let tapes = micro.map { _ in Tape(pool: serial) }
+        var logits = micro.map { _ in Variable.constant([], shape: [0]) }
+        logits.withUnsafeMutableBufferPointer { out in
+            pool.parallelForEach(micro.count) { i in
+                out[i] = model.logits(tapes[i], images: images(micro[i]), count: micro[i].count, weights: shadows[i])
+            }
+        }
+        let average = Tape.codeDistribution(logits)
+        var losses = [TrainableDVAE.Loss?](repeating: nil, count: micro.count)
+        losses.withUnsafeMutableBufferPointer { out in
+            pool.parallelForEach(micro.count) { i in
+                let r = micro[i]
+                let l = model.loss(tapes[i], images: images(r), logits: logits[i], noise: Array(s.noise[(r.lowerBound * perNoise)..<(r.upperBound * perNoise)]),
+                                   temperature: s.tau, klWeight: s.klWeight, usageWeight: usageWeight, usageFloor: usageFloor,
+                                   minLogScale: s.minLogScale, hard: s.hard, batchAverage: average, weights: shadows[i])
+                tapes[i].backward(from: l.total)
+                out[i] = l
+            }
+        }
+        let shares = micro.map { Float($0.count) / Float(n) }
+        model.parameters.accumulateGradients(from: shadows[...], scales: shares, pool: pool)
+        var total: Float = 0, nll: Float = 0, kl: Float = 0, usage: Float = 0, codes = Set<Int>()
+        for (l, share) in zip(losses.compactMap { $0 }, shares) {
+            total += share * l.total.value[0]; nll += share * l.reconstruction; kl += share * l.kl
+            usage = l.usage; codes.formUnion(l.codes)
+        }
+        return (total, reported(nll, kl, usage, s.tau, codes.count))
     }
 
     /// Seeds a fresh model's codebook by k-means over the cells of `examples` (see

@@ -186,24 +186,18 @@ extension Tape {
     /// softmax(logits), logits [N, V, H, W]: zero when the batch uses every code equally, ln V when
     /// it uses one. Minimising it spreads the encoder over the codebook (the diversity loss of
     /// wav2vec 2.0), which the per-position KL cannot do: that one is minimised by any flat q.
-    public func codeUsageKL(_ logits: Variable) -> Variable {
+    /// When these logits are one part of a larger batch, `batchAverage` is that batch's q̄
+    /// (`codeDistribution`): the value is then the batch's term, and the gradient the batch's
+    /// per position, averaged over this part's positions, so parts weighted by their share of
+    /// the positions sum to the batch's gradient.
+    public func codeUsageKL(_ logits: Variable, batchAverage: [Double]? = nil) -> Variable {
         let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
         let cells = n * plane
-        var q = [Float](repeating: 0, count: logits.count)
-        var mean = [Double](repeating: 0, count: vocab)
-        withPointers(logits.value) { l in
-            q.withUnsafeMutableBufferPointer { qb in
-                let out = qb.baseAddress.unsafelyUnwrapped
-                for cell in 0..<cells {
-                    let base = (cell / plane) * vocab * plane + cell % plane
-                    channelSoftmax(l + base, noise: nil, temperature: 1, count: vocab, stride: plane, into: out + base)
-                    for v in 0..<vocab { mean[v] += Double(out[base + v * plane]) }
-                }
-            }
-        }
-        let logMean = mean.map { Float(log(max($0 / Double(cells), 1e-30))) }
+        let (q, sum) = codeProbabilities(logits)
+        let average = batchAverage ?? sum.map { $0 / Double(cells) }
+        let logMean = average.map { Float(log(max($0, 1e-30))) }
         var kl = Float(log(Double(vocab)))
-        for v in 0..<vocab { kl += Float(mean[v] / Double(cells)) * logMean[v] }
+        for v in 0..<vocab { kl += Float(average[v]) * logMean[v] }
         return record([kl], shape: [], inputs: [logits]) { node in
             // d/dl_{c,u} = (1/M) q_{c,u} (ln q̄_u − Σ_v q_{c,v} ln q̄_v) for M positions.
             let g = node.grad[0] / Float(cells)
@@ -216,6 +210,18 @@ extension Tape {
                 }
             } }
         }
+    }
+
+    /// The average code distribution q̄ over every position of the parts' logits [N, V, H, W]
+    /// (the parts in order): what `codeUsageKL` needs when a batch runs as parts.
+    public static func codeDistribution(_ parts: [Variable]) -> [Double] {
+        guard let vocab = parts.first?.shape[1] else { return [] }
+        var sum = [Double](repeating: 0, count: vocab), cells = 0
+        for logits in parts {
+            for (v, s) in codeProbabilities(logits).sum.enumerated() { sum[v] += s }
+            cells += logits.shape[0] * logits.shape[2] * logits.shape[3]
+        }
+        return sum.map { $0 / Double(max(cells, 1)) }
     }
 
     /// Negative log-likelihood of pixels under the logit-Laplace distribution, summed over
@@ -253,6 +259,25 @@ extension Tape {
             } } }
         }
     }
+}
+
+/// softmax over the channels of logits [N, V, H, W] at every position, and its sum over the
+/// positions per channel (in position order).
+private func codeProbabilities(_ logits: Variable) -> (q: [Float], sum: [Double]) {
+    let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
+    var q = [Float](repeating: 0, count: logits.count)
+    var sum = [Double](repeating: 0, count: vocab)
+    withPointers(logits.value) { l in
+        q.withUnsafeMutableBufferPointer { qb in
+            let out = qb.baseAddress.unsafelyUnwrapped
+            for cell in 0..<(n * plane) {
+                let base = (cell / plane) * vocab * plane + cell % plane
+                channelSoftmax(l + base, noise: nil, temperature: 1, count: vocab, stride: plane, into: out + base)
+                for v in 0..<vocab { sum[v] += Double(out[base + v * plane]) }
+            }
+        }
+    }
+    return (q, sum)
 }
 
 /// softmax((x + noise) / τ) over `count` values `stride` apart. Terms below e^−30 of the
