@@ -181,6 +181,24 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// So does CLIP, whose towers run as micro-batches and whose contrastive loss couples the
+    /// whole batch, hard negatives (a judged candidate set's failing images) included.
+    func testCLIPMicroBatchesMatchOnePassForAnyThreadCount() throws {
+        let data = try shapes()
+        let tokenizer = try TrainingSetup.trainTokenizer(data.training, vocabularySize: 560, captionLimit: 200)
+        let plain = try (0..<11).map { try data.training.example(at: $0) }
+        // 11 captions + 4 near-miss captions, 11 images + 6 failing ones: tower micro-batches of 8, the last ones partial.
+        let examples = plain.enumerated().map { k, example in
+            TrainingExample(caption: example.caption, image: example.image, negatives: k < 3 ? [plain[k + 3].image, plain[k + 6].image] : [],
+                            negativeCaptions: k % 3 == 0 ? [plain[k + 1].caption] : [])
+        }
+        let config = CLIPConfig(embedDim: 8, imageResolution: 16, visionPatchSize: 8, visionWidth: 16, visionLayers: 1, visionHeads: 2,
+                                contextLength: 16, vocabSize: 0, textWidth: 16, textLayers: 1, textHeads: 2).metadata
+        try checkMicroBatchesMatchOnePass(examples, step: 0, totalSteps: 1) { pool in
+            try TrainingSetup.stage("clip", config: config, checkpoint: nil, seed: 2, tokenizer: tokenizer, imageTokenizer: nil, pool: pool)
+        }
+    }
+
     /// `makeStage`'s `lossAndGradients` on 1 and 3 threads (bit for bit the same) against one tape
     /// over the whole batch (the same up to summation order).
     private func checkMicroBatchesMatchOnePass(_ examples: [TrainingExample], step: Int, totalSteps: Int,

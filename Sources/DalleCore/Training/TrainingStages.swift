@@ -308,15 +308,66 @@ public final class CLIPStage: TrainingStage {
     public var parameters: ParameterSet { model.parameters }
     public var metadata: [String: String] { model.config.metadata }
 
-    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+    /// The towers' inputs: preprocessed pixels of every image, then every caption's tokens.
+    private func inputs(_ examples: [TrainingExample]) throws -> (pixels: [Float], images: Int, tokens: [Int32], texts: Int) {
         let c = model.config
         let captions = examples.map(\.caption) + examples.flatMap(\.negativeCaptions)
         let tokens = try captions.flatMap { try tokenizer.tokenizeCLIP($0, contextLength: c.contextLength).ids }
         let images = try images(examples)
         let pixels = try images.withViews { try CLIPPreprocess.tensor(from: $0, size: c.imageResolution) }
-        let l = model.loss(tape, pixels: pixels.scalars, images: images.count, tokens: tokens, texts: captions.count,
-                           pairs: examples.count)
-        return (l, [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))])
+        return (pixels.scalars, images.count, tokens, captions.count)
+    }
+
+    private var reported: [(String, Float)] { [("scale", expf(model.parameters["clip.logit_scale"]?.value[0] ?? 0))] }
+
+    public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
+        let x = try inputs(examples)
+        let l = model.loss(tape, pixels: x.pixels, images: x.images, tokens: x.tokens, texts: x.texts, pairs: examples.count)
+        return (l, reported)
+    }
+
+    /// Images or captions per micro-batch of a tower: fixed, so how the gradient is summed, and
+    /// so every result, does not depend on the thread count.
+    static let microBatch = 8
+
+    /// The towers embed a batch as micro-batches side by side, one per thread at a time, each on
+    /// its own tape (on a one-thread pool) over a shadow of the parameters; the contrastive loss,
+    /// which couples the whole batch, then runs once on all their embeddings, and each
+    /// micro-batch back-propagates its embeddings' part of that gradient through its tower. The
+    /// shadows' gradients are summed in a fixed order.
+    public func lossAndGradients(_ examples: [TrainingExample], step: Int, totalSteps: Int, pool: ThreadPool) throws -> (Float, [(String, Float)]) {
+        let c = model.config, model = self.model, x = try inputs(examples)
+        let perImage = 3 * c.imageResolution * c.imageResolution, ctx = c.contextLength, e = c.embedDim
+        func parts(_ count: Int) -> [Range<Int>] { stride(from: 0, to: count, by: Self.microBatch).map { $0..<min($0 + Self.microBatch, count) } }
+        let imageParts = parts(x.images), textParts = parts(x.texts), jobs = imageParts.count + textParts.count
+        let shadows = (0..<jobs).map { _ in model.parameters.shadow() }
+        let serial = ThreadPool(threads: 1)
+        let tapes = (0..<jobs).map { _ in Tape(pool: serial) }
+        var embeddings = (0..<jobs).map { _ in Variable.constant([], shape: [0]) }
+        embeddings.withUnsafeMutableBufferPointer { out in
+            pool.parallelForEach(jobs) { j in
+                if j < imageParts.count {
+                    let r = imageParts[j]
+                    out[j] = model.encodeImages(tapes[j], pixels: Array(x.pixels[(r.lowerBound * perImage)..<(r.upperBound * perImage)]),
+                                                count: r.count, weights: shadows[j])
+                } else {
+                    let r = textParts[j - imageParts.count]
+                    out[j] = model.encodeText(tapes[j], tokens: Array(x.tokens[(r.lowerBound * ctx)..<(r.upperBound * ctx)]),
+                                              count: r.count, weights: shadows[j])
+                }
+            }
+        }
+        let images = Variable(embeddings[..<imageParts.count].flatMap(\.value), shape: [x.images, e], requiresGrad: true)
+        let texts = Variable(embeddings[imageParts.count...].flatMap(\.value), shape: [x.texts, e], requiresGrad: true)
+        let tape = Tape(pool: pool)
+        let loss = model.contrastiveLoss(tape, images: images, texts: texts, pairs: examples.count)
+        tape.backward(from: loss)
+        pool.parallelForEach(jobs) { j in
+            let (all, r) = j < imageParts.count ? (images, imageParts[j]) : (texts, textParts[j - imageParts.count])
+            tapes[j].backward(from: embeddings[j], gradient: Array(all.grad[(r.lowerBound * e)..<(r.upperBound * e)]))
+        }
+        model.parameters.accumulateGradients(from: shadows[...], scales: [Float](repeating: 1, count: jobs), pool: pool)
+        return (loss.value[0], reported)
     }
 
     public func validationLoss(_ examples: [TrainingExample], pool: ThreadPool) throws -> Float {

@@ -69,11 +69,12 @@ public final class Tape {
         return v
     }
 
-    /// Back-propagates from the scalar `loss` (seeded with d loss = 1) through every recorded
-    /// operation, then forgets them. Parameter gradients accumulate.
-    public func backward(from loss: Variable) {
+    /// Back-propagates from `loss` (seeded with d loss = 1, or with `gradient`, d L / d loss for
+    /// an output that feeds a loss recorded elsewhere) through every recorded operation, then
+    /// forgets them. Parameter gradients accumulate.
+    public func backward(from loss: Variable, gradient: [Float]? = nil) {
         guard loss.requiresGrad else { nodes.removeAll(); return }
-        loss.grad = [Float](repeating: 1, count: loss.count)
+        loss.grad = gradient ?? [Float](repeating: 1, count: loss.count)
         for node in nodes.reversed() {
             if !node.grad.isEmpty { node.backward?(node) }
             node.backward = nil
