@@ -195,6 +195,32 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The weight gradient's operand im2col(x)ᵀ, gathered while packing, gives bit for bit the
+    /// product with the materialised matrix (packing only copies values).
+    func testTransposedImageOperandMatchesMaterialisedIm2col() {
+        var rng = Random(state: 9)
+        // (cin, cout, k, h, w, relu): pixels past one 256-deep block, taps not a multiple of 16.
+        for (cin, cout, k, h, w, relu) in [(3, 5, 3, 17, 20, true), (2, 7, 7, 5, 9, false), (20, 4, 1, 6, 13, true), (5, 13, 3, 3, 40, false)] {
+            let x = rng.tensor([cin, h, w]), dy = rng.tensor([cout, h * w]), start = rng.tensor([cout, cin * k * k])
+            let pad = (k - 1) / 2, depth = cin * k * k
+            var columns = [Float](repeating: 0, count: h * w * depth)  // row y·w + x, column (c·k + ky)·k + kx
+            for y in 0..<h { for xx in 0..<w { for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                let sy = y + ky - pad, sx = xx + kx - pad
+                let v = sy >= 0 && sy < h && sx >= 0 && sx < w ? x.scalars[(c * h + sy) * w + sx] : 0
+                columns[(y * w + xx) * depth + (c * k + ky) * k + kx] = relu ? max(v, 0) : v
+            } } } } }
+            var expected = start.scalars, got = start.scalars
+            gemm(m: cout, n: depth, k: h * w, a: dy.scalars, lda: h * w, b: columns, ldb: depth, c: &expected, ldc: depth,
+                 accumulate: true, pool: ThreadPool(threads: 2))
+            x.scalars.withUnsafeBufferPointer { xp in dy.scalars.withUnsafeBufferPointer { g in got.withUnsafeMutableBufferPointer { c in
+                gemmDriver(m: cout, n: depth, k: h * w, a: .matrix(g.baseAddress!, ld: h * w),
+                           b: .transposedImage(xp.baseAddress!, height: h, width: w, kernel: k, relu: relu),
+                           c: c.baseAddress!, ldc: depth, accumulate: true, epilogue: nil, pool: ThreadPool(threads: 2))
+            } } }
+            XCTAssertEqual(got, expected, "k=\(k) \(cin)->\(cout) at \(h)x\(w)")
+        }
+    }
+
     func testConv2DIsBitIdenticalForAnyThreadCount() throws {
         var rng = Random(state: 5)
         let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])

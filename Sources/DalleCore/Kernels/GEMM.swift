@@ -58,6 +58,9 @@ enum GemmB {
     /// The implicit im2col matrix of one CHW image for a k×k "same" convolution:
     /// row (c·k + ky)·k + kx, column y·width + x.
     case image(UnsafePointer<Float>, height: Int, width: Int, kernel: Int, relu: Bool)
+    /// Its transpose: row y·width + x, column (c·k + ky)·k + kx (a convolution's weight
+    /// gradient is dy · im2col(x)ᵀ).
+    case transposedImage(UnsafePointer<Float>, height: Int, width: Int, kernel: Int, relu: Bool)
 }
 
 /// Applied to C once its last k-block is summed: C = residual + scale · (C + bias[row]).
@@ -193,6 +196,9 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                 case let .image(x, h, w, ks, relu):
                     packBImage(x, height: h, width: w, kernel: ks, relu: relu,
                                row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
+                case let .transposedImage(x, h, w, ks, relu):
+                    packBTransposedImage(x, height: h, width: w, kernel: ks, relu: relu,
+                                         pixel0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
                 }
                 let store = TileStore(first: pc == 0, last: pc + kc == k, accumulate: accumulate,
                                       epilogue: epilogue)
@@ -395,6 +401,39 @@ private func packBImage(_ x: UnsafePointer<Float>, height h: Int, width w: Int,
             }
             kx += 1
             if kx == ks { kx = 0; ky += 1; if ky == ks { ky = 0; ch += 1 } }
+        }
+    }
+}
+
+/// Packs rows [pixel0, pixel0 + depth) (output pixels y·w + x) and columns [col0, col0 + cols)
+/// (kernel taps (c·k + ky)·k + kx) of the transposed implicit im2col matrix of a CHW image (k×k
+/// kernel, stride 1, zero padding (k-1)/2) into NR-column panels, each [depth][NR], columns
+/// past the edge zero. Tap by tap, so the reads run along the image's rows and the writes stay
+/// in one panel.
+private func packBTransposedImage(_ x: UnsafePointer<Float>, height h: Int, width w: Int,
+                                  kernel ks: Int, relu: Bool, pixel0: Int, depth: Int, col0: Int, cols: Int,
+                                  into dst: UnsafeMutablePointer<Float>) {
+    let pad = (ks - 1) / 2
+    let panels = (cols + gemmNR - 1) / gemmNR
+    for jp in 0..<panels {
+        let panel = dst + jp * depth * gemmNR
+        for t in 0..<gemmNR {
+            let j = jp * gemmNR + t
+            guard j < cols else {
+                for p in 0..<depth { panel[p * gemmNR + t] = 0 }
+                continue
+            }
+            let tap = col0 + j, ch = tap / (ks * ks), ky = tap % (ks * ks) / ks, kx = tap % ks
+            let plane = x + ch * h * w
+            var y = pixel0 / w, xx = pixel0 - y * w
+            for p in 0..<depth {
+                let sy = y + ky - pad, sx = xx + kx - pad
+                var v: Float = 0
+                if sy >= 0 && sy < h && sx >= 0 && sx < w { v = plane[sy * w + sx] }
+                panel[p * gemmNR + t] = relu ? max(v, 0) : v
+                xx += 1
+                if xx == w { xx = 0; y += 1 }
+            }
         }
     }
 }

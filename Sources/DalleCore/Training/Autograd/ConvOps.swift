@@ -2,7 +2,7 @@
 extension Tape {
     /// Stride-1 "same" convolution of relu(x) (when `reluInput`) or x: w [out, in, k, k] with k
     /// odd, b [out]. The input gradient is itself a convolution (of the output gradient with
-    /// the flipped, transposed kernel); the weight gradient is dy · im2col(x)ᵀ per image.
+    /// the flipped, transposed kernel); the weight gradient is dy · im2col(x)ᵀ per image (im2col never materialised).
     public func conv2d(_ x: Variable, _ w: Variable, _ b: Variable, reluInput: Bool = false) -> Variable {
         let n = x.shape[0], cin = x.shape[1], h = x.shape[2], wd = x.shape[3]
         let cout = w.shape[0], k = w.shape[2], hw = h * wd, depth = cin * k * k
@@ -26,18 +26,12 @@ extension Tape {
                 } } }
             }
             if w.requiresGrad {
-                var columns = [Float](repeating: 0, count: hw * depth)
                 w.accumulateGrad { gw in
                     withPointers(dy) { g in withPointers(x.value) { xp in
                         for image in 0..<n {
-                            columns.withUnsafeMutableBufferPointer { cb in
-                                im2colTransposed(xp + image * cin * hw, channels: cin, height: h, width: wd, kernel: k,
-                                                 relu: reluInput, into: cb.baseAddress.unsafelyUnwrapped, pool: pool)
-                            }
-                            withPointers(columns) { c in
-                                gemm(m: cout, n: depth, k: hw, a: g + image * cout * hw, lda: hw, b: c, ldb: depth,
-                                     c: gw, ldc: depth, accumulate: true, pool: pool)
-                            }
+                            gemmDriver(m: cout, n: depth, k: hw, a: .matrix(g + image * cout * hw, ld: hw),
+                                       b: .transposedImage(xp + image * cin * hw, height: h, width: wd, kernel: k, relu: reluInput),
+                                       c: gw, ldc: depth, accumulate: true, epilogue: nil, pool: pool)
                         }
                     } }
                 }
@@ -89,31 +83,6 @@ extension Tape {
                     } }
                 }
             } }
-        }
-    }
-}
-
-/// im2col of one CHW image for a k×k "same" convolution, transposed: row y·width + x,
-/// column (c·k + ky)·k + kx, zeros outside the image; relu applied when asked.
-func im2colTransposed(_ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernel k: Int,
-                      relu: Bool, into dst: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let pad = (k - 1) / 2, depth = channels * k * k
-    pool.parallelFor(height) { rows in
-        for y in rows {
-            for xx in 0..<width {
-                let row = dst + (y * width + xx) * depth
-                for c in 0..<channels {
-                    for ky in 0..<k {
-                        let sy = y + ky - pad
-                        for kx in 0..<k {
-                            let sx = xx + kx - pad
-                            var v: Float = 0
-                            if sy >= 0, sy < height, sx >= 0, sx < width { v = x[(c * height + sy) * width + sx] }
-                            row[(c * k + ky) * k + kx] = relu ? max(v, 0) : v
-                        }
-                    }
-                }
-            }
         }
     }
 }
