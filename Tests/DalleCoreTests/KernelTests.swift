@@ -221,6 +221,38 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The transformer's Linear streams up to 16 rows, in pairs, through its weight panels (more
+    /// through the packed GEMM): every streamed row's result is bit for bit its result alone, and
+    /// each row close to a double-precision reference, for widths that leave partial panels.
+    func testLinearRowsMatchOneRowAtATime() {
+        var rng = Random(state: 11)
+        for (inputs, outputs) in [(24, 45), (64, 96), (7, 10)] {
+            let w = rng.tensor([outputs, inputs]), b = rng.tensor([outputs])
+            let linear = Linear(torchWeight: w, bias: b)
+            for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16, 20] {
+                let x = rng.array(rows * inputs)
+                var together = [Float](repeating: 0, count: rows * outputs)
+                x.withUnsafeBufferPointer { xp in together.withUnsafeMutableBufferPointer { y in
+                    linear.apply(xp.baseAddress!, rows: rows, into: y.baseAddress!, pool: ThreadPool(threads: 2))
+                } }
+                for r in 0..<rows {
+                    var alone = [Float](repeating: 0, count: outputs)
+                    x.withUnsafeBufferPointer { xp in alone.withUnsafeMutableBufferPointer { y in
+                        linear.apply(xp.baseAddress! + r * inputs, rows: 1, into: y.baseAddress!, pool: ThreadPool(threads: 1))
+                    } }
+                    if rows <= Linear.streamingRows {
+                        XCTAssertEqual(Array(together[(r * outputs)..<((r + 1) * outputs)]), alone, "row \(r) of \(rows), \(inputs)->\(outputs)")
+                    }
+                    let reference = (0..<outputs).map { o in
+                        (0..<inputs).reduce(Double(b.scalars[o])) { $0 + Double(x[r * inputs + $1]) * Double(w.scalars[o * inputs + $1]) }
+                    }
+                    assertClose(Array(together[(r * outputs)..<((r + 1) * outputs)]), reference, scale: [Double](repeating: Double(inputs), count: outputs),
+                                "row \(r) of \(rows)")
+                }
+            }
+        }
+    }
+
     func testConv2DIsBitIdenticalForAnyThreadCount() throws {
         var rng = Random(state: 5)
         let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])
