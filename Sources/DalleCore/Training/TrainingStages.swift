@@ -38,6 +38,11 @@ extension TrainingStage {
     }
 }
 
+/// [0, count) cut into consecutive ranges of `size` (the last one shorter): a batch's micro-batches.
+func microBatches(_ count: Int, size: Int) -> [Range<Int>] {
+    stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
+}
+
 /// [N, 3, S, S] floats in [0, 1] of same-size examples.
 func pixelTensor(_ examples: [TrainingExample], size: Int) throws -> Tensor {
     let images = examples.map(\.image)
@@ -137,7 +142,7 @@ public final class DVAEStage: TrainingStage {
         let c = model.config, n = examples.count, model = self.model
         let pixels = try pixelTensor(examples, size: c.imageSize).scalars
         let s = settings(step: step, totalSteps: totalSteps, count: n)
-        let micro = stride(from: 0, to: n, by: Self.microBatch).map { $0..<min($0 + Self.microBatch, n) }
+        let micro = microBatches(n, size: Self.microBatch)
         let perImage = c.inputChannels * c.imageSize * c.imageSize, perNoise = c.vocabSize * c.tokenGridSize * c.tokenGridSize
         func images(_ r: Range<Int>) -> [Float] { Array(pixels[(r.lowerBound * perImage)..<(r.upperBound * perImage)]) }
         let shadows = micro.map { _ in model.parameters.shadow() }
@@ -244,12 +249,12 @@ public final class TransformerStage: TrainingStage {
     public func lossAndGradients(_ examples: [TrainingExample], step: Int, totalSteps: Int, pool: ThreadPool) throws -> (Float, [(String, Float)]) {
         let (text, image) = try batch(examples)
         let c = model.config, n = examples.count, model = self.model
-        let micro = stride(from: 0, to: n, by: Self.microBatch).map { $0..<min($0 + Self.microBatch, n) }
+        let micro = microBatches(n, size: Self.microBatch)
         let shadows = (0..<min(Self.microBatchesAtOnce, micro.count)).map { _ in model.parameters.shadow() }
         let serial = ThreadPool(threads: 1)
         var total: Float = 0, textLoss: Float = 0, imageLoss: Float = 0
-        for first in stride(from: 0, to: micro.count, by: Self.microBatchesAtOnce) {
-            let group = Array(micro[first..<min(first + Self.microBatchesAtOnce, micro.count)])
+        for together in microBatches(micro.count, size: Self.microBatchesAtOnce) {
+            let group = Array(micro[together])
             var parts = [(total: Float, text: Float, image: Float)](repeating: (0, 0, 0), count: group.count)
             parts.withUnsafeMutableBufferPointer { out in
                 pool.parallelForEach(group.count) { i in
@@ -338,8 +343,8 @@ public final class CLIPStage: TrainingStage {
     public func lossAndGradients(_ examples: [TrainingExample], step: Int, totalSteps: Int, pool: ThreadPool) throws -> (Float, [(String, Float)]) {
         let c = model.config, model = self.model, x = try inputs(examples)
         let perImage = 3 * c.imageResolution * c.imageResolution, ctx = c.contextLength, e = c.embedDim
-        func parts(_ count: Int) -> [Range<Int>] { stride(from: 0, to: count, by: Self.microBatch).map { $0..<min($0 + Self.microBatch, count) } }
-        let imageParts = parts(x.images), textParts = parts(x.texts), jobs = imageParts.count + textParts.count
+        let imageParts = microBatches(x.images, size: Self.microBatch), textParts = microBatches(x.texts, size: Self.microBatch)
+        let jobs = imageParts.count + textParts.count
         let shadows = (0..<jobs).map { _ in model.parameters.shadow() }
         let serial = ThreadPool(threads: 1)
         let tapes = (0..<jobs).map { _ in Tape(pool: serial) }
