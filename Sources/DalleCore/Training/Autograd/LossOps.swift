@@ -150,20 +150,14 @@ extension Tape {
     /// logits [N, V, H, W].
     public func klToUniform(_ logits: Variable) -> Variable {
         let n = logits.shape[0], vocab = logits.shape[1], plane = logits.shape[2] * logits.shape[3]
-        var q = [Float](repeating: 0, count: logits.count)
+        let q = codeProbabilities(logits).q
         var total: Double = 0
         let logVocab = logf(Float(vocab))
-        withPointers(logits.value) { l in
-            q.withUnsafeMutableBufferPointer { qb in
-                let out = qb.baseAddress.unsafelyUnwrapped
-                for cell in 0..<(n * plane) {
-                    let base = (cell / plane) * vocab * plane + cell % plane
-                    channelSoftmax(l + base, noise: nil, temperature: 1, count: vocab, stride: plane, into: out + base)
-                    var kl: Float = logVocab
-                    for v in 0..<vocab { let p = out[base + v * plane]; if p > 0 { kl += p * logf(p) } }
-                    total += Double(kl)
-                }
-            }
+        for cell in 0..<(n * plane) {
+            let base = (cell / plane) * vocab * plane + cell % plane
+            var kl: Float = logVocab
+            for v in 0..<vocab { let p = q[base + v * plane]; if p > 0 { kl += p * logf(p) } }
+            total += Double(kl)
         }
         return record([Float(total) / Float(n)], shape: [], inputs: [logits]) { node in
             let g = node.grad[0] / Float(n)
