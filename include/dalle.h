@@ -564,7 +564,10 @@ typedef struct dalle_train_params {
                                          caption then a near miss: hard negatives for CLIP),
                                          "shapes-defects" (each picture with two defect images
                                          -- misshapen, merged, missing, extra or resized
-                                         objects -- as CLIP's hard negatives),
+                                         objects -- as CLIP's hard negatives); each of
+                                         these three may end in ":S,C,R", the weights of
+                                         the one object, counting and relation templates
+                                         (default 1,1,2), e.g. "shapes:1,2,1";
                                          a judged candidate set FILE.safetensors (`dalle
                                          candidates`: a model's failing candidates are CLIP's
                                          hard negatives; several, comma-separated, are

@@ -18,7 +18,9 @@ let usage = """
       train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes;
                                                  shapes-near-misses: each caption then a near miss, or
                                                  shapes-defects: each picture with two defect images, as
-                                                 CLIP's hard negatives), judged candidate sets (dalle
+                                                 CLIP's hard negatives; :S,C,R after any of them
+                                                 weighs the one object, counting and relation
+                                                 templates, default 1,1,2), judged candidate sets (dalle
                                                  candidates; A.safetensors,B.safetensors) or a folder
                                                  of NAME.png + NAME.txt; FILE is a checkpoint, resumed
                                                  when it exists. S: tokenizer, dvae, transformer, clip

@@ -12,7 +12,8 @@ public struct TrainingJob {
     public var stage: String
     /// "shapes" for the Shapes World, "shapes-near-misses" for it with every caption followed by a
     /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), "shapes-defects" for
-    /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`), a judged candidate
+    /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`) — any of
+    /// the three with ":SINGLE,COUNTING,RELATION" template weights (`shapesData`) —, a judged candidate
     /// set FILE.safetensors (`ShapesWorld.CandidateSet`: a model's own candidates, the failing ones
     /// hard negatives for CLIP, see `CandidateSetSource`; several, comma-separated, are joined), or a folder of NAME.png images with
     /// NAME.txt captions.
@@ -133,10 +134,24 @@ public struct TrainingJob {
         return finished
     }
 
-    private func dataSplit(imageSize: Int, log: (String) -> Void) throws -> TrainingSplit {
-        if ["shapes", "shapes-near-misses", "shapes-defects"].contains(data) {
-            return try ShapesWorldSource(seed: options.seed, imageSize: imageSize, nearMisses: data == "shapes-near-misses",
-                                         defects: data == "shapes-defects" ? 2 : 0)
+    /// The Shapes World source a data string names — "shapes", "shapes-near-misses" or "shapes-defects",
+    /// optionally followed by ":SINGLE,COUNTING,RELATION" template weights (default 1,1,2; checked by
+    /// `ShapesWorldSource`) — or nil for other data.
+    static func shapesData(_ data: String) throws -> (String, ShapesWorld.TemplateMix)? {
+        let parts = data.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard ["shapes", "shapes-near-misses", "shapes-defects"].contains(parts[0]) else { return nil }
+        guard parts.count == 2 else { return (parts[0], .standard) }
+        let weights = parts[1].split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard weights.count == 3, let single = weights[0], let counting = weights[1], let relation = weights[2] else {
+            throw DalleError.invalidArgument("\(parts[0]) takes template weights as ':SINGLE,COUNTING,RELATION' (e.g. '\(parts[0]):1,2,1'), got '\(data)'")
+        }
+        return (parts[0], ShapesWorld.TemplateMix(single: single, counting: counting, relation: relation))
+    }
+
+    func dataSplit(imageSize: Int, log: (String) -> Void) throws -> TrainingSplit {
+        if let (name, mix) = try Self.shapesData(data) {
+            return try ShapesWorldSource(seed: options.seed, mix: mix, imageSize: imageSize, nearMisses: name == "shapes-near-misses",
+                                         defects: name == "shapes-defects" ? 2 : 0)
                 .trainingAndValidation(validationCount: 256)
         }
         let files = data.split(separator: ",", omittingEmptySubsequences: false).map(String.init)

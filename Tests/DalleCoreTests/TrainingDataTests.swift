@@ -103,6 +103,29 @@ final class TrainingDataTests: XCTestCase {
         XCTAssertThrowsError(try ShapesWorldSource(seed: 1, imageSize: 0))
     }
 
+    func testShapesDataTakesTemplateWeights() throws {
+        XCTAssertNil(try TrainingJob.shapesData("folder/shapes"))
+        XCTAssertNil(try TrainingJob.shapesData("shapes2:1,1,1"))
+        XCTAssertEqual(try TrainingJob.shapesData("shapes")?.1, .standard)
+        let (name, mix) = try XCTUnwrap(try TrainingJob.shapesData("shapes-defects:0,3,1"))
+        XCTAssertEqual(name, "shapes-defects")
+        XCTAssertEqual(mix, ShapesWorld.TemplateMix(single: 0, counting: 3, relation: 1))
+        for bad in ["shapes:", "shapes:1,2", "shapes:1,2,x", "shapes:1,2,3,4", "shapes:1,,2"] {
+            XCTAssertThrowsError(try TrainingJob.shapesData(bad), bad) { error in
+                XCTAssertTrue("\(error)".contains("':SINGLE,COUNTING,RELATION'"), "\(error)")
+            }
+        }
+        // The weights reach the training and validation streams: counting alone gives only counting captions.
+        let split = try TrainingJob(stage: "dvae", data: "shapes:0,1,0", outputPath: "unused").dataSplit(imageSize: 64) { _ in }
+        for source in [split.training, split.validation] {
+            for i in 0..<40 {
+                let caption = try source.example(at: i).caption
+                XCTAssertTrue(caption.hasPrefix("two ") || caption.hasPrefix("three "), caption)
+            }
+        }
+        XCTAssertThrowsError(try TrainingJob(stage: "dvae", data: "shapes:0,0,0", outputPath: "unused").dataSplit(imageSize: 64) { _ in })
+    }
+
     func testShapesWorldSourceAtAnotherImageSize() throws {
         let small = try ShapesWorldSource(seed: 7, imageSize: 32).example(at: 3)
         let full = try ShapesWorldSource(seed: 7).example(at: 3)

@@ -79,6 +79,16 @@ def test_dvae_schedule_reaches_the_trainer(tmp_path):
         dalle.train("dvae", "shapes", tmp_path / "y.st", config=TINY_DVAE, steps=1, dvae_schedule={"usage": -1})
 
 
+def test_shapes_template_weights(tmp_path):
+    dvae = dalle.train("dvae", "shapes:0,1,0", tmp_path / "dvae.st", config=TINY_DVAE, steps=1, batch_size=2,
+                       validation_count=2)
+    assert dvae.exists()
+    with pytest.raises(dalle.InvalidArgumentError, match="':SINGLE,COUNTING,RELATION'"):
+        dalle.train("dvae", "shapes:1,2", tmp_path / "x.st", config=TINY_DVAE, steps=1)
+    with pytest.raises(dalle.InvalidArgumentError, match="positive sum"):
+        dalle.train("dvae", "shapes-defects:0,0,0", tmp_path / "y.st", config=TINY_DVAE, steps=1)
+
+
 def test_older_train_params_without_dvae_schedule(tmp_path):
     """A caller built against the header before dvae_schedule passes a smaller struct_size: the
     library reads only the fields that caller knows, so a bogus value past its end is never seen."""

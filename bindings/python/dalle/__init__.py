@@ -603,7 +603,8 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
     "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP; "shapes-defects": every
     picture with two defect images, misshapen, merged, missing, extra or resized objects, as CLIP's hard
-    negatives), a judged candidate
+    negatives; any of the three followed by ":S,C,R" weighs the one object, counting and relation templates,
+    default "shapes:1,1,2"), a judged candidate
     set FILE.safetensors (`dalle candidates`: a model's failing candidates as CLIP's hard negatives; several,
     comma-separated, are joined) or a
     folder of NAME.png + NAME.txt, writing a checkpoint to out_path (resumed when it exists). config is a dict of
