@@ -12,8 +12,8 @@ public struct TrainingJob {
     public var stage: String
     /// "shapes" for the Shapes World, "shapes-near-misses" for it with every caption followed by a
     /// near miss (hard negatives for CLIP, see `ShapesWorldSource.nearMisses`), "shapes-defects" for
-    /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`) — any of
-    /// the three with ":SINGLE,COUNTING,RELATION" template weights (`shapesData`) —, a judged candidate
+    /// it with two defect images of each picture as CLIP's hard negatives (`ShapesWorldSource.defects`), each of the
+    /// three optionally with ":SINGLE,COUNTING,RELATION" template weights (`shapesData`); a judged candidate
     /// set FILE.safetensors (`ShapesWorld.CandidateSet`: a model's own candidates, the failing ones
     /// hard negatives for CLIP, see `CandidateSetSource`; several, comma-separated, are joined), or a folder of NAME.png images with
     /// NAME.txt captions.
