@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 12 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 15 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -74,8 +74,32 @@ done
 # 6. The shipped transformer: the same with 6 layers (6.9 M parameters) through the same schedules
 #    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
 train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
-# 7. The CLI's default model: one 16-bit bundle of the four parts, CLIP's pick ranking by CLIP score + 5 x
-#    the transformer's log-likelihood (chosen on tools/clip_pick.py's set 6: models/shapes-world.md), and its table.
-"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$RUN/clip-hard-negatives.safetensors" \
+# 7. A bundle of the four parts, CLIP's pick ranking by CLIP score + 5 x the transformer's log-likelihood
+#    (chosen on tools/clip_pick.py's set 6: models/shapes-world.md): the previous default model.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-6-layers.safetensors" "$RUN/clip-hard-negatives.safetensors" \
     "$transformer" "$RUN/model-first.safetensors"
+# 8. The shipped dVAE: the recipe of step 2 over 38,400 steps (~2 h on 2 threads), then 4,800 steps at tau = 1/16
+#    on twice the counting pictures (--data shapes:1,2,1; ~30 min), whose failures were merged same-coloured squares.
+"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 38400 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
+    --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 \
+    --out "$RUN/dvae-38400.safetensors"
+"$DALLE" train --stage dvae --data shapes:1,2,1 --init "$RUN/dvae-38400.safetensors" --steps 4800 --batch 8 --lr 1e-3 \
+    --warmup 50 --kl-weight 0 --dvae-schedule anneal=0,usage=1,usage-floor=256,noise-warmup=0,fixed-scale=1,hard=1 \
+    --every 400 --out "$RUN/dvae-counting.safetensors"
+"$DALLE" bundle --dtype f16 --out "$RUN/dvae-counting-f16.safetensors" "$RUN/dvae-counting.safetensors"
+#    The 6-layer transformer carried over to its codes (each new code's rows from the old codes it co-occurs with
+#    on 2,000 training images) and fine-tuned on its tokens: two schedules of 1,400 steps (~50 min each on one
+#    thread); CLIP and the tokenizer stay.
+[ -f "$RUN/transformer-carried.safetensors" ] || PYTHONPATH=bindings/python python3 tools/carry_transformer.py \
+    "$RUN/model-6-layers.safetensors" "$RUN/dvae-counting-f16.safetensors" --out "$RUN/transformer-carried.safetensors"
+transformer="$RUN/transformer-carried.safetensors"
+for seed in 11 12; do
+    "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-counting-f16.safetensors" \
+        --init "$transformer" --steps 1400 --batch 16 --lr 5e-4 --warmup 50 --every 100 --seed "$seed" \
+        --out "$RUN/transformer-carried-$seed.safetensors"
+    transformer="$RUN/transformer-carried-$seed.safetensors"
+done
+# 9. The CLI's default model, and its table.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$transformer" \
+    "$RUN/dvae-counting-f16.safetensors" "$RUN/model-6-layers.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
