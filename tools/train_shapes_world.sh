@@ -16,9 +16,12 @@ mkdir -p "$RUN" models
 # 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~1 h on 2 threads at 45 examples/s). The codebook starts
 #    from k-means over the cells of 256 training images; the usage term keeps >= 256 codes' worth in use;
 #    tau anneals from 1 to 1/16 over the whole run; no KL term (models/shapes-world.md has what each part measured).
-"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 19200 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
-    --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 \
-    --out "$RUN/dvae.safetensors"
+#    train_dvae STEPS OUT: that recipe over STEPS steps of 8.
+train_dvae() {
+    "$DALLE" train --stage dvae --data shapes --config group_count=3 --steps "$1" --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
+        --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 --out "$2"
+}
+train_dvae 19200 "$RUN/dvae.safetensors"
 #    Its 16-bit copy, which the model ships: CLIP and the transformer learn on its tokens and pictures.
 "$DALLE" bundle --dtype f16 --out "$RUN/dvae-f16.safetensors" "$RUN/dvae.safetensors"
 # 3. CLIP for reranking: on clean renders (~15 min), then fine-tuned on the dVAE's reconstructions (--dvae:
@@ -39,20 +42,26 @@ mkdir -p "$RUN" models
 #    then two further schedules of 1,400 steps, each from the last one's weights on fresh examples (stream
 #    seeds 11-12; lr 5e-4, then 3e-4; ~25-30 min each on 2 threads). Every schedule has its own file, so a
 #    run directory of an older recipe is never taken for a finished later schedule.
-#    train_transformer DEPTH PREFIX "NAME LR SEED"...: the first schedule, then each further one; sets $transformer.
-train_transformer() {
-    local depth=$1 prefix=$2 name lr seed schedule; shift 2
-    transformer="$RUN/$prefix-first.safetensors"
-    "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
-        --config dim=256,depth=$depth,heads=8,dim_head=32,text_seq_len=16,shift_tokens=true \
-        --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$transformer"
+#    further_schedules DVAE PREFIX "NAME LR SEED"...: 1,400-step schedules on DVAE's tokens, each from
+#    $transformer's weights, written to RUN/PREFIX-NAME; sets $transformer to the last.
+further_schedules() {
+    local dvae=$1 prefix=$2 name lr seed schedule; shift 2
     for schedule in "$@"; do
         read -r name lr seed <<< "$schedule"
-        "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
+        "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$dvae" \
             --init "$transformer" --steps 1400 --batch 16 --lr "$lr" --warmup 50 --every 100 --seed "$seed" \
             --out "$RUN/$prefix-$name.safetensors"
         transformer="$RUN/$prefix-$name.safetensors"
     done
+}
+#    train_transformer DEPTH PREFIX "NAME LR SEED"...: the first schedule, then each further one; sets $transformer.
+train_transformer() {
+    local depth=$1 prefix=$2; shift 2
+    transformer="$RUN/$prefix-first.safetensors"
+    "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-f16.safetensors" \
+        --config dim=256,depth=$depth,heads=8,dim_head=32,text_seq_len=16,shift_tokens=true \
+        --steps 3500 --batch 16 --lr 1e-3 --warmup 50 --every 100 --out "$transformer"
+    further_schedules "$RUN/dvae-f16.safetensors" "$prefix" "$@"
 }
 train_transformer 4 transformer "second 5e-4 11" "third 3e-4 12"
 # 5. A first bundle of the four parts, whose candidates teach CLIP the model's own mistakes: 8 candidates
@@ -80,9 +89,7 @@ train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
     "$transformer" "$RUN/model-first.safetensors"
 # 8. The shipped dVAE: the recipe of step 2 over 38,400 steps (~2 h on 2 threads), then 4,800 steps at tau = 1/16
 #    on twice the counting pictures (--data shapes:1,2,1; ~30 min), whose failures were merged same-coloured squares.
-"$DALLE" train --stage dvae --data shapes --config group_count=3 --steps 38400 --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
-    --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 \
-    --out "$RUN/dvae-38400.safetensors"
+train_dvae 38400 "$RUN/dvae-38400.safetensors"
 "$DALLE" train --stage dvae --data shapes:1,2,1 --init "$RUN/dvae-38400.safetensors" --steps 4800 --batch 8 --lr 1e-3 \
     --warmup 50 --kl-weight 0 --dvae-schedule anneal=0,usage=1,usage-floor=256,noise-warmup=0,fixed-scale=1,hard=1 \
     --every 400 --out "$RUN/dvae-counting.safetensors"
@@ -93,12 +100,7 @@ train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
 [ -f "$RUN/transformer-carried.safetensors" ] || PYTHONPATH=bindings/python python3 tools/carry_transformer.py \
     "$RUN/model-6-layers.safetensors" "$RUN/dvae-counting-f16.safetensors" --out "$RUN/transformer-carried.safetensors"
 transformer="$RUN/transformer-carried.safetensors"
-for seed in 11 12; do
-    "$DALLE" train --stage transformer --data shapes --tokenizer "$RUN/tokenizer.safetensors" --dvae "$RUN/dvae-counting-f16.safetensors" \
-        --init "$transformer" --steps 1400 --batch 16 --lr 5e-4 --warmup 50 --every 100 --seed "$seed" \
-        --out "$RUN/transformer-carried-$seed.safetensors"
-    transformer="$RUN/transformer-carried-$seed.safetensors"
-done
+further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "second 5e-4 11" "third 5e-4 12"
 # 9. The CLI's default model, and its table.
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$transformer" \
     "$RUN/dvae-counting-f16.safetensors" "$RUN/model-6-layers.safetensors"
