@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 15 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 16 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -69,17 +69,22 @@ train_transformer 4 transformer "second 5e-4 11" "third 3e-4 12"
 #    threads), judged; then CLIP fine-tuned from the bundle's on them, each caption's passing candidates
 #    in turn against up to two failing ones as hard negatives (2,500 steps of 32 at lr 3e-4; ~17 min on
 #    2 threads at 85 examples/s).
+#    clip_on_candidates MODEL OUT LR SEED STREAM_SEED...: that fine-tune of MODEL's CLIP on its own candidates for
+#    3,000 captions of each training stream given.
+clip_on_candidates() {
+    local model=$1 out=$2 lr=$3 seed=$4 shard shards=()
+    shift 4
+    for stream in "$@"; do
+        shard="${model%.safetensors}-candidates-$stream.safetensors"
+        [ -f "$shard" ] || "$DALLE" candidates --model "$model" --captions 3000 --seed "$stream" --out "$shard"
+        shards+=("$shard")
+    done
+    "$DALLE" train --stage clip --data "$(IFS=,; echo "${shards[*]}")" --tokenizer "$model" --init "$model" \
+        --steps 2500 --batch 32 --lr "$lr" --warmup 50 --every 250 --validation 256 --seed "$seed" --out "$out"
+}
 "$DALLE" bundle --dtype f16 --out "$RUN/model-first.safetensors" "$RUN/tokenizer.safetensors" \
     "$RUN/dvae-f16.safetensors" "$transformer" "$RUN/clip-reconstructions.safetensors"
-shards=()
-for seed in 41 42 43 44 45 46 47 48; do
-    shard="$RUN/candidates-$seed.safetensors"
-    [ -f "$shard" ] || "$DALLE" candidates --model "$RUN/model-first.safetensors" --captions 3000 --seed "$seed" --out "$shard"
-    shards+=("$shard")
-done
-"$DALLE" train --stage clip --data "$(IFS=,; echo "${shards[*]}")" --tokenizer "$RUN/model-first.safetensors" \
-    --init "$RUN/model-first.safetensors" --steps 2500 --batch 32 --lr 3e-4 --warmup 50 --every 250 --validation 256 \
-    --seed 51 --out "$RUN/clip-hard-negatives.safetensors"
+clip_on_candidates "$RUN/model-first.safetensors" "$RUN/clip-hard-negatives.safetensors" 3e-4 51 41 42 43 44 45 46 47 48
 # 6. The shipped transformer: the same with 6 layers (6.9 M parameters) through the same schedules
 #    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
 train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
@@ -101,7 +106,13 @@ train_dvae 38400 "$RUN/dvae-38400.safetensors"
     "$RUN/model-6-layers.safetensors" "$RUN/dvae-counting-f16.safetensors" --out "$RUN/transformer-carried.safetensors"
 transformer="$RUN/transformer-carried.safetensors"
 further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "second 5e-4 11" "third 5e-4 12"
-# 9. The CLI's default model, and its table.
-"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors "$transformer" \
+# 9. Their bundle (CLIP and the tokenizer from step 7's), whose own candidates then fine-tune its CLIP as in step 5:
+#    3,000 captions of each of streams 41-44 (~35 min a shard, two at a time on one thread each), 2,500 steps of 32
+#    at lr 1e-4 (~7 min on 2 threads at 190 examples/s).
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-carried.safetensors" "$transformer" \
     "$RUN/dvae-counting-f16.safetensors" "$RUN/model-6-layers.safetensors"
+clip_on_candidates "$RUN/model-carried.safetensors" "$RUN/clip-carried-candidates.safetensors" 1e-4 52 41 42 43 44
+# 10. The CLI's default model, and its table.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+    "$RUN/clip-carried-candidates.safetensors" "$RUN/model-carried.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
