@@ -108,7 +108,7 @@ transformer="$RUN/transformer-carried.safetensors"
 further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "second 5e-4 11" "third 5e-4 12"
 # 9. Their bundle (CLIP and the tokenizer from step 7's), whose own candidates then fine-tune its CLIP as in step 5:
 #    3,000 captions of each of streams 41-44 (~35 min a shard, two at a time on one thread each), 2,500 steps of 32
-#    at lr 1e-4 (~7 min on 2 threads at 190 examples/s).
+#    at lr 1e-4 (~8 min on 2 threads at 170-190 examples/s).
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-carried.safetensors" "$transformer" \
     "$RUN/dvae-counting-f16.safetensors" "$RUN/model-6-layers.safetensors"
 clip_on_candidates "$RUN/model-carried.safetensors" "$RUN/clip-carried-candidates.safetensors" 1e-4 52 41 42 43 44
