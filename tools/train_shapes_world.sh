@@ -112,7 +112,19 @@ further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "seco
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-carried.safetensors" "$transformer" \
     "$RUN/dvae-counting-f16.safetensors" "$RUN/model-6-layers.safetensors"
 clip_on_candidates "$RUN/model-carried.safetensors" "$RUN/clip-carried-candidates.safetensors" 1e-4 52 41 42 43 44
-# 10. The CLI's default model, and its table.
-"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+# 10. The bundle with that CLIP: the previous default model.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-carried-clip.safetensors" \
     "$RUN/clip-carried-candidates.safetensors" "$RUN/model-carried.safetensors"
+# 11. A third schedule of the carried transformer (lr 5e-4, stream seed 13; ~30 min on 2 threads), and the mean of its
+#     weights and the second one's (a model soup: cleaner candidates than either); its CLIP fine-tuned again on its
+#     own candidates for 6,000 captions (streams 61-62, ~43 min a shard two at a time on one thread each; ~7 min).
+further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "fourth 5e-4 13"
+[ -f "$RUN/transformer-averaged.safetensors" ] || python3 tools/average_weights.py \
+    "$RUN/transformer-carried-third.safetensors" "$transformer" --out "$RUN/transformer-averaged.safetensors"
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-averaged.safetensors" \
+    "$RUN/transformer-averaged.safetensors" "$RUN/model-carried-clip.safetensors"
+clip_on_candidates "$RUN/model-averaged.safetensors" "$RUN/clip-averaged-candidates.safetensors" 1e-4 53 61 62
+# 12. The CLI's default model, and its table.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+    "$RUN/clip-averaged-candidates.safetensors" "$RUN/model-averaged.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
