@@ -116,8 +116,9 @@ clip_on_candidates "$RUN/model-carried.safetensors" "$RUN/clip-carried-candidate
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-carried-clip.safetensors" \
     "$RUN/clip-carried-candidates.safetensors" "$RUN/model-carried.safetensors"
 # 11. A third schedule of the carried transformer (lr 5e-4, stream seed 13; ~30 min on 2 threads), and the mean of its
-#     weights and the second one's (a model soup: cleaner candidates than either); its CLIP fine-tuned again on its
-#     own candidates for 6,000 captions (streams 61-62, ~43 min a shard two at a time on one thread each; ~7 min).
+#     weights and those it started from, transformer-carried-third (a model soup: cleaner candidates than either);
+#     its CLIP fine-tuned again on its own candidates for 6,000 captions (streams 61-62, ~43 min a shard two at a
+#     time on one thread each; the fine-tune ~7 min).
 further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "fourth 5e-4 13"
 [ -f "$RUN/transformer-averaged.safetensors" ] || python3 tools/average_weights.py \
     "$RUN/transformer-carried-third.safetensors" "$transformer" --out "$RUN/transformer-averaged.safetensors"
