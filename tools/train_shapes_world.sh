@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default Shapes World model from scratch with the dalle CLI (Swift, CPU only) and
 # bundles it as models/shapes-world.safetensors: the exact recipe of the shipped model (about
-# 17 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
+# 20 hours on 2 cores). Every stage writes a checkpoint to RUN/ and resumes from it when re-run,
 # so an interrupted run (Ctrl-C, a lost session) loses nothing.
 #   bash tools/train_shapes_world.sh [RUN_DIR]        (default: run/)
 set -euo pipefail
@@ -16,9 +16,11 @@ mkdir -p "$RUN" models
 # 2. The dVAE: 64x64 images to a 16x16 grid of 512 codes (~1 h on 2 threads at 45 examples/s). The codebook starts
 #    from k-means over the cells of 256 training images; the usage term keeps >= 256 codes' worth in use;
 #    tau anneals from 1 to 1/16 over the whole run; no KL term (models/shapes-world.md has what each part measured).
-#    train_dvae STEPS OUT: that recipe over STEPS steps of 8.
+#    train_dvae STEPS OUT [BLOCKS WARMUP]: that recipe over STEPS steps of 8, with BLOCKS res-blocks per group (default 1)
+#    and WARMUP warmup steps (default 20).
 train_dvae() {
-    "$DALLE" train --stage dvae --data shapes --config group_count=3 --steps "$1" --batch 8 --lr 3e-3 --warmup 20 --kl-weight 0 \
+    "$DALLE" train --stage dvae --data shapes --config "group_count=3,n_blk_per_group=${3:-1}" --steps "$1" --batch 8 --lr 3e-3 \
+        --warmup "${4:-20}" --kl-weight 0 \
         --dvae-schedule kmeans=256,usage=1,usage-floor=256,anneal=1,noise-warmup=0,fixed-scale=1,hard=1 --every 400 --out "$2"
 }
 train_dvae 19200 "$RUN/dvae.safetensors"
@@ -125,7 +127,20 @@ further_schedules "$RUN/dvae-counting-f16.safetensors" transformer-carried "four
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-averaged.safetensors" \
     "$RUN/transformer-averaged.safetensors" "$RUN/model-carried-clip.safetensors"
 clip_on_candidates "$RUN/model-averaged.safetensors" "$RUN/clip-averaged-candidates.safetensors" 1e-4 53 61 62
-# 12. The CLI's default model, and its table.
-"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+# 12. The bundle with that CLIP: the previous default model.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-averaged-clip.safetensors" \
     "$RUN/clip-averaged-candidates.safetensors" "$RUN/model-averaged.safetensors"
+# 13. The shipped dVAE: step 2's recipe with two res-blocks per group (the paper's depth; 422,470 parameters) over
+#     38,400 steps, warmed up over 400 (20 collapsed its codebook; ~2 h 30 min on 2 threads at 32-36 examples/s), and
+#     its 16-bit copy; step 12's transformer carried over to its codes and fine-tuned on its tokens for two schedules
+#     (~30 min each on 2 threads at 10-13 examples/s); CLIP and the tokenizer stay.
+train_dvae 38400 "$RUN/dvae-deep.safetensors" 2 400
+"$DALLE" bundle --dtype f16 --out "$RUN/dvae-deep-f16.safetensors" "$RUN/dvae-deep.safetensors"
+[ -f "$RUN/transformer-deep-carried.safetensors" ] || PYTHONPATH=bindings/python python3 tools/carry_transformer.py \
+    "$RUN/model-averaged-clip.safetensors" "$RUN/dvae-deep-f16.safetensors" --out "$RUN/transformer-deep-carried.safetensors"
+transformer="$RUN/transformer-deep-carried.safetensors"
+further_schedules "$RUN/dvae-deep-f16.safetensors" transformer-deep-carried "second 5e-4 11" "third 5e-4 12"
+# 14. The CLI's default model, and its table.
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+    "$transformer" "$RUN/dvae-deep-f16.safetensors" "$RUN/model-averaged-clip.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors
