@@ -480,7 +480,8 @@ enum { DALLE_PHASE_EVAL = 5 };
 
 typedef struct dalle_eval_params {
     uint32_t struct_size;             /* sizeof(dalle_eval_params)                           */
-    uint32_t candidates;              /* images per caption, 1 ... DALLE_MAX_GENERATE (8)     */
+    uint32_t candidates;              /* images per caption, 0 ... DALLE_MAX_GENERATE (8); 0:
+                                         the reconstructions alone (dalle_shapes_eval)      */
     uint64_t seed;                    /* seed of the captions, of each caption's draws and of
                                          the reconstruction images (0); DALLE_SEED_RANDOM =
                                          the context's seed                                 */
@@ -525,7 +526,9 @@ DALLE_API dalle_eval_params dalle_eval_default_params(void);
 
 /* Runs the Shapes World evaluation with the context's model (tokenizer, transformer and a
  * dVAE of DALLE_SHAPES_IMAGE_SIZE images; with CLIP, the candidates are also ranked and
- * CLIP's pick is scored). `params` may be NULL for defaults. Fills the first
+ * CLIP's pick is scored). With params->candidates = 0 it measures the dVAE alone: nothing is
+ * generated, the groups count no captions, and a model with only a dVAE will do (for a dVAE
+ * in training). `params` may be NULL for defaults. Fills the first
  * out_report->struct_size bytes of *out_report. The result depends on the params alone,
  * not on the thread count. A cancelled call (progress callback or dalle_cancel) returns
  * DALLE_CANCELLED within one generation step. */
@@ -537,7 +540,8 @@ DALLE_API dalle_status dalle_shapes_eval(dalle_context *ctx, const dalle_eval_pa
  * params->seed, params->candidates images drawn with params' sampling, the judge's verdict on
  * each, and the dVAE's reconstruction of the caption's training image. dalle_train_params.data
  * takes the file: CLIP then learns each caption's passing candidate against its failing ones.
- * per_template, per_held_out_pair and reconstruction_samples are not used. Progress:
+ * per_template, per_held_out_pair and reconstruction_samples are not used; candidates must be
+ * at least 1. Progress:
  * DALLE_PHASE_EVAL, one step per caption. The file depends on the params alone. */
 DALLE_API dalle_status dalle_shapes_candidates(dalle_context *ctx, const dalle_eval_params *params,
                                                uint32_t captions, const char *out_path);

@@ -180,7 +180,7 @@ recorded_setting likelihood-weight 1000 "likelihood weight 1000.0\)" 0 "likeliho
 expect 1 "likelihood_weight is -1.0" -- "$DALLE" eval --model "$T/eval.safetensors" --likelihood-weight -1 "${EVAL_ARGS[@]}"
 expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" eval --model "$GEN" "${EVAL_ARGS[@]}"
 expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_ARGS[@]}"
-expect 1 "candidates is 0" -- "$DALLE" eval --model "$T/eval.safetensors" --candidates 0
+expect 1 "candidates is 300; it must be in 0 ... 256" -- "$DALLE" eval --model "$T/eval.safetensors" --candidates 300
 expect 1 "--per-template must be a number" -- "$DALLE" eval --model "$T/eval.safetensors" --per-template many
 # candidates: a judged candidate set of the training stream's captions, the same for any thread count.
 expect 0 "3 captions x 2 candidates from .* candidates pass the judge" -- "$DALLE" candidates --model "$T/eval.safetensors" --captions 3 --candidates 2 --seed 1 --out "$T/cands.safetensors"
@@ -210,6 +210,13 @@ expect 0 "codebook seeded by k-means over the cells of 3 training images: [0-9]+
 expect 0 "stopped at step 2; checkpoint" -- "$DALLE" train --stage dvae --data shapes --steps 4 --stop-at 2 --batch 4 --every 0 --validation 4 --out "$T/kmeans.st"
 expect 0 "resuming dvae from step 2" -- "$DALLE" train --stage dvae --data shapes --dvae-schedule kmeans=3 --steps 4 --batch 4 --every 0 --validation 4 --out "$T/kmeans.st"
 expect 0 "dvae written" -- "$DALLE" train --stage dvae --data shapes:0,1,0 --config "$TINY_DVAE" --steps 2 --batch 4 --validation 4 --out "$T/mix.st"
+# eval --candidates 0: the reconstructions alone, of a file with only a dVAE (a 64x64 one in training).
+expect 0 "dvae written" -- "$DALLE" train --stage dvae --data shapes --config "image_size=64,group_count=3,n_hid=8,n_blk_per_group=1,vocab_size=16,n_init=8" \
+    --steps 1 --batch 2 --validation 2 --out "$T/dvae64.st"
+expect 0 "evaluated 5 reconstructions in" -- "$DALLE" eval --model "$T/dvae64.st" --candidates 0 --per-template 1 --per-held-out 0 --reconstruction 2
+grep -Eq "^\| dVAE reconstruction +\| +5 \|" "$T/stdout" && [ "$(grep -c '^|' "$T/stdout")" = 3 ] || fail "eval --candidates 0 table: $(cat "$T/stdout")"
+checks=$((checks + 1))
+expect 1 "no transformer component" -- "$DALLE" eval --model "$T/dvae64.st" --per-template 1 --per-held-out 0 --reconstruction 2
 expect 1 "shapes takes template weights as ':SINGLE,COUNTING,RELATION'" -- "$DALLE" train --stage dvae --data shapes:1,2 --config "$TINY_DVAE" --steps 1 --out "$T/x.st"
 expect 1 "template weights must be 0.* with a positive sum" -- "$DALLE" train --stage dvae --data shapes:0,0,0 --config "$TINY_DVAE" --steps 1 --out "$T/x.st"
 expect 1 "whole number of images up to 4096" -- "$DALLE" train --stage dvae --data shapes --config "$TINY_DVAE" --dvae-schedule kmeans=2.5 --steps 1 --batch 4 --out "$T/x.st"

@@ -9,7 +9,8 @@ let evalUsage = """
       every template and of the held-out pairs, judges every image, and prints the pass rates
       (with CLIP picking the best candidate, the average candidate, any candidate) and the dVAE's
       reconstruction rate as a table
-      --candidates N       images per caption (default 8)
+      --candidates N       images per caption (default 8); 0 measures the dVAE's reconstructions
+                           alone, and then a model file with only a dVAE will do
       --seed S             seed of the captions, draws and reconstruction images (default 0)
       --per-template N     captions per template (default 50)
       --per-held-out N     captions per held-out colour-shape pair (default 10)
@@ -51,6 +52,6 @@ func evaluate(_ arguments: Arguments) throws {
     let report = try session.evaluateShapesWorld(options) { step, total in bar.show("eval", step, total); return true }
     bar.finish()
     print(report.table(), terminator: "")
-    printError("dalle: evaluated \(report.total.captions) captions x \(options.candidates) candidates and "
-        + "\(report.reconstructionImages) reconstructions in \(seconds(since: start))")
+    let generated = options.candidates > 0 ? "\(report.total.captions) captions x \(options.candidates) candidates and " : ""
+    printError("dalle: evaluated \(generated)\(report.reconstructionImages) reconstructions in \(seconds(since: start))")
 }

@@ -43,12 +43,27 @@ final class EvaluationRunTests: XCTestCase {
         return path
     }
 
+    /// The bundles' dVAE alone, as a dVAE in training is saved.
+    static let dvaeBundle: String = {
+        let path = "/tmp/libdalle-eval-test-dvae-\(getpid()).safetensors"
+        do {
+            var writer = SafetensorsWriter()
+            writer.metadata = dvae.metadata.merging(["format": "libdalle", "format_version": "1", "components": "dvae"]) { a, _ in a }
+            for (name, tensor) in DVAE.randomWeights(config: dvae, seed: 3).tensors { try writer.add(name, tensor) }
+            try writer.write(to: path)
+        } catch {
+            XCTFail("cannot write the dVAE file: \(error)")
+        }
+        return path
+    }()
+
     static let clipBundle = writeBundle(clip: true)
     static let plainBundle = writeBundle(clip: false)
 
     override class func tearDown() {
         unlink(clipBundle)
         unlink(plainBundle)
+        unlink(dvaeBundle)
     }
 
     /// Two captions per template, one per held-out pair, 3 candidates, 2 reconstruction samples.
@@ -144,6 +159,24 @@ final class EvaluationRunTests: XCTestCase {
         XCTAssertEqual(report.reconstructionPassed, 20 - 20 / 3, "every rendering passes; the blanks fail")
 
         // Stopping: from the handler, and from the flag between candidates.
+        // Without candidates: no caption generated for, the same reconstructions judged.
+        var alone = options
+        alone.candidates = 0
+        reconstructed = 0
+        steps = []
+        let reconstructionOnly = try World.evaluate(alone, candidates: { _, _, _ in
+            XCTFail("no candidates are asked for")
+            return ([], false)
+        }, reconstruct: { image in
+            reconstructed += 1
+            return reconstructed % 3 == 0 ? blank : image
+        }, progress: { step, total in steps.append(step); XCTAssertEqual(total, 15 + 5); return true })
+        XCTAssertEqual(steps, Array(0...20))
+        XCTAssertEqual(reconstructionOnly.total.captions, 0)
+        XCTAssertEqual(reconstructionOnly.total.candidates, 0)
+        XCTAssertEqual(reconstructionOnly.reconstructionImages, 20)
+        XCTAssertEqual(reconstructionOnly.reconstructionPassed, report.reconstructionPassed)
+
         XCTAssertThrowsError(try World.evaluate(options, candidates: { _, _, _ in ([blank], false) }, reconstruct: { $0 },
                                                 progress: { step, _ in step < 3 })) { XCTAssertEqual($0 as? DalleError, .cancelled) }
         let flag = CancellationFlag()
@@ -211,6 +244,30 @@ final class EvaluationRunTests: XCTestCase {
         XCTAssertEqual(report.reconstructionPassed, passed)
     }
 
+    /// Without candidates a file with only the dVAE is evaluated: the full bundle's reconstructions,
+    /// a table of the dVAE's row alone.
+    func testWithoutCandidatesTheDVAEAloneIsMeasured() throws {
+        var options = Self.small
+        options.candidates = 0
+        var totals: Set<Int> = []
+        let alone = try session(Self.dvaeBundle).evaluateShapesWorld(options) { _, total in totals.insert(total); return true }
+        XCTAssertEqual(totals, [2 + 9], "one step per reconstruction, none per caption")
+        let full = try session().evaluateShapesWorld(Self.small)
+        XCTAssertEqual(alone.reconstructionImages, 2 + 9)
+        XCTAssertEqual(alone.reconstructionPassed, full.reconstructionPassed)
+        XCTAssertEqual(alone.total.captions, 0)
+        XCTAssertFalse(alone.hasCLIP)
+        let table = alone.table()
+        XCTAssertEqual(table.split(separator: "\n").count, 4, table)
+        XCTAssertTrue(table.hasPrefix("| group               |  n | passed | target          |"), table)
+        XCTAssertTrue(table.contains("| dVAE reconstruction | 11 |"), table)
+        XCTAssertFalse(table.contains("all captions") || table.contains("CLIP component"), table)
+        XCTAssertEqual(try session().evaluateShapesWorld(options).reconstructionPassed, full.reconstructionPassed)
+        XCTAssertThrowsError(try session(Self.dvaeBundle).evaluateShapesWorld(Self.small)) {
+            XCTAssertTrue("\($0)".contains("no transformer component"), "\($0)")
+        }
+    }
+
     func testWithoutCLIPRerankingIsNotApplicable() throws {
         let report = try session(Self.plainBundle).evaluateShapesWorld(Self.small)
         XCTAssertFalse(report.hasCLIP)
@@ -231,8 +288,8 @@ final class EvaluationRunTests: XCTestCase {
         assertError(try session(golden + "/generate/model.safetensors"), "judges 64x64 images; this model's dvae makes 32x32")
         let session = try session()
         var options = Self.small
-        options.candidates = 0
-        assertError(session, "candidates is 0", options)
+        options.candidates = -1
+        assertError(session, "candidates is -1", options)
         options.candidates = GenerationOptions.maxCount + 1
         assertError(session, "candidates is 257", options)
         options = Self.small
@@ -291,15 +348,21 @@ final class EvaluationRunTests: XCTestCase {
         XCTAssertEqual(report.has_clip, 1)
         XCTAssertEqual(Int(report.reconstruction_images), expected.reconstructionImages)
         XCTAssertEqual(Int(report.reconstruction_passed), expected.reconstructionPassed)
+        var reconstructionsOnly = params
+        reconstructionsOnly.candidates = 0
+        XCTAssertEqual(dalle_shapes_eval(ctx, &reconstructionsOnly, &report), dalle_status(DALLE_OK))
+        XCTAssertEqual([report.total.captions, report.total.candidates, report.has_clip], [0, 0, 0])
+        XCTAssertEqual(Int(report.reconstruction_images), expected.reconstructionImages)
+        XCTAssertEqual(Int(report.reconstruction_passed), expected.reconstructionPassed)
 
         // Errors: NULL report, bad struct_size, bad params, cancel from the callback (report zeroed).
         XCTAssertEqual(dalle_shapes_eval(ctx, &params, nil), dalle_status(DALLE_INVALID_ARGUMENT))
         var bad = dalle_eval_report()
         XCTAssertEqual(dalle_shapes_eval(ctx, &params, &bad), dalle_status(DALLE_INVALID_ARGUMENT))
         XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("out_report->struct_size is 0"))
-        var zero = params
-        zero.candidates = 0
-        XCTAssertEqual(dalle_shapes_eval(ctx, &zero, &report), dalle_status(DALLE_INVALID_ARGUMENT))
+        var tooMany = params
+        tooMany.candidates = 1000
+        XCTAssertEqual(dalle_shapes_eval(ctx, &tooMany, &report), dalle_status(DALLE_INVALID_ARGUMENT))
         XCTAssertEqual(report.total.captions, 0, "zeroed on failure")
         var small = params
         small.struct_size = 8

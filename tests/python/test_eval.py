@@ -51,10 +51,22 @@ def test_report_counts_rates_and_thread_independence(bundle):
     assert steps == [(_lib.DALLE_PHASE_EVAL, s, 2 * 9 + 3) for s in range(2 * 9 + 3 + 1)]
 
 
+def test_without_candidates_only_the_reconstructions(bundle):
+    with dalle.Model(bundle) as model, dalle.Context(model) as ctx:
+        full = ctx.shapes_eval(**SMALL)
+        steps = []
+        alone = ctx.shapes_eval(**dict(SMALL, candidates=0), progress=lambda phase, step, total: steps.append(total))
+    assert alone["reconstruction"] == full["reconstruction"]
+    assert alone["has_clip"] is False
+    assert [alone[g]["captions"] for g in GROUPS] == [0] * 5
+    assert alone["all captions"]["average"] is None
+    assert set(steps) == {9 + 3}
+
+
 def test_errors_and_cancel(bundle):
     with dalle.Model(bundle) as model, dalle.Context(model) as ctx:
-        with pytest.raises(dalle.InvalidArgumentError, match="candidates is 0"):
-            ctx.shapes_eval(candidates=0)
+        with pytest.raises(dalle.InvalidArgumentError, match="candidates is 1000"):
+            ctx.shapes_eval(candidates=1000)
         with pytest.raises(dalle.CancelledError):
             ctx.shapes_eval(progress=lambda phase, step, total: step < 2, **SMALL)
         assert ctx.shapes_eval(**SMALL)["all captions"]["captions"] == 9

@@ -102,6 +102,7 @@ extension DalleSession {
     public func makeShapesCandidateSet(captions: Int, count: Int, seed: UInt64, sampling: SamplingOptions = SamplingOptions(),
                                        condScale: Float = 1, progress: ProgressHandler? = nil) throws -> ShapesWorld.CandidateSet {
         cancellation.reset()
+        guard count >= 1 else { throw DalleError.invalidArgument("candidates is \(count); it must be in 1 ... \(GenerationOptions.maxCount)") }
         guard captions >= 1, captions <= ShapesWorld.EvaluationOptions.maxPerSet else {
             throw DalleError.invalidArgument("captions is \(captions); it must be in 1 ... \(ShapesWorld.EvaluationOptions.maxPerSet)")
         }
@@ -139,14 +140,20 @@ extension DalleSession {
 
     /// `image` encoded and decoded by the model's dVAE.
     func shapesReconstruction(_ image: RGBImage) throws -> RGBImage {
-        let dvae = try shapesWorldImageTokenizer(), size = dvae.imageSize
+        let dvae = try shapesWorldDVAE(), size = dvae.imageSize
         let tokens = try image.withView { try dvae.encode(try ImageConversion.tensor(from: [$0], size: size), pool: pool) }
         return try RGBImage(width: size, height: size, pixels: try decodeRGB8(tokens, count: 1, with: dvae, progress: nil))
     }
 
-    /// The model's dVAE, which must make Shapes World images (64×64), and its generator.
+    /// The model's dVAE, which must make Shapes World images (64×64), after checking that the model
+    /// can generate.
     func shapesWorldImageTokenizer() throws -> ImageTokenizer {
         _ = try model.requireGenerator()
+        return try shapesWorldDVAE()
+    }
+
+    /// The model's dVAE, which must make Shapes World images (64×64).
+    func shapesWorldDVAE() throws -> ImageTokenizer {
         let dvae = try model.requireImageTokenizer()
         let size = ShapesWorld.imageSize
         guard dvae.imageSize == size else {

@@ -1,7 +1,8 @@
 extension ShapesWorld {
     /// What `DalleSession.evaluateShapesWorld` generates and reconstructs.
     public struct EvaluationOptions: Sendable, Equatable {
-        /// Images generated per caption, 1 ... `GenerationOptions.maxCount`.
+        /// Images generated per caption, 0 ... `GenerationOptions.maxCount`; 0 measures the dVAE's
+        /// reconstructions alone (no captions are generated for, and the model needs only a dVAE).
         public var candidates: Int
         /// Seed of the caption set, of every caption's draws and of the reconstruction images.
         public var seed: UInt64
@@ -34,8 +35,8 @@ extension ShapesWorld {
 
         /// Throws unless every field is in range.
         public func validate() throws {
-            guard candidates >= 1, candidates <= GenerationOptions.maxCount else {
-                throw DalleError.invalidArgument("candidates is \(candidates); it must be in 1 ... \(GenerationOptions.maxCount)")
+            guard candidates >= 0, candidates <= GenerationOptions.maxCount else {
+                throw DalleError.invalidArgument("candidates is \(candidates); it must be in 0 ... \(GenerationOptions.maxCount)")
             }
             for (name, value) in [("per_template", perTemplate), ("per_held_out_pair", perHeldOutPair),
                                   ("reconstruction samples", reconstructionSamples)]
@@ -155,9 +156,17 @@ extension ShapesWorld {
         public static let targetReconstruction = 99
 
         /// The report as a Markdown table: one row per group, all captions, the dVAE reconstruction.
+        /// Without candidates, the dVAE's row alone.
         public func table() -> String {
             let n = options.candidates
-            let header = ["group", "n", "CLIP best of \(n)", "average of \(n)", "any of \(n)", "rerank lift", "target"]
+            let reconstructionTarget = ">= \(Self.targetReconstruction) %"
+                + verdict(reconstructionRate.map { $0 * 100 >= Double(Self.targetReconstruction) })
+            guard n > 0 else {
+                return Self.markdown(header: ["group", "n", "passed", "target"],
+                                     rows: [["dVAE reconstruction", "\(reconstructionImages)", percent(reconstructionRate), reconstructionTarget]],
+                                     notes: ["n: world images encoded and decoded by the dVAE (seed \(options.seed); no candidates generated), "
+                                         + "and the share whose reconstruction still passes the judge."])
+            }
             var rows: [[String]] = []
             for (group, score) in zip(EvaluationGroup.allCases, groups) {
                 let target = Self.targets[group].map { t in
@@ -167,19 +176,24 @@ extension ShapesWorld {
             }
             rows.append(row(total, target: ">= \(Self.targetLift) pts lift"
                 + verdict(total.rerankLift.map { $0 * 100 >= Double(Self.targetLift) })))
-            rows.append(["dVAE reconstruction", "\(reconstructionImages)", "", percent(reconstructionRate), "", "",
-                         ">= \(Self.targetReconstruction) %" + verdict(reconstructionRate.map { $0 * 100 >= Double(Self.targetReconstruction) })])
+            rows.append(["dVAE reconstruction", "\(reconstructionImages)", "", percent(reconstructionRate), "", "", reconstructionTarget])
+            var notes = ["n: captions (\(n) candidates each, seed \(options.seed)); for the dVAE, world images encoded and "
+                + "decoded, and the share whose reconstruction still passes the judge."]
+            if !hasCLIP { notes.append("The model has no CLIP component: no reranking (n/a).") }
+            return Self.markdown(header: ["group", "n", "CLIP best of \(n)", "average of \(n)", "any of \(n)", "rerank lift", "target"],
+                                 rows: rows, notes: notes)
+        }
+
+        /// A Markdown table, the first and last columns left-aligned, the rest right-aligned, then `notes`.
+        private static func markdown(header: [String], rows: [[String]], notes: [String]) -> String {
             let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
             func line(_ cells: [String]) -> String {
                 "| " + cells.enumerated().map { c, cell in
                     c == 0 || c == cells.count - 1 ? cell.padding(widths[c]) : cell.leftPadding(widths[c])
                 }.joined(separator: " | ") + " |"
             }
-            var lines = [line(header), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
-            lines += rows.map(line)
-            lines.append("n: captions (\(n) candidates each, seed \(options.seed)); for the dVAE, world images encoded and "
-                + "decoded, and the share whose reconstruction still passes the judge.")
-            if !hasCLIP { lines.append("The model has no CLIP component: no reranking (n/a).") }
+            let lines = [line(header), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
+                + rows.map(line) + notes
             return lines.joined(separator: "\n") + "\n"
         }
 
@@ -215,19 +229,23 @@ extension ShapesWorld {
     /// The evaluation with any image source: judges `candidates(i, caption, options.captionSeed(i))`
     /// against each caption of `evaluationCaptions(seed:perTemplate:perHeldOutPair:)`, then judges
     /// `reconstruct(image)` for `reconstructionSamples` training images (stream `reconstructionSeed`)
-    /// and one rendering of each caption (seed `captionSeed(i)`) against their captions.
-    /// Progress: one step per caption, then one per reconstruction; the handler or `cancellation` stops it.
+    /// and one rendering of each caption (seed `captionSeed(i)`) against their captions. With no
+    /// candidates per caption, only the reconstructions are judged.
+    /// Progress: one step per caption (none without candidates), then one per reconstruction; the
+    /// handler or `cancellation` stops it.
     public static func evaluate(_ options: EvaluationOptions, candidates: CandidateSource,
                                 reconstruct: (RGBImage) throws -> RGBImage,
                                 progress: ProgressHandler? = nil, cancellation: CancellationFlag? = nil) throws -> EvaluationReport {
         try options.validate()
         let captions = evaluationCaptions(seed: options.seed, perTemplate: options.perTemplate, perHeldOutPair: options.perHeldOutPair)
-        let reporter = StepReporter(total: captions.count * 2 + options.reconstructionSamples, handler: progress, cancellation: cancellation)
+        let generating = options.candidates > 0 ? captions : []
+        let reporter = StepReporter(total: generating.count + captions.count + options.reconstructionSamples,
+                                    handler: progress, cancellation: cancellation)
         var step = 0
         try reporter.report(step)
 
         var outcomes: [CaptionOutcome] = []
-        for (index, item) in captions.enumerated() {
+        for (index, item) in generating.enumerated() {
             let generated = try candidates(index, item.caption, options.captionSeed(index))
             let passed = try generated.images.map { try judge($0, caption: item.caption).passed }
             outcomes.append(CaptionOutcome(group: item.group, passed: passed, rankedByCLIP: generated.rankedByCLIP))
@@ -256,13 +274,14 @@ extension DalleSession {
     /// The Shapes World evaluation (`dalle eval`) of this session's model: `ShapesWorld.evaluate` with
     /// `candidates` images per caption from `generate` (ranked by CLIP when the model has CLIP) and
     /// reconstructions by the dVAE (encode, then decode). The report is a function of the options
-    /// alone, for any thread count. Needs a tokenizer, a transformer and a dVAE of 64×64 images.
-    /// Progress as `ShapesWorld.evaluate`; `cancel()` stops the run within one generation step.
+    /// alone, for any thread count. Needs a tokenizer, a transformer and a dVAE of 64×64 images, or
+    /// the dVAE alone without candidates. Progress as `ShapesWorld.evaluate`; `cancel()` stops the
+    /// run within one generation step.
     public func evaluateShapesWorld(_ options: ShapesWorld.EvaluationOptions = ShapesWorld.EvaluationOptions(),
                                     progress: ProgressHandler? = nil) throws -> ShapesWorld.EvaluationReport {
         cancellation.reset()
         try options.validate()
-        _ = try shapesWorldImageTokenizer()
+        _ = try options.candidates > 0 ? shapesWorldImageTokenizer() : shapesWorldDVAE()
         let rerank = model.clip != nil
         return try ShapesWorld.evaluate(options, candidates: { _, caption, seed in
             (try self.shapesCandidates(caption, options: options, seed: seed, rerank: rerank), rerank)

@@ -468,7 +468,8 @@ class Context(_Owned):
                     temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, likelihood_weight=None, progress=None):
         """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
         `candidates` images for each caption of the fixed, seeded evaluation set, judges them, and
-        runs world images through the dVAE. seed None uses the context's seed; cond_scale and
+        runs world images through the dVAE (candidates=0: that alone, for a model with only a dVAE
+        too). seed None uses the context's seed; cond_scale and
         likelihood_weight (CLIP's pick, as generate) None the model's. `progress(phase,
         step, total)` (DALLE_PHASE_EVAL: one step per caption, then per reconstruction) may return
         False to cancel (CancelledError). Returns a dict: "has_clip", one dict per group ("one
