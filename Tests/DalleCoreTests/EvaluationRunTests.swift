@@ -158,7 +158,6 @@ final class EvaluationRunTests: XCTestCase {
         XCTAssertEqual(report.reconstructionImages, 20)
         XCTAssertEqual(report.reconstructionPassed, 20 - 20 / 3, "every rendering passes; the blanks fail")
 
-        // Stopping: from the handler, and from the flag between candidates.
         // Without candidates: no caption generated for, the same reconstructions judged.
         var alone = options
         alone.candidates = 0
@@ -177,6 +176,7 @@ final class EvaluationRunTests: XCTestCase {
         XCTAssertEqual(reconstructionOnly.reconstructionImages, 20)
         XCTAssertEqual(reconstructionOnly.reconstructionPassed, report.reconstructionPassed)
 
+        // Stopping: from the handler, and from the flag between candidates.
         XCTAssertThrowsError(try World.evaluate(options, candidates: { _, _, _ in ([blank], false) }, reconstruct: { $0 },
                                                 progress: { step, _ in step < 3 })) { XCTAssertEqual($0 as? DalleError, .cancelled) }
         let flag = CancellationFlag()
