@@ -228,7 +228,7 @@ final class KernelTests: XCTestCase {
         var rng = Random(state: 11)
         for (inputs, outputs) in [(24, 45), (64, 96), (7, 10)] {
             let w = rng.tensor([outputs, inputs]), b = rng.tensor([outputs])
-            let linear = Linear(torchWeight: w, bias: b)
+            let linear = Linear(weight: Weight(w), bias: Weight(b))
             for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16, 20] {
                 let x = rng.array(rows * inputs)
                 var together = [Float](repeating: 0, count: rows * outputs)
@@ -248,6 +248,34 @@ final class KernelTests: XCTestCase {
                     }
                     assertClose(Array(together[(r * outputs)..<((r + 1) * outputs)]), reference, scale: [Double](repeating: Double(inputs), count: outputs),
                                 "row \(r) of \(rows)")
+                }
+            }
+        }
+    }
+
+    /// Weights kept as f16 or bf16 compute exactly what their f32 expansion computes, through
+    /// both the streaming kernel (≤ 16 rows) and the packed GEMM, and in any layout.
+    func testSixteenBitLinearMatchesItsF32Expansion() throws {
+        var rng = Random(state: 12)
+        for dtype in [DType.f16, .bf16] {
+            for (inputs, outputs) in [(24, 45), (64, 96), (7, 10)] {
+                let w = rng.tensor([outputs, inputs]), b = rng.tensor([outputs])
+                var writer = SafetensorsWriter()
+                try writer.add("w", w, as: dtype)
+                let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
+                let stored = try file.weight("w", shape: [outputs, inputs])
+                XCTAssertEqual(stored.format, WeightFormat(dtype))
+                let sixteen = Linear(weight: stored, bias: Weight(b))
+                let expanded = Linear(weight: Weight(try file.tensor("w")), bias: Weight(b))
+                let inputMajor = Linear(inputMajor: try file.weight("w", shape: [outputs, inputs]), bias: nil)
+                let inputMajorExpanded = Linear(inputMajor: Weight(try file.tensor("w")), bias: nil)
+                for rows in [1, 3, 16, 17, 40] {
+                    let x = rng.array(rows * inputs)
+                    XCTAssertEqual(sixteen(x, rows: rows, pool: ThreadPool(threads: 2)),
+                                   expanded(x, rows: rows, pool: ThreadPool(threads: 1)), "\(dtype) \(inputs)->\(outputs), \(rows) rows")
+                    let xt = rng.array(rows * outputs)
+                    XCTAssertEqual(inputMajor(xt, rows: rows, pool: ThreadPool(threads: 2)),
+                                   inputMajorExpanded(xt, rows: rows, pool: ThreadPool(threads: 2)), "input-major \(dtype), \(rows) rows")
                 }
             }
         }

@@ -92,6 +92,19 @@ public final class SafetensorsFile: WeightStore, @unchecked Sendable {
         return try tensor(name)
     }
 
+    /// The tensor `name` in place when it is stored as f32, f16 or bf16 (a view that keeps
+    /// this file open), else converted to f32; throws as `tensor(_:shape:)`.
+    public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        let entry = try self.entry(name)
+        guard entry.info.shape == shape else {
+            throw DalleError.badFile("tensor '\(name)' has shape \(entry.info.shape), expected \(shape)")
+        }
+        guard let format = WeightFormat(entry.info.dtype), !entry.range.isEmpty, let base = data.baseAddress else {
+            return Weight(try tensor(name))
+        }
+        return Weight(shape: shape, format: format, base: UnsafeRawPointer(base) + entry.range.lowerBound, owner: self)
+    }
+
     /// The raw little-endian bytes of `name` (for U8 blobs and other non-float data).
     public func bytes(_ name: String) throws -> [UInt8] {
         try withRawBytes(name) { Array($0) }

@@ -12,6 +12,11 @@ final class StrictWeightLoader {
         return try store.tensor(name, shape: shape)
     }
 
+    func weight(_ name: String, shape: [Int]) throws -> Weight {
+        used.insert(name)
+        return try store.weight(name, shape: shape)
+    }
+
     /// Throws `badFile` naming the first tensor under `prefix` that was never read; `ignoring`
     /// lists names (relative to `prefix`) that are not parameters. `model` names the
     /// component in the message ("dVAE", "CLIP", ...).

@@ -7,6 +7,16 @@ public protocol WeightStore {
     /// The tensor `name` as float32; throws `DalleError.badFile` when it is missing
     /// or its shape is not `shape`.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor
+    /// The tensor `name` in its stored precision (a view where the store can give one);
+    /// the same errors as `tensor(_:shape:)`.
+    func weight(_ name: String, shape: [Int]) throws -> Weight
+}
+
+extension WeightStore {
+    /// An f32 copy of `tensor(name, shape:)`, for stores that hold no file to view.
+    public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        Weight(try tensor(name, shape: shape))
+    }
 }
 
 /// A `WeightStore` held in memory (random weights, tests, conversions).

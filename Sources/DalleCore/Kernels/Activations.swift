@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// erf(x) within 4.2e-7 of libm's `erff` (checked over [-10, 10] in tests): Eigen's and XLA's
 /// rational approximation, an odd degree-13 polynomial over an even degree-8 one on x clamped to
 /// [-4, 4] (beyond which erf rounds to ±1 in single precision). It has no branches and no calls,
@@ -47,4 +51,11 @@ func expApproximation(_ v: Float) -> Float {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     return (p * r * r + r + 1) * Float(bitPattern: UInt32(bitPattern: (Int32(n) &+ 127) &<< 23))
+}
+
+/// x · sigmoid(1.702 · x), in place.
+func quickGELU(_ x: inout [Float]) {
+    x.withUnsafeMutableBufferPointer { p in
+        for i in 0..<p.count { p[i] = p[i] / (1 + expf(-1.702 * p[i])) }
+    }
 }

@@ -98,3 +98,19 @@ public func upsampleNearest2x(_ x: Tensor, pool: ThreadPool = ThreadPool(threads
     }
     return Tensor(uncheckedShape: [n, c, 2 * h, 2 * w], scalars: y)
 }
+
+/// Σ a[i]·b[i] over n floats, in eight interleaved partial sums (a fixed order).
+@inline(__always)
+func dotProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    typealias V = SIMD8<Float>
+    var acc = V()
+    var i = 0
+    while i + 8 <= n {
+        acc = acc.addingProduct(UnsafeRawPointer(a + i).loadUnaligned(as: V.self),
+                                UnsafeRawPointer(b + i).loadUnaligned(as: V.self))
+        i += 8
+    }
+    var total = acc.sum()
+    while i < n { total += a[i] * b[i]; i += 1 }
+    return total
+}

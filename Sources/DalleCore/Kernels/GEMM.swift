@@ -53,6 +53,8 @@ enum GemmA {
 enum GemmB {
     /// Row-major [k×n] with leading dimension `ld`, optionally through max(·, 0).
     case matrix(UnsafePointer<Float>, ld: Int, relu: Bool)
+    /// The same of 16-bit floats (f16 or bf16, little-endian), widened exactly as they are packed.
+    case matrix16(UnsafeRawPointer, ld: Int, format: WeightFormat)
     /// Its transpose stored row-major, [n×k] with leading dimension `ld`.
     case transposedMatrix(UnsafePointer<Float>, ld: Int)
     /// The implicit im2col matrix of one CHW image for a k×k "same" convolution:
@@ -191,6 +193,8 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                 switch b {
                 case let .matrix(bp, ld, relu):
                     packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
+                case let .matrix16(bp, ld, format):
+                    packBMatrix16(bp + pc * ld * 2, ld: ld, format: format, depth: kc, col0: jc, cols: nc, into: packedB)
                 case let .transposedMatrix(bp, ld):
                     packBTransposed(bp + pc, ld: ld, depth: kc, col0: jc, cols: nc, into: packedB)
                 case let .image(x, h, w, ks, relu):
@@ -332,6 +336,27 @@ private func packBMatrix(_ b: UnsafePointer<Float>, ld: Int, depth: Int, col0: I
             for t in 0..<gemmNR {
                 let v = t < rest ? edge[t] : 0
                 out[t] = relu ? max(v, 0) : v
+            }
+        }
+    }
+}
+
+/// `packBMatrix` for 16-bit floats: B[depth × cols] of f16 or bf16 into f32 NR-column panels.
+private func packBMatrix16(_ b: UnsafeRawPointer, ld: Int, format: WeightFormat, depth: Int, col0: Int, cols: Int,
+                           into dst: UnsafeMutablePointer<Float>) {
+    for p in 0..<depth {
+        let src = b + (p * ld + col0) * 2
+        for jp in 0..<(cols + gemmNR - 1) / gemmNR {
+            let out = dst + (jp * depth + p) * gemmNR, width = min(gemmNR, cols - jp * gemmNR)
+            if width == gemmNR {
+                let v = format == .bf16 ? BF16Panel.load16(src + jp * gemmNR * 2) : F16Panel.load16(src + jp * gemmNR * 2)
+                UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
+            } else {
+                let edge = src + jp * gemmNR * 2
+                for t in 0..<gemmNR {
+                    let bits = t < width ? edge.loadUnaligned(fromByteOffset: 2 * t, as: UInt16.self) : 0
+                    out[t] = format == .bf16 ? bfloat16ToFloat(bits) : halfToFloat(bits)
+                }
             }
         }
     }

@@ -16,22 +16,22 @@ public struct CLIP: Sendable {
     /// exp(logit_scale): the factor on cosine similarities.
     public let logitScale: Float
 
-    /// conv1 as a matrix: [3·patch·patch, vision_width].
-    let patchEmbedding: [Float]
+    /// conv1 (stride = kernel = patch, no bias) as a linear map of flattened patches.
+    let patchEmbedding: Linear
     let classEmbedding: [Float]
     let visionPositions: [Float]
-    let lnPre: CLIPLayerNorm
+    let lnPre: LayerNorm
     let visionBlocks: [CLIPResidualBlock]
-    let lnPost: CLIPLayerNorm
-    /// [vision_width, embed_dim]
-    let visionProjection: [Float]
+    let lnPost: LayerNorm
+    /// `visual.proj`, [vision_width, embed_dim].
+    let visionProjection: Linear
 
-    let tokenEmbedding: [Float]
+    let tokenEmbedding: Embedding
     let textPositions: [Float]
     let textBlocks: [CLIPResidualBlock]
-    let lnFinal: CLIPLayerNorm
-    /// [transformer_width, embed_dim]
-    let textProjection: [Float]
+    let lnFinal: LayerNorm
+    /// `text_projection`, [transformer_width, embed_dim].
+    let textProjection: Linear
 
     /// Loads every parameter of `config` from `weights` strictly: a missing tensor, a wrong
     /// shape, an invalid configuration or an unused "clip.*" tensor is a `badFile` error.
@@ -42,24 +42,24 @@ public struct CLIP: Sendable {
         let vw = config.visionWidth, tw = config.textWidth, p = config.visionPatchSize, e = config.embedDim
         let grid = config.gridSize
 
-        let conv = try loader.tensor("clip.visual.conv1.weight", shape: [vw, 3, p, p])
-        patchEmbedding = transposed(conv.scalars, rows: vw, cols: 3 * p * p)
-        classEmbedding = try loader.tensor("clip.visual.class_embedding", shape: [vw]).scalars
-        visionPositions = try loader.tensor("clip.visual.positional_embedding", shape: [grid * grid + 1, vw]).scalars
-        lnPre = try CLIPLayerNorm("clip.visual.ln_pre", width: vw, loader: loader)
+        let conv = try loader.weight("clip.visual.conv1.weight", shape: [vw, 3, p, p])
+        patchEmbedding = Linear(weight: conv.viewed(as: [vw, 3 * p * p]), bias: nil)
+        classEmbedding = try loader.weight("clip.visual.class_embedding", shape: [vw]).floats()
+        visionPositions = try loader.weight("clip.visual.positional_embedding", shape: [grid * grid + 1, vw]).floats()
+        lnPre = try LayerNorm("clip.visual.ln_pre", width: vw, loader: loader)
         visionBlocks = try (0..<config.visionLayers).map {
             try CLIPResidualBlock("clip.visual.transformer.resblocks.\($0)", width: vw, heads: config.visionHeads, loader: loader)
         }
-        lnPost = try CLIPLayerNorm("clip.visual.ln_post", width: vw, loader: loader)
-        visionProjection = try loader.tensor("clip.visual.proj", shape: [vw, e]).scalars
+        lnPost = try LayerNorm("clip.visual.ln_post", width: vw, loader: loader)
+        visionProjection = Linear(inputMajor: try loader.weight("clip.visual.proj", shape: [vw, e]), bias: nil)
 
-        tokenEmbedding = try loader.tensor("clip.token_embedding.weight", shape: [config.vocabSize, tw]).scalars
-        textPositions = try loader.tensor("clip.positional_embedding", shape: [config.contextLength, tw]).scalars
+        tokenEmbedding = try Embedding("clip.token_embedding.weight", count: config.vocabSize, width: tw, loader: loader)
+        textPositions = try loader.weight("clip.positional_embedding", shape: [config.contextLength, tw]).floats()
         textBlocks = try (0..<config.textLayers).map {
             try CLIPResidualBlock("clip.transformer.resblocks.\($0)", width: tw, heads: config.textHeads, loader: loader)
         }
-        lnFinal = try CLIPLayerNorm("clip.ln_final", width: tw, loader: loader)
-        textProjection = try loader.tensor("clip.text_projection", shape: [tw, e]).scalars
+        lnFinal = try LayerNorm("clip.ln_final", width: tw, loader: loader)
+        textProjection = Linear(inputMajor: try loader.weight("clip.text_projection", shape: [tw, e]), bias: nil)
         logitScale = expf(try loader.tensor("clip.logit_scale", shape: []).scalars[0])
         try loader.rejectUnused(prefix: "clip.", model: "CLIP", ignoring: clipNonParameters)
     }
@@ -92,8 +92,7 @@ public struct CLIP: Sendable {
                 }
             }
         }
-        let embedded = CLIPLinear(weightT: patchEmbedding, bias: [Float](repeating: 0, count: vw), in: patchSize, out: vw)(
-            patches, rows: n * grid * grid, pool: pool)
+        let embedded = patchEmbedding(patches, rows: n * grid * grid, pool: pool)
         var x = [Float](repeating: 0, count: n * tokens * vw)
         for b in 0..<n {
             for t in 0..<tokens {
@@ -103,7 +102,7 @@ public struct CLIP: Sendable {
                 }
             }
         }
-        x = lnPre(x)
+        x = lnPre(x, pool: pool)
         let spans = (0..<n).map { SequenceSpan(start: $0 * tokens, length: tokens) }
         let classRows = spans.map(\.start)
         for (i, block) in visionBlocks.enumerated() {
@@ -111,7 +110,7 @@ public struct CLIP: Sendable {
             x = block(x, spans: spans, causal: false, keep: last ? classRows : nil, pool: pool)
         }
         if visionBlocks.isEmpty { x = classRows.flatMap { x[($0 * vw)..<(($0 + 1) * vw)] } }
-        return project(lnPost(x), rows: n, projection: visionProjection, width: vw, pool: pool)
+        return Tensor(uncheckedShape: [n, config.embedDim], scalars: visionProjection(lnPost(x, pool: pool), rows: n, pool: pool))
     }
 
     /// Text embeddings [N, embed_dim] (not normalised) of token sequences, each exactly
@@ -136,11 +135,12 @@ public struct CLIP: Sendable {
         }
         guard !tokens.isEmpty else { return Tensor(zeros: [0, config.embedDim]) }
         var x = [Float](repeating: 0, count: rows * tw)
-        for (sequence, span) in zip(tokens, spans) {
-            for t in 0..<span.length {
-                let id = Int(sequence[t])
-                for j in 0..<tw {
-                    x[(span.start + t) * tw + j] = tokenEmbedding[id * tw + j] + textPositions[t * tw + j]
+        x.withUnsafeMutableBufferPointer { xb in
+            for (sequence, span) in zip(tokens, spans) {
+                for t in 0..<span.length {
+                    let row = xb.baseAddress.unsafelyUnwrapped + (span.start + t) * tw
+                    tokenEmbedding.copyRow(Int(sequence[t]), into: row)
+                    for j in 0..<tw { row[j] += textPositions[t * tw + j] }
                 }
             }
         }
@@ -150,7 +150,8 @@ public struct CLIP: Sendable {
             x = block(x, spans: spans, causal: true, keep: last ? lastRows : nil, pool: pool)
         }
         if textBlocks.isEmpty { x = lastRows.flatMap { x[($0 * tw)..<(($0 + 1) * tw)] } }
-        return project(lnFinal(x), rows: tokens.count, projection: textProjection, width: tw, pool: pool)
+        return Tensor(uncheckedShape: [tokens.count, config.embedDim],
+                      scalars: textProjection(lnFinal(x, pool: pool), rows: tokens.count, pool: pool))
     }
 
     /// logit_scale · cos(image_i, text_j): [images, texts] (the reference's `logits_per_image`).
@@ -181,11 +182,5 @@ public struct CLIP: Sendable {
             for i in 0..<d { y.scalars[r * d + i] *= inv }
         }
         return y
-    }
-
-    private func project(_ x: [Float], rows: Int, projection: [Float], width: Int, pool: ThreadPool) -> Tensor {
-        let e = config.embedDim
-        let linear = CLIPLinear(weightT: projection, bias: [Float](repeating: 0, count: e), in: width, out: e)
-        return Tensor(uncheckedShape: [rows, e], scalars: linear(x, rows: rows, pool: pool))
     }
 }

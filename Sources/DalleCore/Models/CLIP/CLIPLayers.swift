@@ -12,103 +12,28 @@ struct SequenceSpan {
     var length: Int
 }
 
-/// `nn.Linear`: y = x · Wᵀ + b, with W stored pre-transposed ([in, out], row-major) for `gemm`.
-struct CLIPLinear: Sendable {
-    let inFeatures: Int
-    let outFeatures: Int
-    /// [inFeatures, outFeatures]
-    let weightT: [Float]
-    /// [outFeatures]
-    let bias: [Float]
-
-    /// Loads `prefix.weight` [out, in] and `prefix.bias` [out].
-    init(_ prefix: String, in n: Int, out m: Int, loader: StrictWeightLoader) throws {
-        let w = try loader.tensor(prefix + ".weight", shape: [m, n])
-        weightT = transposed(w.scalars, rows: m, cols: n)
-        bias = try loader.tensor(prefix + ".bias", shape: [m]).scalars
-        inFeatures = n
-        outFeatures = m
-    }
-
-    /// y = x · Wᵀ + b (+ `residual` when given) for `rows` rows of x.
-    func callAsFunction(_ x: [Float], rows: Int, residual: [Float]? = nil, pool: ThreadPool) -> [Float] {
-        var y = [Float](repeating: 0, count: rows * outFeatures)
-        y.withUnsafeMutableBufferPointer { yp in
-            for r in 0..<rows {
-                for j in 0..<outFeatures { yp[r * outFeatures + j] = bias[j] }
-            }
-            if let residual {
-                for i in 0..<yp.count { yp[i] += residual[i] }
-            }
-            x.withUnsafeBufferPointer { xp in
-                weightT.withUnsafeBufferPointer { wp in
-                    gemm(m: rows, n: outFeatures, k: inFeatures, a: xp.baseAddress!, lda: inFeatures,
-                         b: wp.baseAddress!, ldb: outFeatures, c: yp.baseAddress!, ldc: outFeatures,
-                         accumulate: true, pool: pool)
-                }
-            }
-        }
-        return y
-    }
-}
-
-/// `nn.LayerNorm` over the last dimension, eps 1e-5.
-struct CLIPLayerNorm: Sendable {
-    let weight: [Float]
-    let bias: [Float]
-    static let epsilon: Float = 1e-5
-
-    init(_ prefix: String, width: Int, loader: StrictWeightLoader) throws {
-        weight = try loader.tensor(prefix + ".weight", shape: [width]).scalars
-        bias = try loader.tensor(prefix + ".bias", shape: [width]).scalars
-    }
-
-    func callAsFunction(_ x: [Float]) -> [Float] {
-        let width = weight.count
-        var y = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                for r in 0..<(x.count / width) {
-                    let row = xp.baseAddress! + r * width
-                    var mean: Float = 0
-                    for i in 0..<width { mean += row[i] }
-                    mean /= Float(width)
-                    var variance: Float = 0
-                    for i in 0..<width { let d = row[i] - mean; variance += d * d }
-                    variance /= Float(width)
-                    let inv = 1 / (variance + CLIPLayerNorm.epsilon).squareRoot()
-                    for i in 0..<width { yp[r * width + i] = (row[i] - mean) * inv * weight[i] + bias[i] }
-                }
-            }
-        }
-        return y
-    }
-}
-
 /// `ResidualAttentionBlock`: x += attn(ln_1(x)); x += mlp(ln_2(x)), with
 /// `nn.MultiheadAttention` (packed in_proj, out_proj) and a QuickGELU MLP (c_fc, c_proj).
 struct CLIPResidualBlock: Sendable {
     let width: Int
     let heads: Int
-    let ln1: CLIPLayerNorm
-    let inProj: CLIPLinear
-    let outProj: CLIPLinear
-    let ln2: CLIPLayerNorm
-    let fc: CLIPLinear
-    let proj: CLIPLinear
+    let ln1: LayerNorm
+    let inProj: Linear
+    let outProj: Linear
+    let ln2: LayerNorm
+    let fc: Linear
+    let proj: Linear
 
     init(_ prefix: String, width: Int, heads: Int, loader: StrictWeightLoader) throws {
         self.width = width
         self.heads = heads
-        ln1 = try CLIPLayerNorm(prefix + ".ln_1", width: width, loader: loader)
-        let w = try loader.tensor(prefix + ".attn.in_proj_weight", shape: [3 * width, width])
-        let b = try loader.tensor(prefix + ".attn.in_proj_bias", shape: [3 * width])
-        inProj = CLIPLinear(weightT: transposed(w.scalars, rows: 3 * width, cols: width), bias: b.scalars,
-                            in: width, out: 3 * width)
-        outProj = try CLIPLinear(prefix + ".attn.out_proj", in: width, out: width, loader: loader)
-        ln2 = try CLIPLayerNorm(prefix + ".ln_2", width: width, loader: loader)
-        fc = try CLIPLinear(prefix + ".mlp.c_fc", in: width, out: 4 * width, loader: loader)
-        proj = try CLIPLinear(prefix + ".mlp.c_proj", in: 4 * width, out: width, loader: loader)
+        ln1 = try LayerNorm(prefix + ".ln_1", width: width, loader: loader)
+        inProj = Linear(weight: try loader.weight(prefix + ".attn.in_proj_weight", shape: [3 * width, width]),
+                        bias: try loader.weight(prefix + ".attn.in_proj_bias", shape: [3 * width]))
+        outProj = try Linear(prefix + ".attn.out_proj", inputs: width, outputs: width, bias: true, loader: loader)
+        ln2 = try LayerNorm(prefix + ".ln_2", width: width, loader: loader)
+        fc = try Linear(prefix + ".mlp.c_fc", inputs: width, outputs: 4 * width, bias: true, loader: loader)
+        proj = try Linear(prefix + ".mlp.c_proj", inputs: 4 * width, outputs: width, bias: true, loader: loader)
     }
 
     /// Runs the block on the rows of `x` (sequences `spans`). When `keep` is given, only
@@ -117,7 +42,7 @@ struct CLIPResidualBlock: Sendable {
     func callAsFunction(_ x: [Float], spans: [SequenceSpan], causal: Bool, keep: [Int]? = nil,
                         pool: ThreadPool) -> [Float] {
         let rows = x.count / width
-        let qkv = inProj(ln1(x), rows: rows, pool: pool)
+        let qkv = inProj(ln1(x, pool: pool), rows: rows, pool: pool)
         let kept = keep.map(Set.init)
         var queries: [(row: Int, span: SequenceSpan)] = []
         for span in spans {
@@ -135,7 +60,7 @@ struct CLIPResidualBlock: Sendable {
         }
         let n = queries.count
         let h = outProj(attended, rows: n, residual: residual, pool: pool)
-        var hidden = fc(ln2(h), rows: n, pool: pool)
+        var hidden = fc(ln2(h, pool: pool), rows: n, pool: pool)
         quickGELU(&hidden)
         return proj(hidden, rows: n, residual: h, pool: pool)
     }
@@ -162,7 +87,7 @@ struct CLIPResidualBlock: Sendable {
                             var maxScore = -Float.infinity
                             for j in 0..<keys {
                                 let k = base + (span.start + j) * stride + width + h * headDim
-                                let s = dot(q, k, headDim) * scale
+                                let s = dotProduct(q, k, headDim) * scale
                                 scores[j] = s
                                 maxScore = max(maxScore, s)
                             }
@@ -182,37 +107,6 @@ struct CLIPResidualBlock: Sendable {
         }
         return out
     }
-}
-
-extension CLIPLinear {
-    init(weightT: [Float], bias: [Float], in n: Int, out m: Int) {
-        self.weightT = weightT
-        self.bias = bias
-        inFeatures = n
-        outFeatures = m
-    }
-}
-
-/// x · sigmoid(1.702 · x), in place.
-func quickGELU(_ x: inout [Float]) {
-    x.withUnsafeMutableBufferPointer { p in
-        for i in 0..<p.count { p[i] = p[i] / (1 + expf(-1.702 * p[i])) }
-    }
-}
-
-/// Σ a[i]·b[i] over n floats, in a fixed order (8 lanes, then the tail).
-@inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>()
-    var i = 0
-    while i + 8 <= n {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-            * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n { s += a[i] * b[i]; i += 1 }
-    return s
 }
 
 /// The [cols, rows] transpose of a row-major [rows, cols] matrix.

@@ -17,12 +17,12 @@ public final class DalleTransformer: @unchecked Sendable {
     public let config: TransformerConfig
 
     /// [textVocab, dim] and [numImageTokens, dim].
-    let textEmbedding: [Float]
-    let imageEmbedding: [Float]
-    /// Learned positions (without rotary): text [textLen, dim], image rows and columns [fmap, dim].
-    let textPositions: [Float]
-    let imageRowPositions: [Float]
-    let imageColumnPositions: [Float]
+    let textEmbedding: Embedding
+    let imageEmbedding: Embedding
+    /// Learned positions (nil with rotary): text [textLen, dim], image rows and columns [fmap, dim].
+    let textPositions: Embedding?
+    let imageRowPositions: Embedding?
+    let imageColumnPositions: Embedding?
     /// The bundle name of DALLE-pytorch's rotary `pos_emb` buffer. It holds angles (image
     /// positions sit at text position 8192), so 16-bit files keep it in float32.
     public static let rotaryTableName = "transformer.transformer.pos_emb"
@@ -67,26 +67,23 @@ public final class DalleTransformer: @unchecked Sendable {
         let c = config
         let load = StrictWeightLoader(weights)
         let p = "transformer."
-        textEmbedding = try load.tensor(p + "text_emb.weight", shape: [c.textVocab, c.dim]).scalars
-        imageEmbedding = try load.tensor(p + "image_emb.weight", shape: [c.numImageTokens, c.dim]).scalars
+        textEmbedding = try Embedding(p + "text_emb.weight", count: c.textVocab, width: c.dim, loader: load)
+        imageEmbedding = try Embedding(p + "image_emb.weight", count: c.numImageTokens, width: c.dim, loader: load)
         if c.rotaryEmb {
-            (textPositions, imageRowPositions, imageColumnPositions) = ([], [], [])
+            (textPositions, imageRowPositions, imageColumnPositions) = (nil, nil, nil)
             let table = try load.tensor(DalleTransformer.rotaryTableName, shape: [1, c.seqLen + 1, c.rotaryDims]).scalars
             (rotaryCos, rotarySin) = DalleTransformer.rotaryCosSin(table, c)
         } else {
             (rotaryCos, rotarySin) = ([], [])
-            textPositions = try load.tensor(p + "text_pos_emb.weight", shape: [c.textLen, c.dim]).scalars
-            imageRowPositions = try load.tensor(p + "image_pos_emb.weights.0", shape: [1, c.imageFmapSize, 1, c.dim]).scalars
-            imageColumnPositions = try load.tensor(p + "image_pos_emb.weights.1", shape: [1, 1, c.imageFmapSize, c.dim]).scalars
+            let f = c.imageFmapSize
+            textPositions = try Embedding(p + "text_pos_emb.weight", count: c.textLen, width: c.dim, loader: load)
+            imageRowPositions = Embedding(try load.weight(p + "image_pos_emb.weights.0", shape: [1, f, 1, c.dim]).viewed(as: [f, c.dim]))
+            imageColumnPositions = Embedding(try load.weight(p + "image_pos_emb.weights.1", shape: [1, 1, f, c.dim]).viewed(as: [f, c.dim]))
         }
 
-        func norm(_ name: String) throws -> LayerNorm {
-            LayerNorm(weight: try load.tensor(name + ".weight", shape: [c.dim]).scalars,
-                      bias: try load.tensor(name + ".bias", shape: [c.dim]).scalars)
-        }
+        func norm(_ name: String) throws -> LayerNorm { try LayerNorm(name, width: c.dim, loader: load) }
         func linear(_ name: String, inputs: Int, outputs: Int, bias: Bool) throws -> Linear {
-            Linear(torchWeight: try load.tensor(name + ".weight", shape: [outputs, inputs]),
-                   bias: bias ? try load.tensor(name + ".bias", shape: [outputs]) : nil)
+            try Linear(name, inputs: inputs, outputs: outputs, bias: bias, loader: load)
         }
         var attentionIndex: [Int: Int] = [:], feedForwardIndex: [Int: Int] = [:]
         var attentions: [AttentionWeights] = [], feedForwards: [FeedForwardWeights] = []
@@ -116,23 +113,19 @@ public final class DalleTransformer: @unchecked Sendable {
                 feedForward: feedForwardIndex[feedForwardId] ?? 0,
                 attentionNorm: try norm(block + "0.fn.norm"),
                 attentionNormOut: c.sandwichNorm ? try norm(block + "0.fn.norm_out") : nil,
-                attentionScale: try load.tensor(block + "0.scale", shape: [1, 1, c.dim]).scalars,
+                attentionScale: try load.weight(block + "0.scale", shape: [1, 1, c.dim]).floats(),
                 feedForwardNorm: try norm(block + "1.fn.norm"),
                 feedForwardNormOut: c.sandwichNorm ? try norm(block + "1.fn.norm_out") : nil,
-                feedForwardScale: try load.tensor(block + "1.scale", shape: [1, 1, c.dim]).scalars))
+                feedForwardScale: try load.weight(block + "1.scale", shape: [1, 1, c.dim]).floats()))
         }
         self.layers = layers
         self.attentions = attentions
         self.feedForwards = feedForwards
         outputNorm = try norm(p + "to_logits.0")
-        let logits = try load.tensor(p + "to_logits.1.weight", shape: [c.totalTokens, c.dim]).scalars
-        let logitsBias = try load.tensor(p + "to_logits.1.bias", shape: [c.totalTokens]).scalars
-        func columns(_ range: Range<Int>) throws -> Linear {
-            Linear(torchWeight: try Tensor(shape: [range.count, c.dim], scalars: Array(logits[(range.lowerBound * c.dim)..<(range.upperBound * c.dim)])),
-                   bias: try Tensor(shape: [range.count], scalars: Array(logitsBias[range])))
-        }
-        textLogits = try columns(0..<c.textVocab)
-        imageLogits = try columns(c.textVocab..<c.totalTokens)
+        let logits = try load.weight(p + "to_logits.1.weight", shape: [c.totalTokens, c.dim])
+        let logitsBias = try load.weight(p + "to_logits.1.bias", shape: [c.totalTokens])
+        textLogits = Linear(weight: logits.rows(0..<c.textVocab), bias: logitsBias.rows(0..<c.textVocab))
+        imageLogits = Linear(weight: logits.rows(c.textVocab..<c.totalTokens), bias: logitsBias.rows(c.textVocab..<c.totalTokens))
         try load.rejectUnused(prefix: p, model: "transformer")
     }
 
@@ -392,17 +385,24 @@ public final class DalleTransformer: @unchecked Sendable {
     private func embed(ids: [Int32], batch: Int, start: Int, count: Int) -> [Float] {
         let c = config, dim = c.dim
         var x = [Float](repeating: 0, count: batch * count * dim)
-        for b in 0..<batch {
-            for t in 0..<count {
-                let p = start + t, id = Int(ids[b * count + t]), row = (b * count + t) * dim
-                if p < c.textLen {
-                    for d in 0..<dim { x[row + d] = textEmbedding[id * dim + d] }
-                    if !c.rotaryEmb { for d in 0..<dim { x[row + d] += textPositions[p * dim + d] } }
-                } else {
-                    let i = p - c.textLen, r = i / c.imageFmapSize, col = i % c.imageFmapSize
-                    for d in 0..<dim { x[row + d] = imageEmbedding[id * dim + d] }
-                    if !c.rotaryEmb {
-                        for d in 0..<dim { x[row + d] += imageRowPositions[r * dim + d] + imageColumnPositions[col * dim + d] }
+        x.withUnsafeMutableBufferPointer { xb in
+            let base = xb.baseAddress.unsafelyUnwrapped
+            for b in 0..<batch {
+                for t in 0..<count {
+                    let p = start + t, id = Int(ids[b * count + t]), row = base + (b * count + t) * dim
+                    if p < c.textLen {
+                        textEmbedding.copyRow(id, into: row)
+                        textPositions?.addRow(p, into: row)
+                    } else {
+                        let i = p - c.textLen
+                        imageEmbedding.copyRow(id, into: row)
+                        if let rows = imageRowPositions, let columns = imageColumnPositions {
+                            // One sum of the two positions, then added: the reference's order.
+                            for d in 0..<dim {
+                                row[d] += rows.table.element((i / c.imageFmapSize) * dim + d)
+                                    + columns.table.element((i % c.imageFmapSize) * dim + d)
+                            }
+                        }
                     }
                 }
             }

@@ -1,0 +1,104 @@
+/// How a `Weight`'s elements are stored: the floating-point dtypes kernels read directly.
+public enum WeightFormat: Sendable {
+    case f32, f16, bf16
+
+    /// The stored dtype of this format, or nil for dtypes that are converted to f32 on load.
+    init?(_ dtype: DType) {
+        switch dtype {
+        case .f32: self = .f32
+        case .f16: self = .f16
+        case .bf16: self = .bf16
+        default: return nil
+        }
+    }
+
+    var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        }
+    }
+
+    /// Bytes per element.
+    var byteSize: Int { self == .f32 ? 4 : 2 }
+}
+
+/// One parameter tensor as the model file stores it: a view of the (memory-mapped) file's
+/// little-endian bytes in their stored precision, never copied. Layers read it through
+/// conversions that are exact (16-bit → f32), so a 16-bit file computes the same numbers as
+/// its f32 expansion would. Tensors of other dtypes, and weights built in memory, are held
+/// as an owned f32 buffer.
+public struct Weight: @unchecked Sendable {
+    public let shape: [Int]
+    public let format: WeightFormat
+    /// The first element; little-endian, any alignment.
+    let base: UnsafeRawPointer
+    /// Keeps the memory behind `base` alive (the mapped file, or an owned buffer).
+    private let owner: AnyObject
+
+    /// Element count (shapes are validated by the file reader or by `Tensor`).
+    public var count: Int { shape.reduce(1, *) }
+
+    /// A view of `base` owned by `owner`.
+    init(shape: [Int], format: WeightFormat, base: UnsafeRawPointer, owner: AnyObject) {
+        self.shape = shape
+        self.format = format
+        self.base = base
+        self.owner = owner
+    }
+
+    /// An f32 copy of `tensor`.
+    public init(_ tensor: Tensor) {
+        let buffer = OwnedBytes(byteCount: tensor.count * 4)
+        tensor.scalars.withUnsafeBytes { if $0.count > 0 { buffer.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        self.init(shape: tensor.shape, format: .f32, base: UnsafeRawPointer(buffer.bytes), owner: buffer)
+    }
+
+    /// The same elements seen with another shape of equal element count (the caller checks).
+    func viewed(as shape: [Int]) -> Weight { Weight(shape: shape, format: format, base: base, owner: owner) }
+
+    /// Rows `range` of the first dimension, as a view.
+    func rows(_ range: Range<Int>) -> Weight {
+        let rowCount = shape.dropFirst().reduce(1, *)
+        return Weight(shape: [range.count] + shape.dropFirst(), format: format,
+                      base: base + range.lowerBound * rowCount * format.byteSize, owner: owner)
+    }
+
+    /// Element `i` as Float (exact for every format).
+    @inline(__always)
+    func element(_ i: Int) -> Float {
+        switch format {
+        case .f32: return Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+        case .f16: return halfToFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        case .bf16: return bfloat16ToFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        }
+    }
+
+    /// Converts elements [start, start + n) into `out`.
+    func decode(from start: Int, count n: Int, into out: UnsafeMutablePointer<Float>) {
+        format.dtype.decode(base + start * format.byteSize, count: n, into: out)
+    }
+
+    /// Every element as Float: for small tensors (norms, biases, scales) that layers keep in f32.
+    public func floats() -> [Float] {
+        let n = count
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            if n > 0, let out = buffer.baseAddress { decode(from: 0, count: n, into: out) }
+            initialized = n
+        }
+    }
+}
+
+/// A heap buffer freed with its owner (64-byte aligned, at least one cache line).
+final class OwnedBytes {
+    let bytes: UnsafeMutableRawPointer
+    let byteCount: Int
+
+    init(byteCount: Int) {
+        self.byteCount = byteCount
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 64), alignment: 64)
+    }
+
+    deinit { bytes.deallocate() }
+}
