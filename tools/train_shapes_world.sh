@@ -91,7 +91,7 @@ clip_on_candidates "$RUN/model-first.safetensors" "$RUN/clip-hard-negatives.safe
 #    (~95 min, then 35-40 min a schedule on 2 threads at 8-11 examples/s).
 train_transformer 6 transformer-6-layers "second 5e-4 11" "third 3e-4 12"
 # 7. A bundle of the four parts, CLIP's pick ranking by CLIP score + 5 x the transformer's log-likelihood
-#    (chosen on tools/clip_pick.py's set 6: models/shapes-world.md): the previous default model.
+#    (chosen on tools/experiments/clip_pick.py's set 6: models/shapes-world.md): the previous default model.
 "$DALLE" bundle --dtype f16 --likelihood-weight 5 --out "$RUN/model-6-layers.safetensors" "$RUN/clip-hard-negatives.safetensors" \
     "$transformer" "$RUN/model-first.safetensors"
 # 8. The shipped dVAE: the recipe of step 2 over 38,400 steps (~2 h on 2 threads), then 4,800 steps at tau = 1/16

@@ -14,7 +14,7 @@ from dalle import _lib
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tools", "experiments"))
 from candidate_reasons import read_candidate_set  # noqa: E402  (the tool's reader of candidate sets)
 
 SMALL = dict(candidates=2, seed=5, per_template=2, per_held_out_pair=1, reconstruction_samples=3)
@@ -81,7 +81,7 @@ def test_errors_and_cancel(bundle):
 def test_dvae_reconstruction_tool_counts_what_the_judge_passes():
     shipped = os.path.join(REPO, "models", "shapes-world.safetensors")
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "dvae_reconstruction.py"), shipped,
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "experiments", "dvae_reconstruction.py"), shipped,
                              "--count", "12", "--stream", "7", "--threads", "1"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -119,9 +119,9 @@ def test_candidate_set_is_judged_and_trains_clip(bundle, tmp_path):
                        steps=2, batch_size=2)
     assert os.path.exists(clip)
 
-    # tools/candidate_reasons.py counts the same captions and failing candidates, by the judge's reasons.
+    # tools/experiments/candidate_reasons.py counts the same captions and failing candidates, by the judge's reasons.
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "candidate_reasons.py"), str(tmp_path / "a.safetensors")],
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "experiments", "candidate_reasons.py"), str(tmp_path / "a.safetensors")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     groups = re.findall(r"^[a-z ]+: (\d+) captions, .* of (\d+) candidates pass", result.stdout, re.M)

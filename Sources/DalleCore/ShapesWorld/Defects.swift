@@ -1,5 +1,5 @@
 extension ShapesWorld {
-    /// How generated pictures go wrong (`tools/candidate_reasons.py` on a model's candidates): an
+    /// How generated pictures go wrong (`tools/experiments/candidate_reasons.py` on a model's candidates): an
     /// object a row or column of cells short, so its box is no longer square; objects merged into
     /// one blob; an object missing or one too many; an object of the wrong size.
     public enum Defect: String, CaseIterable, Sendable {

@@ -7,7 +7,7 @@ against the same picture mirrored (the same objects and sizes, only the sides sw
 caption and its opposite (a win when both prefer their own picture). Needs only the Python binding
 (numpy); used to compare CLIP training runs.
 
-    PYTHONPATH=bindings/python python3 tools/clip_near_misses.py MODEL [MODEL ...] [--count 60]
+    PYTHONPATH=bindings/python python3 tools/experiments/clip_near_misses.py MODEL [MODEL ...] [--count 60]
 """
 import argparse
 import random

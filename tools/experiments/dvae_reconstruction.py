@@ -3,7 +3,7 @@
 encodes and decodes N images of a training stream and judges each reconstruction against its caption.
 Needs only the Python binding (numpy); used to compare dVAE training runs without a transformer.
 
-    PYTHONPATH=bindings/python python3 tools/dvae_reconstruction.py MODEL [MODEL ...] [--count 200] [--stream 12345]
+    PYTHONPATH=bindings/python python3 tools/experiments/dvae_reconstruction.py MODEL [MODEL ...] [--count 200] [--stream 12345]
 """
 import argparse
 import collections

@@ -6,7 +6,7 @@ captions whose pick passes the judge beside the average and any-of-N rates. Unli
 samples again for every model, the candidates stay fixed, so CLIP runs can be compared in seconds.
 Needs only the Python binding (numpy).
 
-    PYTHONPATH=bindings/python python3 tools/clip_pick.py --generator MODEL --cache cands.npz CLIP_MODEL [...]
+    PYTHONPATH=bindings/python python3 tools/experiments/clip_pick.py --generator MODEL --cache cands.npz CLIP_MODEL [...]
 """
 import argparse
 import os

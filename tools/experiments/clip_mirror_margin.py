@@ -5,7 +5,7 @@ and sizes, only the sides swapped), and sums the caption's score difference (own
 the opposite caption's (mirror minus own). Prints the margin's mean and standard deviation over the captions
 and how often it is positive: a CLIP blind to relations has margin 0. Needs only the Python binding (numpy).
 
-    PYTHONPATH=bindings/python python3 tools/clip_mirror_margin.py MODEL [MODEL ...] [--count 150]
+    PYTHONPATH=bindings/python python3 tools/experiments/clip_mirror_margin.py MODEL [MODEL ...] [--count 150]
 """
 import argparse
 import random

@@ -5,7 +5,7 @@ relation) the captions, the share with a passing candidate, the pass rate and th
 with colours, shapes and numbers replaced by C, S and N so that alike failures count together.
 Needs only the Python binding (numpy).
 
-    PYTHONPATH=bindings/python python3 tools/candidate_reasons.py SET.safetensors [--top 8]
+    PYTHONPATH=bindings/python python3 tools/experiments/candidate_reasons.py SET.safetensors [--top 8]
 """
 import argparse
 import collections
