@@ -4,6 +4,11 @@
 //   dalle-bench conv [--threads N]   the full dVAE encoder's and decoder's layer list at 256²
 //   dalle-bench dvae [--threads N]   the real DVAE (OpenAI configuration, random weights):
 //                                    encode and decode of one 256² image
+//   dalle-bench decode-model CONFIG DTYPE FILE   writes a random-weight transformer (CONFIG 320m
+//                                    or small) with its weights stored as DTYPE (F32, F16, BF16)
+//   dalle-bench decode CONFIG FILE [--batch B] [--threads N]   loads FILE memory-mapped and
+//                                    times one decoding step of B sequences, beside the
+//                                    machine's read-bandwidth bound; resident memory after load
 //
 // Output lines are tab-separated so tools/bench.py can parse them. tools/bench.py runs it beside numpy / PyTorch, with
 // glibc told to keep freed memory (GLIBC_TUNABLES=glibc.malloc.mmap_max=0:...) so that
@@ -222,7 +227,24 @@ switch args.first {
 case "gemm": benchGEMM(pool: pool)
 case "conv": benchConv(pool: pool)
 case "dvae": benchDVAE(pool: pool)
+case "decode-model":
+    guard args.count == 4, let config = decodeConfig(args[1]), let dtype = DType(rawValue: args[2]) else {
+        print("usage: dalle-bench decode-model 320m|small F32|F16|BF16 FILE"); exit(2)
+    }
+    do { try writeDecodeModel(config, dtype: dtype, path: args[3]) } catch { print("decode-model: \(error)"); exit(1) }
+case "decode":
+    var batch = 1
+    if let i = args.firstIndex(of: "--batch"), i + 1 < args.count, let b = Int(args[i + 1]), b > 0 {
+        batch = b
+        args.removeSubrange(i...(i + 1))
+    }
+    guard args.count == 3, let config = decodeConfig(args[1]) else {
+        print("usage: dalle-bench decode 320m|small FILE [--batch B] [--threads N]"); exit(2)
+    }
+    do { try benchDecode(config: config, path: args[2], batch: batch, tokens: 32, pool: pool) } catch {
+        print("decode: \(error)"); exit(1)
+    }
 default:
-    print("usage: dalle-bench gemm|conv|dvae [--threads N]")
+    print("usage: dalle-bench gemm|conv|dvae|decode-model|decode [--threads N]")
     exit(2)
 }

@@ -281,6 +281,25 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A Linear built from a memory-mapped file drops the pages it repacked; the file still
+    /// reads back the same values afterwards (the pages come from the file again).
+    func testLinearFromAMappedFileReleasesItsPagesSafely() throws {
+        var rng = Random(state: 13)
+        let w = rng.tensor([300, 256])
+        var writer = SafetensorsWriter()
+        try writer.add("w", w, as: .f16)
+        let path = NSTemporaryDirectory() + "/libdalle-linear-\(getpid()).safetensors"
+        try writer.write(to: path)
+        defer { unlink(path) }
+        let file = try SafetensorsFile(path: path)
+        let expected = try file.tensor("w")
+        let linear = Linear(weight: try file.weight("w", shape: [300, 256]), bias: nil)
+        XCTAssertEqual(try file.tensor("w"), expected)
+        let x = rng.array(256)
+        let reference = Linear(weight: Weight(expected), bias: nil)
+        XCTAssertEqual(linear(x, rows: 1, pool: ThreadPool(threads: 1)), reference(x, rows: 1, pool: ThreadPool(threads: 1)))
+    }
+
     func testConv2DIsBitIdenticalForAnyThreadCount() throws {
         var rng = Random(state: 5)
         let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])

@@ -219,6 +219,10 @@ public final class SafetensorsFile: WeightStore, @unchecked Sendable {
     }
 }
 
+extension SafetensorsFile: ReleasableBytes {
+    func release(_ bytes: UnsafeRawBufferPointer) { storage.release(bytes) }
+}
+
 /// The bytes of a safetensors file: a read-only mapping or an owned copy, released on deinit.
 private final class Storage {
     let bytes: UnsafeRawBufferPointer
@@ -250,6 +254,19 @@ private final class Storage {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 64)
         if source.count > 0 { copy.copyMemory(from: source) }
         bytes = UnsafeRawBufferPointer(copy)
+    }
+
+    /// Drops the whole pages inside `range` (part of `bytes`) from resident memory when the
+    /// file is mapped; they are read from the file again if touched. An owned copy keeps them.
+    func release(_ range: UnsafeRawBufferPointer) {
+        guard isMapped, let start = range.baseAddress, let base = bytes.baseAddress,
+              start >= base, start + range.count <= base + bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + range.count) / page * page
+        guard end > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, end - first, MADV_DONTNEED)
     }
 
     deinit {

@@ -51,6 +51,7 @@ struct Linear: @unchecked Sendable {
             }
         }
         if size == 4 { repack(UInt32.self) } else { repack(UInt16.self) }
+        weight.releaseStoredBytes()
         self.inputs = inputs
         self.outputs = outputs
         self.format = weight.format
@@ -141,7 +142,17 @@ enum F32Panel: PanelElement {
 
 enum F16Panel: PanelElement {
     @inline(__always)
-    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { SIMD16<Float>(p.loadUnaligned(as: SIMD16<Float16>.self)) }
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
+        // Lane by lane, which the compiler turns into inline vcvtph2ps; the generic
+        // SIMD16<Float>(SIMD16<Float16>) initialiser stays an out-of-line call.
+        let lo = p.loadUnaligned(as: SIMD8<UInt16>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
+        var v = SIMD16<Float>()
+        for i in 0..<8 {
+            v[i] = Float(Float16(bitPattern: UInt16(littleEndian: lo[i])))
+            v[i + 8] = Float(Float16(bitPattern: UInt16(littleEndian: hi[i])))
+        }
+        return v
+    }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .f16) }
     static var byteSize: Int { 2 }
 }
@@ -149,7 +160,14 @@ enum F16Panel: PanelElement {
 enum BF16Panel: PanelElement {
     @inline(__always)
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
-        unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt16>.self)) &<< 16, to: SIMD16<Float>.self)
+        // Lane by lane (see F16Panel): a bfloat16 is the top half of a Float.
+        let lo = p.loadUnaligned(as: SIMD8<UInt16>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
+        var v = SIMD16<Float>()
+        for i in 0..<8 {
+            v[i] = Float(bitPattern: UInt32(UInt16(littleEndian: lo[i])) << 16)
+            v[i + 8] = Float(bitPattern: UInt32(UInt16(littleEndian: hi[i])) << 16)
+        }
+        return v
     }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .bf16) }
     static var byteSize: Int { 2 }

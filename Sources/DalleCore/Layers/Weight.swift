@@ -80,6 +80,13 @@ public struct Weight: @unchecked Sendable {
         format.dtype.decode(base + start * format.byteSize, count: n, into: out)
     }
 
+    /// Tells the owner that this tensor's stored bytes will not be read again (a layer
+    /// repacked them): a memory-mapped file drops their pages from this process's resident
+    /// memory (they are read from the file again should anything touch them).
+    func releaseStoredBytes() {
+        (owner as? ReleasableBytes)?.release(UnsafeRawBufferPointer(start: base, count: count * format.byteSize))
+    }
+
     /// Every element as Float: for small tensors (norms, biases, scales) that layers keep in f32.
     public func floats() -> [Float] {
         let n = count
@@ -88,6 +95,11 @@ public struct Weight: @unchecked Sendable {
             initialized = n
         }
     }
+}
+
+/// An owner of weight bytes that can drop them from resident memory.
+protocol ReleasableBytes: AnyObject {
+    func release(_ bytes: UnsafeRawBufferPointer)
 }
 
 /// A heap buffer freed with its owner (64-byte aligned, at least one cache line).
