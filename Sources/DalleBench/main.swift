@@ -107,7 +107,7 @@ struct StageTimer {
 }
 
 /// Runs and times one convolution.
-func timedConv(_ timer: inout StageTimer, _ name: String, _ x: Tensor, _ w: Conv2DWeights,
+func timedConv(_ timer: inout StageTimer, _ name: String, _ x: Tensor, _ w: Conv2d,
                relu: Bool = false, residual: Tensor? = nil, scale: Float = 1, pool: ThreadPool) -> Tensor {
     let k = w.kernelSize
     let gflop = 2e-9 * Double(w.outChannels * w.inChannels * k * k) * Double(x.count / x.shape[1])
@@ -116,10 +116,10 @@ func timedConv(_ timer: inout StageTimer, _ name: String, _ x: Tensor, _ w: Conv
     }
 }
 
-func convWeights(_ rng: inout Random, out: Int, in cin: Int, k: Int) -> Conv2DWeights {
+func convWeights(_ rng: inout Random, out: Int, in cin: Int, k: Int) -> Conv2d {
     let scale = 1 / Float(cin * k * k).squareRoot()
     do {
-        return try Conv2DWeights(weight: rng.tensor([out, cin, k, k], scale: scale),
+        return try Conv2d(weight: rng.tensor([out, cin, k, k], scale: scale),
                                  bias: rng.tensor([out], scale: 0.1))
     } catch {
         fatalError("\(error)")  // shapes above are valid

@@ -187,7 +187,7 @@ final class KernelTests: XCTestCase {
             let x = rng.tensor([n, cin, h, w])
             let weight = rng.tensor([cout, cin, k, k]), bias = rng.tensor([cout])
             let residual = withResidual ? rng.tensor([n, cout, h, w]) : nil
-            let conv = try Conv2DWeights(weight: weight, bias: bias)
+            let conv = try Conv2d(weight: weight, bias: bias)
             let y = conv2d(x, conv, reluInput: relu, residual: residual, scale: scale, pool: ThreadPool(threads: 2))
             XCTAssertEqual(y.shape, [n, cout, h, w])
             let (ref, mag) = referenceConv(x, weight: weight, bias: bias, relu: relu, residual: residual, scale: scale)
@@ -300,10 +300,30 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(linear(x, rows: 1, pool: ThreadPool(threads: 1)), reference(x, rows: 1, pool: ThreadPool(threads: 1)))
     }
 
+    /// A convolution whose weight stays f16 or bf16 (widened as the GEMM packs it) computes
+    /// exactly what its f32 expansion computes.
+    func testSixteenBitConv2dMatchesItsF32Expansion() throws {
+        var rng = Random(state: 14)
+        for dtype in [DType.f16, .bf16] {
+            for (cin, cout, k) in [(16, 40, 3), (5, 7, 1), (3, 9, 7)] {
+                var writer = SafetensorsWriter()
+                try writer.add("w", rng.tensor([cout, cin, k, k]), as: dtype)
+                let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
+                let bias = Weight(rng.tensor([cout]))
+                let stored = try Conv2d(weight: try file.weight("w", shape: [cout, cin, k, k]), bias: bias)
+                let expanded = try Conv2d(weight: Weight(try file.tensor("w")), bias: bias)
+                let x = rng.tensor([2, cin, 13, 17]), residual = rng.tensor([2, cout, 13, 17])
+                XCTAssertEqual(conv2d(x, stored, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: 2)),
+                               conv2d(x, expanded, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: 1)),
+                               "\(dtype) \(cin)->\(cout) k\(k)")
+            }
+        }
+    }
+
     func testConv2DIsBitIdenticalForAnyThreadCount() throws {
         var rng = Random(state: 5)
         let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])
-        let conv = try Conv2DWeights(weight: rng.tensor([40, 16, 3, 3]), bias: rng.tensor([40]))
+        let conv = try Conv2d(weight: rng.tensor([40, 16, 3, 3]), bias: rng.tensor([40]))
         let one = conv2d(x, conv, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: 1))
         for threads in [2, 3, 4] {
             let y = conv2d(x, conv, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: threads))
@@ -311,10 +331,10 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testConv2DWeightsRejectBadShapes() {
-        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 2, 2]), bias: nil))
-        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 3]), bias: nil))
-        XCTAssertThrowsError(try Conv2DWeights(weight: Tensor(zeros: [4, 3, 3, 3]), bias: Tensor(zeros: [3])))
+    func testConv2dRejectBadShapes() {
+        XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 2, 2]), bias: nil))
+        XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 3]), bias: nil))
+        XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 3, 3]), bias: Tensor(zeros: [3])))
     }
 
     func testPoolingAndUpsampling() throws {

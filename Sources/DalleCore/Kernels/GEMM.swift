@@ -45,6 +45,8 @@ enum GemmA {
     case matrix(UnsafePointer<Float>, ld: Int)
     /// Its transpose stored row-major, [k×m] with leading dimension `ld`; packed block by block.
     case transposedMatrix(UnsafePointer<Float>, ld: Int)
+    /// Row-major [m×k] 16-bit floats (f16 or bf16), widened exactly as they are packed block by block.
+    case matrix16(UnsafeRawPointer, ld: Int, format: WeightFormat)
     /// Already packed by `packGemmA`: panels of MR rows, each [k][MR].
     case packed(UnsafePointer<Float>)
 }
@@ -100,6 +102,23 @@ private func packAPanel(_ a: UnsafePointer<Float>, ld: Int, rows: Int, depth: In
     }
     for p in 0..<depth {
         for i in 0..<gemmMR { dst[p * gemmMR + i] = i < rows ? a[i * ld + p] : 0 }
+    }
+}
+
+/// `packAPanel` for 16-bit floats: dst[p·MR + i] = widen(a[i·ld + p]), zero for rows ≥ `rows`.
+private func packAPanel16(_ a: UnsafeRawPointer, ld: Int, format: WeightFormat, rows: Int, depth: Int,
+                          into dst: UnsafeMutablePointer<Float>) {
+    for i in 0..<gemmMR {
+        let row = a + i * ld * 2
+        if i < rows {
+            if format == .bf16 {
+                for p in 0..<depth { dst[p * gemmMR + i] = bfloat16ToFloat(row.loadUnaligned(fromByteOffset: 2 * p, as: UInt16.self)) }
+            } else {
+                for p in 0..<depth { dst[p * gemmMR + i] = Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: 2 * p, as: UInt16.self))) }
+            }
+        } else {
+            for p in 0..<depth { dst[p * gemmMR + i] = 0 }
+        }
     }
 }
 
@@ -224,6 +243,13 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                             packATransposedPanel(ap + pc * ld + ic + p * gemmMR, ld: ld,
                                                  rows: min(gemmMR, mc - p * gemmMR), depth: kc,
                                                  into: packedA + p * kc * gemmMR)
+                        }
+                        aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
+                    case let .matrix16(ap, ld, format):
+                        for p in 0..<aPanels {
+                            packAPanel16(ap + ((ic + p * gemmMR) * ld + pc) * 2, ld: ld, format: format,
+                                         rows: min(gemmMR, mc - p * gemmMR), depth: kc,
+                                         into: packedA + p * kc * gemmMR)
                         }
                         aBase = UnsafePointer(packedA); aPanelStride = kc * gemmMR
                     case let .packed(ap):

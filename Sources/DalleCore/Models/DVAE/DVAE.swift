@@ -14,14 +14,14 @@ import Glibc
 public struct DVAE: Sendable {
     public let config: DVAEConfig
 
-    let encoderInput: Conv2DWeights
+    let encoderInput: Conv2d
     let encoderGroups: [[DVAEResBlock]]
-    let encoderOutput: Conv2DWeights
+    let encoderOutput: Conv2d
     /// The decoder's input 1×1 convolution: weight [n_init, vocab] and bias [n_init].
     let tokenEmbedding: [Float]
     let tokenEmbeddingBias: [Float]
     let decoderGroups: [[DVAEResBlock]]
-    let decoderOutput: Conv2DWeights
+    let decoderOutput: Conv2d
 
     /// `logit_laplace_eps` of `dall_e.utils`: pixels are squeezed into [eps, 1 - eps].
     static let pixelEpsilon: Float = 0.1

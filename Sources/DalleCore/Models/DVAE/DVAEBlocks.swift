@@ -9,11 +9,11 @@ import Glibc
 /// preceded by a ReLU and id_path is a 1×1 convolution when the width changes (else
 /// the identity). The encoder's kernels are 3,3,3,1; the decoder's 1,3,3,3.
 struct DVAEResBlock: Sendable {
-    let idPath: Conv2DWeights?
+    let idPath: Conv2d?
     /// The first three res-path convolutions.
-    let hidden: [Conv2DWeights]
+    let hidden: [Conv2d]
     /// The last res-path convolution, fused with the scaled residual sum.
-    let last: Conv2DWeights
+    let last: Conv2d
     let postGain: Float
 
     /// Loads the block under `prefix` (e.g. "dvae.encoder.blocks.group_1.block_1").
@@ -22,7 +22,7 @@ struct DVAEResBlock: Sendable {
         let mid = outChannels / 4
         idPath = inChannels == outChannels ? nil
             : try loader.conv(prefix + ".id_path", in: inChannels, out: outChannels, kernel: 1)
-        var convs: [Conv2DWeights] = []
+        var convs: [Conv2d] = []
         for (i, k) in kernelSizes.enumerated() {
             let n = i == 0 ? inChannels : mid
             let m = i == kernelSizes.count - 1 ? outChannels : mid
@@ -43,9 +43,8 @@ struct DVAEResBlock: Sendable {
 
 extension StrictWeightLoader {
     /// The reference `Conv2d` under `prefix`: weight `w` [out, in, k, k], bias `b` [out].
-    func conv(_ prefix: String, in n: Int, out m: Int, kernel k: Int) throws -> Conv2DWeights {
-        try Conv2DWeights(weight: tensor(prefix + ".w", shape: [m, n, k, k]),
-                          bias: tensor(prefix + ".b", shape: [m]))
+    func conv(_ prefix: String, in n: Int, out m: Int, kernel k: Int) throws -> Conv2d {
+        try Conv2d(prefix, in: n, out: m, kernel: k, weightKey: "w", biasKey: "b", loader: self)
     }
 }
 

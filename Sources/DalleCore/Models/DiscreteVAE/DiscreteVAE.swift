@@ -12,16 +12,16 @@ public struct DiscreteVAE: ImageTokenizer {
     let codebook: [Float]
     let encoderDown: [StridedConv]
     let encoderBlocks: [ResidualBlock]
-    let encoderOutput: Conv2DWeights
-    let decoderInput: Conv2DWeights?
+    let encoderOutput: Conv2d
+    let decoderInput: Conv2d?
     let decoderBlocks: [ResidualBlock]
     let decoderUp: [StridedConv]
-    let decoderOutput: Conv2DWeights
+    let decoderOutput: Conv2d
 
     struct ResidualBlock {
-        let conv1: Conv2DWeights
-        let conv2: Conv2DWeights
-        let conv3: Conv2DWeights
+        let conv1: Conv2d
+        let conv2: Conv2d
+        let conv3: Conv2d
         func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
             let a = conv2d(x, conv1, pool: pool)
             let b = conv2d(a, conv2, reluInput: true, pool: pool)
@@ -35,9 +35,8 @@ public struct DiscreteVAE: ImageTokenizer {
         self.config = config
         let load = StrictWeightLoader(weights)
         let hid = config.hiddenDim, blocks = config.numResnetBlocks
-        func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2DWeights {
-            try Conv2DWeights(weight: try load.tensor(name + ".weight", shape: [out, inp, k, k]),
-                              bias: try load.tensor(name + ".bias", shape: [out]))
+        func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2d {
+            try Conv2d(name, in: inp, out: out, kernel: k, loader: load)
         }
         func strided(_ name: String, _ inp: Int, _ out: Int, transposed: Bool) throws -> StridedConv {
             let w = try load.tensor(name + ".weight", shape: transposed ? [inp, out, 4, 4] : [out, inp, 4, 4])

@@ -6,7 +6,7 @@ extension Tape {
     public func conv2d(_ x: Variable, _ w: Variable, _ b: Variable, reluInput: Bool = false) -> Variable {
         let n = x.shape[0], cin = x.shape[1], h = x.shape[2], wd = x.shape[3]
         let cout = w.shape[0], k = w.shape[2], hw = h * wd, depth = cin * k * k
-        let weights = Conv2DWeights(packing: w.value, outChannels: cout, inChannels: cin, kernelSize: k, bias: b.value)
+        let weights = Conv2d(packing: w.value, outChannels: cout, inChannels: cin, kernelSize: k, bias: b.value)
         let y = DalleCore.conv2d(Tensor(uncheckedShape: x.shape, scalars: x.value), weights, reluInput: reluInput, pool: pool)
         let pool = self.pool
         return record(y.scalars, shape: y.shape, inputs: [x, w, b]) { node in
@@ -19,7 +19,7 @@ extension Tape {
                         flipped[((i * cout + o) * k + (k - 1 - ky)) * k + (k - 1 - kx)] = wp[((o * cin + i) * k + ky) * k + kx]
                     } } } }
                 }
-                let back = Conv2DWeights(packing: flipped, outChannels: cin, inChannels: cout, kernelSize: k, bias: nil)
+                let back = Conv2d(packing: flipped, outChannels: cin, inChannels: cout, kernelSize: k, bias: nil)
                 let dx = DalleCore.conv2d(Tensor(uncheckedShape: node.shape, scalars: dy), back, pool: pool).scalars
                 x.accumulateGrad { gx in withPointers(dx) { d in withPointers(x.value) { xp in
                     for i in 0..<x.count where !reluInput || xp[i] > 0 { gx[i] += d[i] }
