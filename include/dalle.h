@@ -622,12 +622,15 @@ DALLE_API dalle_train_params dalle_train_default_params(void);
  * DALLE_CANCELLED after writing its checkpoint. */
 DALLE_API dalle_status dalle_train(const dalle_train_params *params);
 
-/* How weights are stored in a bundle. */
+/* How weights are stored in a bundle. Q8_0 and Q4_0 store the linear layers' weights in
+ * GGUF's blocks of 32 (an f16 scale and 32 int8 or 4-bit values) and the rest in f16. */
 typedef int32_t dalle_weight_type;
 enum {
     DALLE_WEIGHTS_F32 = 0,
     DALLE_WEIGHTS_F16 = 1,
     DALLE_WEIGHTS_BF16 = 2,
+    DALLE_WEIGHTS_Q8_0 = 3,
+    DALLE_WEIGHTS_Q4_0 = 4,
 };
 
 typedef struct dalle_bundle_params {

@@ -87,14 +87,16 @@ public func dalle_bundle_with_params(_ partPaths: UnsafePointer<UnsafePointer<CC
         // Callers built before likelihood_weight was appended pass the shorter struct.
         let p = try readParams(params, defaults: dalle_bundle_default_params(), name: "dalle_bundle_params",
                                minimumSize: MemoryLayout<dalle_bundle_params>.offset(of: \.likelihood_weight) ?? 0)
-        let dtype: DType
+        let dtype: DType, quantization: QuantizedType?
         switch p.weight_type {
-        case dalle_weight_type(DALLE_WEIGHTS_F32): dtype = .f32
-        case dalle_weight_type(DALLE_WEIGHTS_F16): dtype = .f16
-        case dalle_weight_type(DALLE_WEIGHTS_BF16): dtype = .bf16
-        case let other: throw DalleError.invalidArgument("weight_type is \(other); use DALLE_WEIGHTS_F32 (0), DALLE_WEIGHTS_F16 (1) or DALLE_WEIGHTS_BF16 (2)")
+        case dalle_weight_type(DALLE_WEIGHTS_F32): (dtype, quantization) = (.f32, nil)
+        case dalle_weight_type(DALLE_WEIGHTS_F16): (dtype, quantization) = (.f16, nil)
+        case dalle_weight_type(DALLE_WEIGHTS_BF16): (dtype, quantization) = (.bf16, nil)
+        case dalle_weight_type(DALLE_WEIGHTS_Q8_0): (dtype, quantization) = (.f16, .q8_0)
+        case dalle_weight_type(DALLE_WEIGHTS_Q4_0): (dtype, quantization) = (.f16, .q4_0)
+        case let other: throw DalleError.invalidArgument("weight_type is \(other); use DALLE_WEIGHTS_F32 (0), DALLE_WEIGHTS_F16 (1), DALLE_WEIGHTS_BF16 (2), DALLE_WEIGHTS_Q8_0 (3) or DALLE_WEIGHTS_Q4_0 (4)")
         }
-        try bundle(partPaths, count, outPath, dtype: dtype, condScale: p.cond_scale == 1 ? nil : p.cond_scale,
+        try bundle(partPaths, count, outPath, dtype: dtype, quantization: quantization, condScale: p.cond_scale == 1 ? nil : p.cond_scale,
                    likelihoodWeight: p.likelihood_weight < 0 ? nil : p.likelihood_weight)
     }
 }
@@ -102,14 +104,16 @@ public func dalle_bundle_with_params(_ partPaths: UnsafePointer<UnsafePointer<CC
 @_cdecl("dalle_bundle")
 public func dalle_bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
                          _ halfPrecision: Bool) -> dalle_status {
-    boundary("dalle_bundle") { try bundle(partPaths, count, outPath, dtype: halfPrecision ? .f16 : .f32, condScale: nil, likelihoodWeight: nil) }
+    boundary("dalle_bundle") {
+        try bundle(partPaths, count, outPath, dtype: halfPrecision ? .f16 : .f32, quantization: nil, condScale: nil, likelihoodWeight: nil)
+    }
 }
 
 private func bundle(_ partPaths: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ outPath: UnsafePointer<CChar>?,
-                    dtype: DType, condScale: Float?, likelihoodWeight: Float?) throws {
+                    dtype: DType, quantization: QuantizedType?, condScale: Float?, likelihoodWeight: Float?) throws {
     guard let partPaths else { throw DalleError.invalidArgument("part_paths is NULL") }
     guard count >= 1, count <= 64 else { throw DalleError.invalidArgument("n_parts must be 1...64, got \(count)") }
     let parts = try (0..<count).map { try SafetensorsFile(path: utf8String(partPaths[$0], name: "part_paths[\($0)]")) }
-    try TrainingSetup.assembleBundle(parts, dtype: dtype, to: try utf8String(outPath, name: "out_path"), condScale: condScale,
+    try TrainingSetup.assembleBundle(parts, dtype: dtype, quantization: quantization, to: try utf8String(outPath, name: "out_path"), condScale: condScale,
                                       likelihoodWeight: likelihoodWeight)
 }

@@ -24,7 +24,7 @@ let usage = """
                                                  candidates; A.safetensors,B.safetensors) or a folder
                                                  of NAME.png + NAME.txt; FILE is a checkpoint, resumed
                                                  when it exists. S: tokenizer, dvae, transformer, clip
-      bundle --out FILE [--dtype f16] [--cond-scale C] [--likelihood-weight W] PART...
+      bundle --out FILE [--dtype f16|f32|bf16|q8|q4] [--cond-scale C] [--likelihood-weight W] PART...
                                                  join trained components into one model file, each
                                                  from the first PART that holds it (C, W: the guidance
                                                  scale and reranking weight generate and eval use by default)

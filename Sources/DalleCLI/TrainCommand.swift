@@ -86,16 +86,18 @@ struct LossAverage {
 /// Set by SIGINT during `dalle train`.
 nonisolated(unsafe) var trainingInterrupted = false
 
-/// `dalle bundle --out FILE [--dtype f16] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
+/// `dalle bundle --out FILE [--dtype f16|f32|bf16|q8|q4] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
 func bundle(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["out", "dtype", "cond-scale", "likelihood-weight"], maxPositional: 16)
     let out = try arguments.required("out")
-    let dtype: DType
+    let dtype: DType, quantization: QuantizedType?
     switch arguments.options["dtype"] ?? "f16" {
-    case "f32": dtype = .f32
-    case "f16": dtype = .f16
-    case "bf16": dtype = .bf16
-    case let other: throw UsageError("--dtype must be f32, f16 or bf16, got '\(other)'")
+    case "f32": (dtype, quantization) = (.f32, nil)
+    case "f16": (dtype, quantization) = (.f16, nil)
+    case "bf16": (dtype, quantization) = (.bf16, nil)
+    case "q8", "q8_0": (dtype, quantization) = (.f16, .q8_0)
+    case "q4", "q4_0": (dtype, quantization) = (.f16, .q4_0)
+    case let other: throw UsageError("--dtype must be f32, f16, bf16, q8 or q4, got '\(other)'")
     }
     guard !arguments.positional.isEmpty else { throw UsageError("bundle needs the trained parts (tokenizer, dvae, transformer, clip files)") }
     func finite(_ name: String) throws -> Float? {
@@ -104,8 +106,8 @@ func bundle(_ arguments: Arguments) throws {
             return x
         }
     }
-    try TrainingSetup.assembleBundle(try arguments.positional.map { try SafetensorsFile(path: $0) }, dtype: dtype, to: out,
-                                     condScale: try finite("cond-scale"), likelihoodWeight: try finite("likelihood-weight"))
+    try TrainingSetup.assembleBundle(try arguments.positional.map { try SafetensorsFile(path: $0) }, dtype: dtype,
+                                     quantization: quantization, to: out, condScale: try finite("cond-scale"), likelihoodWeight: try finite("likelihood-weight"))
     let model = try DalleModel(path: out)
     fputs("dalle: bundle with \(model.components) written to \(out)\n", stderr)
 }

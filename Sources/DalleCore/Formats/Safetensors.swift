@@ -68,8 +68,13 @@ public final class SafetensorsFile: WeightStore, @unchecked Sendable {
     /// Element type and shape of `name`, or nil when the file has no such tensor.
     public func info(_ name: String) -> TensorInfo? { entries[name]?.info }
 
-    /// The tensor `name` converted to float32 (from any stored dtype).
+    /// The tensor `name` converted to float32 (from any stored dtype; a quantized tensor is
+    /// dequantized to its [rows, cols] shape).
     public func tensor(_ name: String) throws -> Tensor {
+        if quantization(name) != nil {
+            let weight = try self.weight(name, shape: try shape(of: name))
+            return Tensor(uncheckedShape: weight.shape, scalars: weight.floats())
+        }
         let entry = try self.entry(name)
         let count = entry.range.count / entry.info.dtype.byteSize
         let base = data.baseAddress.map { UnsafeRawPointer($0) + entry.range.lowerBound }
@@ -85,17 +90,47 @@ public final class SafetensorsFile: WeightStore, @unchecked Sendable {
     /// The tensor `name` as float32; throws `DalleError.badFile` when it is missing or
     /// its shape is not `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        let info = try entry(name).info
-        guard info.shape == shape else {
-            throw DalleError.badFile("tensor '\(name)' has shape \(info.shape), expected \(shape)")
+        let actual = try self.shape(of: name)
+        guard actual == shape else {
+            throw DalleError.badFile("tensor '\(name)' has shape \(actual), expected \(shape)")
         }
         return try tensor(name)
     }
 
-    /// The tensor `name` in place when it is stored as f32, f16 or bf16 (a view that keeps
-    /// this file open), else converted to f32; throws as `tensor(_:shape:)`.
+    /// The quantized type the metadata records for tensor `name` ("NAME.quantization"), if any.
+    public func quantization(_ name: String) -> QuantizedType? {
+        metadata[QuantizedType.metadataKey(name)].flatMap(QuantizedType.init(rawValue:))
+    }
+
+    /// The shape of tensor `name` as models see it: a quantized tensor's [rows, cols], else the stored shape.
+    public func shape(of name: String) throws -> [Int] {
+        let info = try entry(name).info
+        guard let type = quantization(name) else { return info.shape }
+        guard info.dtype == .u8, info.shape.count == 2, info.shape[1] % type.blockBytes == 0 else {
+            throw DalleError.badFile("tensor '\(name)' is marked \(type.rawValue) but holds \(info.dtype.rawValue) \(info.shape); "
+                + "expected U8 [rows, a multiple of \(type.blockBytes)]")
+        }
+        return [info.shape[0], info.shape[1] / type.blockBytes * QuantizedType.blockSize]
+    }
+
+    /// The tensor `name` in place when it is stored as f32, f16, bf16 or quantized (a view
+    /// that keeps this file open), else converted to f32; throws as `tensor(_:shape:)`, and
+    /// for a quantized tensor whose metadata, size or scales are invalid.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
         let entry = try self.entry(name)
+        if let key = metadata[QuantizedType.metadataKey(name)] {
+            guard let type = QuantizedType(rawValue: key) else {
+                throw DalleError.unsupported("tensor '\(name)': quantization \"\(key)\" is not supported (q8_0, q4_0)")
+            }
+            let actual = try self.shape(of: name)
+            guard actual == shape else {
+                throw DalleError.badFile("tensor '\(name)' (\(type.rawValue)) has shape \(actual), expected \(shape)")
+            }
+            guard !entry.range.isEmpty, let base = data.baseAddress else { return Weight(Tensor(zeros: shape)) }
+            let start = UnsafeRawPointer(base) + entry.range.lowerBound
+            try type.validateScales(start, rows: shape[0], cols: shape[1], name: name)
+            return Weight(shape: shape, format: .quantized(type), base: start, owner: self)
+        }
         guard entry.info.shape == shape else {
             throw DalleError.badFile("tensor '\(name)' has shape \(entry.info.shape), expected \(shape)")
         }

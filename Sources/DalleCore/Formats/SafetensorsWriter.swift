@@ -30,6 +30,26 @@ public struct SafetensorsWriter {
         try add(name, bytes: data, dtype: dtype, shape: tensor.shape)
     }
 
+    /// Adds `tensor` [rows, cols] (cols a multiple of 32) block-quantized, as a U8 tensor with
+    /// the metadata entry that marks it (see `QuantizedType`).
+    public mutating func add(_ name: String, _ tensor: Tensor, quantizedAs type: QuantizedType) throws {
+        guard tensor.rank == 2, tensor.shape[1] % QuantizedType.blockSize == 0 else {
+            throw DalleError.invalidArgument("tensor '\(name)' of shape \(tensor.shape) cannot be \(type.rawValue)-quantized: it must be [rows, a multiple of 32]")
+        }
+        let rowBytes = type.rowBytes(tensor.shape[1])
+        var bytes = [UInt8](repeating: 0, count: tensor.shape[0] * rowBytes)
+        try tensor.scalars.withUnsafeBufferPointer { x in
+            try bytes.withUnsafeMutableBytes { out in
+                for r in 0..<tensor.shape[0] {
+                    try type.quantize(x.baseAddress.unsafelyUnwrapped + r * tensor.shape[1], count: tensor.shape[1],
+                                      into: out.baseAddress.unsafelyUnwrapped + r * rowBytes)
+                }
+            }
+        }
+        try add(name, bytes: bytes, dtype: .u8, shape: [tensor.shape[0], rowBytes])
+        metadata[QuantizedType.metadataKey(name)] = type.rawValue
+    }
+
     /// Adds raw little-endian `bytes` holding a tensor of `dtype` and `shape`.
     public mutating func add(_ name: String, bytes: [UInt8], dtype: DType, shape: [Int]) throws {
         guard name != "__metadata__" else { throw DalleError.invalidArgument("tensor name '__metadata__' is reserved") }

@@ -57,6 +57,8 @@ enum GemmB {
     case matrix(UnsafePointer<Float>, ld: Int, relu: Bool)
     /// The same of 16-bit floats (f16 or bf16, little-endian), widened exactly as they are packed.
     case matrix16(UnsafeRawPointer, ld: Int, format: WeightFormat)
+    /// A quantized `Linear` panel [k×32] (see `Linear`), widened to q · d as it is packed.
+    case quantizedPanel(UnsafeRawPointer, type: QuantizedType)
     /// Its transpose stored row-major, [n×k] with leading dimension `ld`.
     case transposedMatrix(UnsafePointer<Float>, ld: Int)
     /// The implicit im2col matrix of one CHW image for a k×k "same" convolution:
@@ -214,6 +216,12 @@ private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: 
                     packBMatrix(bp + pc * ld, ld: ld, depth: kc, col0: jc, cols: nc, relu: relu, into: packedB)
                 case let .matrix16(bp, ld, format):
                     packBMatrix16(bp + pc * ld * 2, ld: ld, format: format, depth: kc, col0: jc, cols: nc, into: packedB)
+                case let .quantizedPanel(bp, type):
+                    if type == .q8_0 {
+                        packBQuantized(Q8Panel.self, bp, row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
+                    } else {
+                        packBQuantized(Q4Panel.self, bp, row0: pc, depth: kc, col0: jc, cols: nc, into: packedB)
+                    }
                 case let .transposedMatrix(bp, ld):
                     packBTransposed(bp + pc, ld: ld, depth: kc, col0: jc, cols: nc, into: packedB)
                 case let .image(x, h, w, ks, relu):
@@ -382,6 +390,30 @@ private func packBMatrix16(_ b: UnsafeRawPointer, ld: Int, format: WeightFormat,
                 for t in 0..<gemmNR {
                     let bits = t < width ? edge.loadUnaligned(fromByteOffset: 2 * t, as: UInt16.self) : 0
                     out[t] = format == .bf16 ? bfloat16ToFloat(bits) : halfToFloat(bits)
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows [row0, row0 + depth) and columns [col0, col0 + cols) of a quantized panel
+/// (32 columns) into f32 NR-column panels, each value q · d.
+private func packBQuantized<E: PanelElement>(_: E.Type, _ panel: UnsafeRawPointer, row0: Int, depth: Int, col0: Int, cols: Int,
+                                             into dst: UnsafeMutablePointer<Float>) {
+    let blockBytes = 64 + 32 * E.rowBytes
+    var row = [Float](repeating: 0, count: 32)
+    row.withUnsafeMutableBufferPointer { rb in
+        let values = rb.baseAddress.unsafelyUnwrapped
+        for p in 0..<depth {
+            let k = row0 + p, base = panel + (k / QuantizedType.blockSize) * blockBytes
+            let (q0, q1) = E.widenRow(base + 64 + (k % QuantizedType.blockSize) * E.rowBytes)
+            UnsafeMutableRawPointer(values).storeBytes(of: q0 * F16Panel.load16(base), as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(values + 16).storeBytes(of: q1 * F16Panel.load16(base + 32), as: SIMD16<Float>.self)
+            for jp in 0..<(cols + gemmNR - 1) / gemmNR {
+                let out = dst + (jp * depth + p) * gemmNR
+                for t in 0..<gemmNR {
+                    let j = jp * gemmNR + t
+                    out[t] = j < cols && col0 + j < 32 ? values[col0 + j] : 0
                 }
             }
         }

@@ -31,12 +31,13 @@ public struct Conv2d: Sendable {
             throw DalleError.badFile("convolution bias must be [\(s[0])], got \(bias.shape)")
         }
         outChannels = s[0]; inChannels = s[1]; kernelSize = s[2]
-        if weight.format == .f32 {
+        switch weight.format {
+        case .f16, .bf16:
+            matrix = .stored(weight)
+        case .f32, .quantized:
             let values = weight.floats()
             matrix = .packed(values.withUnsafeBufferPointer { packGemmA($0.baseAddress!, m: s[0], k: s[1] * s[2] * s[3]) })
             weight.releaseStoredBytes()
-        } else {
-            matrix = .stored(weight)
         }
         self.bias = bias?.floats() ?? [Float](repeating: 0, count: s[0])
     }

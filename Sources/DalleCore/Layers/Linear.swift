@@ -1,7 +1,11 @@
 /// `nn.Linear`, y = x · Wᵀ + b, for every model family. The weight is repacked once at load
 /// into panels of 32 output columns ([panel][inputs][32], zero-padded) in its stored
-/// precision (f32, f16 or bf16), so a panel is contiguous: a matrix-vector product streams
-/// the weights sequentially, and 16-bit weights are read as 16-bit and widened in registers.
+/// precision, so a panel is contiguous: a matrix-vector product streams the weights
+/// sequentially, and 16-bit or quantized weights are read as stored and widened in
+/// registers. A quantized panel keeps GGUF's blocks of 32 inputs: per block, the 32
+/// outputs' f16 scales, then 32 rows of 32 int8 (q8_0) or 32 nibbles (q4_0, output j in the
+/// low and j + 16 in the high nibble of byte j); each weight is widened to q · d exactly, so
+/// a quantized Linear computes what an f32 one holding the dequantized values computes.
 /// Results are the same for every thread count (threads split output panels; each output
 /// is summed over the inputs in ascending order).
 struct Linear: @unchecked Sendable {
@@ -22,12 +26,12 @@ struct Linear: @unchecked Sendable {
 
     /// From PyTorch's [outputs, inputs] weight and [outputs] bias.
     init(weight: Weight, bias: Weight?) {
-        self.init(weight, outputs: weight.shape[0], inputs: weight.shape[1], bias: bias) { o, i in o * weight.shape[1] + i }
+        self.init(weight, outputs: weight.shape[0], inputs: weight.shape[1], bias: bias, inputMajor: false)
     }
 
     /// From a weight stored input-major, [inputs, outputs] (as CLIP's projections are: x · W).
     init(inputMajor weight: Weight, bias: Weight?) {
-        self.init(weight, outputs: weight.shape[1], inputs: weight.shape[0], bias: bias) { o, i in i * weight.shape[1] + o }
+        self.init(weight, outputs: weight.shape[1], inputs: weight.shape[0], bias: bias, inputMajor: true)
     }
 
     /// Reads `prefix.weight` [outputs, inputs] and, when `bias`, `prefix.bias` [outputs].
@@ -36,12 +40,19 @@ struct Linear: @unchecked Sendable {
                   bias: bias ? try loader.weight(prefix + ".bias", shape: [outputs]) : nil)
     }
 
-    private init(_ weight: Weight, outputs: Int, inputs: Int, bias: Weight?, index: (Int, Int) -> Int) {
-        let pw = Linear.panelWidth, count = (outputs + pw - 1) / pw, size = weight.format.byteSize
-        let panels = OwnedBytes(byteCount: count * inputs * pw * size)
+    private init(_ stored: Weight, outputs: Int, inputs: Int, bias: Weight?, inputMajor: Bool) {
+        let pw = Linear.panelWidth, count = (outputs + pw - 1) / pw
+        var weight = stored
+        if case .quantized = stored.format, inputMajor || inputs % QuantizedType.blockSize != 0 {
+            // Quantized blocks run along the inputs of the PyTorch layout; any other layout is widened to f32.
+            weight = Weight(Tensor(uncheckedShape: stored.shape, scalars: stored.floats()))
+        }
+        let index: (Int, Int) -> Int = inputMajor ? { o, i in i * outputs + o } : { o, i in o * inputs + i }
+        let panels = OwnedBytes(byteCount: count * Linear.panelBytes(weight.format, inputs: inputs))
         panels.bytes.initializeMemory(as: UInt8.self, repeating: 0, count: panels.byteCount)
         // Element by element as raw bits: the panels keep the stored encoding.
         func repack<T: FixedWidthInteger>(_: T.Type) {
+            let size = MemoryLayout<T>.size
             let source = weight.base, target = panels.bytes.bindMemory(to: T.self, capacity: count * inputs * pw)
             for o in 0..<outputs {
                 let base = (o / pw) * inputs * pw + o % pw
@@ -50,13 +61,53 @@ struct Linear: @unchecked Sendable {
                 }
             }
         }
-        if size == 4 { repack(UInt32.self) } else { repack(UInt16.self) }
-        weight.releaseStoredBytes()
+        switch weight.format {
+        case .f32: repack(UInt32.self)
+        case .f16, .bf16: repack(UInt16.self)
+        case let .quantized(type): Linear.repackQuantized(weight, type, outputs: outputs, inputs: inputs, into: panels.bytes)
+        }
+        stored.releaseStoredBytes()
         self.inputs = inputs
         self.outputs = outputs
         self.format = weight.format
         self.panels = panels
         self.bias = bias.map { $0.floats() + [Float](repeating: 0, count: count * pw - outputs) }
+    }
+
+    /// Bytes of one panel of 32 outputs.
+    static func panelBytes(_ format: WeightFormat, inputs: Int) -> Int {
+        if case let .quantized(type) = format { return inputs / QuantizedType.blockSize * quantizedBlockBytes(type) }
+        return inputs * panelWidth * format.byteSize
+    }
+
+    /// Bytes of one block of 32 inputs in a quantized panel: 32 f16 scales, then 32 rows.
+    static func quantizedBlockBytes(_ type: QuantizedType) -> Int { 64 + 32 * (type == .q8_0 ? 32 : 16) }
+
+    /// Rearranges row-major quantized blocks [outputs, inputs] into panels (see the type's comment).
+    private static func repackQuantized(_ weight: Weight, _ type: QuantizedType, outputs: Int, inputs: Int,
+                                        into panels: UnsafeMutableRawPointer) {
+        let pw = panelWidth, blocks = inputs / QuantizedType.blockSize, blockBytes = quantizedBlockBytes(type)
+        let rowBytes = type.rowBytes(inputs)
+        for o in 0..<outputs {
+            let lane = o % pw, panel = panels + (o / pw) * blocks * blockBytes
+            for b in 0..<blocks {
+                let source = weight.base + o * rowBytes + b * type.blockBytes, target = panel + b * blockBytes
+                (target + 2 * lane).copyMemory(from: source, byteCount: 2)
+                let q = source + 2, rows = target + 64
+                for j in 0..<QuantizedType.blockSize {
+                    switch type {
+                    case .q8_0:
+                        rows.storeBytes(of: q.load(fromByteOffset: j, as: UInt8.self), toByteOffset: j * 32 + lane, as: UInt8.self)
+                    case .q4_0:
+                        let byte = q.load(fromByteOffset: j % 16, as: UInt8.self)
+                        let nibble = j < 16 ? byte & 15 : byte >> 4
+                        let at = j * 16 + lane % 16
+                        let old = rows.load(fromByteOffset: at, as: UInt8.self)
+                        rows.storeBytes(of: lane < 16 ? old | nibble : old | nibble << 4, toByteOffset: at, as: UInt8.self)
+                    }
+                }
+            }
+        }
     }
 
     /// y[rows, outputs] = x[rows, inputs] · Wᵀ + b. Threads split the output panels.
@@ -65,6 +116,8 @@ struct Linear: @unchecked Sendable {
         case .f32: apply(F32Panel.self, x, rows: rows, into: y, pool: pool)
         case .f16: apply(F16Panel.self, x, rows: rows, into: y, pool: pool)
         case .bf16: apply(BF16Panel.self, x, rows: rows, into: y, pool: pool)
+        case .quantized(.q8_0): apply(Q8Panel.self, x, rows: rows, into: y, pool: pool)
+        case .quantized(.q4_0): apply(Q4Panel.self, x, rows: rows, into: y, pool: pool)
         }
     }
 
@@ -80,7 +133,7 @@ struct Linear: @unchecked Sendable {
 
     private func apply<E: PanelElement>(_: E.Type, _ x: UnsafePointer<Float>, rows: Int,
                                         into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let n = outputs, k = inputs, pw = Linear.panelWidth, panelBytes = k * pw * format.byteSize
+        let n = outputs, k = inputs, pw = Linear.panelWidth, panelBytes = Linear.panelBytes(format, inputs: k)
         let w = UnsafeRawPointer(panels.bytes)
         (bias ?? []).withUnsafeBufferPointer { bb in
             let b = bias == nil ? nil : bb.baseAddress
@@ -113,9 +166,15 @@ struct Linear: @unchecked Sendable {
                     var r = 0
                     while r < rows {
                         let twin = min(r + 1, rows - 1)
-                        streamPanel(E.self, x + r * k, x + twin * k, k: k, w: w + panel * panelBytes,
-                                    bias: b.map { $0 + j0 }, width: width,
-                                    y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
+                        if E.quantized {
+                            streamQuantizedPanel(E.self, x + r * k, x + twin * k, k: k, w: w + panel * panelBytes,
+                                                 bias: b.map { $0 + j0 }, width: width,
+                                                 y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
+                        } else {
+                            streamPanel(E.self, x + r * k, x + twin * k, k: k, w: w + panel * panelBytes,
+                                        bias: b.map { $0 + j0 }, width: width,
+                                        y0: y + r * n + j0, y1: twin == r ? nil : y + twin * n + j0)
+                        }
                         r += 2
                     }
                 }
@@ -124,11 +183,53 @@ struct Linear: @unchecked Sendable {
     }
 }
 
-/// An element type of weight panels: how 16 of them widen to Float, and how `gemm` packs them.
+/// An element type of weight panels: how they widen to Float, and how `gemm` packs them.
+/// Floating-point panels widen 16 values at a time (`load16`); quantized ones a row of 32
+/// integers (`widenRow`), which the kernel multiplies by the block's scales.
 protocol PanelElement {
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float>
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB
     static var byteSize: Int { get }
+    static var quantized: Bool { get }
+    static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
+    /// Bytes of one quantized row of 32 values.
+    static var rowBytes: Int { get }
+}
+
+extension PanelElement {
+    static var quantized: Bool { false }
+    static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) { (load16(p), load16(p + 16 * byteSize)) }
+    static var rowBytes: Int { 32 * byteSize }
+}
+
+enum Q8Panel: PanelElement {
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 }
+    static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .quantizedPanel(p, type: .q8_0) }
+    static var byteSize: Int { 1 }
+    static var quantized: Bool { true }
+    @inline(__always)
+    static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        let lo = p.loadUnaligned(as: SIMD16<Int8>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD16<Int8>.self)
+        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        for i in 0..<16 { a[i] = Float(lo[i]); b[i] = Float(hi[i]) }
+        return (a, b)
+    }
+    static var rowBytes: Int { 32 }
+}
+
+enum Q4Panel: PanelElement {
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 }
+    static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .quantizedPanel(p, type: .q4_0) }
+    static var byteSize: Int { 1 }
+    static var quantized: Bool { true }
+    @inline(__always)
+    static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        let bytes = p.loadUnaligned(as: SIMD16<UInt8>.self)
+        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        for i in 0..<16 { a[i] = Float(Int32(bytes[i] & 15) - 8); b[i] = Float(Int32(bytes[i] >> 4) - 8) }
+        return (a, b)
+    }
+    static var rowBytes: Int { 16 }
 }
 
 enum F32Panel: PanelElement {
@@ -202,4 +303,40 @@ private func streamPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>,
     }
     store(a0, a1, y0)
     if let y1 { store(c0, c1, y1) }
+}
+
+/// `streamPanel` for a quantized panel (k a multiple of 32): each block's 32 rows are widened
+/// and multiplied by the block's 32 output scales (q · d, exact) before their multiply-adds.
+@inline(__always)
+private func streamQuantizedPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
+                                                   w: UnsafeRawPointer, bias: UnsafePointer<Float>?, width: Int,
+                                                   y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
+    typealias V = SIMD16<Float>
+    func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
+    var a0 = b0, a1 = b1, c0 = b0, c1 = b1
+    let blockBytes = 64 + 32 * E.rowBytes
+    for block in 0..<(k / QuantizedType.blockSize) {
+        let base = w + block * blockBytes
+        let s0 = F16Panel.load16(base), s1 = F16Panel.load16(base + 32)
+        for j in 0..<QuantizedType.blockSize {
+            let (q0, q1) = E.widenRow(base + 64 + j * E.rowBytes)
+            let w0 = q0 * s0, w1 = q1 * s1
+            let p = block * QuantizedType.blockSize + j
+            let s = x0[p], t = x1[p]
+            a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
+            c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
+        }
+    }
+    if width == 32 {
+        UnsafeMutableRawPointer(y0).storeBytes(of: a0, as: V.self)
+        UnsafeMutableRawPointer(y0 + 16).storeBytes(of: a1, as: V.self)
+        if let y1 {
+            UnsafeMutableRawPointer(y1).storeBytes(of: c0, as: V.self)
+            UnsafeMutableRawPointer(y1 + 16).storeBytes(of: c1, as: V.self)
+        }
+    } else {
+        for j in 0..<width { y0[j] = j < 16 ? a0[j] : a1[j - 16] }
+        if let y1 { for j in 0..<width { y1[j] = j < 16 ? c0[j] : c1[j - 16] } }
+    }
 }

@@ -1,6 +1,8 @@
-/// How a `Weight`'s elements are stored: the floating-point dtypes kernels read directly.
-public enum WeightFormat: Sendable {
+/// How a `Weight`'s elements are stored: the floating-point dtypes kernels read directly,
+/// and the block-quantized types (`QuantizedType`).
+public enum WeightFormat: Sendable, Equatable {
     case f32, f16, bf16
+    case quantized(QuantizedType)
 
     /// The stored dtype of this format, or nil for dtypes that are converted to f32 on load.
     init?(_ dtype: DType) {
@@ -12,16 +14,14 @@ public enum WeightFormat: Sendable {
         }
     }
 
-    var dtype: DType {
-        switch self {
-        case .f32: return .f32
-        case .f16: return .f16
-        case .bf16: return .bf16
-        }
-    }
-
-    /// Bytes per element.
+    /// Bytes per element of a floating-point format (quantized formats use `rowBytes`).
     var byteSize: Int { self == .f32 ? 4 : 2 }
+
+    /// Bytes of one row of `cols` elements.
+    func rowBytes(_ cols: Int) -> Int {
+        if case let .quantized(type) = self { return type.rowBytes(cols) }
+        return cols * byteSize
+    }
 }
 
 /// One parameter tensor as the model file stores it: a view of the (memory-mapped) file's
@@ -58,11 +58,16 @@ public struct Weight: @unchecked Sendable {
     /// The same elements seen with another shape of equal element count (the caller checks).
     func viewed(as shape: [Int]) -> Weight { Weight(shape: shape, format: format, base: base, owner: owner) }
 
+    /// Elements per row of the first dimension.
+    var rowLength: Int { shape.dropFirst().reduce(1, *) }
+
+    /// Bytes the stored tensor occupies.
+    var storedByteCount: Int { (shape.first ?? 1) * format.rowBytes(shape.count > 1 ? rowLength : 1) }
+
     /// Rows `range` of the first dimension, as a view.
     func rows(_ range: Range<Int>) -> Weight {
-        let rowCount = shape.dropFirst().reduce(1, *)
-        return Weight(shape: [range.count] + shape.dropFirst(), format: format,
-                      base: base + range.lowerBound * rowCount * format.byteSize, owner: owner)
+        Weight(shape: [range.count] + shape.dropFirst(), format: format,
+               base: base + range.lowerBound * format.rowBytes(rowLength), owner: owner)
     }
 
     /// Element `i` as Float (exact for every format).
@@ -72,19 +77,28 @@ public struct Weight: @unchecked Sendable {
         case .f32: return Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
         case .f16: return halfToFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
         case .bf16: return bfloat16ToFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        case let .quantized(type):
+            let cols = rowLength, row = i / cols, column = i % cols
+            let block = base + row * type.rowBytes(cols) + column / QuantizedType.blockSize * type.blockBytes
+            return type.value(block, column % QuantizedType.blockSize)
         }
     }
 
     /// Converts elements [start, start + n) into `out`.
     func decode(from start: Int, count n: Int, into out: UnsafeMutablePointer<Float>) {
-        format.dtype.decode(base + start * format.byteSize, count: n, into: out)
+        switch format {
+        case .f32: DType.f32.decode(base + start * 4, count: n, into: out)
+        case .f16: DType.f16.decode(base + start * 2, count: n, into: out)
+        case .bf16: DType.bf16.decode(base + start * 2, count: n, into: out)
+        case .quantized: for i in 0..<n { out[i] = element(start + i) }
+        }
     }
 
     /// Tells the owner that this tensor's stored bytes will not be read again (a layer
     /// repacked them): a memory-mapped file drops their pages from this process's resident
     /// memory (they are read from the file again should anything touch them).
     func releaseStoredBytes() {
-        (owner as? ReleasableBytes)?.release(UnsafeRawBufferPointer(start: base, count: count * format.byteSize))
+        (owner as? ReleasableBytes)?.release(UnsafeRawBufferPointer(start: base, count: storedByteCount))
     }
 
     /// Every element as Float: for small tensors (norms, biases, scales) that layers keep in f32.

@@ -194,7 +194,7 @@ func countParameters(_ weights: WeightStore, prefix: String) -> Int {
     let names = weights.names.filter { $0.hasPrefix(prefix) }
     switch weights {
     case let file as SafetensorsFile:
-        return names.reduce(0) { $0 + (file.info($1).flatMap { Tensor.elementCount($0.shape) } ?? 0) }
+        return names.reduce(0) { $0 + ((try? file.shape(of: $1)).flatMap { Tensor.elementCount($0) } ?? 0) }
     case let memory as InMemoryWeights:
         return names.reduce(0) { $0 + (memory.tensors[$1]?.count ?? 0) }
     default:

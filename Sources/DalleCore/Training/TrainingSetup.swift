@@ -73,25 +73,45 @@ public enum TrainingSetup {
 
     /// Joins the components of `parts` (bundles or checkpoints, each component taken from the
     /// first file that has it) into one bundle at `path`, weights stored as `dtype` (f32, f16
-    /// or bf16; the tokenizer stays bytes, the rotary table float32). Optimizer state and training metadata are left out.
+    /// or bf16; the tokenizer stays bytes, the rotary table float32). With `quantization`, the
+    /// matrices `isQuantizable` accepts are stored block-quantized instead, the rest as `dtype`.
+    /// Optimizer state and training metadata are left out.
     /// `condScale` and `likelihoodWeight`, when given, are recorded as the settings the model was
     /// tuned for (`DalleModel.condScale`, `.likelihoodWeight`); otherwise the transformer part's own, if any, are kept.
-    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, to path: String, condScale: Float? = nil,
-                                      likelihoodWeight: Float? = nil) throws {
+    /// Whether a bundle quantizes tensor `name`: a PyTorch linear weight (a name ending in
+    /// "weight", [outputs, inputs] with inputs a multiple of 32 and at least 4,096 values) that
+    /// is not an embedding table, a codebook or a positional table, which stay 16-bit as
+    /// llama.cpp keeps them.
+    public static func isQuantizable(_ name: String, shape: [Int]) -> Bool {
+        guard shape.count == 2, shape[1] % QuantizedType.blockSize == 0, shape[0] * shape[1] >= 4096,
+              name.hasSuffix("weight") else { return false }
+        let last = name.split(separator: ".").suffix(2).joined(separator: ".")
+        return !["emb", "codebook", "positional"].contains { last.contains($0) }
+    }
+
+    public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, quantization: QuantizedType? = nil,
+                                      to path: String, condScale: Float? = nil, likelihoodWeight: Float? = nil) throws {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
         var components: [String] = []
         for component in ["tokenizer", "dvae", "transformer", "clip"] {
             guard let file = parts.first(where: { ($0.metadata["components"] ?? "").split(separator: ",").contains { $0 == component } }) else { continue }
             components.append(component)
-            for (key, value) in file.metadata where key.hasPrefix(component + ".") { writer.metadata[key] = value }
+            for (key, value) in file.metadata where key.hasPrefix(component + ".") && !key.hasSuffix(".quantization") {
+                writer.metadata[key] = value
+            }
             for name in file.names.sorted() where name.hasPrefix(component + ".") {
                 guard let info = file.info(name) else { continue }
-                if info.dtype == .u8 {
+                if info.dtype == .u8, file.quantization(name) == nil {
                     try writer.add(name, bytes: try file.bytes(name), dtype: .u8, shape: info.shape)
+                    continue
+                }
+                let tensor = try file.tensor(name)
+                if let quantization, isQuantizable(name, shape: tensor.shape) {
+                    try writer.add(name, tensor, quantizedAs: quantization)
                 } else {
                     let keepsFullPrecision = name == DalleTransformer.rotaryTableName
-                    try writer.add(name, try file.tensor(name, shape: info.shape), as: keepsFullPrecision ? .f32 : dtype)
+                    try writer.add(name, tensor, as: keepsFullPrecision ? .f32 : dtype)
                 }
             }
         }

@@ -637,10 +637,12 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
 
 def bundle(parts, out_path, dtype="f16", cond_scale=None, likelihood_weight=None):
     """Joins trained parts (tokenizer, dvae, transformer, clip files; each component from the first
-    part that holds it) into one model file, weights stored as dtype ("f16", "bf16" or "f32");
+    part that holds it) into one model file, weights stored as dtype ("f16", "bf16", "f32", or
+    "q8" / "q4": linear layers block-quantized as GGUF's q8_0 / q4_0, the rest f16);
     cond_scale and likelihood_weight, when given, are recorded as the model's guidance scale and
     reranking weight (Model.cond_scale, Model.likelihood_weight)."""
-    weight_types = {"f32": _lib.DALLE_WEIGHTS_F32, "f16": _lib.DALLE_WEIGHTS_F16, "bf16": _lib.DALLE_WEIGHTS_BF16}
+    weight_types = {"f32": _lib.DALLE_WEIGHTS_F32, "f16": _lib.DALLE_WEIGHTS_F16, "bf16": _lib.DALLE_WEIGHTS_BF16,
+                    "q8": _lib.DALLE_WEIGHTS_Q8_0, "q4": _lib.DALLE_WEIGHTS_Q4_0}
     if dtype not in weight_types:
         raise ValueError(f"dtype must be one of {sorted(weight_types)}, got {dtype!r}")
     p = _lib.lib.dalle_bundle_default_params()
