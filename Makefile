@@ -3,11 +3,21 @@
 #   make test     every test: Swift (XCTest), C header/ABI/example, Python ctypes, CLI
 #   make bench    benchmarks printed beside the reference (numpy / PyTorch)
 #   make demo     the main job: text to images with the shipped default model (examples/demo.sh)
+#   make install [PREFIX=/usr/local] [DESTDIR=]   the library, headers, pkg-config and CMake files,
+#                 the CLI and the default model; make uninstall removes them
+#   make wheel    the Python package, libdalle.so inside, as a wheel in build/wheel
 
 SWIFT_BUILD := swift build -c release
 BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: all build test test-swift test-native bench demo clean
+VERSION := 0.2.0
+# The SONAME's number (Package.swift links libdalle.so with -soname libdalle.so.$(SOVERSION)).
+SOVERSION := 0
+LIBFILE := libdalle.so.$(VERSION)
+PREFIX ?= /usr/local
+DEST = $(DESTDIR)$(PREFIX)
+
+.PHONY: all build test test-swift test-native bench demo clean install uninstall wheel
 
 all: build
 
@@ -15,9 +25,11 @@ build:
 	$(SWIFT_BUILD)
 	mkdir -p build/lib build/bin build/include
 	# Replaced, not overwritten, so that a build works while the old binary runs (a training run).
-	cp "$(BIN)/libdalle.so" build/lib/libdalle.so.new && mv -f build/lib/libdalle.so.new build/lib/libdalle.so
+	cp "$(BIN)/libdalle.so" build/lib/$(LIBFILE).new && mv -f build/lib/$(LIBFILE).new build/lib/$(LIBFILE)
+	ln -sfn $(LIBFILE) build/lib/libdalle.so.$(SOVERSION)
+	ln -sfn libdalle.so.$(SOVERSION) build/lib/libdalle.so
 	cp "$(BIN)/dalle-cli" build/bin/dalle.new && mv -f build/bin/dalle.new build/bin/dalle
-	cp include/dalle.h build/include/
+	cp include/dalle.h include/dalle.hpp build/include/
 
 test: build test-swift test-native
 
@@ -37,6 +49,28 @@ bench: build
 
 demo: build
 	bash examples/demo.sh
+
+# What install puts under $(DEST), relative to it (uninstall removes exactly these).
+INSTALLED := lib/$(LIBFILE) lib/libdalle.so.$(SOVERSION) lib/libdalle.so include/dalle.h include/dalle.hpp \
+	lib/pkgconfig/dalle.pc lib/cmake/dalle/dalleConfig.cmake lib/cmake/dalle/dalleConfigVersion.cmake \
+	bin/dalle share/dalle/models/shapes-world.safetensors
+
+install: build
+	install -d "$(DEST)/lib/pkgconfig" "$(DEST)/lib/cmake/dalle" "$(DEST)/include" "$(DEST)/bin" "$(DEST)/share/dalle/models"
+	install -m 755 build/lib/$(LIBFILE) "$(DEST)/lib/$(LIBFILE)"
+	ln -sfn $(LIBFILE) "$(DEST)/lib/libdalle.so.$(SOVERSION)"
+	ln -sfn libdalle.so.$(SOVERSION) "$(DEST)/lib/libdalle.so"
+	install -m 644 include/dalle.h include/dalle.hpp "$(DEST)/include/"
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' packaging/dalle.pc.in > "$(DEST)/lib/pkgconfig/dalle.pc"
+	install -m 644 packaging/dalleConfig.cmake "$(DEST)/lib/cmake/dalle/dalleConfig.cmake"
+	sed -e 's|@VERSION@|$(VERSION)|g' packaging/dalleConfigVersion.cmake.in > "$(DEST)/lib/cmake/dalle/dalleConfigVersion.cmake"
+	install -m 755 build/bin/dalle "$(DEST)/bin/dalle"
+	install -m 644 models/shapes-world.safetensors "$(DEST)/share/dalle/models/shapes-world.safetensors"
+
+uninstall:
+	for f in $(INSTALLED); do rm -f "$(DEST)/$$f"; done
+	for d in share/dalle/models share/dalle lib/cmake/dalle; do \
+		[ ! -d "$(DEST)/$$d" ] || rmdir --ignore-fail-on-non-empty "$(DEST)/$$d"; done
 
 clean:
 	rm -rf .build build

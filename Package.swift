@@ -32,10 +32,15 @@ let package = Package(
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags([
                 "-static-stdlib", "-Xlinker", "-z", "-Xlinker", "defs",
+                // The ABI major version: bumped only when the ABI breaks (see include/dalle.h).
+                "-Xlinker", "-soname", "-Xlinker", "libdalle.so.0",
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/DalleSharedLibrary/exports.map",
             ])]),
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
-        .executableTarget(name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO", "CMalloc"]),
+        // Self-contained like the library (-static-stdlib), so an installed bin/dalle runs anywhere.
+        .executableTarget(
+            name: "DalleCLI", dependencies: ["DalleCore", "DalleImageIO", "CMalloc", "CDalle"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
         .executableTarget(name: "DalleBench", dependencies: ["DalleCore"], swiftSettings: optimized),
         .testTarget(
             name: "DalleCoreTests", dependencies: ["DalleCore", "DalleCAPI", "DalleImageIO"], exclude: ["Golden"]),

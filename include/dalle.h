@@ -1,17 +1,20 @@
 /*
  * dalle.h - the C API of libdalle, OpenAI's DALL-E in a self-contained shared library.
  *
- * Version 0.1: load a model file and run its discrete VAE (dVAE): RGB8 images -> token
- * grids (dalle_encode) and token grids -> RGB8 images (dalle_decode). Later versions
- * append the text tokenizer, the transformer (generate), CLIP (rerank) and training to
- * this header; nothing below changes when they do.
+ * Version 0.2: the text tokenizer, the discrete VAE (images <-> token grids), the
+ * transformer (generate), CLIP (rerank), the Shapes World (render, judge, eval) and
+ * training.
+ *
+ * ABI policy: fields are only ever appended to the params and info structs, and callers
+ * set their `struct_size`, so a caller built against an older header keeps working. The
+ * library's SONAME (libdalle.so.0) changes its major number only on an ABI break.
  *
  * Conventions
  *   - Every fallible function returns a dalle_status. On failure it also sets a message
  *     saying what was wrong: dalle_last_error() (per thread) and, for calls that take a
  *     context, dalle_context_last_error(ctx). Messages are UTF-8, NUL-terminated.
  *   - Params structs start with `uint32_t struct_size` (set by the *_default_params()
- *     functions, or sizeof by the caller); fields are only ever appended.
+ *     functions, or sizeof by the caller); see the ABI policy above.
  *   - Ownership: inputs are borrowed for the duration of the call only. Everything the
  *     library allocates for the caller has a matching dalle_*_free, and every free
  *     function accepts NULL. Output structs are zeroed on failure, so freeing them
@@ -43,9 +46,9 @@
 #include <stdbool.h>
 
 #define DALLE_VERSION_MAJOR 0
-#define DALLE_VERSION_MINOR 1
+#define DALLE_VERSION_MINOR 2
 #define DALLE_VERSION_PATCH 0
-#define DALLE_VERSION_STRING "0.1.0"
+#define DALLE_VERSION_STRING "0.2.0"
 
 /* DALLE_API marks the functions libdalle exports. */
 #if defined(_WIN32)

@@ -32,6 +32,29 @@ python3 tests/cli_golden.py inputs "$T" || { echo "cli_test: cannot make the gol
 # Help and usage errors.
 expect 0 "usage: dalle" -- "$DALLE" --help
 expect 0 "usage: dalle" -- "$DALLE" encode -h
+version=$(sed -n 's/^#define DALLE_VERSION_STRING "\(.*\)"$/\1/p' include/dalle.h)
+expect 0 "^dalle $version$" -- "$DALLE" --version
+[ "$(cat "$T/stdout")" = "dalle $version" ] || fail "--version printed '$(cat "$T/stdout")'"
+# --help lists the commands, one line each; each command's help has its own options only.
+expect 0 "^commands:" -- "$DALLE" --help
+[ "$(wc -l <"$T/stdout")" -lt 30 ] || fail "dalle --help is $(wc -l <"$T/stdout") lines"
+commands=$(awk '/^commands:/ { on = 1; next } on && NF == 0 { exit } on { print $1 }' "$T/stdout")
+[ "$(echo $commands)" = "info encode decode tokenize generate rerank shapes judge eval candidates train bundle" ] \
+    || fail "dalle --help lists: $(echo $commands)"
+for c in $commands; do
+    expect 0 "^usage: dalle $c" -- "$DALLE" help "$c"
+    cp "$T/stdout" "$T/help-$c.txt"
+    expect 0 "^usage: dalle $c" -- "$DALLE" "$c" --help
+    cmp -s "$T/stdout" "$T/help-$c.txt" || fail "'dalle $c --help' differs from 'dalle help $c'"
+done
+grep -q -- "--prompt" "$T/help-generate.txt" && grep -q -- "--threads" "$T/help-generate.txt" \
+    && ! grep -q -- "--dvae-schedule\|--caption TEXT\|--per-template" "$T/help-generate.txt" \
+    || fail "generate's help: $(cat "$T/help-generate.txt")"
+[ "$(wc -l <"$T/help-generate.txt")" -lt 30 ] || fail "generate's help is $(wc -l <"$T/help-generate.txt") lines"
+grep -q -- "--dvae-schedule" "$T/help-train.txt" && ! grep -q -- "--prompt" "$T/help-train.txt" || fail "train's help"
+grep -q "DALLE_MODEL" "$T/help-eval.txt" && ! grep -q "DALLE_MODEL" "$T/help-judge.txt" \
+    || fail "the default-model note belongs to the commands that take --model"
+expect 1 "unknown command 'frobnicate'" -- "$DALLE" help frobnicate
 expect 1 "no command given" -- "$DALLE"
 expect 1 "unknown command 'frobnicate'" -- "$DALLE" frobnicate
 expect 1 "unknown option --colour" -- "$DALLE" encode --model "$MODEL" --image x.png --out y --colour red

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# C header/ABI checks, the C example and the Python binding, against a release libdalle.so.
-#   bash tests/run_c_and_python.sh        (builds with `swift build -c release` first)
+# C header/ABI checks, the C and C++ examples and the Python binding, against a release libdalle.so.
+#   bash tests/run_c_and_python.sh        (builds with `make build` first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-LIBDIR="$REPO/.build/release"
+# build/lib: libdalle.so.0.2.0 with the links libdalle.so.0 (its SONAME, which programs load)
+# and libdalle.so (what -ldalle finds).
+LIBDIR="$REPO/build/lib"
 MODEL="$REPO/Tests/DalleCoreTests/Golden/dvae/model.safetensors"
 GEN_MODEL="$REPO/Tests/DalleCoreTests/Golden/generate/model.safetensors"
 OUT="$REPO/tests-out/c"
@@ -15,9 +17,9 @@ mkdir -p "$OUT"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "swift build -c release"
-swift build -c release
-test -f "$LIBDIR/libdalle.so"
+step "make build"
+make build
+test -f "$LIBDIR/libdalle.so" && test -f "$LIBDIR/libdalle.so.0"
 
 step "header: C99 and C++, strict warnings"
 $CC -std=c99 $STRICT -Wstrict-prototypes -Iinclude tests/c/header_check.c -L"$LIBDIR" -ldalle -o "$OUT/header_check_c99"
@@ -32,7 +34,7 @@ diff -u tests/c/abi_layout.txt "$OUT/abi_layout.txt"
 echo "ok: layouts match"
 
 step "exports and prototypes: dalle.h vs nm -D vs Swift's emitted header"
-swiftc -frontend -typecheck -parse-as-library -module-name DalleCAPI -I "$LIBDIR/Modules" \
+swiftc -frontend -typecheck -parse-as-library -module-name DalleCAPI -I "$REPO/.build/release/Modules" \
     -Xcc -fmodule-map-file=Sources/CDalle/module.modulemap Sources/DalleCAPI/*.swift \
     -emit-clang-header-path "$OUT/DalleCAPI-Swift.h"
 python3 tests/c/compare_prototypes.py include/dalle.h "$LIBDIR/libdalle.so" "$OUT/DalleCAPI-Swift.h"
@@ -48,6 +50,13 @@ LD_LIBRARY_PATH="$LIBDIR" "$OUT/roundtrip" "$MODEL"
 step "examples/c/generate.c"
 $CC -std=c99 $STRICT examples/c/generate.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/generate"
 LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate" "$GEN_MODEL" "a red ball on green grass"
+
+step "include/dalle.hpp and examples/cpp/generate.cpp (C++17, the default model)"
+$CXX -std=c++17 $STRICT examples/cpp/generate.cpp -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/generate_cpp"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate_cpp" "$REPO/models/shapes-world.safetensors" "a red circle"
+if $CXX -std=c++14 -fsyntax-only -Iinclude -x c++ include/dalle.hpp 2>/dev/null; then
+    echo "FAIL: dalle.hpp compiled as C++14"; exit 1
+fi
 
 step "examples/python/generate.py"
 PYTHONPATH="$REPO/bindings/python" python3 examples/python/generate.py "$GEN_MODEL" "a red ball on green grass"

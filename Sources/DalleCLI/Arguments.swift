@@ -5,9 +5,10 @@ struct Arguments: Equatable {
     var options: [String: String] = [:]
     var positional: [String] = []
     var wantsHelp = false
+    var wantsVersion = false
 
     /// Parses `args` (without the program name). Options are `--name value` or `--name=value`;
-    /// `-h`/`--help` anywhere asks for help; `--` ends option parsing. Throws `UsageError`
+    /// `-h`/`--help` anywhere asks for help, `--version` for the version; `--` ends option parsing. Throws `UsageError`
     /// for an option missing its value or given twice.
     init(_ args: [String]) throws {
         var i = 0
@@ -21,6 +22,8 @@ struct Arguments: Equatable {
                 optionsEnded = true
             } else if arg == "-h" || arg == "--help" {
                 wantsHelp = true
+            } else if arg == "--version" {
+                wantsVersion = true
             } else if arg.hasPrefix("--"), arg.count > 2 {
                 var name = String(arg.dropFirst(2)), value: String
                 if let eq = name.firstIndex(of: "=") {

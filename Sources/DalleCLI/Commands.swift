@@ -1,100 +1,101 @@
+import CDalle
 import DalleCore
 import DalleImageIO
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// `dalle --help`: the commands, one line each.
 let usage = """
     usage: dalle <command> [options]
+           dalle help COMMAND, dalle COMMAND --help   that command's options
+           dalle --version                            the version
 
     commands:
-      info MODEL                                 describe a libdalle model file
-      encode --model M --image IN.png --out T    encode an image to a grid of dVAE tokens
-      decode --model M --tokens T --out OUT.png  decode a token grid to an image
-      tokenize --model M [--mode MODE] TEXT      print a caption's token ids (MODE: model, raw, clip, dalle)
-      shapes --count N [--seed S] --out-dir DIR  render Shapes World training images: DIR/000.png + 000.txt, ...
-      judge --caption "..." IMAGE.png            judge a 64x64 image against a Shapes World caption
-                                                 (prints pass, or fail: REASON and exits 1)
-      train --stage S --data D --out FILE [...]  train one component on the Shapes World (D = shapes;
-                                                 shapes-near-misses: each caption then a near miss, or
-                                                 shapes-defects: each picture with two defect images, as
-                                                 CLIP's hard negatives; :S,C,R after any of them
-                                                 weighs the one object, counting and relation
-                                                 templates, default 1,1,2), judged candidate sets (dalle
-                                                 candidates; A.safetensors,B.safetensors) or a folder
-                                                 of NAME.png + NAME.txt; FILE is a checkpoint, resumed
-                                                 when it exists. S: tokenizer, dvae, transformer, clip
-      bundle --out FILE [--dtype f16|f32|bf16|q8|q4] [--cond-scale C] [--likelihood-weight W] PART...
-                                                 join trained components into one model file, each
-                                                 from the first PART that holds it (C, W: the guidance
-                                                 scale and reranking weight generate and eval use by default)
+    \(commands.map { "  " + $0.name + String(repeating: " ", count: 12 - $0.name.count) + $0.summary }.joined(separator: "\n"))
 
-    train options:
-      --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages; CLIP
-                            with a dVAE trains on its reconstructions, the kind it reranks)
-      --steps N --batch N --lr X --warmup N --weight-decay X --clip-grad X --seed S --threads N
-      --validation N            held-out examples for the validation loss (default 64)
-      --every N                 steps between validation losses and checkpoints (default 100)
-      --vocab N                 tokenizer ids (tokenizer stage, default 1024)
-      --kl-weight X             dVAE: final KL weight (default 6.6)
-      --dvae-schedule k=v,...   dVAE: anneal (τ 1 → 1/16 over this fraction, 0.3), kl-warmup (0.1),
-                                noise-warmup (0.6), noise (the Gumbel noise's full scale, 1;
-                                0 with hard=0: the decoder reads the argmax codes, as at inference),
-                                fixed-scale (b ≥ 1 for this fraction, 0.2),
-                                hard (straight-through samples from this fraction on, 1 = never),
-                                usage (weight of the codebook-usage term, 0 = off), usage-floor
-                                (the term acts while the batch uses fewer codes' worth, all),
-                                logit-init (std of a fresh encoder's logit weights, 0),
-                                kmeans (seed a fresh codebook by k-means over the cells of
-                                this many training images, 0 = off)
-      --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
-      --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
-      --freeze PREFIX,...       leave parameters whose names start so unchanged (e.g. clip.transformer.)
-      --caption-dropout P       transformer: train this share of examples on the empty caption, for
-                                classifier-free guidance (generate --cond-scale), 0
-      --caption-negatives K     clip: up to K near misses of each Shapes World caption (one colour,
-                                shape, size, number or relation changed) as hard negatives, 0
-      --stop-at STEP            stop after this step of the schedule, with a checkpoint (a model
-                                file; the same command without --stop-at resumes it)
+    \(defaultModelNote)
+    """
 
-    options:
-      --model PATH     libdalle model file (.safetensors with a dvae component; default: see eval)
-      --image PATH     input PNG, of the model's image size (e.g. 256x256); alpha is ignored
-      --tokens PATH    token file: one grid row per line, ids separated by spaces ("-": stdin)
-      --out PATH       output token file ("-": stdout) or PNG image
-      --threads N      worker threads (default 0: every core)
-      --count N        number of images to render
-      --seed S         Shapes World stream seed (default 0)
-      --out-dir DIR    output directory (created if missing)
-      --caption TEXT   a caption of the Shapes World grammar, e.g. "a red circle to the left of a blue square"
-      -h, --help       show this help
+/// How commands that take --model find the default model without it (Arguments.modelPath).
+let defaultModelNote = """
+    Without --model, the default model is used: $DALLE_MODEL, else
+    share/dalle/models/\(defaultModelName) of the installation (PREFIX/bin/dalle),
+    else models/\(defaultModelName) of the checkout (build/bin/dalle), else
+    models/\(defaultModelName) in the current directory.
 
     """
+
+/// `--threads N`, which every command that runs a model takes.
+let threadsOption = "  --threads N          worker threads (default 0: every core)\n"
+
+/// A subcommand: its name, a one-line summary and its own help (`dalle help NAME`).
+struct Command {
+    let name: String
+    let summary: String
+    let usage: String
+    let run: (Arguments) throws -> Void
+}
+
+/// Every command, in the order `dalle --help` lists them.
+let commands: [Command] = [
+    Command(name: "info", summary: "describe a libdalle model file", usage: """
+        info MODEL
+          prints a model file's components, sizes and parameter count
+
+        """, run: info),
+    Command(name: "encode", summary: "encode an image to a grid of dVAE tokens", usage: """
+        encode [--model M] --image IN.png --out T
+          encodes an image to a grid of the model's dVAE tokens
+          --image PATH         input PNG, of the model's image size (e.g. 256x256); alpha is ignored
+          --out PATH           output token file, one grid row per line ("-": stdout)
+
+        """ + threadsOption, run: encode),
+    Command(name: "decode", summary: "decode a token grid to an image", usage: """
+        decode [--model M] --tokens T --out OUT.png
+          decodes a grid of dVAE tokens to an image
+          --tokens PATH        token file: one grid row per line, ids separated by spaces ("-": stdin)
+          --out PATH           output PNG image
+
+        """ + threadsOption, run: decode),
+    Command(name: "tokenize", summary: "print a caption's token ids", usage: tokenizeUsage, run: tokenizeCommand),
+    Command(name: "generate", summary: "generate images from a caption", usage: generateUsage + threadsOption, run: generate),
+    Command(name: "rerank", summary: "score images against a caption with CLIP", usage: rerankUsage + threadsOption, run: rerank),
+    Command(name: "shapes", summary: "render Shapes World training images with their captions", usage: shapesUsage, run: shapes),
+    Command(name: "judge", summary: "judge a 64x64 image against a Shapes World caption", usage: judgeUsage, run: judge),
+    Command(name: "eval", summary: "the Shapes World evaluation of a model (pass rates)", usage: evalUsage + threadsOption,
+            run: evaluate),
+    Command(name: "candidates", summary: "judged candidates of a model, training data for a reranker",
+            usage: candidatesUsage + threadsOption, run: candidates),
+    Command(name: "train", summary: "train one component (tokenizer, dvae, transformer, clip)", usage: trainUsage, run: train),
+    Command(name: "bundle", summary: "join trained components into one model file", usage: bundleUsage, run: bundle),
+]
+
+/// One command's help: its usage, and where the default model comes from when it takes --model.
+func help(for command: Command) -> String {
+    "usage: dalle " + command.usage + (command.usage.contains("[--model M]") ? "\n" + defaultModelNote : "")
+}
 
 /// Runs the command in `args` (without the program name) and returns the exit status.
 func runCLI(_ args: [String]) -> Int32 {
     do {
         let arguments = try Arguments(args)
-        if arguments.wantsHelp || arguments.command == "help" {
-            print(usage + generateUsage + rerankUsage + candidatesUsage + evalUsage, terminator: "")
+        if arguments.wantsVersion {
+            print("dalle \(DALLE_VERSION_STRING)")
             return 0
         }
-        switch arguments.command {
-        case "tokenize": try tokenizeCommand(arguments)
-        case "info": try info(arguments)
-        case "encode": try encode(arguments)
-        case "decode": try decode(arguments)
-        case "shapes": try shapes(arguments)
-        case "judge": try judge(arguments)
-        case "generate": try generate(arguments)
-        case "rerank": try rerank(arguments)
-        case "train": try train(arguments)
-        case "bundle": try bundle(arguments)
-        case "eval": try evaluate(arguments)
-        case "candidates": try candidates(arguments)
-        case nil: throw UsageError("no command given")
-        case let other?: throw UsageError("unknown command '\(other)'")
+        // `dalle help [COMMAND]`, `dalle [COMMAND] --help`
+        let name = arguments.command == "help" ? arguments.positional.first : arguments.command
+        let command = try name.map { name in
+            guard let command = commands.first(where: { $0.name == name }) else { throw UsageError("unknown command '\(name)'") }
+            return command
         }
+        if arguments.wantsHelp || arguments.command == "help" {
+            print(command.map(help) ?? usage, terminator: "")
+            return 0
+        }
+        guard let command else { throw UsageError("no command given") }
+        try command.run(arguments)
         return 0
     } catch let status as ExitStatus {
         return status.code
@@ -114,7 +115,7 @@ struct RunError: Error {
     init(_ message: String) { self.message = message }
 }
 
-private func info(_ arguments: Arguments) throws {
+func info(_ arguments: Arguments) throws {
     try arguments.check(allowed: [], maxPositional: 1)
     guard let path = arguments.positional.first else { throw UsageError("info needs a MODEL file") }
     let model = try DalleModel(path: path)
@@ -142,7 +143,7 @@ private func info(_ arguments: Arguments) throws {
     }
 }
 
-private func encode(_ arguments: Arguments) throws {
+func encode(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "image", "out", "threads"], maxPositional: 0)
     let (imagePath, outPath) = (try arguments.required("image"), try arguments.required("out"))
     let session = try openSession(arguments)
@@ -166,7 +167,7 @@ private func encode(_ arguments: Arguments) throws {
     printError("dalle: encoded \(imagePath) to \(grid.rows)x\(grid.columns) tokens in \(seconds(since: start)) -> \(outPath)")
 }
 
-private func decode(_ arguments: Arguments) throws {
+func decode(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "tokens", "out", "threads"], maxPositional: 0)
     let (tokensPath, outPath) = (try arguments.required("tokens"), try arguments.required("out"))
     let session = try openSession(arguments)

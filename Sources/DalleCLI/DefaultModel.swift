@@ -3,13 +3,14 @@ import DalleCore
 import Glibc
 #endif
 
-/// The shipped default model's file name, under a `models/` directory.
-let defaultModelFile = "models/shapes-world.safetensors"
+/// The shipped default model's file name.
+let defaultModelName = "shapes-world.safetensors"
 
 extension Arguments {
-    /// `--model PATH`, or the default model when none is given: `$DALLE_MODEL`, then
-    /// `models/shapes-world.safetensors` beside the installation (build/bin/dalle -> ../../models/),
-    /// then in the current directory. Throws saying where it looked when none is there.
+    /// `--model PATH`, or the default model when none is given: `$DALLE_MODEL`, then the
+    /// installed one (`bin/dalle` -> `../share/dalle/models/`), then `models/` beside the
+    /// checkout (build/bin/dalle -> ../../models/), then in the current directory. Throws
+    /// saying where it looked when none is there.
     func modelPath() throws -> String {
         if let path = options["model"] {
             guard !path.isEmpty else { throw UsageError("--model is empty") }
@@ -22,21 +23,23 @@ extension Arguments {
             return path
         }
         var candidates: [String] = []
-        if let root = installationRoot() { candidates.append(root + "/" + defaultModelFile) }
-        candidates.append(defaultModelFile)
+        if let prefix = executableAncestor(2) { candidates.append(prefix + "/share/dalle/models/" + defaultModelName) }
+        if let checkout = executableAncestor(3) { candidates.append(checkout + "/models/" + defaultModelName) }
+        candidates.append("models/" + defaultModelName)
         if let found = candidates.first(where: { access($0, R_OK) == 0 }) { return found }
         throw RunError("no --model given and no default model found; looked at $DALLE_MODEL (unset), "
             + candidates.joined(separator: ", ") + ". Pass --model PATH or set DALLE_MODEL.")
     }
 }
 
-/// The directory above the running executable's directory (build/bin/dalle -> the checkout).
-private func installationRoot() -> String? {
+/// The directory `levels` steps above the running executable (1: the one holding it;
+/// PREFIX/bin/dalle -> 2: PREFIX).
+private func executableAncestor(_ levels: Int) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard length > 0 else { return nil }
     var path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    for _ in 0..<3 {  // drop "dalle", then "bin", then "build"
+    for _ in 0..<levels {
         guard let slash = path.lastIndex(of: "/") else { return nil }
         path = String(path[..<slash])
     }

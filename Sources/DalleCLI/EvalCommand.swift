@@ -20,10 +20,6 @@ let evalUsage = """
                            (the guidance scale defaults to the model's)
       --likelihood-weight W  CLIP's pick, as generate --rerank (default: the model's)
 
-    Commands that take --model use the default model without it: $DALLE_MODEL, else
-    \(defaultModelFile) beside the installation (build/bin/dalle -> ../../models/), else in
-    the current directory.
-
     """
 
 /// `dalle eval`: the Shapes World pass-rate table on stdout, progress on stderr.

@@ -2,7 +2,7 @@ import DalleCore
 import DalleImageIO
 
 let rerankUsage = """
-    rerank --model M --prompt TEXT IMAGE.png ...
+    rerank [--model M] --prompt TEXT IMAGE.png ...
       scores PNGs of any size against a caption with the model's CLIP; prints "score path"
       lines, best first (score = CLIP's logit: exp(logit_scale) * cosine similarity)
 

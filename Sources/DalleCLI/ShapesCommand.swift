@@ -9,6 +9,24 @@ struct ExitStatus: Error {
     let code: Int32
 }
 
+let shapesUsage = """
+    shapes --count N [--seed S] --out-dir DIR
+      renders Shapes World training images: DIR/000.png with its caption in DIR/000.txt, ...
+      --count N            number of images to render
+      --seed S             Shapes World stream seed (default 0)
+      --out-dir DIR        output directory (created if missing)
+
+    """
+
+let judgeUsage = """
+    judge --caption TEXT IMAGE.png
+      judges a 64x64 image against a Shapes World caption: prints pass, or fail: REASON and
+      exits 1
+      --caption TEXT       a caption of the Shapes World grammar, e.g. "a red circle to the left
+                           of a blue square"
+
+    """
+
 /// `dalle shapes --count N [--seed S] --out-dir DIR`: writes training samples 0..<N of the Shapes World
 /// stream `S` as DIR/000.png with its caption in DIR/000.txt (one line), and so on.
 func shapes(_ arguments: Arguments) throws {

@@ -3,6 +3,15 @@ import DalleCore
 import Glibc
 #endif
 
+let tokenizeUsage = """
+    tokenize [--model M] [--mode MODE] TEXT
+      prints a caption's token ids on one line
+      --mode MODE          model (the model's own text stream, default), raw (no start/end
+                           tokens, no padding), clip (clip.tokenize, 77 ids) or dalle (DALL-E's
+                           text stream, padded to the text length)
+
+    """
+
 /// `dalle tokenize --model M [--mode model|raw|clip|dalle] "text"`: prints the caption's token
 /// ids on one line, separated by spaces; a note on stderr when the text was truncated.
 func tokenizeCommand(_ arguments: Arguments) throws {

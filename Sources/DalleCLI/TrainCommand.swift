@@ -83,10 +83,57 @@ struct LossAverage {
     }
 }
 
+let trainUsage = """
+    train --stage S --data D --out FILE [options]
+      trains one component, S: tokenizer, dvae, transformer or clip. FILE is a checkpoint,
+      resumed when it exists. D: shapes (the Shapes World); shapes-near-misses (each caption
+      then a near miss) or shapes-defects (each picture with two defect images), as CLIP's hard
+      negatives; :S,C,R after any of them weighs the one object, counting and relation
+      templates (default 1,1,2); judged candidate sets (dalle candidates; A.safetensors,
+      B.safetensors); or a folder of NAME.png + NAME.txt
+      --tokenizer F, --dvae F   trained tokenizer / dVAE files (transformer and clip stages; CLIP
+                                with a dVAE trains on its reconstructions, the kind it reranks)
+      --steps N --batch N --lr X --warmup N --weight-decay X --clip-grad X --seed S --threads N
+      --validation N            held-out examples for the validation loss (default 64)
+      --every N                 steps between validation losses and checkpoints (default 100)
+      --vocab N                 tokenizer ids (tokenizer stage, default 1024)
+      --kl-weight X             dVAE: final KL weight (default 6.6)
+      --dvae-schedule k=v,...   dVAE: anneal (τ 1 → 1/16 over this fraction, 0.3), kl-warmup (0.1),
+                                noise-warmup (0.6), noise (the Gumbel noise's full scale, 1;
+                                0 with hard=0: the decoder reads the argmax codes, as at inference),
+                                fixed-scale (b ≥ 1 for this fraction, 0.2),
+                                hard (straight-through samples from this fraction on, 1 = never),
+                                usage (weight of the codebook-usage term, 0 = off), usage-floor
+                                (the term acts while the batch uses fewer codes' worth, all),
+                                logit-init (std of a fresh encoder's logit weights, 0),
+                                kmeans (seed a fresh codebook by k-means over the cells of
+                                this many training images, 0 = off)
+      --config k=v,...          model configuration, e.g. dim=256,depth=4 (keys of the stage's bundle metadata)
+      --init FILE               start from this model's weights (fine-tuning; a fresh optimizer)
+      --freeze PREFIX,...       leave parameters whose names start so unchanged (e.g. clip.transformer.)
+      --caption-dropout P       transformer: train this share of examples on the empty caption, for
+                                classifier-free guidance (generate --cond-scale), 0
+      --caption-negatives K     clip: up to K near misses of each Shapes World caption (one colour,
+                                shape, size, number or relation changed) as hard negatives, 0
+      --stop-at STEP            stop after this step of the schedule, with a checkpoint (a model
+                                file; the same command without --stop-at resumes it)
+
+    """
+
+let bundleUsage = """
+    bundle --out FILE [--dtype f16] [--cond-scale C] [--likelihood-weight W] PART...
+      joins trained components into one model file, each from the first PART that holds it
+      --dtype T            how weights are stored: f16 (default), bf16, f32, or q8 / q4 (the
+                           linear layers in GGUF's q8_0 / q4_0 blocks, the rest f16)
+      --cond-scale C, --likelihood-weight W   the guidance scale and reranking weight that
+                           generate and eval use by default
+
+    """
+
 /// Set by SIGINT during `dalle train`.
 nonisolated(unsafe) var trainingInterrupted = false
 
-/// `dalle bundle --out FILE [--dtype f16|f32|bf16|q8|q4] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
+/// `dalle bundle --out FILE [--dtype T] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
 func bundle(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["out", "dtype", "cond-scale", "likelihood-weight"], maxPositional: 16)
     let out = try arguments.required("out")

@@ -1,8 +1,8 @@
 /* Text -> images through libdalle's C API: generate, then a variation that keeps the top
  * rows of the first image's tokens (image priming), then a generation cancelled mid-way.
  *
- *   cc generate.c -I../../include -L../../.build/release -ldalle -o generate
- *   LD_LIBRARY_PATH=../../.build/release ./generate MODEL.safetensors "a red ball"
+ *   cc generate.c -I../../include -L../../build/lib -ldalle -o generate
+ *   LD_LIBRARY_PATH=../../build/lib ./generate MODEL.safetensors "a red ball"
  *
  * MODEL needs a tokenizer, a transformer and a dVAE. Every status is checked; on failure the
  * library's message is printed. */

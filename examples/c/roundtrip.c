@@ -1,7 +1,7 @@
 /* Encode -> decode round trip through libdalle's C API on a synthetic image.
  *
- *   cc roundtrip.c -I../../include -L../../.build/release -ldalle -o roundtrip
- *   LD_LIBRARY_PATH=../../.build/release ./roundtrip MODEL.safetensors
+ *   cc roundtrip.c -I../../include -L../../build/lib -ldalle -o roundtrip
+ *   LD_LIBRARY_PATH=../../build/lib ./roundtrip MODEL.safetensors
  *
  * Every status is checked; on failure the library's message is printed. */
 #include <stdio.h>
