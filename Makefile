@@ -1,6 +1,6 @@
 # libdalle — build, test and benchmark entry points.
 #   make          build libdalle.so, the dalle CLI and the header into build/
-#   make test     every test: Swift (XCTest), C header/ABI/example, Python ctypes, CLI
+#   make test     every test: Swift (XCTest), C header/ABI/example, Python ctypes, CLI, install
 #   make bench    benchmarks printed beside the reference (numpy / PyTorch)
 #   make demo     the main job: text to images with the shipped default model (examples/demo.sh)
 #   make install [PREFIX=/usr/local] [DESTDIR=]   the library, headers, pkg-config and CMake files,
@@ -36,10 +36,12 @@ test: build test-swift test-native
 test-swift:
 	swift test -c release -Xswiftc -enable-testing --disable-swift-testing
 
-# C header and ABI checks, the C and Python examples, the ctypes binding, the CLI.
+# C header and ABI checks, the C, C++ and Python examples, the ctypes binding, the CLI,
+# make install used from outside the tree (pkg-config, CMake).
 test-native: build
 	bash tests/run_c_and_python.sh
 	bash tests/cli_test.sh
+	bash tests/install_test.sh
 
 bench: build
 	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"
