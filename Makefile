@@ -37,11 +37,12 @@ test-swift:
 	swift test -c release -Xswiftc -enable-testing --disable-swift-testing
 
 # C header and ABI checks, the C, C++ and Python examples, the ctypes binding, the CLI,
-# make install used from outside the tree (pkg-config, CMake).
+# make install used from outside the tree (pkg-config, CMake), the Python package in a venv.
 test-native: build
 	bash tests/run_c_and_python.sh
 	bash tests/cli_test.sh
 	bash tests/install_test.sh
+	bash tests/python_package_test.sh
 
 bench: build
 	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"
@@ -68,6 +69,12 @@ install: build
 	sed -e 's|@VERSION@|$(VERSION)|g' packaging/dalleConfigVersion.cmake.in > "$(DEST)/lib/cmake/dalle/dalleConfigVersion.cmake"
 	install -m 755 build/bin/dalle "$(DEST)/bin/dalle"
 	install -m 644 models/shapes-world.safetensors "$(DEST)/share/dalle/models/shapes-world.safetensors"
+
+# --no-build-isolation: setuptools and wheel from this Python (tests/requirements.txt), no download.
+wheel: build
+	rm -rf build/wheel bindings/python/build
+	python3 -m pip wheel --no-deps --no-build-isolation --wheel-dir build/wheel ./bindings/python
+	rm -rf bindings/python/build bindings/python/dalle.egg-info
 
 uninstall:
 	for f in $(INSTALLED); do rm -f "$(DEST)/$$f"; done

@@ -1,7 +1,10 @@
 """Text -> images through the Python binding: candidates for a prompt, a variation that keeps
 the top rows of the first one (image priming), and a cancelled generation.
 
-    PYTHONPATH=bindings/python python3 examples/python/generate.py MODEL.safetensors "a red ball" [OUT_DIR]
+    python3 examples/python/generate.py MODEL.safetensors "a red ball" [OUT_DIR]
+
+with the package installed (pip install ./bindings/python), or PYTHONPATH=bindings/python in the
+checkout.
 
 MODEL needs a tokenizer, a transformer and a dVAE. With OUT_DIR and Pillow installed, the images
 are saved as PNGs.
@@ -49,11 +52,10 @@ def main(path, prompt, out_dir=None):
             print("rejected:", e)
 
         if out_dir:
-            from PIL import Image
             os.makedirs(out_dir, exist_ok=True)
-            for i, image in enumerate(np.concatenate([result.images, variation.images])):
-                Image.fromarray(image).save(os.path.join(out_dir, f"{i:03d}.png"))
-            print("saved to", out_dir)
+            saved = result.save(os.path.join(out_dir, "{i:03d}.png"))
+            saved += variation.save(os.path.join(out_dir, "variation-{i:03d}.png"))
+            print("saved", len(saved), "images to", out_dir)
     print("ok")
 
 

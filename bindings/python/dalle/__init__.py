@@ -7,12 +7,19 @@
         result = ctx.generate("a red ball", count=4, seed=1)   # .images, .tokens, .seed, ...
 
 Without numpy, images are bytes (N·S·S·3, RGB8) and token grids are lists of ints.
-Every failure raises a `dalle.DalleError` subclass carrying the library's message.
+Every failure raises a `dalle.DalleError` subclass carrying the library's message; arguments the
+C types cannot hold (an integer out of range, a string with a NUL, float token ids) raise
+ValueError before any call.
 """
 
+from __future__ import annotations
+
 import ctypes
+import operator
 import os
+import sys
 from collections import namedtuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._lib import lib
@@ -25,7 +32,11 @@ except ImportError:  # numpy is optional
 __all__ = ["Model", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
            "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
            "system_info", "set_log_callback", "set_log_level", "shapes_render", "shapes_training_sample",
-           "shapes_judge"]
+           "shapes_judge", "default_model", "train", "bundle"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+# progress(phase, step, total): return False to cancel.
+ProgressFn = Callable[[int, int, int], Optional[bool]]
 
 __version__ = lib.dalle_version().decode()
 
@@ -63,14 +74,90 @@ def _check(status, message_fn=None):
         raise _ERRORS.get(status, DalleError)(status, message)
 
 
-def version():
+# The C types of integer arguments: (lowest, highest).
+_C_INTS = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "uint32_t": (0, 2 ** 32 - 1), "uint64_t": (0, 2 ** 64 - 1)}
+
+
+def _c_int(name: str, value: Any, c_type: str, low: Optional[int] = None) -> int:
+    """`value` as an int that the C type holds (and at least `low`), else ValueError naming it
+    (TypeError for a non-integer); ctypes would silently wrap it."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    lowest, highest = _C_INTS[c_type]
+    lowest = lowest if low is None else max(lowest, low)
+    if not lowest <= n <= highest:
+        raise ValueError(f"{name} is {value!r}; it must be in {lowest}...{highest}")
+    return n
+
+
+def _c_string(name: str, text: Union[str, bytes]) -> bytes:
+    """`text` as NUL-terminated UTF-8 for C; ValueError when it holds a NUL (C would cut it there)."""
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if b"\0" in data:
+        raise ValueError(f"{name} contains a NUL character: {text!r}")
+    return data
+
+
+def _c_path(name: str, path: PathLike) -> bytes:
+    """A file system path for C; ValueError when it holds a NUL."""
+    return _c_string(name, os.fsencode(path))
+
+
+def _token_ids(name: str, tokens: Any) -> Any:
+    """`tokens` as an int32 numpy array, or ValueError for non-integer ids or ids out of int32."""
+    array = _np.asarray(tokens)
+    if array.size and array.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer ids, got dtype {array.dtype}")
+    if array.size:
+        low, high = _C_INTS["int32_t"]
+        bad = array[(array < low) | (array > high)]
+        if bad.size:
+            raise ValueError(f"{name} holds the id {bad[0]}, out of int32 range")
+    return _np.ascontiguousarray(array, dtype=_np.int32)
+
+
+def version() -> str:
     """The loaded library's version string."""
     return lib.dalle_version().decode()
 
 
-def system_info():
+def system_info() -> str:
     """One line: version, SIMD level, cores."""
     return lib.dalle_system_info().decode()
+
+
+DEFAULT_MODEL_NAME = "shapes-world.safetensors"
+
+
+def default_model_candidates() -> List[str]:
+    """Where default_model() looks, in order (after $DALLE_MODEL): share/dalle/models/ of the
+    prefix the loaded libdalle.so is installed in (PREFIX/lib), of this Python's prefix, the
+    checkout's models/ (this package's source tree), then models/ in the current directory."""
+    library_dir = os.path.dirname(os.path.realpath(_lib.lib._name))
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    places = [os.path.join(library_dir, "..", "share", "dalle", "models"),
+              os.path.join(sys.prefix, "share", "dalle", "models"),
+              os.path.join(package_dir, "..", "..", "..", "models"),
+              "models"]
+    return [os.path.normpath(os.path.join(place, DEFAULT_MODEL_NAME)) for place in places]
+
+
+def default_model() -> str:
+    """The path of the default model, found as the `dalle` CLI finds it: $DALLE_MODEL, else the
+    first readable default_model_candidates(). FileNotFoundError names every place it looked."""
+    env = os.environ.get("DALLE_MODEL")
+    if env:
+        if not os.access(env, os.R_OK):
+            raise FileNotFoundError(f"DALLE_MODEL is {env}, which cannot be read")
+        return env
+    candidates = default_model_candidates()
+    for path in candidates:
+        if os.access(path, os.R_OK):
+            return path
+    raise FileNotFoundError("no default model found; looked at $DALLE_MODEL (unset), " + ", ".join(candidates)
+                            + ". Pass a path or set DALLE_MODEL.")
 
 
 # Every log callback ever handed to the library stays alive: another thread may still be
@@ -78,7 +165,7 @@ def system_info():
 _log_callbacks = []
 
 
-def set_log_callback(fn):
+def set_log_callback(fn: Optional[Callable[[int, str], None]]) -> None:
     """Routes library log lines to fn(level, message); None restores the stderr logger."""
     if fn is None:
         lib.dalle_log_set(_lib.dalle_log_callback(), None)
@@ -88,9 +175,9 @@ def set_log_callback(fn):
     lib.dalle_log_set(callback, None)
 
 
-def set_log_level(level):
+def set_log_level(level: int) -> None:
     """Drops messages below level (dalle._lib.DALLE_LOG_*; DALLE_LOG_NONE silences)."""
-    lib.dalle_log_set_level(level)
+    lib.dalle_log_set_level(_c_int("level", level, "int32_t"))
 
 
 class _Progress:
@@ -115,12 +202,49 @@ class _Progress:
             raise error
 
 
-Generation = namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed scores log_likelihoods")
-Generation.__doc__ = """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
-when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
-dropped (past the model's text length), image tokens generated per image, the seed used, and the
-kept images' CLIP scores in rank order (a list; empty unless keep_best reranked them), and each image's
-mean log-probability per generated token under the transformer (a list, in the images' order)."""
+def _pillow() -> Any:
+    """PIL.Image, or ImportError saying that Pillow is needed."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("Generation.to_pil() and save() need Pillow: pip install Pillow") from None
+    return Image
+
+
+class Generation(namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed "
+                                          "scores log_likelihoods")):
+    """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
+    when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
+    dropped (past the model's text length), image tokens generated per image, the seed used, and the
+    kept images' CLIP scores in rank order (a list; empty unless keep_best reranked them), and each image's
+    mean log-probability per generated token under the transformer (a list, in the images' order)."""
+
+    __slots__ = ()
+
+    def to_pil(self) -> List[Any]:
+        """The images as PIL images (RGB), in order. Needs Pillow (ImportError without it)."""
+        Image = _pillow()
+        if self.images is None:
+            raise ValueError("this Generation has no images (it was made with images=False)")
+        if _np is not None and not isinstance(self.images, bytes):
+            return [Image.fromarray(image) for image in self.images]
+        count = len(self.tokens)
+        side = int(round((len(self.images) // (3 * count)) ** 0.5)) if count else 0
+        size = side * side * 3
+        return [Image.frombytes("RGB", (side, side), self.images[i * size:(i + 1) * size]) for i in range(count)]
+
+    def save(self, path: PathLike) -> List[str]:
+        """Writes the images as PNG files and returns their paths: one image goes to `path`; with
+        several, `path` must hold "{i}" (e.g. "out-{i:03d}.png"), formatted with each image's index.
+        Needs Pillow (ImportError without it)."""
+        pictures = self.to_pil()
+        template = os.fspath(path)
+        if len(pictures) > 1 and "{i" not in template:
+            raise ValueError(f"{len(pictures)} images need a path with {{i}} for the index, got {template!r}")
+        paths = [template.format(i=i) if "{i" in template else template for i in range(len(pictures))]
+        for picture, name in zip(pictures, paths):
+            picture.save(name, format="PNG")
+        return paths
 
 
 class _Owned:
@@ -131,7 +255,8 @@ class _Owned:
     def _free(self, handle):
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
+        """Releases the handle now (later calls raise InvalidArgumentError); closing twice is fine."""
         if self._handle is not None:
             self._free(self._handle)
             self._handle = None
@@ -155,7 +280,7 @@ class Model(_Owned):
     `source` is a path (str / os.PathLike) or the file's bytes. `progress(phase, step, total)`
     may return False to cancel loading."""
 
-    def __init__(self, source, progress=None):
+    def __init__(self, source: Union[PathLike, bytes, bytearray, memoryview], progress: Optional[ProgressFn] = None):
         self._handle = None
         callback = _Progress(progress)
         params = lib.dalle_model_default_params()
@@ -165,7 +290,7 @@ class Model(_Owned):
             buffer = bytes(source)
             status = lib.dalle_model_load_buffer(buffer, len(buffer), ctypes.byref(params), ctypes.byref(handle))
         else:
-            path = os.fsencode(source)
+            path = _c_path("the model path", source)
             status = lib.dalle_model_load_file(path, ctypes.byref(params), ctypes.byref(handle))
         callback.reraise()
         _check(status)
@@ -186,12 +311,13 @@ class Model(_Owned):
         self.likelihood_weight = info.likelihood_weight  # the reranking weight it was tuned for (0 = CLIP alone)
 
     @property
-    def handle(self):
+    def handle(self) -> int:
+        """The dalle_model pointer, for the ctypes layer (dalle._lib)."""
         if self._handle is None:
             raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, "the model is closed")
         return self._handle
 
-    def tokenize(self, text, mode="model"):
+    def tokenize(self, text: str, mode: str = "model") -> Tuple[List[int], bool]:
         """`Context.tokenize` on a short-lived context: `(ids, truncated)`."""
         with Context(self, threads=1) as ctx:
             return ctx.tokenize(text, mode)
@@ -200,7 +326,7 @@ class Model(_Owned):
         """Releases the model (contexts still open keep its weights alive)."""
         lib.dalle_model_free(handle)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"dalle.Model(components={self.components}, image_size={self.image_size}, "
                 f"token_grid_size={self.token_grid_size}, codebook_size={self.codebook_size}, "
                 f"n_params={self.n_params}, cond_scale={self.cond_scale}, likelihood_weight={self.likelihood_weight})")
@@ -215,19 +341,20 @@ class Context(_Owned):
     progress(phase, step, total) -> False to cancel. Use from one thread at a time;
     `cancel()` may be called from any thread."""
 
-    def __init__(self, model, threads=0, seed=None, progress=None):
+    def __init__(self, model: Model, threads: int = 0, seed: Optional[int] = None,
+                 progress: Optional[ProgressFn] = None):
         self._handle = None
         self.model = model  # keeps the Python object (and its handle) alive
-        self._progress = _Progress(progress)  # the library calls it for this context's lifetime
         params = lib.dalle_context_default_params()
-        params.n_threads = threads
-        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
+        params.n_threads = _c_int("threads", threads, "int32_t")
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else _c_int("seed", seed, "uint64_t")
+        self._progress = _Progress(progress)  # the library calls it for this context's lifetime
         params.progress = self._progress.c_callback
         handle = _lib.dalle_context_p()
         _check(lib.dalle_context_create(model.handle, ctypes.byref(params), ctypes.byref(handle)))
         self._handle = handle.value
 
-    def tokenize(self, text, mode="model"):
+    def tokenize(self, text: str, mode: str = "model") -> Tuple[List[int], bool]:
         """Token ids of `text` and whether it was truncated, as `(ids, truncated)`. `mode`:
         "model" (the transformer's text stream if the model has one, else CLIP's), "raw" (no
         start/end tokens, no padding), "clip" (clip.tokenize, 77 ids) or "dalle" (DALL-E's
@@ -237,7 +364,7 @@ class Context(_Owned):
         except KeyError:
             raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
                                        f"mode is {mode!r}; expected one of {sorted(_TOKENIZE_MODES)}") from None
-        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        data = _c_string("text", text)
         count = ctypes.c_size_t()
         truncated = ctypes.c_bool()
         self._call(lib.dalle_tokenize, data, code, None, 0, ctypes.byref(count), ctypes.byref(truncated))
@@ -246,20 +373,23 @@ class Context(_Owned):
         return list(ids), truncated.value
 
     @property
-    def handle(self):
+    def handle(self) -> int:
+        """The dalle_context pointer, for the ctypes layer (dalle._lib)."""
         if self._handle is None:
             raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT, "the context is closed")
         return self._handle
 
     @property
-    def seed(self):
+    def seed(self) -> int:
+        """The seed the context uses (the one picked when it was made with seed=None)."""
         return lib.dalle_context_seed(self.handle)
 
     @property
-    def threads(self):
+    def threads(self) -> int:
+        """The worker threads the context uses."""
         return lib.dalle_context_threads(self.handle)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Asks the call running on this context to stop (any thread)."""
         if self._handle is not None:
             lib.dalle_cancel(self._handle)
@@ -270,7 +400,7 @@ class Context(_Owned):
         self._progress.reraise()
         _check(status, lambda: lib.dalle_context_last_error(handle))
 
-    def encode(self, images):
+    def encode(self, images: Any) -> Any:
         """Token grids of images. `images`: a uint8 array (N, S, S, 3|4) or (S, S, 3|4), a list
         of such arrays, or (without numpy) bytes holding N·S·S·3 RGB8 bytes. Returns int32
         (N, G, G) with numpy, else a list of N grids as lists of G·G ints."""
@@ -289,12 +419,12 @@ class Context(_Owned):
             del keep
             lib.dalle_tokens_free(ctypes.byref(out))
 
-    def decode(self, tokens):
+    def decode(self, tokens: Any) -> Any:
         """RGB8 images of token grids. `tokens`: int array (N, G, G) or (G, G), or a list of
         grids (lists of G·G ints). Returns uint8 (N, S, S, 3) with numpy, else bytes."""
         g = self.model.token_grid_size
         if _np is not None:
-            array = _np.ascontiguousarray(tokens, dtype=_np.int32)
+            array = _token_ids("tokens", tokens)
             if array.ndim == 2:
                 array = array[None]
             if array.ndim != 3:
@@ -304,7 +434,7 @@ class Context(_Owned):
             data = array.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
             keep = array
         else:
-            grids = [list(t) for t in tokens]
+            grids = [[_c_int("token id", t, "int32_t") for t in grid] for grid in tokens]
             n, rows, cols = len(grids), g, g
             for i, grid in enumerate(grids):
                 if len(grid) != g * g:
@@ -327,8 +457,10 @@ class Context(_Owned):
             del keep
             lib.dalle_image_batch_free(ctypes.byref(out))
 
-    def generate(self, prompt, count=1, seed=None, temperature=1.0, top_k=0, top_p=1.0, cond_scale=None,
-                 prime=None, prime_rows=0, images=True, keep_best=0, likelihood_weight=None, progress=None):
+    def generate(self, prompt: str, count: int = 1, seed: Optional[int] = None, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, cond_scale: Optional[float] = None, prime: Any = None,
+                 prime_rows: int = 0, images: bool = True, keep_best: int = 0,
+                 likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None) -> Generation:
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
@@ -340,11 +472,14 @@ class Context(_Owned):
         (CancelledError). Returns a Generation."""
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a str")
+        text = _c_string("prompt", prompt)
+        count, prime_rows = _c_int("count", count, "uint32_t"), _c_int("prime_rows", prime_rows, "uint32_t")
+        keep_best = _c_int("keep_best", keep_best, "uint32_t")
         callback = _Progress(progress)
         params = lib.dalle_generate_default_params()
         params.count = count
-        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
-        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else _c_int("seed", seed, "uint64_t")
+        params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.prime_rows = prime_rows
         params.keep_best = keep_best
@@ -357,7 +492,8 @@ class Context(_Owned):
         keep = None
         if prime is not None and prime_rows:
             g = self.model_grid()
-            flat = [int(t) for t in (_np.asarray(prime).reshape(-1) if _np is not None else prime)]
+            flat = (_token_ids("prime", prime).reshape(-1).tolist() if _np is not None
+                    else [_c_int("prime token id", t, "int32_t") for t in prime])
             if len(flat) < prime_rows * g:
                 raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
                                            f"prime holds {len(flat)} ids; {prime_rows} rows need {prime_rows * g}")
@@ -368,7 +504,7 @@ class Context(_Owned):
         out_images, out_tokens, info = _lib.dalle_image_batch(), _lib.dalle_tokens(), _lib.dalle_generate_info()
         info.struct_size = ctypes.sizeof(info)
         handle = self.handle
-        status = lib.dalle_generate(handle, prompt.encode("utf-8"), ctypes.byref(params),
+        status = lib.dalle_generate(handle, text, ctypes.byref(params),
                                     ctypes.byref(out_images) if images else None, ctypes.byref(out_tokens),
                                     ctypes.byref(info))
         del keep
@@ -394,24 +530,25 @@ class Context(_Owned):
             lib.dalle_tokens_free(ctypes.byref(out_tokens))
             lib.dalle_image_batch_free(ctypes.byref(out_images))
 
-    def model_grid(self):
+    def model_grid(self) -> int:
         """Rows of the image-token grid (the dVAE's, which the transformer's must equal)."""
         return self.model.token_grid_size
     # CLIP: images of any size (uint8 (H, W, 3|4) arrays, or a list of them), prompts as str.
 
-    def clip_embedding_size(self):
+    def clip_embedding_size(self) -> int:
+        """The length of the model's CLIP embeddings."""
         size = ctypes.c_uint32()
         _check(lib.dalle_clip_embedding_size(self.model.handle, ctypes.byref(size)))
         return size.value
 
-    def clip_encode_text(self, prompt):
+    def clip_encode_text(self, prompt: str) -> Any:
         """CLIP's text embedding of `prompt` (not normalised): a float32 array (or list) of embed_dim."""
         d = self.clip_embedding_size()
         out = (ctypes.c_float * d)()
-        self._call(lib.dalle_clip_encode_text, prompt.encode("utf-8") if prompt is not None else None, out, d)
+        self._call(lib.dalle_clip_encode_text, _c_string("prompt", prompt) if prompt is not None else None, out, d)
         return _np.array(out, dtype=_np.float32) if _np is not None else list(out)
 
-    def clip_encode_images(self, images):
+    def clip_encode_images(self, images: Any) -> Any:
         """CLIP's image embeddings (not normalised) of images of any size: float32 (N, embed_dim)."""
         if _np is None:
             raise TypeError("clip_encode_images needs numpy")
@@ -423,7 +560,7 @@ class Context(_Owned):
         del keep
         return out
 
-    def rerank(self, prompt, images):
+    def rerank(self, prompt: str, images: Any) -> Tuple[Any, List[int]]:
         """Scores images of any size against `prompt` with the model's CLIP. Returns (scores,
         order): scores[i] = exp(logit_scale) · cos(image i, prompt), order = indices best first."""
         if _np is None:
@@ -432,7 +569,7 @@ class Context(_Owned):
         n = len(structs)
         scores = (ctypes.c_float * max(n, 1))()
         order = (ctypes.c_uint32 * max(n, 1))()
-        self._call(lib.dalle_rerank, prompt.encode("utf-8") if prompt is not None else None, structs, n, scores, order)
+        self._call(lib.dalle_rerank, _c_string("prompt", prompt) if prompt is not None else None, structs, n, scores, order)
         del keep
         return _np.array(scores[:n], dtype=_np.float32), [int(i) for i in order[:n]]
 
@@ -440,17 +577,18 @@ class Context(_Owned):
         """dalle_eval_params with these draws (seed None: the context's; cond_scale and
         likelihood_weight None: the model's)."""
         params = lib.dalle_eval_default_params()
-        params.candidates = candidates
-        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else seed
-        params.temperature, params.top_k, params.top_p = temperature, top_k, top_p
+        params.candidates = _c_int("candidates", candidates, "uint32_t")
+        params.seed = _lib.DALLE_SEED_RANDOM if seed is None else _c_int("seed", seed, "uint64_t")
+        params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
         if callback.fn:
             params.progress = callback.c_callback
         return params
 
-    def shapes_candidates(self, out_path, captions, candidates=8, seed=0, temperature=1.0, top_k=0, top_p=1.0,
-                          cond_scale=None, progress=None):
+    def shapes_candidates(self, out_path: PathLike, captions: int, candidates: int = 8, seed: Optional[int] = 0,
+                          temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                          cond_scale: Optional[float] = None, progress: Optional[ProgressFn] = None) -> None:
         """Writes a judged candidate set (as `dalle candidates`) to out_path: `candidates` images for
         each of the first `captions` captions of the Shapes World training stream `seed` (None: the
         context's seed), the judge's verdicts and each caption's reconstruction. `train(..., data=
@@ -459,13 +597,16 @@ class Context(_Owned):
         callback = _Progress(progress)
         params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback)
         handle = self.handle
-        status = lib.dalle_shapes_candidates(handle, ctypes.byref(params), captions, os.fsencode(out_path))
+        status = lib.dalle_shapes_candidates(handle, ctypes.byref(params), _c_int("captions", captions, "uint32_t"),
+                                             _c_path("out_path", out_path))
         callback.reraise()
         self._progress.reraise()
         _check(status, lambda: lib.dalle_context_last_error(handle))
 
-    def shapes_eval(self, candidates=8, seed=0, per_template=50, per_held_out_pair=10, reconstruction_samples=200,
-                    temperature=1.0, top_k=0, top_p=1.0, cond_scale=None, likelihood_weight=None, progress=None):
+    def shapes_eval(self, candidates: int = 8, seed: Optional[int] = 0, per_template: int = 50,
+                    per_held_out_pair: int = 10, reconstruction_samples: int = 200, temperature: float = 1.0,
+                    top_k: int = 0, top_p: float = 1.0, cond_scale: Optional[float] = None,
+                    likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None) -> Dict[str, Any]:
         """The Shapes World evaluation (as `dalle eval`) with this context's model: generates
         `candidates` images for each caption of the fixed, seeded evaluation set, judges them, and
         runs world images through the dVAE (candidates=0: that alone, for a model with only a dVAE
@@ -478,8 +619,9 @@ class Context(_Owned):
         and "rerank_lift", and "reconstruction" (images, passed, rate)."""
         callback = _Progress(progress)
         params = self._eval_params(candidates, seed, temperature, top_k, top_p, cond_scale, callback, likelihood_weight)
-        params.per_template, params.per_held_out_pair = per_template, per_held_out_pair
-        params.reconstruction_samples = reconstruction_samples
+        params.per_template = _c_int("per_template", per_template, "uint32_t")
+        params.per_held_out_pair = _c_int("per_held_out_pair", per_held_out_pair, "uint32_t")
+        params.reconstruction_samples = _c_int("reconstruction_samples", reconstruction_samples, "uint32_t")
         report = _lib.dalle_eval_report()
         report.struct_size = ctypes.sizeof(report)
         handle = self.handle
@@ -557,15 +699,16 @@ def _take_image(image):
         lib.dalle_image_free(ctypes.byref(image))
 
 
-def shapes_render(caption, seed=0):
+def shapes_render(caption: str, seed: int = 0) -> Any:
     """Renders a Shapes World caption: numpy (64, 64, 3) uint8 (bytes without numpy)."""
     out = _lib.dalle_image()
-    _check(lib.dalle_shapes_render(caption.encode(), seed, ctypes.byref(out)))
+    _check(lib.dalle_shapes_render(_c_string("caption", caption), _c_int("seed", seed, "uint64_t"), ctypes.byref(out)))
     return _take_image(out)
 
 
-def shapes_training_sample(seed, index):
+def shapes_training_sample(seed: int, index: int) -> Tuple[str, Any]:
     """Sample `index` of the training stream `seed`: (caption, image)."""
+    seed, index = _c_int("seed", seed, "uint64_t"), _c_int("index", index, "uint64_t")
     length = ctypes.c_size_t()
     _check(lib.dalle_shapes_training_sample(seed, index, None, 0, ctypes.byref(length), None))
     buffer = ctypes.create_string_buffer(length.value + 1)
@@ -574,7 +717,7 @@ def shapes_training_sample(seed, index):
     return buffer.value.decode(), _take_image(out)
 
 
-def shapes_judge(image, caption):
+def shapes_judge(image: Any, caption: str) -> Tuple[bool, str]:
     """Judges a 64x64 RGB/RGBA image (numpy (H, W, C) uint8, or 64·64·3 bytes) against a caption:
     (passed, reason), reason "" on a pass."""
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -593,14 +736,18 @@ def shapes_judge(image, caption):
         struct = _lib.dalle_image(w, h, c, keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
     passed = ctypes.c_bool()
     reason = ctypes.create_string_buffer(4096)
-    _check(lib.dalle_shapes_judge(ctypes.byref(struct), caption.encode(), ctypes.byref(passed), reason, len(reason)))
+    _check(lib.dalle_shapes_judge(ctypes.byref(struct), _c_string("caption", caption), ctypes.byref(passed), reason,
+                                  len(reason)))
     return bool(passed.value), reason.value.decode("utf-8", "replace")
 
 
-def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1000, batch_size=16,
-          learning_rate=1e-3, warmup_steps=100, weight_decay=0.01, gradient_clip=1.0, seed=0, validation_count=64,
-          checkpoint_every=100, vocab_size=1024, threads=0, progress=None, dvae_schedule=None,
-          init=None, freeze=None, caption_dropout=0.0, caption_negatives=0):
+def train(stage: str, data: PathLike, out_path: PathLike, tokenizer: Optional[PathLike] = None,
+          dvae: Optional[PathLike] = None, config: Optional[Dict[str, Any]] = None, steps: int = 1000,
+          batch_size: int = 16, learning_rate: float = 1e-3, warmup_steps: int = 100, weight_decay: float = 0.01,
+          gradient_clip: float = 1.0, seed: int = 0, validation_count: int = 64, checkpoint_every: int = 100,
+          vocab_size: int = 1024, threads: int = 0, progress: Optional[Callable[[int, int, float, float], Any]] = None,
+          dvae_schedule: Optional[Dict[str, Any]] = None, init: Optional[PathLike] = None,
+          freeze: Optional[Sequence[str]] = None, caption_dropout: float = 0.0, caption_negatives: int = 0) -> PathLike:
     """Trains one component ("tokenizer", "dvae", "transformer", "clip") on "shapes" (or
     "shapes-near-misses": every caption followed by a near miss, hard negatives for CLIP; "shapes-defects": every
     picture with two defect images, misshapen, merged, missing, extra or resized objects, as CLIP's hard
@@ -617,17 +764,22 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     progress(step, total, loss, validation_loss) returning False stops the run after a checkpoint
     (CancelledError). Returns out_path."""
     p = _lib.lib.dalle_train_default_params()
-    p.stage, p.data, p.out_path = stage.encode(), str(data).encode(), str(out_path).encode()
-    p.tokenizer_path = str(tokenizer).encode() if tokenizer else None
-    p.dvae_path = str(dvae).encode() if dvae else None
-    p.config = ",".join(f"{k}={v}" for k, v in (config or {}).items()).encode() if config else None
-    p.dvae_schedule = ",".join(f"{k}={v}" for k, v in dvae_schedule.items()).encode() if dvae_schedule else None
-    p.init_path = str(init).encode() if init else None
-    p.freeze = ",".join(freeze).encode() if freeze else None
-    p.caption_dropout, p.caption_negatives = caption_dropout, caption_negatives
-    p.steps, p.batch_size, p.learning_rate, p.warmup_steps = steps, batch_size, learning_rate, warmup_steps
-    p.weight_decay, p.gradient_clip, p.seed = weight_decay, gradient_clip, seed
-    p.validation_count, p.checkpoint_every, p.vocab_size, p.n_threads = validation_count, checkpoint_every, vocab_size, threads
+    p.stage, p.data, p.out_path = _c_string("stage", stage), _c_path("data", data), _c_path("out_path", out_path)
+    p.tokenizer_path = _c_path("tokenizer", tokenizer) if tokenizer else None
+    p.dvae_path = _c_path("dvae", dvae) if dvae else None
+    p.config = _c_string("config", ",".join(f"{k}={v}" for k, v in config.items())) if config else None
+    p.dvae_schedule = (_c_string("dvae_schedule", ",".join(f"{k}={v}" for k, v in dvae_schedule.items()))
+                       if dvae_schedule else None)
+    p.init_path = _c_path("init", init) if init else None
+    p.freeze = _c_string("freeze", ",".join(freeze)) if freeze else None
+    p.caption_dropout = caption_dropout
+    p.caption_negatives = _c_int("caption_negatives", caption_negatives, "int32_t")
+    p.steps, p.batch_size = _c_int("steps", steps, "int32_t"), _c_int("batch_size", batch_size, "int32_t")
+    p.learning_rate, p.warmup_steps = learning_rate, _c_int("warmup_steps", warmup_steps, "int32_t")
+    p.weight_decay, p.gradient_clip, p.seed = weight_decay, gradient_clip, _c_int("seed", seed, "uint64_t")
+    p.validation_count = _c_int("validation_count", validation_count, "int32_t")
+    p.checkpoint_every = _c_int("checkpoint_every", checkpoint_every, "int32_t")
+    p.vocab_size, p.n_threads = _c_int("vocab_size", vocab_size, "int32_t"), _c_int("threads", threads, "int32_t")
     callback = _lib.dalle_train_callback(lambda step, total, loss, val, _: bool(progress(step, total, loss, val))) \
         if progress else _lib.dalle_train_callback()
     p.progress = callback
@@ -635,7 +787,8 @@ def train(stage, data, out_path, tokenizer=None, dvae=None, config=None, steps=1
     return out_path
 
 
-def bundle(parts, out_path, dtype="f16", cond_scale=None, likelihood_weight=None):
+def bundle(parts: Sequence[PathLike], out_path: PathLike, dtype: str = "f16", cond_scale: Optional[float] = None,
+           likelihood_weight: Optional[float] = None) -> PathLike:
     """Joins trained parts (tokenizer, dvae, transformer, clip files; each component from the first
     part that holds it) into one model file, weights stored as dtype ("f16", "bf16", "f32", or
     "q8" / "q4": linear layers block-quantized as GGUF's q8_0 / q4_0, the rest f16);
@@ -651,6 +804,6 @@ def bundle(parts, out_path, dtype="f16", cond_scale=None, likelihood_weight=None
         p.cond_scale = cond_scale
     if likelihood_weight is not None:
         p.likelihood_weight = likelihood_weight
-    paths = (ctypes.c_char_p * len(parts))(*[str(x).encode() for x in parts])
-    _check(_lib.lib.dalle_bundle_with_params(paths, len(parts), str(out_path).encode(), ctypes.byref(p)))
+    paths = (ctypes.c_char_p * len(parts))(*[_c_path("part path", x) for x in parts])
+    _check(_lib.lib.dalle_bundle_with_params(paths, len(parts), _c_path("out_path", out_path), ctypes.byref(p)))
     return out_path
