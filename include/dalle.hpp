@@ -57,6 +57,32 @@ struct ContextDeleter {
     void operator()(dalle_context *ctx) const noexcept { dalle_context_free(ctx); }
 };
 
+/* A struct the library filled (out() is the C call's output argument), released with `Free`
+ * when its owner goes. Move-only: the moved-from one is zeroed, which `Free` ignores. */
+template <typename T, void (*Free)(T *)>
+class Owned {
+public:
+    Owned() noexcept = default;
+    Owned(Owned &&other) noexcept : value_(other.value_) { other.value_ = T{}; }
+    Owned &operator=(Owned &&other) noexcept {
+        if (this != &other) {
+            Free(&value_);
+            value_ = other.value_;
+            other.value_ = T{};
+        }
+        return *this;
+    }
+    Owned(const Owned &) = delete;
+    Owned &operator=(const Owned &) = delete;
+    ~Owned() { Free(&value_); }
+
+    const T &get() const noexcept { return value_; }
+    T *out() noexcept { return &value_; }
+
+private:
+    T value_{};
+};
+
 }  // namespace detail
 
 /* The loaded library's version, "MAJOR.MINOR.PATCH" (compare with DALLE_VERSION_STRING). */
@@ -65,60 +91,32 @@ inline std::string version() { return dalle_version(); }
 /* Images the library allocated, freed with the object. Move-only. */
 class ImageBatch {
 public:
-    ImageBatch() noexcept = default;
-    ImageBatch(ImageBatch &&other) noexcept : batch_(other.batch_) { other.batch_ = dalle_image_batch{}; }
-    ImageBatch &operator=(ImageBatch &&other) noexcept {
-        if (this != &other) {
-            dalle_image_batch_free(&batch_);
-            batch_ = other.batch_;
-            other.batch_ = dalle_image_batch{};
-        }
-        return *this;
-    }
-    ImageBatch(const ImageBatch &) = delete;
-    ImageBatch &operator=(const ImageBatch &) = delete;
-    ~ImageBatch() { dalle_image_batch_free(&batch_); }
-
-    std::size_t size() const noexcept { return batch_.count; }
-    bool empty() const noexcept { return batch_.count == 0; }
+    std::size_t size() const noexcept { return batch_.get().count; }
+    bool empty() const noexcept { return size() == 0; }
     /* Image i (i < size()): width, height, channels and its RGB8 pixels. */
-    const dalle_image &operator[](std::size_t i) const noexcept { return batch_.images[i]; }
-    const dalle_image *begin() const noexcept { return batch_.images; }
-    const dalle_image *end() const noexcept { return batch_.images + batch_.count; }
+    const dalle_image &operator[](std::size_t i) const noexcept { return batch_.get().images[i]; }
+    const dalle_image *begin() const noexcept { return batch_.get().images; }
+    const dalle_image *end() const noexcept { return begin() + size(); }
 
 private:
     friend class Context;
-    dalle_image_batch batch_{};
+    detail::Owned<dalle_image_batch, dalle_image_batch_free> batch_;
 };
 
 /* Token grids the library allocated (count grids of rows x cols ids), freed with the object.
  * Move-only; get() is the plain struct, to pass back to Context::decode. */
 class Tokens {
 public:
-    Tokens() noexcept = default;
-    Tokens(Tokens &&other) noexcept : tokens_(other.tokens_) { other.tokens_ = dalle_tokens{}; }
-    Tokens &operator=(Tokens &&other) noexcept {
-        if (this != &other) {
-            dalle_tokens_free(&tokens_);
-            tokens_ = other.tokens_;
-            other.tokens_ = dalle_tokens{};
-        }
-        return *this;
-    }
-    Tokens(const Tokens &) = delete;
-    Tokens &operator=(const Tokens &) = delete;
-    ~Tokens() { dalle_tokens_free(&tokens_); }
-
-    std::size_t count() const noexcept { return tokens_.count; }
-    std::size_t rows() const noexcept { return tokens_.rows; }
-    std::size_t cols() const noexcept { return tokens_.cols; }
+    std::size_t count() const noexcept { return get().count; }
+    std::size_t rows() const noexcept { return get().rows; }
+    std::size_t cols() const noexcept { return get().cols; }
     /* The rows() * cols() ids of grid i (i < count()), row-major. */
-    const int32_t *grid(std::size_t i) const noexcept { return tokens_.data + i * tokens_.rows * tokens_.cols; }
-    const dalle_tokens &get() const noexcept { return tokens_; }
+    const int32_t *grid(std::size_t i) const noexcept { return get().data + i * rows() * cols(); }
+    const dalle_tokens &get() const noexcept { return tokens_.get(); }
 
 private:
     friend class Context;
-    dalle_tokens tokens_{};
+    detail::Owned<dalle_tokens, dalle_tokens_free> tokens_;
 };
 
 /* What Context::generate returns: the images, their image tokens, and what the call did
@@ -194,14 +192,14 @@ public:
     /* Token grids of n_images images (borrowed for the call). */
     Tokens encode(const dalle_image *images, uint32_t n_images) {
         Tokens out;
-        check(dalle_encode(get(), images, n_images, &out.tokens_));
+        check(dalle_encode(get(), images, n_images, out.tokens_.out()));
         return out;
     }
 
     /* RGB images of token grids (borrowed for the call). */
     ImageBatch decode(const dalle_tokens &tokens) {
         ImageBatch out;
-        check(dalle_decode(get(), &tokens, &out.batch_));
+        check(dalle_decode(get(), &tokens, out.batch_.out()));
         return out;
     }
 
@@ -211,7 +209,8 @@ public:
                         const dalle_generate_params &params = dalle_generate_default_params()) {
         Generation out;
         out.info.struct_size = sizeof out.info;
-        check(dalle_generate(get(), prompt.c_str(), &params, &out.images.batch_, &out.tokens.tokens_, &out.info));
+        check(dalle_generate(get(), prompt.c_str(), &params, out.images.batch_.out(), out.tokens.tokens_.out(),
+                             &out.info));
         return out;
     }
 

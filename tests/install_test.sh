@@ -8,25 +8,14 @@
 set -u
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+source tests/checks.sh
 PREFIX="$T/prefix"
-failures=0
-checks=0
-
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-# check DESCRIPTION COMMAND...: runs COMMAND (output in $T/out), counts a failure when it fails.
-check() {
-    local what=$1; shift
-    checks=$((checks + 1))
-    if "$@" >"$T/out" 2>&1; then echo "ok: $what"; else fail "$what: $(tail -c 600 "$T/out")"; fi
-}
 
 for tool in cc c++ pkg-config cmake; do
     command -v "$tool" >/dev/null || { echo "install_test: $tool is missing (.ci/run installs it)"; exit 1; }
 done
 
-make build >"$T/build.log" 2>&1 || { echo "install_test: make build failed"; tail -20 "$T/build.log"; exit 1; }
+make_build
 check "make install PREFIX=$PREFIX" make install PREFIX="$PREFIX"
 (cd "$PREFIX" && find . \( -type f -o -type l \) | sort) >"$T/tree.txt"
 cat >"$T/expected-tree.txt" <<'EOF'
@@ -120,6 +109,4 @@ check "only the other file is left" test "$(cd "$PREFIX" && find . \( -type f -o
 check "the dalle directories are gone" test ! -e "$PREFIX/share/dalle" -a ! -e "$PREFIX/lib/cmake/dalle"
 check "uninstall again is harmless" make uninstall PREFIX="$PREFIX"
 
-passed=$((checks > failures ? checks - failures : 0))
-echo "install_test: $passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish install_test

@@ -7,21 +7,10 @@
 set -u
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+source tests/checks.sh
 GEN_MODEL="$REPO/Tests/DalleCoreTests/Golden/generate/model.safetensors"
-failures=0
-checks=0
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-# check DESCRIPTION COMMAND...: runs COMMAND (output in $T/out), counts a failure when it fails.
-check() {
-    local what=$1; shift
-    checks=$((checks + 1))
-    if "$@" >"$T/out" 2>&1; then echo "ok: $what"; else fail "$what: $(tail -c 800 "$T/out")"; fi
-}
-
-make build >"$T/build.log" 2>&1 || { echo "python_package_test: make build failed"; tail -20 "$T/build.log"; exit 1; }
+make_build
 check "python3 -m venv --system-site-packages" python3 -m venv --system-site-packages "$T/venv"
 PY="$T/venv/bin/python"
 check "pip install ./bindings/python" "$PY" -m pip install -q --no-index --no-build-isolation ./bindings/python
@@ -51,6 +40,4 @@ check "the wheel carries dalle/libdalle.so" bash -c "python3 -m zipfile -l '$whe
 echo "wheel: $wheel, $(du -k "$wheel" | cut -f1) KiB"
 check "the wheel installs and loads" bash -c "'$PY' -m pip install -q --no-index '$wheel' && cd / && env -u PYTHONPATH '$PY' -c 'import dalle; print(dalle.default_model_candidates())'"
 
-passed=$((checks > failures ? checks - failures : 0))
-echo "python_package_test: $passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish python_package_test
