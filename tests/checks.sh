@@ -1,4 +1,4 @@
-# Sourced by tests/install_test.sh and tests/python_package_test.sh: a temporary directory $T
+# Sourced by tests/cli_test.sh, install_test.sh and python_package_test.sh: a temporary directory $T
 # (removed at exit), `check DESCRIPTION COMMAND...` (runs COMMAND with its output in $T/out and
 # counts a failure when it fails), `fail MESSAGE`, `make_build` and `finish NAME`, which prints
 # "NAME: N passed, N failed" and returns non-zero after any failure.

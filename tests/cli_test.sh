@@ -8,12 +8,7 @@ DALLE=${DALLE:-build/bin/dalle}
 [ -x "$DALLE" ] || DALLE="$(swift build -c release --show-bin-path)/dalle-cli"
 [ -x "$DALLE" ] || { echo "cli_test: no dalle binary (run make build)"; exit 1; }
 MODEL=Tests/DalleCoreTests/Golden/dvae/model.safetensors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-failures=0
-checks=0
-
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source tests/checks.sh
 
 # expect STATUS PATTERN -- COMMAND...: runs COMMAND, checks its exit status and that its
 # stderr matches PATTERN (grep -E), and that it never crashed (no trap, no backtrace).
@@ -290,6 +285,4 @@ expect 1 "cannot open training folder" -- "$DALLE" train --stage dvae --data "$T
 "$DALLE" shapes --count 6 --out-dir "$T/folder" 2>/dev/null && touch "$T/folder/extra.jpg" && rm "$T/folder/002.txt"
 expect 0 "warning: .*without a caption" -- "$DALLE" train --stage dvae --data "$T/folder" --config "$TINY_DVAE" --steps 1 --batch 2 --validation 1 --out "$T/folder.st"
 
-passed=$((checks > failures ? checks - failures : 0))
-echo "cli_test: $passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish cli_test
