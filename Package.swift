@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
         .systemLibrary(name: "CDalle", path: "Sources/CDalle"),
-        .target(name: "DalleCAPI", dependencies: ["DalleCore", "DalleImageIO", "CDalle"], swiftSettings: [.unsafeFlags(cpuFlags)]),
+        .systemLibrary(name: "CDlfcn", path: "Sources/CDlfcn"),
+        .target(name: "DalleCAPI", dependencies: ["DalleCore", "DalleImageIO", "CDalle", "CDlfcn"], swiftSettings: [.unsafeFlags(cpuFlags)]),
         .target(
             name: "DalleSharedLibrary",
             dependencies: ["DalleCAPI"],

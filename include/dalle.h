@@ -229,6 +229,15 @@ DALLE_API dalle_status dalle_model_load_buffer(const void *data, size_t size,
                                                const dalle_model_params *params,
                                                dalle_model **out_model);
 
+/* Loads the default model, shapes-world.safetensors, from the first place that has it:
+ * $DALLE_MODEL; share/dalle/models/ of the prefix the library is installed in
+ * (PREFIX/lib/libdalle.so -> PREFIX/share/dalle/models/, where `make install` puts it); the
+ * library's own directory; the models/ folder of the checkout it was built in (build/lib ->
+ * ../../models/). `params` may be NULL for defaults. A $DALLE_MODEL that cannot be read, or no
+ * model in any of these places, is DALLE_IO_ERROR with a message naming every place looked at.
+ * On failure *out_model is set to NULL. */
+DALLE_API dalle_status dalle_model_load_default(const dalle_model_params *params, dalle_model **out_model);
+
 /* Releases the caller's reference; contexts still using the model keep it alive. */
 DALLE_API void dalle_model_free(dalle_model *model);
 
@@ -471,7 +480,8 @@ DALLE_API dalle_status dalle_shapes_judge(const dalle_image *image, const char *
                                           char *reason_buf, size_t reason_capacity);
 
 /* Frees image->data if the library allocated it (dalle_shapes_render,
- * dalle_shapes_training_sample) and zeroes *image; NULL and zeroed images are ignored. */
+ * dalle_shapes_training_sample, dalle_image_read_file) and zeroes *image; NULL and zeroed
+ * images are ignored. */
 DALLE_API void dalle_image_free(dalle_image *image);
 
 /* The Shapes World evaluation (`dalle eval`): generate candidates for a fixed, seeded set
@@ -548,6 +558,22 @@ DALLE_API dalle_status dalle_shapes_eval(dalle_context *ctx, const dalle_eval_pa
  * DALLE_PHASE_EVAL, one step per caption. The file depends on the params alone. */
 DALLE_API dalle_status dalle_shapes_candidates(dalle_context *ctx, const dalle_eval_params *params,
                                                uint32_t captions, const char *out_path);
+
+/* ---------------------------------------------------------------------------------- */
+/* Image files: PNG in and out, with nothing but the library */
+
+/* Reads the PNG file at `path` (any standard PNG: grey, RGB, palette, with alpha, 1-16 bits,
+ * interlaced; at most 2^26 pixels) into *out_image as RGB8 (alpha dropped), allocated by the
+ * library (free with dalle_image_free). Errors: NULL arguments (DALLE_INVALID_ARGUMENT), a file
+ * that cannot be read (DALLE_IO_ERROR), a malformed PNG (DALLE_BAD_FILE) or one of a kind this
+ * decoder lacks (DALLE_UNSUPPORTED). On failure *out_image is zeroed. */
+DALLE_API dalle_status dalle_image_read_file(const char *path, dalle_image *out_image);
+
+/* Writes `image` (borrowed; 3 channels, or 4 with the alpha dropped; 1 to 2^26 pixels) to
+ * `path` as an RGB8 PNG, replacing any file there. Errors: NULL arguments or data, another
+ * channel count, an empty or larger image (DALLE_INVALID_ARGUMENT), a file that cannot be
+ * written (DALLE_IO_ERROR). */
+DALLE_API dalle_status dalle_image_write_png(const char *path, const dalle_image *image);
 
 /* ---- Training ---------------------------------------------------------------------------
  * Trains one component of a model on the CPU (the paper's recipe: the dVAE with the

@@ -103,6 +103,33 @@ private:
     detail::Owned<dalle_image_batch, dalle_image_batch_free> batch_;
 };
 
+/* An image the library allocated (read_png), freed with the object. Move-only. */
+class Image {
+public:
+    uint32_t width() const noexcept { return get().width; }
+    uint32_t height() const noexcept { return get().height; }
+    uint32_t channels() const noexcept { return get().channels; }
+    /* height() rows of width() * channels() bytes, RGB8. */
+    const uint8_t *data() const noexcept { return get().data; }
+    const dalle_image &get() const noexcept { return image_.get(); }
+
+private:
+    friend Image read_png(const std::string &path);
+    detail::Owned<dalle_image, dalle_image_free> image_;
+};
+
+/* Reads a PNG file as RGB8 (alpha dropped). Throws dalle::Error. */
+inline Image read_png(const std::string &path) {
+    Image image;
+    detail::check(dalle_image_read_file(path.c_str(), image.image_.out()), dalle_last_error());
+    return image;
+}
+
+/* Writes `image` (RGB, or RGBA with the alpha dropped) to `path` as an RGB8 PNG. Throws dalle::Error. */
+inline void write_png(const std::string &path, const dalle_image &image) {
+    detail::check(dalle_image_write_png(path.c_str(), &image), dalle_last_error());
+}
+
 /* Token grids the library allocated (count grids of rows x cols ids), freed with the object.
  * Move-only; get() is the plain struct, to pass back to Context::decode. */
 class Tokens {
@@ -135,6 +162,13 @@ public:
         dalle_model *model = nullptr;
         detail::check(dalle_model_load_file(path.c_str(), params, &model), dalle_last_error());
         handle_.reset(model);
+    }
+
+    /* Loads the default model: $DALLE_MODEL, else the installed one (see dalle_model_load_default). */
+    static Model load_default(const dalle_model_params *params = nullptr) {
+        dalle_model *model = nullptr;
+        detail::check(dalle_model_load_default(params, &model), dalle_last_error());
+        return Model(model);
     }
 
     /* Loads a model from the `size` bytes at `data` (read during the call only). */

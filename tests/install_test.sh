@@ -62,6 +62,18 @@ check "cc app.c \$(pkg-config --cflags --libs dalle)" bash -c 'cc -std=c99 app.c
 check "without LD_LIBRARY_PATH the loader does not find it" bash -c '! env -u LD_LIBRARY_PATH ./app'
 check "run with LD_LIBRARY_PATH" env LD_LIBRARY_PATH="$PREFIX/lib" ./app
 
+# dalle_model_load_default: the installed library finds the installed model; a copy of the
+# library alone finds none and says where it looked.
+GEN_MODEL="$REPO/Tests/DalleCoreTests/Golden/generate/model.safetensors"
+check "cc tests/c/files_check.c with pkg-config" bash -c "cc -std=c99 '$REPO/tests/c/files_check.c' \$(pkg-config --cflags --libs dalle) -o files_check"
+check "dalle_model_load_default finds PREFIX/share/dalle/models" \
+    env -u DALLE_MODEL LD_LIBRARY_PATH="$PREFIX/lib" ./files_check "$GEN_MODEL" found "$T/app"
+mkdir -p "$T/lone/lib" && cp "$PREFIX/lib/libdalle.so.0.2.0" "$T/lone/lib/libdalle.so.0"
+check "a lone library finds no default model, and names where it looked" \
+    env -u DALLE_MODEL LD_LIBRARY_PATH="$T/lone/lib" ./files_check "$GEN_MODEL" missing "$T/app"
+grep -q "looked at \$DALLE_MODEL (unset), $T/lone/share/dalle/models/shapes-world.safetensors, $T/lone/lib/shapes-world.safetensors" "$T/out" \
+    || fail "the places dalle_model_load_default looked at: $(cat "$T/out")"
+
 # examples/cpp/generate.cpp (dalle.hpp) with CMake: find_package(dalle) + dalle::dalle.
 mkdir -p "$T/cmake-app"
 cp "$REPO/examples/cpp/generate.cpp" "$T/cmake-app/"
@@ -76,8 +88,8 @@ target_link_libraries(generate PRIVATE dalle::dalle)
 EOF
 check "cmake configure with CMAKE_PREFIX_PATH" cmake -S "$T/cmake-app" -B "$T/cmake-build" -DCMAKE_PREFIX_PATH="$PREFIX"
 check "cmake --build" cmake --build "$T/cmake-build"
-check "the C++ example on the installed default model" \
-    env -u LD_LIBRARY_PATH "$T/cmake-build/generate" "$PREFIX/share/dalle/models/shapes-world.safetensors" "a red circle"
+check "the C++ example on the installed default model (Model::load_default)" \
+    env -u LD_LIBRARY_PATH -u DALLE_MODEL "$T/cmake-build/generate" "a red circle"
 grep -q "^ok$" "$T/out" || fail "generate.cpp did not finish: $(cat "$T/out")"
 sed -i 's/find_package(dalle 0.2 REQUIRED)/find_package(dalle 1.0 REQUIRED)/' "$T/cmake-app/CMakeLists.txt"
 check "find_package(dalle 1.0) is refused" bash -c "! cmake -S '$T/cmake-app' -B '$T/cmake-build1' -DCMAKE_PREFIX_PATH='$PREFIX'"

@@ -35,13 +35,18 @@ echo "ok: layouts match"
 
 step "exports and prototypes: dalle.h vs nm -D vs Swift's emitted header"
 swiftc -frontend -typecheck -parse-as-library -module-name DalleCAPI -I "$REPO/.build/release/Modules" \
-    -Xcc -fmodule-map-file=Sources/CDalle/module.modulemap Sources/DalleCAPI/*.swift \
+    -Xcc -fmodule-map-file=Sources/CDalle/module.modulemap -Xcc -fmodule-map-file=Sources/CDlfcn/module.modulemap \
+    Sources/DalleCAPI/*.swift \
     -emit-clang-header-path "$OUT/DalleCAPI-Swift.h"
 python3 tests/c/compare_prototypes.py include/dalle.h "$LIBDIR/libdalle.so" "$OUT/DalleCAPI-Swift.h"
 
 step "ldd: only the C/C++ runtime"
 ldd "$LIBDIR/libdalle.so"
 if ldd "$LIBDIR/libdalle.so" | grep -i swift; then echo "FAIL: libdalle.so needs a Swift runtime library"; exit 1; fi
+
+step "tests/c/files_check.c: the default model (found in the checkout), PNG files"
+$CC -std=c99 $STRICT -Wstrict-prototypes tests/c/files_check.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/files_check"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/files_check" "$GEN_MODEL" found "$OUT"
 
 step "examples/c/roundtrip.c"
 $CC -std=c99 $STRICT examples/c/roundtrip.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/roundtrip"
@@ -53,7 +58,7 @@ LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate" "$GEN_MODEL" "a red ball on green gras
 
 step "include/dalle.hpp and examples/cpp/generate.cpp (C++17, the default model)"
 $CXX -std=c++17 $STRICT examples/cpp/generate.cpp -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/generate_cpp"
-LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate_cpp" "$REPO/models/shapes-world.safetensors" "a red circle"
+(cd "$OUT" && LD_LIBRARY_PATH="$LIBDIR" ./generate_cpp "a red circle" "$REPO/models/shapes-world.safetensors")
 if $CXX -std=c++14 -fsyntax-only -Iinclude -x c++ include/dalle.hpp 2>/dev/null; then
     echo "FAIL: dalle.hpp compiled as C++14"; exit 1
 fi

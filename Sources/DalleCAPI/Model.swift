@@ -1,5 +1,9 @@
 import CDalle
+import CDlfcn
 import DalleCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The object behind a `dalle_model *`.
 final class ModelBox {
@@ -48,6 +52,61 @@ public func dalle_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ pa
                                    progress: progressHandler(p.progress, p.progress_user_data, phase: Int32(DALLE_PHASE_LOAD)))
         outModel.pointee = publish(model)
     }
+}
+
+/// Loads the default model: `$DALLE_MODEL`, else the first readable of `defaultModelCandidates()`.
+@_cdecl("dalle_model_load_default")
+public func dalle_model_load_default(_ params: UnsafePointer<dalle_model_params>?,
+                                     _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> dalle_status {
+    boundary("dalle_model_load_default") {
+        guard let outModel else { throw DalleError.invalidArgument("out_model is NULL") }
+        outModel.pointee = nil
+        let p = try readModelParams(params)
+        let model = try DalleModel(path: try defaultModelPath(),
+                                   progress: progressHandler(p.progress, p.progress_user_data, phase: Int32(DALLE_PHASE_LOAD)))
+        outModel.pointee = publish(model)
+    }
+}
+
+/// The default model's file name, as the CLI's.
+private let defaultModelName = "shapes-world.safetensors"
+
+/// `$DALLE_MODEL` when set (an I/O error when it cannot be read), else the first readable
+/// candidate; an I/O error naming every place looked at when there is none.
+private func defaultModelPath() throws -> String {
+    if let path = getenv("DALLE_MODEL").map({ String(cString: $0) }), !path.isEmpty {
+        guard access(path, R_OK) == 0 else {
+            throw DalleError.io("DALLE_MODEL is \(path), which cannot be read: \(String(cString: strerror(errno)))")
+        }
+        return path
+    }
+    let candidates = defaultModelCandidates()
+    if let found = candidates.first(where: { access($0, R_OK) == 0 }) { return found }
+    throw DalleError.io("no default model found; looked at $DALLE_MODEL (unset), "
+        + (candidates.isEmpty ? "(the library's location is unknown)" : candidates.joined(separator: ", "))
+        + ". Set DALLE_MODEL, or install the model (make install)")
+}
+
+/// Where the default model is looked for after `$DALLE_MODEL`, from the directory holding this
+/// library (dladdr): PREFIX/lib -> PREFIX/share/dalle/models/, that directory itself, and the
+/// checkout's models/ (build/lib -> ../../models/).
+func defaultModelCandidates() -> [String] {
+    var info = Dl_info()
+    let anchor: @convention(c) () -> UnsafePointer<CChar> = dalle_version
+    guard dladdr(unsafeBitCast(anchor, to: UnsafeRawPointer.self), &info) != 0, let file = info.dli_fname,
+          let resolved = realpath(file, nil) else { return [] }
+    defer { free(resolved) }
+    let libraryDirectory = parentDirectory(String(cString: resolved))
+    let prefix = parentDirectory(libraryDirectory)
+    return [prefix + "/share/dalle/models/" + defaultModelName,
+            libraryDirectory + "/" + defaultModelName,
+            parentDirectory(prefix) + "/models/" + defaultModelName]
+}
+
+/// `path` without its last component ("/" stays "/").
+private func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
 }
 
 private func readModelParams(_ params: UnsafePointer<dalle_model_params>?) throws -> dalle_model_params {

@@ -105,7 +105,7 @@ private func copyTruncated(_ text: String, to buffer: UnsafeMutablePointer<CChar
 }
 
 /// `image` in a caller allocation (freed by dalle_image_free).
-private func callerImage(_ image: RGBImage) throws -> dalle_image {
+func callerImage(_ image: RGBImage) throws -> dalle_image {
     let data = try CallerMemory.allocate(bytes: image.pixels.count, .image)
     image.pixels.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     return dalle_image(width: UInt32(image.width), height: UInt32(image.height), channels: 3,

@@ -234,6 +234,54 @@ final class CAPITests: XCTestCase {
                        dalle_status(DALLE_UNSUPPORTED))
     }
 
+    func testLoadDefaultReadsDALLE_MODELAndSaysWhereItLooked() throws {
+        defer { unsetenv("DALLE_MODEL") }
+        setenv("DALLE_MODEL", Self.modelPath, 1)
+        var model: OpaquePointer? = nil
+        XCTAssertEqual(dalle_model_load_default(nil, &model), dalle_status(DALLE_OK), lastError())
+        XCTAssertEqual(info(try XCTUnwrap(model)).codebook_size, 128)
+        dalle_model_free(model)
+        setenv("DALLE_MODEL", "/nonexistent/model.safetensors", 1)
+        XCTAssertEqual(dalle_model_load_default(nil, &model), dalle_status(DALLE_IO_ERROR))
+        XCTAssertNil(model)
+        XCTAssertTrue(lastError().contains("DALLE_MODEL is /nonexistent/model.safetensors, which cannot be read"), lastError())
+        unsetenv("DALLE_MODEL")
+        let places = defaultModelCandidates()
+        XCTAssertEqual(places.count, 3)
+        XCTAssertTrue(places.allSatisfy { $0.hasPrefix("/") && $0.hasSuffix("/shapes-world.safetensors") }, "\(places)")
+        XCTAssertTrue(places[0].hasSuffix("/share/dalle/models/shapes-world.safetensors"), places[0])
+        if !places.contains(where: { access($0, R_OK) == 0 }) {
+            XCTAssertEqual(dalle_model_load_default(nil, &model), dalle_status(DALLE_IO_ERROR))
+            XCTAssertTrue(lastError().contains("looked at $DALLE_MODEL (unset), " + places.joined(separator: ", ")), lastError())
+        }
+    }
+
+    func testPNGFilesReadAndWritten() throws {
+        let golden = Self.repoRoot + "/Tests/DalleCoreTests/Golden/png/ct6_d8_adam7_dyn"  // RGBA, interlaced
+        var image = dalle_image()
+        XCTAssertEqual(dalle_image_read_file(golden + ".png", &image), dalle_status(DALLE_OK), lastError())
+        defer { dalle_image_free(&image) }
+        let expected = try Data(contentsOf: URL(fileURLWithPath: golden + ".rgb"))
+        let pixels = Data(bytes: try XCTUnwrap(image.data), count: Int(image.width * image.height * 3))
+        XCTAssertEqual(image.channels, 3)
+        XCTAssertEqual(pixels, expected)
+
+        let path = NSTemporaryDirectory() + "/capi-\(getpid()).png"
+        defer { unlink(path) }
+        XCTAssertEqual(dalle_image_write_png(path, &image), dalle_status(DALLE_OK), lastError())
+        var again = dalle_image()
+        XCTAssertEqual(dalle_image_read_file(path, &again), dalle_status(DALLE_OK), lastError())
+        defer { dalle_image_free(&again) }
+        XCTAssertEqual(Data(bytes: try XCTUnwrap(again.data), count: pixels.count), pixels)
+
+        var huge = image
+        (huge.width, huge.height) = (UInt32.max, UInt32.max)
+        XCTAssertEqual(dalle_image_write_png(path, &huge), dalle_status(DALLE_INVALID_ARGUMENT))
+        var failed = dalle_image(width: 1, height: 1, channels: 3, data: nil)
+        XCTAssertEqual(dalle_image_read_file(Self.modelPath, &failed), dalle_status(DALLE_BAD_FILE))
+        XCTAssertEqual(failed.width, 0)
+    }
+
     // MARK: bad arguments
 
     func testNullPointersAndWrongStructSizes() throws {

@@ -1,5 +1,6 @@
 """The binding's guards and conveniences: integers the C types cannot hold, NUL characters and
-float token ids raise ValueError before any call; default_model(); Generation.to_pil() / save()."""
+float token ids raise ValueError before any call; default_model(); Generation.to_pil() / save();
+PNG files through the library (read_image, write_png)."""
 import os
 import sys
 
@@ -128,8 +129,31 @@ def test_to_pil_and_save(gen, tmp_path, monkeypatch):
     assert np.array_equal(np.asarray(plain.to_pil()[1]), result.images[1])
 
 
-def test_without_pillow_save_says_what_is_missing(gen, monkeypatch):
-    result = gen.generate("a red ball", seed=5)
+def test_save_needs_no_pillow(gen, tmp_path, monkeypatch):
+    result = gen.generate("a red ball", count=2, seed=5)
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(ImportError, match="need Pillow: pip install Pillow"):
-        result.save("never.png")
+    with pytest.raises(ImportError, match="to_pil\\(\\) needs Pillow: pip install Pillow"):
+        result.to_pil()
+    paths = result.save(tmp_path / "{i}.png")  # the library's PNG encoder
+    assert [os.path.basename(p) for p in paths] == ["0.png", "1.png"]
+    assert np.array_equal(dalle.read_image(paths[1]), result.images[1])
+
+
+def test_read_image_and_write_png(tmp_path, monkeypatch):
+    picture = dalle.shapes_render("a red circle", seed=2)
+    rgba = np.concatenate([picture, np.full((64, 64, 1), 9, np.uint8)], axis=-1)
+    dalle.write_png(tmp_path / "rgba.png", rgba)  # alpha dropped
+    assert np.array_equal(dalle.read_image(tmp_path / "rgba.png"), picture)
+    with pytest.raises(dalle.DalleIOError, match="no/such"):
+        dalle.write_png(tmp_path / "no" / "such" / "x.png", picture)
+    with pytest.raises(dalle.BadFileError, match="not a PNG"):
+        dalle.read_image(GEN_MODEL)
+    with pytest.raises(dalle.InvalidArgumentError, match="channels is 2"):
+        dalle.write_png(tmp_path / "x.png", picture[:, :, :2])
+    with pytest.raises(ValueError, match="path contains a NUL"):
+        dalle.read_image("a\0b.png")
+    monkeypatch.setattr(dalle, "_np", None)
+    dalle.write_png(tmp_path / "plain.png", picture.tobytes(), width=64, height=64)
+    assert dalle.read_image(tmp_path / "plain.png") == picture.tobytes()
+    with pytest.raises(ValueError, match="not a 64x32 RGB image"):
+        dalle.write_png(tmp_path / "x.png", picture.tobytes(), width=64, height=32)

@@ -5,6 +5,8 @@
         tokens = ctx.encode(images)        # numpy (N, S, S, 3) uint8 -> (N, G, G) int32
         images = ctx.decode(tokens)        # (N, G, G) int32 -> (N, S, S, 3) uint8
         result = ctx.generate("a red ball", count=4, seed=1)   # .images, .tokens, .seed, ...
+        result.save("out-{i}.png")         # PNG files, through the library
+    dalle.default_model()                  # $DALLE_MODEL, else the installed shapes-world.safetensors
 
 Without numpy, images are bytes (N·S·S·3, RGB8) and token grids are lists of ints.
 Every failure raises a `dalle.DalleError` subclass carrying the library's message; arguments the
@@ -32,7 +34,7 @@ except ImportError:  # numpy is optional
 __all__ = ["Model", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
            "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
            "system_info", "set_log_callback", "set_log_level", "shapes_render", "shapes_training_sample",
-           "shapes_judge", "default_model", "train", "bundle"]
+           "shapes_judge", "default_model", "read_image", "write_png", "train", "bundle"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 # progress(phase, step, total): return False to cancel.
@@ -207,7 +209,7 @@ def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError("Generation.to_pil() and save() need Pillow: pip install Pillow") from None
+        raise ImportError("Generation.to_pil() needs Pillow: pip install Pillow") from None
     return Image
 
 
@@ -221,29 +223,33 @@ class Generation(namedtuple("Generation", "images tokens prompt_tokens truncated
 
     __slots__ = ()
 
-    def to_pil(self) -> List[Any]:
-        """The images as PIL images (RGB), in order. Needs Pillow (ImportError without it)."""
-        Image = _pillow()
+    def _pixels(self) -> List[Tuple[int, bytes]]:
+        """(side, RGB8 bytes) of each image; ValueError when it was made with images=False."""
         if self.images is None:
             raise ValueError("this Generation has no images (it was made with images=False)")
         if _np is not None and not isinstance(self.images, bytes):
-            return [Image.fromarray(image) for image in self.images]
+            return [(image.shape[0], image.tobytes()) for image in self.images]
         count = len(self.tokens)
         side = int(round((len(self.images) // (3 * count)) ** 0.5)) if count else 0
         size = side * side * 3
-        return [Image.frombytes("RGB", (side, side), self.images[i * size:(i + 1) * size]) for i in range(count)]
+        return [(side, self.images[i * size:(i + 1) * size]) for i in range(count)]
+
+    def to_pil(self) -> List[Any]:
+        """The images as PIL images (RGB), in order. Needs Pillow (ImportError without it)."""
+        Image = _pillow()
+        return [Image.frombytes("RGB", (side, side), data) for side, data in self._pixels()]
 
     def save(self, path: PathLike) -> List[str]:
-        """Writes the images as PNG files and returns their paths: one image goes to `path`; with
-        several, `path` must hold "{i}" (e.g. "out-{i:03d}.png"), formatted with each image's index.
-        Needs Pillow (ImportError without it)."""
-        pictures = self.to_pil()
+        """Writes the images as PNG files (with the library's encoder: no Pillow needed) and
+        returns their paths: one image goes to `path`; with several, `path` must hold "{i}"
+        (e.g. "out-{i:03d}.png"), formatted with each image's index."""
+        pictures = self._pixels()
         template = os.fspath(path)
         if len(pictures) > 1 and "{i" not in template:
             raise ValueError(f"{len(pictures)} images need a path with {{i}} for the index, got {template!r}")
         paths = [template.format(i=i) if "{i" in template else template for i in range(len(pictures))]
-        for picture, name in zip(pictures, paths):
-            picture.save(name, format="PNG")
+        for (side, data), name in zip(pictures, paths):
+            write_png(name, data, width=side, height=side)
         return paths
 
 
@@ -699,6 +705,41 @@ def _take_image(image):
         lib.dalle_image_free(ctypes.byref(image))
 
 
+def read_image(path: PathLike) -> Any:
+    """The PNG file at `path` as RGB8 (alpha dropped): numpy (H, W, 3) uint8, or bytes without numpy."""
+    out = _lib.dalle_image()
+    _check(lib.dalle_image_read_file(_c_path("path", path), ctypes.byref(out)))
+    return _take_image(out)
+
+
+def _one_image(image: Any, width: Optional[int], height: Optional[int]) -> Tuple[Any, Any]:
+    """A dalle_image borrowing `image` (numpy (H, W, C) uint8, or bytes of width x height RGB8
+    pixels), and the object to keep alive while the library reads it."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        w, h = _c_int("width", width, "uint32_t"), _c_int("height", height, "uint32_t")
+        if len(image) != w * h * 3:
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                       f"{len(image)} bytes is not a {w}x{h} RGB image ({w * h * 3} bytes)")
+        keep = ctypes.create_string_buffer(bytes(image), len(image))
+        return _lib.dalle_image(w, h, 3, ctypes.cast(keep, ctypes.POINTER(ctypes.c_uint8))), keep
+    if _np is None:
+        raise TypeError("without numpy, an image is bytes of RGB8 pixels")
+    keep = _np.ascontiguousarray(image)
+    if keep.dtype != _np.uint8 or keep.ndim != 3:
+        raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                   f"image must be (H, W, C) uint8; got shape {keep.shape}, {keep.dtype}")
+    h, w, c = keep.shape
+    return _lib.dalle_image(w, h, c, keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))), keep
+
+
+def write_png(path: PathLike, image: Any, width: Optional[int] = None, height: Optional[int] = None) -> None:
+    """Writes an RGB8 PNG file: `image` is a numpy (H, W, 3|4) uint8 array (alpha dropped), or
+    bytes of width x height RGB pixels (then width and height are needed)."""
+    struct, keep = _one_image(image, width, height)
+    _check(lib.dalle_image_write_png(_c_path("path", path), ctypes.byref(struct)))
+    del keep
+
+
 def shapes_render(caption: str, seed: int = 0) -> Any:
     """Renders a Shapes World caption: numpy (64, 64, 3) uint8 (bytes without numpy)."""
     out = _lib.dalle_image()
@@ -720,24 +761,13 @@ def shapes_training_sample(seed: int, index: int) -> Tuple[str, Any]:
 def shapes_judge(image: Any, caption: str) -> Tuple[bool, str]:
     """Judges a 64x64 RGB/RGBA image (numpy (H, W, C) uint8, or 64·64·3 bytes) against a caption:
     (passed, reason), reason "" on a pass."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        keep = ctypes.create_string_buffer(bytes(image), len(image))
-        s = _lib.DALLE_SHAPES_IMAGE_SIZE
-        if len(image) != s * s * 3:
-            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
-                                       f"{len(image)} bytes is not a {s}x{s} RGB image ({s * s * 3} bytes)")
-        struct = _lib.dalle_image(s, s, 3, ctypes.cast(keep, ctypes.POINTER(ctypes.c_uint8)))
-    else:
-        keep = _np.ascontiguousarray(image)
-        if keep.dtype != _np.uint8 or keep.ndim != 3:
-            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
-                                       f"image must be (H, W, C) uint8; got shape {keep.shape}, {keep.dtype}")
-        h, w, c = keep.shape
-        struct = _lib.dalle_image(w, h, c, keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+    size = _lib.DALLE_SHAPES_IMAGE_SIZE
+    struct, keep = _one_image(image, size, size)
     passed = ctypes.c_bool()
     reason = ctypes.create_string_buffer(4096)
     _check(lib.dalle_shapes_judge(ctypes.byref(struct), _c_string("caption", caption), ctypes.byref(passed), reason,
                                   len(reason)))
+    del keep
     return bool(passed.value), reason.value.decode("utf-8", "replace")
 
 
