@@ -1,8 +1,9 @@
-"""Build hooks for pyproject.toml: the package carries libdalle.so, and the wheel is tagged for
-this platform (it holds native code). The library comes from $DALLE_LIBRARY, else the
+"""Build hooks for pyproject.toml: the package carries libdalle.so (stripped), and the wheel is
+tagged for this platform (it holds native code). The library comes from $DALLE_LIBRARY, else the
 checkout's build/lib/libdalle.so (`make build`)."""
 import os
 import shutil
+import subprocess
 
 from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
@@ -27,6 +28,9 @@ class BuildWithLibrary(build_py):
         target = os.path.join(self.build_lib, "dalle", "libdalle.so")
         shutil.copyfile(source, target)  # the file behind the symlinks
         os.chmod(target, 0o755)
+        strip = shutil.which("strip")
+        if strip:  # debug info and local symbols: half the size; the exported C API stays
+            subprocess.run([strip, target], check=True)
 
 
 class NativeDistribution(Distribution):
