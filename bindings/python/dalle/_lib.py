@@ -203,8 +203,9 @@ PROTOTYPES = {
 
 
 def candidate_paths():
-    """Where libdalle.so is looked for, in order: $DALLE_LIBRARY, next to this package,
-    then the repository's build folders (.build/release, build/lib)."""
+    """Where libdalle.so is looked for, in order: $DALLE_LIBRARY (an explicit override), inside
+    this package (where pip install and make wheel put it), then the repository's build folders
+    (.build/release, build/lib)."""
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.abspath(os.path.join(here, "..", "..", ".."))
     paths = []
