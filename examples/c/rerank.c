@@ -1,7 +1,7 @@
 /* Rerank images by how well they match a prompt with the model's CLIP.
  *
  *   cc -std=c99 examples/c/rerank.c -Iinclude -Lbuild/lib -ldalle -o rerank
- *   ./rerank MODEL.safetensors "a prompt"
+ *   LD_LIBRARY_PATH=build/lib ./rerank MODEL.safetensors "a prompt"
  *
  * The model needs a clip and a tokenizer component (tools/convert_clip.py). The images are
  * synthetic, of different sizes: CLIP's preprocessing resizes and crops each one. */
