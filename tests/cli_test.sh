@@ -195,6 +195,15 @@ recorded_setting() {
 }
 recorded_setting cond-scale 2.5 "guidance scale 2.5, " 1 "guidance scale 1.0, "
 recorded_setting likelihood-weight 1000 "likelihood weight 1000.0\)" 0 "likelihood weight 0.0\)"
+# Quantized bundles (the linear layers as q8_0 / q4_0 blocks) load, and draw the same for any thread count.
+for q in q8 q4; do
+    expect 0 "bundle with" -- "$DALLE" bundle --dtype $q --out "$T/eval-$q.st" "$T/eval.safetensors"
+    expect 0 "all captions" -- "$DALLE" eval --model "$T/eval-$q.st" --threads 1 "${EVAL_ARGS[@]}"
+    cp "$T/stdout" "$T/eval-$q.txt"
+    expect 0 "all captions" -- "$DALLE" eval --model "$T/eval-$q.st" --threads 2 "${EVAL_ARGS[@]}"
+    checks=$((checks + 1)); cmp -s "$T/stdout" "$T/eval-$q.txt" || fail "eval of the $q bundle differs between 1 and 2 threads"
+done
+expect 1 "--dtype must be f32, f16, bf16, q8 or q4" -- "$DALLE" bundle --dtype q2 --out "$T/x.st" "$T/eval.safetensors"
 expect 1 "likelihood_weight is -1.0" -- "$DALLE" eval --model "$T/eval.safetensors" --likelihood-weight -1 "${EVAL_ARGS[@]}"
 expect 1 "judges 64x64 images; this model's dvae makes 32x32" -- "$DALLE" eval --model "$GEN" "${EVAL_ARGS[@]}"
 expect 1 "no transformer component" -- "$DALLE" eval --model "$MODEL" "${EVAL_ARGS[@]}"

@@ -20,16 +20,25 @@ func decodeConfig(_ name: String) -> TransformerConfig? {
     }
 }
 
-/// Writes the random-weight transformer `config` to `path` with its matrices as `dtype`
-/// (the rotary table stays f32, as bundles keep it).
-func writeDecodeModel(_ config: TransformerConfig, dtype: DType, path: String) throws {
+/// Writes the random-weight transformer `config` to `path` with its weights stored as
+/// `format` ("F32", "F16", "BF16"; or "Q8_0" / "Q4_0": linear layers quantized, the rest
+/// f16, as `dalle bundle --dtype q8|q4` stores them). The rotary table stays f32. Returns
+/// false when `format` names none of these.
+func writeDecodeModel(_ config: TransformerConfig, format: String, path: String) throws -> Bool {
+    let quantization = QuantizedType(rawValue: format.lowercased())
+    guard let dtype = quantization != nil ? .f16 : DType(rawValue: format) else { return false }
     let weights = DalleTransformer.randomWeights(config: config, seed: 1)
     var writer = SafetensorsWriter()
     for name in weights.names {
         let t = try weights.tensor(name, shape: weights.tensors[name]?.shape ?? [])
-        try writer.add(name, t, as: name == DalleTransformer.rotaryTableName ? .f32 : dtype)
+        if let quantization, TrainingSetup.isQuantizable(name, shape: t.shape) {
+            try writer.add(name, t, quantizedAs: quantization)
+        } else {
+            try writer.add(name, t, as: name == DalleTransformer.rotaryTableName ? .f32 : dtype)
+        }
     }
     try writer.write(to: path)
+    return true
 }
 
 /// Resident and peak resident memory of this process, MiB (from /proc/self/status).
@@ -86,11 +95,12 @@ func benchDecode(config: TransformerConfig, path: String, batch: Int, tokens: In
     var fileBytes = 0.0, matrixBytes = 0.0, parameters = 0
     for name in file.names {
         guard let info = file.info(name) else { continue }
-        let n = info.shape.reduce(1, *)
-        fileBytes += Double(n * info.dtype.byteSize)
-        parameters += n
+        let bytes = Double(info.shape.reduce(1, *) * info.dtype.byteSize)
+        let shape = try file.shape(of: name)
+        fileBytes += bytes
+        parameters += shape.reduce(1, *)
         // Embedding tables are read a row at a time; every other matrix is read whole per step.
-        if info.shape.count == 2, !name.hasSuffix("_emb.weight") { matrixBytes += Double(n * info.dtype.byteSize) }
+        if shape.count == 2, !name.hasSuffix("_emb.weight") { matrixBytes += bytes }
     }
     let text = [Int32](repeating: 5, count: batch * config.textSeqLen)
     var cache = model.makeCache(batch: batch)
@@ -105,7 +115,8 @@ func benchDecode(config: TransformerConfig, path: String, batch: Int, tokens: In
     let perToken = (now() - start) / Double(tokens)
     let bandwidth = readBandwidth(pool: pool)
     let bound = matrixBytes / (bandwidth * 1e9)
-    let dtype = file.info("transformer.to_logits.1.weight")?.dtype.rawValue ?? "?"
+    let logits = "transformer.to_logits.1.weight"
+    let dtype = file.quantization(logits)?.rawValue ?? file.info(logits)?.dtype.rawValue ?? "?"
     print("dtype\tparams_M\tfile_MiB\tload_s\tloaded_RSS_MiB\tbatch\tms_per_step\tbound_ms\tof_bound\tread_GBps")
     let row = [dtype, rounded(Double(parameters) / 1e6, 1), rounded(fileBytes / 1048576, 0), rounded(loadSeconds, 3),
                rounded(loaded, 0), "\(batch)", rounded(perToken * 1000, 2), rounded(bound * 1000, 2),

@@ -5,7 +5,8 @@
 //   dalle-bench dvae [--threads N]   the real DVAE (OpenAI configuration, random weights):
 //                                    encode and decode of one 256² image
 //   dalle-bench decode-model CONFIG DTYPE FILE   writes a random-weight transformer (CONFIG 320m
-//                                    or small) with its weights stored as DTYPE (F32, F16, BF16)
+//                                    or small) with its weights stored as DTYPE (F32, F16, BF16,
+//                                    Q8_0, Q4_0)
 //   dalle-bench decode CONFIG FILE [--batch B] [--threads N]   loads FILE memory-mapped and
 //                                    times one decoding step of B sequences, beside the
 //                                    machine's read-bandwidth bound; resident memory after load
@@ -228,10 +229,11 @@ case "gemm": benchGEMM(pool: pool)
 case "conv": benchConv(pool: pool)
 case "dvae": benchDVAE(pool: pool)
 case "decode-model":
-    guard args.count == 4, let config = decodeConfig(args[1]), let dtype = DType(rawValue: args[2]) else {
-        print("usage: dalle-bench decode-model 320m|small F32|F16|BF16 FILE"); exit(2)
-    }
-    do { try writeDecodeModel(config, dtype: dtype, path: args[3]) } catch { print("decode-model: \(error)"); exit(1) }
+    do {
+        guard args.count == 4, let config = decodeConfig(args[1]), try writeDecodeModel(config, format: args[2], path: args[3]) else {
+            print("usage: dalle-bench decode-model 320m|small F32|F16|BF16|Q8_0|Q4_0 FILE"); exit(2)
+        }
+    } catch { print("decode-model: \(error)"); exit(1) }
 case "decode":
     var batch = 1
     if let i = args.firstIndex(of: "--batch"), i + 1 < args.count, let b = Int(args[i + 1]), b > 0 {
