@@ -407,8 +407,10 @@ private func packBQuantized<E: PanelElement>(_: E.Type, _ panel: UnsafeRawPointe
         for p in 0..<depth {
             let k = row0 + p, base = panel + (k / QuantizedType.blockSize) * blockBytes
             let (q0, q1) = E.widenRow(base + 64 + (k % QuantizedType.blockSize) * E.rowBytes)
-            UnsafeMutableRawPointer(values).storeBytes(of: q0 * F16Panel.load16(base), as: SIMD16<Float>.self)
-            UnsafeMutableRawPointer(values + 16).storeBytes(of: q1 * F16Panel.load16(base + 32), as: SIMD16<Float>.self)
+            let s0 = F16Panel.load16(base), s1 = F16Panel.load16(base + 32)
+            // (q + offset) · d, fused and exact as in Linear's streaming kernel.
+            UnsafeMutableRawPointer(values).storeBytes(of: (E.offset * s0).addingProduct(q0, s0), as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(values + 16).storeBytes(of: (E.offset * s1).addingProduct(q1, s1), as: SIMD16<Float>.self)
             for jp in 0..<(cols + gemmNR - 1) / gemmNR {
                 let out = dst + (jp * depth + p) * gemmNR
                 for t in 0..<gemmNR {

@@ -185,7 +185,7 @@ struct Linear: @unchecked Sendable {
 
 /// An element type of weight panels: how they widen to Float, and how `gemm` packs them.
 /// Floating-point panels widen 16 values at a time (`load16`); quantized ones a row of 32
-/// integers (`widenRow`), which the kernel multiplies by the block's scales.
+/// stored integers (`widenRow`), which the kernel offsets and multiplies by the block's scales.
 protocol PanelElement {
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float>
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB
@@ -194,12 +194,15 @@ protocol PanelElement {
     static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
     /// Bytes of one quantized row of 32 values.
     static var rowBytes: Int { get }
+    /// What a quantized value adds to its stored integer before the scale (q4_0 stores q + 8).
+    static var offset: Float { get }
 }
 
 extension PanelElement {
     static var quantized: Bool { false }
     static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) { (load16(p), load16(p + 16 * byteSize)) }
     static var rowBytes: Int { 32 * byteSize }
+    static var offset: Float { 0 }
 }
 
 enum Q8Panel: PanelElement {
@@ -218,18 +221,21 @@ enum Q8Panel: PanelElement {
 }
 
 enum Q4Panel: PanelElement {
-    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 }
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 + offset }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .quantizedPanel(p, type: .q4_0) }
     static var byteSize: Int { 1 }
     static var quantized: Bool { true }
     @inline(__always)
     static func widenRow(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        // Nibbles split as vectors, then widened lane by lane (vectorised as in Q8Panel).
         let bytes = p.loadUnaligned(as: SIMD16<UInt8>.self)
+        let low = unsafeBitCast(bytes & 15, to: SIMD16<Int8>.self), high = unsafeBitCast(bytes &>> 4, to: SIMD16<Int8>.self)
         var a = SIMD16<Float>(), b = SIMD16<Float>()
-        for i in 0..<16 { a[i] = Float(Int32(bytes[i] & 15) - 8); b[i] = Float(Int32(bytes[i] >> 4) - 8) }
+        for i in 0..<16 { a[i] = Float(low[i]); b[i] = Float(high[i]) }
         return (a, b)
     }
     static var rowBytes: Int { 16 }
+    static var offset: Float { -8 }
 }
 
 enum F32Panel: PanelElement {
@@ -285,13 +291,13 @@ private func streamPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>,
     func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
     var a0 = b0, a1 = b1, c0 = b0, c1 = b1
-    let size = E.byteSize
+    let size = E.byteSize, paired = y1 != nil
     for p in 0..<k {
         let row = w + p * 32 * size
         let w0 = E.load16(row), w1 = E.load16(row + 16 * size)
-        let s = x0[p], t = x1[p]
+        let s = x0[p]
         a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
-        c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
+        if paired { let t = x1[p]; c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1) }
     }
     func store(_ lo: V, _ hi: V, _ y: UnsafeMutablePointer<Float>) {
         if width == 32 {
@@ -315,17 +321,19 @@ private func streamQuantizedPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointe
     func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
     var a0 = b0, a1 = b1, c0 = b0, c1 = b1
-    let blockBytes = 64 + 32 * E.rowBytes
+    let blockBytes = 64 + 32 * E.rowBytes, paired = y1 != nil
     for block in 0..<(k / QuantizedType.blockSize) {
         let base = w + block * blockBytes
         let s0 = F16Panel.load16(base), s1 = F16Panel.load16(base + 32)
+        let m0 = E.offset * s0, m1 = E.offset * s1
         for j in 0..<QuantizedType.blockSize {
             let (q0, q1) = E.widenRow(base + 64 + j * E.rowBytes)
-            let w0 = q0 * s0, w1 = q1 * s1
+            // (q + offset) · d as one fused multiply-add: exact, as every term is.
+            let w0 = m0.addingProduct(q0, s0), w1 = m1.addingProduct(q1, s1)
             let p = block * QuantizedType.blockSize + j
-            let s = x0[p], t = x1[p]
+            let s = x0[p]
             a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
-            c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1)
+            if paired { let t = x1[p]; c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1) }
         }
     }
     if width == 32 {
