@@ -244,6 +244,38 @@ DALLE_API void dalle_model_free(dalle_model *model);
 /* Fills the first out_info->struct_size bytes of *out_info. */
 DALLE_API dalle_status dalle_model_get_info(const dalle_model *model, dalle_model_info *out_info);
 
+/* Bits of dalle_component_info.capabilities: what a component lets the model do. */
+enum {
+    DALLE_CAN_TOKENIZE = 1 << 0,    /* prompts to token ids (dalle_tokenize)               */
+    DALLE_CAN_GENERATE = 1 << 1,    /* images from prompts (dalle_generate)                */
+    DALLE_CAN_ENCODE = 1 << 2,      /* images to tokens (dalle_encode)                     */
+    DALLE_CAN_DECODE = 1 << 3,      /* tokens to images (dalle_decode)                     */
+    DALLE_CAN_EMBED = 1 << 4,       /* embeddings and reranking (dalle_rerank)             */
+    DALLE_CAN_TRAIN = 1 << 5        /* trainable by dalle_train                            */
+};
+
+/* One component of a loaded model: every model family describes its parts this way, so a
+ * program can list what any model file holds without knowing its family. Set struct_size =
+ * sizeof(dalle_component_info) before calling dalle_model_get_component. */
+typedef struct dalle_component_info {
+    uint32_t struct_size;
+    uint32_t component;         /* its DALLE_COMPONENT_* bit                               */
+    uint32_t capabilities;      /* DALLE_CAN_* bits                                        */
+    uint32_t reserved;          /* 0                                                       */
+    uint64_t n_params;          /* parameters it loaded                                    */
+    char name[32];              /* its name in the file ("dvae", "tokenizer", ...), NUL-terminated */
+    char variant[32];           /* its configuration's kind ("openai", "dalle-pytorch", "vit",
+                                   "clip-bpe", ...), NUL-terminated                        */
+} dalle_component_info;
+
+/* Sets *out_count to the number of components `model` loaded. */
+DALLE_API dalle_status dalle_model_component_count(const dalle_model *model, int32_t *out_count);
+
+/* Describes component `index` (0 ..< the count, in loading order) of `model`: fills the first
+ * out_info->struct_size bytes of *out_info. */
+DALLE_API dalle_status dalle_model_get_component(const dalle_model *model, int32_t index,
+                                                 dalle_component_info *out_info);
+
 /* ---------------------------------------------------------------------------------- */
 /* Contexts */
 

@@ -71,6 +71,7 @@ expect 1 "info needs a MODEL" -- "$DALLE" info
 
 # info
 expect 0 "components: dvae" -- "$DALLE" info "$MODEL"
+expect 0 "  dvae \\(openai\\): [0-9]+ parameters; can encode,decode,train" -- "$DALLE" info "$MODEL"
 grep -q "32x32 RGB images <-> 4x4 token grids, vocabulary 128" "$T/stdout" || fail "info does not describe the dVAE: $(cat "$T/stdout")"
 expect 1 "cannot open" -- "$DALLE" info "$T/missing.safetensors"
 expect 1 "." -- "$DALLE" info "$T/image0.png"

@@ -157,3 +157,48 @@ public func dalle_model_get_info(_ model: OpaquePointer?, _ outInfo: UnsafeMutab
         }
     }
 }
+
+@_cdecl("dalle_model_component_count")
+public func dalle_model_component_count(_ model: OpaquePointer?, _ outCount: UnsafeMutablePointer<Int32>?) -> dalle_status {
+    boundary("dalle_model_component_count") {
+        guard let outCount else { throw DalleError.invalidArgument("out_count is NULL") }
+        let m = try Handles.resolve(model, .model, as: ModelBox.self, name: "model").model
+        outCount.pointee = Int32(clamping: m.loaded.count)
+    }
+}
+
+/// Fills the first `out_info->struct_size` bytes of `*out_info`.
+@_cdecl("dalle_model_get_component")
+public func dalle_model_get_component(_ model: OpaquePointer?, _ index: Int32,
+                                      _ outInfo: UnsafeMutablePointer<dalle_component_info>?) -> dalle_status {
+    boundary("dalle_model_get_component") {
+        guard let outInfo else { throw DalleError.invalidArgument("out_info is NULL") }
+        let size = Int(UnsafeRawPointer(outInfo).load(as: UInt32.self))
+        let minimum = MemoryLayout<dalle_component_info>.offset(of: \.n_params) ?? 0
+        guard size >= minimum else {
+            throw DalleError.invalidArgument("out_info->struct_size is \(size); set it to sizeof(dalle_component_info) (\(MemoryLayout<dalle_component_info>.size))")
+        }
+        let m = try Handles.resolve(model, .model, as: ModelBox.self, name: "model").model
+        guard index >= 0, Int(index) < m.loaded.count else {
+            throw DalleError.invalidArgument("index is \(index); this model has \(m.loaded.count) components (0 ..< \(m.loaded.count))")
+        }
+        let component = m.loaded[Int(index)]
+        var info = dalle_component_info()
+        info.struct_size = UInt32(min(size, MemoryLayout<dalle_component_info>.size))
+        info.component = component.kind.component.rawValue
+        info.capabilities = component.kind.capabilities.rawValue
+        info.n_params = UInt64(clamping: component.parameterCount)
+        withUnsafeMutableBytes(of: &info.name) { copyTerminated(component.kind.name, into: $0) }
+        withUnsafeMutableBytes(of: &info.variant) { copyTerminated(component.variant, into: $0) }
+        let byteCount = Int(info.struct_size)
+        withUnsafeBytes(of: &info) { bytes in
+            UnsafeMutableRawPointer(outInfo).copyMemory(from: bytes.baseAddress!, byteCount: byteCount)
+        }
+    }
+}
+
+/// `text`'s UTF-8 bytes into `buffer`, cut to leave room for the terminating NUL (which the
+/// zeroed buffer already holds).
+private func copyTerminated(_ text: String, into buffer: UnsafeMutableRawBufferPointer) {
+    for (i, byte) in text.utf8.prefix(buffer.count - 1).enumerated() { buffer[i] = byte }
+}

@@ -122,6 +122,9 @@ func info(_ arguments: Arguments) throws {
     print("model: \(path)")
     print("format: \(model.metadata["format"] ?? "?") version \(model.metadata["format_version"] ?? "?")")
     print("components: \(model.components)")
+    for part in model.loaded {
+        print("  \(part.kind.name) (\(part.variant)): \(part.parameterCount) parameters; can \(part.kind.capabilities)")
+    }
     if !model.skippedComponents.isEmpty {
         print("skipped components (not supported by this build): \(model.skippedComponents.joined(separator: ","))")
     }

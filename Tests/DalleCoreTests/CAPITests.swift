@@ -120,6 +120,7 @@ final class CAPITests: XCTestCase {
             line("dalle_tokens", dalle_tokens.self, [("count", \.count), ("rows", \.rows), ("cols", \.cols), ("data", \.data)]),
             line("dalle_model_params", dalle_model_params.self, [("struct_size", \.struct_size), ("progress", \.progress), ("progress_user_data", \.progress_user_data)]),
             line("dalle_model_info", dalle_model_info.self, [("struct_size", \.struct_size), ("components", \.components), ("image_size", \.image_size), ("image_channels", \.image_channels), ("token_grid_size", \.token_grid_size), ("codebook_size", \.codebook_size), ("n_params", \.n_params), ("cond_scale", \.cond_scale), ("likelihood_weight", \.likelihood_weight)]),
+            line("dalle_component_info", dalle_component_info.self, [("struct_size", \.struct_size), ("component", \.component), ("capabilities", \.capabilities), ("reserved", \.reserved), ("n_params", \.n_params), ("name", \.name), ("variant", \.variant)]),
             line("dalle_context_params", dalle_context_params.self, [("struct_size", \.struct_size), ("n_threads", \.n_threads), ("seed", \.seed), ("progress", \.progress), ("progress_user_data", \.progress_user_data)]),
             line("dalle_generate_params", dalle_generate_params.self, [("struct_size", \.struct_size), ("count", \.count), ("seed", \.seed), ("temperature", \.temperature), ("top_k", \.top_k), ("top_p", \.top_p), ("cond_scale", \.cond_scale), ("prime_rows", \.prime_rows), ("prime_tokens", \.prime_tokens), ("progress", \.progress), ("progress_user_data", \.progress_user_data), ("keep_best", \.keep_best), ("out_scores", \.out_scores), ("out_log_likelihoods", \.out_log_likelihoods), ("likelihood_weight", \.likelihood_weight)]),
             line("dalle_generate_info", dalle_generate_info.self, [("struct_size", \.struct_size), ("prompt_tokens", \.prompt_tokens), ("truncated_tokens", \.truncated_tokens), ("generated_tokens", \.generated_tokens), ("seed", \.seed)]),
@@ -133,6 +134,51 @@ final class CAPITests: XCTestCase {
     }
 
     // MARK: models
+
+    /// The generic component query lists what any model holds, in loading order.
+    func testComponentsAreDescribedGenerically() throws {
+        func components(_ path: String) throws -> [(String, String, UInt32, UInt64)] {
+            var model: OpaquePointer? = nil
+            XCTAssertEqual(dalle_model_load_file(path, nil, &model), dalle_status(DALLE_OK), lastError())
+            defer { dalle_model_free(model) }
+            var count: Int32 = -1
+            XCTAssertEqual(dalle_model_component_count(model, &count), dalle_status(DALLE_OK))
+            return try (0..<count).map { index in
+                var info = dalle_component_info()
+                info.struct_size = UInt32(MemoryLayout<dalle_component_info>.size)
+                XCTAssertEqual(dalle_model_get_component(model, index, &info), dalle_status(DALLE_OK), lastError())
+                func text<T>(_ field: T) -> String {
+                    withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                }
+                XCTAssertEqual(info.component, try XCTUnwrap(ComponentKind.all.first { $0.name == text(info.name) }).component.rawValue)
+                return (text(info.name), text(info.variant), info.capabilities, info.n_params)
+            }
+        }
+        let dvae = try components(Self.modelPath)
+        XCTAssertEqual(dvae.map(\.0), ["dvae"])
+        XCTAssertEqual(dvae[0].1, "openai")
+        XCTAssertEqual(dvae[0].2, UInt32(DALLE_CAN_ENCODE | DALLE_CAN_DECODE | DALLE_CAN_TRAIN))
+        let shipped = try components(Self.repoRoot + "/models/shapes-world.safetensors")
+        XCTAssertEqual(shipped.map(\.0), ["dvae", "tokenizer", "transformer", "clip"])
+        XCTAssertEqual(shipped.map(\.1), ["openai", "clip-bpe", "dalle-pytorch", "vit"])
+        XCTAssertEqual(shipped[2].2, UInt32(DALLE_CAN_GENERATE | DALLE_CAN_TRAIN))
+        XCTAssertEqual(shipped[3].2, UInt32(DALLE_CAN_EMBED | DALLE_CAN_TRAIN))
+        XCTAssertTrue(shipped.allSatisfy { $0.0 == "tokenizer" || $0.3 > 0 })
+
+        let model = try loadModel()
+        defer { dalle_model_free(model) }
+        var info = dalle_component_info()
+        info.struct_size = UInt32(MemoryLayout<dalle_component_info>.size)
+        XCTAssertEqual(dalle_model_get_component(model, 1, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(lastError().contains("index is 1; this model has 1 components"), lastError())
+        XCTAssertEqual(dalle_model_get_component(model, -1, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertEqual(dalle_model_get_component(model, 0, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertEqual(dalle_model_get_component(nil, 0, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertEqual(dalle_model_component_count(model, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        info.struct_size = 8
+        XCTAssertEqual(dalle_model_get_component(model, 0, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(lastError().contains("struct_size is 8"), lastError())
+    }
 
     func testLoadFileInfoAndRoundTrip() throws {
         let model = try loadModel()

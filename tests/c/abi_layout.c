@@ -22,6 +22,10 @@ int main(void) {
     FIELD(dalle_model_info, image_channels); FIELD(dalle_model_info, token_grid_size);
     FIELD(dalle_model_info, codebook_size); FIELD(dalle_model_info, n_params); FIELD(dalle_model_info, cond_scale);
     FIELD(dalle_model_info, likelihood_weight);
+    printf("\ndalle_component_info %zu", sizeof(dalle_component_info));
+    FIELD(dalle_component_info, struct_size); FIELD(dalle_component_info, component);
+    FIELD(dalle_component_info, capabilities); FIELD(dalle_component_info, reserved);
+    FIELD(dalle_component_info, n_params); FIELD(dalle_component_info, name); FIELD(dalle_component_info, variant);
     printf("\ndalle_context_params %zu", sizeof(dalle_context_params));
     FIELD(dalle_context_params, struct_size); FIELD(dalle_context_params, n_threads); FIELD(dalle_context_params, seed);
     FIELD(dalle_context_params, progress); FIELD(dalle_context_params, progress_user_data);

@@ -38,6 +38,9 @@ def test_version_and_info(model):
     assert dalle.version() == dalle.__version__
     assert dalle.system_info().startswith("libdalle ")
     assert model.components == ["dvae"]
+    (part,) = model.component_info
+    assert (part.name, part.variant, part.capabilities) == ("dvae", "openai", ("encode", "decode", "train"))
+    assert part.n_params == model.n_params
     assert (model.image_size, model.token_grid_size, model.codebook_size) == (32, 4, 128)
     assert model.n_params > 10_000
     assert "image_size=32" in repr(model)

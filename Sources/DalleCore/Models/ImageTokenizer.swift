@@ -30,3 +30,12 @@ public func makeImageTokenizer(metadata: [String: String], weights: WeightStore)
         return try DVAE(config: try DVAEConfig(metadata: metadata), weights: weights)
     }
 }
+
+extension ComponentKind {
+    /// The image tokenizer: OpenAI's dVAE or DALLE-pytorch's DiscreteVAE ("dvae.kind").
+    public static let dvae = ComponentKind(name: "dvae", component: .dvae, capabilities: [.encode, .decode, .train]) {
+        metadata, weights, _ in
+        LoadedComponent.Parts(model: try makeImageTokenizer(metadata: metadata, weights: weights),
+                        variant: metadata["dvae.kind"] ?? DVAEConfig.kind, parameterCount: countParameters(weights, prefix: "dvae."))
+    }
+}

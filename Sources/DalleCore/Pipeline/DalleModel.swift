@@ -8,16 +8,8 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     public static let transformer = ModelComponents(rawValue: 1 << 2)
     public static let clip = ModelComponents(rawValue: 1 << 3)
 
-    /// Metadata names, in the order files list them.
-    public static let named: [(name: String, component: ModelComponents)] = [
-        ("dvae", .dvae), ("tokenizer", .tokenizer), ("transformer", .transformer), ("clip", .clip),
-    ]
-
-    /// Components this build can load; files may list others, which are skipped with a warning.
-    public static let supported: ModelComponents = [.dvae, .tokenizer, .transformer, .clip]
-
     public var description: String {
-        let names = ModelComponents.named.filter { contains($0.component) }.map(\.name)
+        let names = ComponentKind.all.filter { contains($0.component) }.map(\.name)
         return names.isEmpty ? "none" : names.joined(separator: ",")
     }
 }
@@ -38,6 +30,8 @@ public final class DalleModel: @unchecked Sendable {
     public let metadata: [String: String]
     /// Components loaded from the file.
     public let components: ModelComponents
+    /// Each loaded component, in `ComponentKind.all`'s order.
+    public let loaded: [LoadedComponent]
     /// Names the file lists that this build does not load (a newer file, or a typo).
     public let skippedComponents: [String]
     public let dvae: DVAE?
@@ -91,61 +85,18 @@ public final class DalleModel: @unchecked Sendable {
             .map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
         guard !listed.isEmpty else { throw DalleError.badFile("libdalle model lists no \"components\" in its metadata") }
 
-        var wanted: ModelComponents = []
-        var skipped: [String] = []
-        for name in listed {
-            if let known = ModelComponents.named.first(where: { $0.name == name }),
-               ModelComponents.supported.contains(known.component) {
-                wanted.insert(known.component)
-            } else {
-                skipped.append(name)
-            }
-        }
-        let reporter = StepReporter(total: 1 + wanted.rawValue.nonzeroBitCount, handler: progress, cancellation: nil)
+        // Loaded in ComponentKind.all's order; names this build does not know are skipped.
+        let kinds = ComponentKind.all.filter { listed.contains($0.name) }
+        let skipped = listed.filter { name in !ComponentKind.all.contains { $0.name == name } }
+        let reporter = StepReporter(total: 1 + kinds.count, handler: progress, cancellation: nil)
         try reporter.report(0)
 
-        var step = 0
-        var dvae: DVAE? = nil, dvaeConfig: DVAEConfig? = nil
-        var imageTokenizer: ImageTokenizer? = nil, transformer: DalleTransformer? = nil
-        var parameters = 0
-        if wanted.contains(.dvae), metadata["dvae.kind"] == DiscreteVAEConfig.kind {
-            imageTokenizer = try makeImageTokenizer(metadata: metadata, weights: weights)
-            parameters += countParameters(weights, prefix: "dvae.")
-            step += 1
-            try reporter.report(step)
-        } else if wanted.contains(.dvae) {
-            let config = try DVAEConfig(metadata: metadata)
-            let model = try DVAE(config: config, weights: weights)
-            (dvae, dvaeConfig, imageTokenizer) = (model, config, model)
-            parameters += countParameters(weights, prefix: "dvae.")
-            step += 1
-            try reporter.report(step)
+        var loaded: [LoadedComponent] = []
+        for kind in kinds {
+            loaded.append(try kind.loadComponent(metadata, weights, after: loaded))
+            try reporter.report(loaded.count)
         }
-        var tokenizer: Tokenizer? = nil
-        if wanted.contains(.tokenizer) {
-            guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("a tokenizer loads only from a model file") }
-            tokenizer = try Tokenizer(metadata: metadata, weights: file)
-            step += 1
-            try reporter.report(step)
-        }
-        if wanted.contains(.transformer) {
-            let config = try TransformerConfig(metadata: metadata)
-            if let image = imageTokenizer, image.vocabSize != config.numImageTokens || image.gridSize != config.imageFmapSize {
-                throw DalleError.badFile("the transformer expects \(config.numImageTokens) image tokens on a \(config.imageFmapSize)×\(config.imageFmapSize) grid; the dvae has \(image.vocabSize) on \(image.gridSize)×\(image.gridSize)")
-            }
-            transformer = try DalleTransformer(config: config, weights: weights)
-            parameters += countParameters(weights, prefix: "transformer.")
-            step += 1
-            try reporter.report(step)
-        }
-        var clip: CLIP? = nil
-        if wanted.contains(.clip) {
-            let config = try CLIPConfig(metadata: metadata)
-            clip = try CLIP(config: config, weights: weights)
-            parameters += config.parameterCount
-            step += 1
-            try reporter.report(step)
-        }
+        let transformer = loaded.model("transformer", as: DalleTransformer.self)
         /// A tuned setting recorded in the metadata (`TrainingSetup.assembleBundle`), or `absent`.
         func recorded(_ key: String, absent: Float, nonNegative: Bool = false) throws -> Float {
             guard let text = metadata[key] else { return absent }
@@ -156,17 +107,18 @@ public final class DalleModel: @unchecked Sendable {
         }
         self.condScale = try recorded(DalleModel.condScaleKey, absent: 1)
         self.likelihoodWeight = try recorded(DalleModel.likelihoodWeightKey, absent: 0, nonNegative: true)
-        self.clip = clip
         self.metadata = metadata
-        self.tokenizer = tokenizer
-        self.imageTokenizer = imageTokenizer
-        self.transformer = transformer
-        self.components = wanted
+        self.loaded = loaded
+        self.components = ModelComponents(kinds.map(\.component))
         self.skippedComponents = skipped
-        self.dvae = dvae
-        self.dvaeConfig = dvaeConfig
-        self.parameterCount = parameters
-        try reporter.report(step + 1)
+        self.dvae = loaded.model("dvae")
+        self.dvaeConfig = dvae?.config
+        self.imageTokenizer = loaded.model("dvae")
+        self.tokenizer = loaded.model("tokenizer")
+        self.transformer = transformer
+        self.clip = loaded.model("clip")
+        self.parameterCount = loaded.reduce(0) { $0 + $1.parameterCount }
+        try reporter.report(loaded.count + 1)
     }
 
     /// The image tokenizer (OpenAI's dVAE or DALLE-pytorch's DiscreteVAE), or an error

@@ -342,3 +342,13 @@ struct MinHeap {
         return first
     }
 }
+
+extension ComponentKind {
+    /// The text tokenizer (CLIP's byte-level BPE), whose merges the file holds as bytes.
+    public static let tokenizer = ComponentKind(name: "tokenizer", component: .tokenizer, capabilities: [.tokenize, .train]) {
+        metadata, weights, _ in
+        guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("a tokenizer loads only from a model file") }
+        return LoadedComponent.Parts(model: try Tokenizer(metadata: metadata, weights: file),
+                               variant: Tokenizer.kind, parameterCount: 0)
+    }
+}

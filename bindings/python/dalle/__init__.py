@@ -31,7 +31,7 @@ try:
 except ImportError:  # numpy is optional
     _np = None
 
-__all__ = ["Model", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
+__all__ = ["Model", "Component", "Context", "Generation", "DalleError", "InvalidArgumentError", "BadFileError", "UnsupportedError",
            "DalleIOError", "DalleOutOfMemoryError", "CancelledError", "InternalError", "version",
            "system_info", "set_log_callback", "set_log_level", "shapes_render", "shapes_training_sample",
            "shapes_judge", "default_model", "read_image", "write_png", "train", "bundle"]
@@ -253,6 +253,19 @@ class Generation(namedtuple("Generation", "images tokens prompt_tokens truncated
         return paths
 
 
+class Component(namedtuple("Component", "name variant n_params capabilities")):
+    """One part of a loaded model (`Model.component_info`): its name in the file ("dvae",
+    "tokenizer", "transformer", "clip", ...), its configuration's kind ("openai", "vit", ...),
+    its parameter count and what it can do ("tokenize", "generate", "encode", "decode",
+    "embed", "train")."""
+    __slots__ = ()
+
+
+_CAPABILITIES = (("tokenize", _lib.DALLE_CAN_TOKENIZE), ("generate", _lib.DALLE_CAN_GENERATE),
+                 ("encode", _lib.DALLE_CAN_ENCODE), ("decode", _lib.DALLE_CAN_DECODE),
+                 ("embed", _lib.DALLE_CAN_EMBED), ("train", _lib.DALLE_CAN_TRAIN))
+
+
 class _Owned:
     """A library handle released by close(), at the end of a `with` block, or when collected."""
 
@@ -304,10 +317,17 @@ class Model(_Owned):
         info = _lib.dalle_model_info()
         info.struct_size = ctypes.sizeof(info)
         _check(lib.dalle_model_get_info(self._handle, ctypes.byref(info)))
-        self.components = [name for name, bit in (("dvae", _lib.DALLE_COMPONENT_DVAE),
-                                                  ("tokenizer", _lib.DALLE_COMPONENT_TOKENIZER),
-                                                  ("transformer", _lib.DALLE_COMPONENT_TRANSFORMER),
-                                                  ("clip", _lib.DALLE_COMPONENT_CLIP)) if info.components & bit]
+        count = ctypes.c_int32()
+        _check(lib.dalle_model_component_count(self._handle, ctypes.byref(count)))
+        self.component_info: List[Component] = []
+        for index in range(count.value):
+            part = _lib.dalle_component_info()
+            part.struct_size = ctypes.sizeof(part)
+            _check(lib.dalle_model_get_component(self._handle, index, ctypes.byref(part)))
+            self.component_info.append(Component(
+                part.name.decode(), part.variant.decode(), part.n_params,
+                tuple(name for name, bit in _CAPABILITIES if part.capabilities & bit)))
+        self.components = [part.name for part in self.component_info]
         self.image_size = info.image_size
         self.image_channels = info.image_channels
         self.token_grid_size = info.token_grid_size

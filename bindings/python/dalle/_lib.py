@@ -34,6 +34,12 @@ DALLE_COMPONENT_DVAE = 1 << 0
 DALLE_COMPONENT_TOKENIZER = 1 << 1
 DALLE_COMPONENT_TRANSFORMER = 1 << 2
 DALLE_COMPONENT_CLIP = 1 << 3
+DALLE_CAN_TOKENIZE = 1 << 0
+DALLE_CAN_GENERATE = 1 << 1
+DALLE_CAN_ENCODE = 1 << 2
+DALLE_CAN_DECODE = 1 << 3
+DALLE_CAN_EMBED = 1 << 4
+DALLE_CAN_TRAIN = 1 << 5
 
 # Weight types of a bundle
 DALLE_WEIGHTS_F32 = 0
@@ -88,6 +94,12 @@ class dalle_model_info(Structure):
                 ("image_channels", c_uint32), ("token_grid_size", c_uint32),
                 ("codebook_size", c_uint32), ("n_params", c_uint64), ("cond_scale", c_float),
                 ("likelihood_weight", c_float)]
+
+
+class dalle_component_info(Structure):
+    _fields_ = [("struct_size", c_uint32), ("component", c_uint32), ("capabilities", c_uint32),
+                ("reserved", c_uint32), ("n_params", c_uint64), ("name", ctypes.c_char * 32),
+                ("variant", ctypes.c_char * 32)]
 
 
 class dalle_context_params(Structure):
@@ -160,6 +172,8 @@ PROTOTYPES = {
     "dalle_model_load_default": (dalle_status, [POINTER(dalle_model_params), POINTER(dalle_model_p)]),
     "dalle_model_free": (None, [dalle_model_p]),
     "dalle_model_get_info": (dalle_status, [dalle_model_p, POINTER(dalle_model_info)]),
+    "dalle_model_component_count": (dalle_status, [dalle_model_p, POINTER(c_int32)]),
+    "dalle_model_get_component": (dalle_status, [dalle_model_p, c_int32, POINTER(dalle_component_info)]),
     "dalle_context_default_params": (dalle_context_params, []),
     "dalle_context_create": (dalle_status, [dalle_model_p, POINTER(dalle_context_params), POINTER(dalle_context_p)]),
     "dalle_context_free": (None, [dalle_context_p]),

@@ -184,3 +184,12 @@ public struct CLIP: Sendable {
         return y
     }
 }
+
+extension ComponentKind {
+    /// OpenAI's CLIP (a vision transformer), for embeddings and reranking.
+    public static let clip = ComponentKind(name: "clip", component: .clip, capabilities: [.embed, .train]) { metadata, weights, _ in
+        let config = try CLIPConfig(metadata: metadata)
+        return LoadedComponent.Parts(model: try CLIP(config: config, weights: weights),
+                               variant: metadata["clip.kind"] ?? "vit", parameterCount: config.parameterCount)
+    }
+}

@@ -552,3 +552,17 @@ struct KeyLists {
         }
     }
 }
+
+extension ComponentKind {
+    /// DALLE-pytorch's transformer; its image tokens must be those of the file's dvae, if any.
+    public static let transformer = ComponentKind(name: "transformer", component: .transformer, capabilities: [.generate, .train]) {
+        metadata, weights, loaded in
+        let config = try TransformerConfig(metadata: metadata)
+        if let image = loaded.model("dvae", as: ImageTokenizer.self),
+           image.vocabSize != config.numImageTokens || image.gridSize != config.imageFmapSize {
+            throw DalleError.badFile("the transformer expects \(config.numImageTokens) image tokens on a \(config.imageFmapSize)×\(config.imageFmapSize) grid; the dvae has \(image.vocabSize) on \(image.gridSize)×\(image.gridSize)")
+        }
+        return LoadedComponent.Parts(model: try DalleTransformer(config: config, weights: weights),
+                               variant: "dalle-pytorch", parameterCount: countParameters(weights, prefix: "transformer."))
+    }
+}
