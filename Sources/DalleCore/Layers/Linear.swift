@@ -247,35 +247,29 @@ enum F32Panel: PanelElement {
     static var byteSize: Int { 4 }
 }
 
+/// 16 little-endian 16-bit values at `p`, each widened by `widen`. Lane by lane, which the
+/// compiler vectorises (vcvtph2ps for f16); the generic SIMD conversions stay out-of-line calls.
+@inline(__always)
+private func widen16(_ p: UnsafeRawPointer, _ widen: (UInt16) -> Float) -> SIMD16<Float> {
+    let lo = p.loadUnaligned(as: SIMD8<UInt16>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
+    var v = SIMD16<Float>()
+    for i in 0..<8 {
+        v[i] = widen(UInt16(littleEndian: lo[i]))
+        v[i + 8] = widen(UInt16(littleEndian: hi[i]))
+    }
+    return v
+}
+
 enum F16Panel: PanelElement {
     @inline(__always)
-    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
-        // Lane by lane, which the compiler turns into inline vcvtph2ps; the generic
-        // SIMD16<Float>(SIMD16<Float16>) initialiser stays an out-of-line call.
-        let lo = p.loadUnaligned(as: SIMD8<UInt16>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
-        var v = SIMD16<Float>()
-        for i in 0..<8 {
-            v[i] = Float(Float16(bitPattern: UInt16(littleEndian: lo[i])))
-            v[i + 8] = Float(Float16(bitPattern: UInt16(littleEndian: hi[i])))
-        }
-        return v
-    }
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widen16(p) { Float(Float16(bitPattern: $0)) } }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .f16) }
     static var byteSize: Int { 2 }
 }
 
 enum BF16Panel: PanelElement {
     @inline(__always)
-    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
-        // Lane by lane (see F16Panel): a bfloat16 is the top half of a Float.
-        let lo = p.loadUnaligned(as: SIMD8<UInt16>.self), hi = p.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
-        var v = SIMD16<Float>()
-        for i in 0..<8 {
-            v[i] = Float(bitPattern: UInt32(UInt16(littleEndian: lo[i])) << 16)
-            v[i + 8] = Float(bitPattern: UInt32(UInt16(littleEndian: hi[i])) << 16)
-        }
-        return v
-    }
+    static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widen16(p) { Float(bitPattern: UInt32($0) << 16) } }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .bf16) }
     static var byteSize: Int { 2 }
 }
