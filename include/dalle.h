@@ -186,7 +186,8 @@ DALLE_API const char *dalle_system_info(void);
 DALLE_API void dalle_log_set(dalle_log_callback callback, void *user_data);
 
 /* Messages below `min_level` are dropped (default DALLE_LOG_WARN; DALLE_LOG_NONE
- * silences the library). */
+ * silences the library). A level outside DALLE_LOG_DEBUG ... DALLE_LOG_NONE is ignored and
+ * reported (dalle_last_error and the log). */
 DALLE_API void dalle_log_set_level(dalle_log_level min_level);
 
 /* ---------------------------------------------------------------------------------- */

@@ -13,8 +13,8 @@ enum HandleKind: String {
     case image = "dalle_image data"
 }
 
-/// Every live pointer the library handed out, so that a freed, foreign or mistyped
-/// pointer is rejected with a message instead of being dereferenced.
+/// Every live buffer the library handed out (tokens, images), so that a freed, foreign or
+/// mistyped pointer is rejected with a message instead of being freed.
 enum Registry {
     private static let lock = Lock()
     nonisolated(unsafe) private static var live: [UnsafeMutableRawPointer: HandleKind] = [:]
@@ -48,27 +48,52 @@ enum Registry {
     }
 }
 
-/// A Swift object behind an opaque C handle: retained while the handle is live.
+/// Swift objects behind opaque C handles. A handle is a key, never an address: keys count up
+/// from a 64-bit counter and are never reused, so a freed handle stays invalid for ever, even
+/// after a new model or context is created (its address might have been the freed one's). The
+/// keys lie outside the user address space, so no caller's pointer can pass for one either.
 enum Handles {
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var objects: [UInt: (kind: HandleKind, object: AnyObject)] = [:]
+    nonisolated(unsafe) private static var issued: UInt = 0
+    /// The first key (a non-canonical x86-64 address); keys step by 16.
+    private static let base: UInt = 0xDA11_E000_0000_0000
+
     static func make<T: AnyObject>(_ object: T, _ kind: HandleKind) -> OpaquePointer {
-        let p = Unmanaged.passRetained(object).toOpaque()
-        Registry.insert(p, kind)
-        return OpaquePointer(p)
+        lock.withLock {
+            issued += 1
+            let key = base &+ issued &* 16
+            objects[key] = (kind, object)
+            return OpaquePointer(bitPattern: key).unsafelyUnwrapped
+        }
     }
 
     /// The object behind a live handle (a strong reference, so a concurrent free cannot
     /// destroy it mid-call). `name` is the parameter's name for messages.
     static func resolve<T: AnyObject>(_ handle: OpaquePointer?, _ kind: HandleKind, as _: T.Type, name: String) throws -> T {
         guard let handle else { throw DalleError.invalidArgument("\(name) is NULL") }
-        let p = UnsafeMutableRawPointer(handle)
-        return try Registry.withLive(p, kind) { Unmanaged<T>.fromOpaque(p).takeUnretainedValue() }
+        return try lock.withLock { try entry(handle, kind, as: T.self) }
     }
 
     /// Unregisters the handle and drops its reference; throws for a handle that is not live.
     static func release<T: AnyObject>(_ handle: OpaquePointer, _ kind: HandleKind, as _: T.Type) throws {
-        let p = UnsafeMutableRawPointer(handle)
-        try Registry.remove(p, kind)
-        Unmanaged<T>.fromOpaque(p).release()
+        let object = try lock.withLock { () throws -> T in
+            let object = try entry(handle, kind, as: T.self)
+            objects[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))] = nil
+            return object
+        }
+        _ = object  // released here, outside the lock (a model's deinit may take a while)
+    }
+
+    private static func entry<T: AnyObject>(_ handle: OpaquePointer, _ kind: HandleKind, as _: T.Type) throws -> T {
+        let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
+        guard let entry = objects[key] else {
+            throw DalleError.invalidArgument("\(handle) is not a live \(kind.rawValue) (already freed, or not from libdalle)")
+        }
+        guard entry.kind == kind, let object = entry.object as? T else {
+            throw DalleError.invalidArgument("\(handle) is a \(entry.kind.rawValue), not a \(kind.rawValue)")
+        }
+        return object
     }
 }
 

@@ -16,7 +16,7 @@ enum Log {
     }
 
     static func setLevel(_ level: dalle_log_level) {
-        lock.withLock { minLevel = max(dalle_log_level(DALLE_LOG_DEBUG), min(level, dalle_log_level(DALLE_LOG_NONE))) }
+        lock.withLock { minLevel = level }
     }
 
     /// Delivers `message` at `level` (outside the lock, so a callback may call dalle_log_set).
@@ -39,8 +39,14 @@ public func dalle_log_set(_ callback: dalle_log_callback?, _ userData: UnsafeMut
     Log.set(callback, userData)
 }
 
-/// Drops messages below `minLevel` (DALLE_LOG_NONE silences the library).
+/// Drops messages below `minLevel` (DALLE_LOG_NONE silences the library); a level outside
+/// DALLE_LOG_DEBUG ... DALLE_LOG_NONE leaves the level as it was and is reported.
 @_cdecl("dalle_log_set_level")
 public func dalle_log_set_level(_ minLevel: dalle_log_level) {
+    guard minLevel >= dalle_log_level(DALLE_LOG_DEBUG), minLevel <= dalle_log_level(DALLE_LOG_NONE) else {
+        reportMisuse("dalle_log_set_level", DalleError.invalidArgument(
+            "min_level is \(minLevel); use DALLE_LOG_DEBUG (0) ... DALLE_LOG_NONE (4); the level is unchanged"))
+        return
+    }
     Log.setLevel(minLevel)
 }

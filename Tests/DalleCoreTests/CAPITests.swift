@@ -244,6 +244,11 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(garbage.withUnsafeBytes { dalle_model_load_buffer($0.baseAddress, $0.count, nil, &model) },
                        dalle_status(DALLE_BAD_FILE), lastError())
         XCTAssertTrue(lastError().hasPrefix("dalle_model_load_buffer: "), lastError())
+        // A size no allocation can hold is DALLE_OUT_OF_MEMORY (the buffer is never read), not an abort.
+        XCTAssertEqual(garbage.withUnsafeBytes { dalle_model_load_buffer($0.baseAddress, 1 << 62, nil, &model) },
+                       dalle_status(DALLE_OUT_OF_MEMORY), lastError())
+        XCTAssertTrue(lastError().contains("cannot allocate 4611686018427387904 bytes"), lastError())
+        XCTAssertNil(model)
     }
 
     func testMissingFileIsAnIOError() {
@@ -423,6 +428,44 @@ final class CAPITests: XCTestCase {
     }
 
     // MARK: handles
+
+    /// A freed handle stays invalid after many new models and contexts are made (their
+    /// memory may reuse the freed one's addresses): every call, dalle_cancel included, rejects it.
+    func testFreedHandlesAreNeverReused() throws {
+        let model = try loadModel()
+        let ctx = try makeContext(model)
+        dalle_context_free(ctx)
+        dalle_model_free(model)
+        var made: [OpaquePointer] = []
+        for _ in 0..<20 {
+            let fresh = try loadModel()
+            made.append(fresh)
+            made.append(try makeContext(fresh))
+        }
+        defer {
+            for (i, handle) in made.enumerated() { if i % 2 == 1 { dalle_context_free(handle) } }
+            for (i, handle) in made.enumerated() { if i % 2 == 0 { dalle_model_free(handle) } }
+        }
+        XCTAssertFalse(made.contains(model) || made.contains(ctx))
+        var info = dalle_model_info()
+        info.struct_size = UInt32(MemoryLayout<dalle_model_info>.size)
+        XCTAssertEqual(dalle_model_get_info(model, &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(lastError().contains("is not a live dalle_model"), lastError())
+        dalle_cancel(ctx)
+        XCTAssertTrue(lastError().contains("is not a live dalle_context"), lastError())
+        XCTAssertEqual(dalle_context_seed(made[1]), dalle_context_seed(made[1]), "the new contexts are untouched")
+        // A handle of one kind passed as another is named.
+        XCTAssertEqual(dalle_model_get_info(made[1], &info), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertTrue(lastError().contains("is a dalle_context, not a dalle_model"), lastError())
+    }
+
+    func testOutOfRangeLogLevelsAreRejected() {
+        DalleCAPI.dalle_log_set_level(-5)
+        XCTAssertTrue(lastError().contains("min_level is -5"), lastError())
+        DalleCAPI.dalle_log_set_level(7)
+        XCTAssertTrue(lastError().contains("min_level is 7"), lastError())
+        DalleCAPI.dalle_log_set_level(dalle_log_level(DALLE_LOG_NONE))
+    }
 
     func testUseAfterFreeAndDoubleFreeAreRejected() throws {
         let model = try loadModel()

@@ -217,3 +217,8 @@ def test_prototypes_cover_the_header():
     import re
     declared = set(re.findall(r"DALLE_API[^;(]*?\b(dalle_\w+)\s*\(", header))
     assert declared == set(_lib.PROTOTYPES)
+
+
+def test_log_level_out_of_range_is_a_value_error():
+    with pytest.raises(ValueError, match="level is -5"):
+        dalle.set_log_level(-5)

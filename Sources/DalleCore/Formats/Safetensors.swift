@@ -286,9 +286,13 @@ private final class Storage {
 
     init(copying source: UnsafeRawBufferPointer) throws {
         isMapped = false
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 64)
-        if source.count > 0 { copy.copyMemory(from: source) }
-        bytes = UnsafeRawBufferPointer(copy)
+        // malloc, not Swift's allocate: a size the system refuses is an error to report, not an abort.
+        let (rounded, overflow) = source.count.addingReportingOverflow(63)
+        guard !overflow, let copy = aligned_alloc(64, max(rounded / 64 * 64, 64)) else {
+            throw DalleError.outOfMemory("cannot allocate \(source.count) bytes for a copy of the model buffer")
+        }
+        if source.count > 0, let from = source.baseAddress { copy.copyMemory(from: from, byteCount: source.count) }
+        bytes = UnsafeRawBufferPointer(start: copy, count: source.count)
     }
 
     /// Drops the whole pages inside `range` (part of `bytes`) from resident memory when the
@@ -308,7 +312,7 @@ private final class Storage {
         if isMapped {
             munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
         } else {
-            bytes.deallocate()
+            free(UnsafeMutableRawPointer(mutating: bytes.baseAddress))
         }
     }
 }

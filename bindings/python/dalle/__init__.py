@@ -179,7 +179,9 @@ def set_log_callback(fn: Optional[Callable[[int, str], None]]) -> None:
 
 def set_log_level(level: int) -> None:
     """Drops messages below level (dalle._lib.DALLE_LOG_*; DALLE_LOG_NONE silences)."""
-    lib.dalle_log_set_level(_c_int("level", level, "int32_t"))
+    if not isinstance(level, int) or not _lib.DALLE_LOG_DEBUG <= level <= _lib.DALLE_LOG_NONE:
+        raise ValueError(f"level is {level!r}; use DALLE_LOG_DEBUG ({_lib.DALLE_LOG_DEBUG}) ... DALLE_LOG_NONE ({_lib.DALLE_LOG_NONE})")
+    lib.dalle_log_set_level(level)
 
 
 class _Progress:
