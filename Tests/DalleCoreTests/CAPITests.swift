@@ -251,6 +251,28 @@ final class CAPITests: XCTestCase {
         XCTAssertNil(model)
     }
 
+    /// A model whose weights hold a NaN or an infinity does not load; the message names the tensor.
+    func testNonFiniteWeightsAreRejectedAtLoad() throws {
+        let source = try SafetensorsFile(path: Self.modelPath)
+        for (dtype, value) in [(DType.f32, Float.nan), (.f16, .infinity), (.bf16, -.infinity)] {
+            var writer = SafetensorsWriter()
+            writer.metadata = source.metadata
+            let victim = try XCTUnwrap(source.names.first { $0.hasSuffix(".w") })
+            for name in source.names {
+                var t = try source.tensor(name)
+                if name == victim { t.scalars[t.count - 1] = value }
+                try writer.add(name, t, as: dtype)
+            }
+            let path = NSTemporaryDirectory() + "/libdalle-nonfinite-\(getpid()).safetensors"
+            try writer.write(to: path)
+            defer { unlink(path) }
+            var model: OpaquePointer? = nil
+            XCTAssertEqual(dalle_model_load_file(path, nil, &model), dalle_status(DALLE_BAD_FILE), "\(dtype)")
+            XCTAssertTrue(lastError().contains("tensor '\(victim)' holds \(value)"), lastError())
+            XCTAssertNil(model)
+        }
+    }
+
     func testMissingFileIsAnIOError() {
         var model: OpaquePointer? = nil
         XCTAssertEqual(dalle_model_load_file("/nonexistent/model.safetensors", nil, &model), dalle_status(DALLE_IO_ERROR))

@@ -9,12 +9,20 @@ final class StrictWeightLoader {
 
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         used.insert(name)
-        return try store.tensor(name, shape: shape)
+        let tensor = try store.tensor(name, shape: shape)
+        try tensor.scalars.withUnsafeBytes { bytes in
+            if let base = bytes.baseAddress { try Weight.checkFinite(base, count: tensor.count, format: .f32, name: name) }
+        }
+        return tensor
     }
 
+    /// The weight `name`, checked to hold only finite values (a NaN or infinity in a model
+    /// file is an error naming the tensor, not garbage images later).
     func weight(_ name: String, shape: [Int]) throws -> Weight {
         used.insert(name)
-        return try store.weight(name, shape: shape)
+        let weight = try store.weight(name, shape: shape)
+        try weight.checkFinite(name)
+        return weight
     }
 
     /// Throws `badFile` naming the first tensor under `prefix` that was never read; `ignoring`

@@ -101,6 +101,30 @@ public struct Weight: @unchecked Sendable {
         (owner as? ReleasableBytes)?.release(UnsafeRawBufferPointer(start: base, count: storedByteCount))
     }
 
+    /// Throws `badFile` naming tensor `name` and the first element that is NaN or infinite.
+    /// Reads the stored bits, 16 lanes at a time (a quantized tensor's values are finite
+    /// once its scales are, which the file reader checks).
+    func checkFinite(_ name: String) throws {
+        try Weight.checkFinite(base, count: count, format: format, name: name)
+        // Tensors read lazily (embeddings) need not stay resident for having been checked.
+        if count * format.byteSize >= 1 << 20 { releaseStoredBytes() }
+    }
+
+    /// `checkFinite` for `count` elements of `format` at `base`.
+    static func checkFinite(_ base: UnsafeRawPointer, count: Int, format: WeightFormat, name: String) throws {
+        let bad: Int?
+        switch format {
+        case .f32: bad = firstNonFinite(base, count: count, size: 4, exponent: 0x7f80_0000)
+        case .f16: bad = firstNonFinite(base, count: count, size: 2, exponent: 0x7c00)
+        case .bf16: bad = firstNonFinite(base, count: count, size: 2, exponent: 0x7f80)
+        case .quantized: bad = nil
+        }
+        if let bad {
+            let value = Weight(shape: [count], format: format, base: base, owner: OwnedBytes(byteCount: 0)).element(bad)
+            throw DalleError.badFile("tensor '\(name)' holds \(value) at element \(bad); weights must be finite")
+        }
+    }
+
     /// Every element as Float: for small tensors (norms, biases, scales) that layers keep in f32.
     public func floats() -> [Float] {
         let n = count
@@ -127,4 +151,31 @@ final class OwnedBytes {
     }
 
     deinit { bytes.deallocate() }
+}
+
+/// The index of the first of `count` floats at `p` (`size` bytes each, 2 or 4) whose
+/// exponent bits (`exponent`) are all set — NaN or infinity — or nil. The fast pass reads
+/// 8-byte words holding 8 / size values: each value's exponent bits plus the exponent's
+/// lowest bit carry into the value's sign bit exactly when they are all ones, and no carry
+/// crosses into the next value; the words' results are ORed. Only when that finds one is the
+/// index searched for.
+private func firstNonFinite(_ p: UnsafeRawPointer, count: Int, size: Int, exponent: UInt64) -> Int? {
+    let lanes = 8 / size, bits = UInt64(8 * size)
+    var mask: UInt64 = 0, carry: UInt64 = 0, sign: UInt64 = 0
+    for lane in 0..<UInt64(lanes) {
+        mask |= exponent << (lane * bits)
+        carry |= (exponent & ~(exponent &- 1)) << (lane * bits)
+        sign |= (1 << (bits - 1)) << (lane * bits)
+    }
+    let words = count / lanes
+    var seen: UInt64 = 0
+    for w in 0..<words {
+        seen |= (p.loadUnaligned(fromByteOffset: 8 * w, as: UInt64.self) & mask) &+ carry
+    }
+    func element(_ i: Int) -> UInt64 {
+        size == 2 ? UInt64(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                  : UInt64(p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+    }
+    for i in (seen & sign != 0 ? 0 : words * lanes)..<count where element(i) & exponent == exponent { return i }
+    return nil
 }
