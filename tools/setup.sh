@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the scripts in tools/ need: the CPU torch wheel, the reference implementations
-# (OpenAI's dall-e, DALLE-pytorch 1.6.6, openai-clip) and their light dependencies. The
+# (OpenAI's dall-e, DALLE-pytorch 1.6.6, openai-clip; diffusers and transformers for unCLIP, from
+# requirements.txt) and their light dependencies. The
 # reference packages go in with --no-deps, so none of them pulls a CUDA torch or torchvision;
 # tools/stubs/ stands in for the optional modules they import.
 set -euo pipefail

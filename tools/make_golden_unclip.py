@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""Golden vectors for libdalle's unCLIP (DALL·E 2 / Karlo), from diffusers' `UnCLIPPipeline`.
+
+Rerun from the repository root (needs torch==2.13.0+cpu, numpy, safetensors, diffusers and
+transformers: `bash tools/setup.sh`; no network, CPU only, a few seconds):
+
+    python3 tools/make_golden_unclip.py [--pipeline-dir DIR] [--out DIR]
+
+Do not put tools/stubs on sys.path for this script: its `transformers` stub would shadow the real one.
+
+It builds a TINY unCLIP pipeline with Karlo's structure and random weights: a CLIP BPE tokenizer
+written here (byte symbols, a few merges, 16 tokens of context), CLIPTextModelWithProjection (width
+32, 2 layers, 4 heads, quick_gelu, projection 32), PriorTransformer (2 layers, 2 heads x 16, 16 + 4
+tokens), UnCLIPTextProjModel (4 extra context tokens, time embedding 128, cross-attention 48), the
+decoder UNet2DConditionModel (Karlo's block types, channels 32/64, 8x8, 3 in / 6 out,
+class_embed_type="identity", resnet_time_scale_shift="scale_shift", head dim 16), two super-res
+UNet2DModels (ResNet blocks only, no mid attention, channels 32/64, 32x32, 6 in / 3 out) and the
+three UnCLIPScheduler configurations Karlo uses (as diffusers' scripts/convert_kakao_brain_unclip_to_diffusers.py
+builds them: prior fixed_small_log / sample / clip range 5; decoder learned_range / epsilon / clip 1;
+super-res fixed_small_log / epsilon / clip 1). Every parameter is perturbed with seeded noise after
+construction, then rounded to a float16-representable value (so a 16-bit bundle holds the exact
+weights). The pipeline is written with `save_pretrained` to --pipeline-dir (default: a temporary
+folder, removed at the end): that folder is the input format tools/convert_unclip.py reads. The
+weights themselves are no fixture (about 3.5 MB in float32): rerun this script to get them.
+
+Stochastic steps are made reproducible by replacing `diffusers.schedulers.scheduling_unclip.randn_tensor`
+with a tape of pre-drawn tensors, which the fixtures record.
+
+Fixtures (float32 safetensors; integers and booleans stored as floats) in
+Tests/DalleCoreTests/Golden/unclip/:
+
+  schedulers.safetensors
+    betas, alphas_cumprod          [1000]   the squaredcos_cap_v2 table
+    timesteps_N                    [N]      set_timesteps(N) for N in 2, 3, 7, 25, 1000
+    <name>.timesteps               [S]      the step sequence (S = 25 prior/decoder, 7 super_res, 5 unclipped)
+    <name>.prev_timesteps          [S]      the prev_timestep passed (-1 where the pipeline passes None)
+    <name>.model_output            [S, ...] model outputs fed to step()
+    <name>.sample                  [S, ...] the sample fed to each step (the previous step's output)
+    <name>.noise                   [S, ...] the injected noise (zeros where step() draws none: t = 0)
+    <name>.prev_sample             [S, ...] step().prev_sample
+    <name>.pred_original_sample    [S, ...] step().pred_original_sample
+      for name in prior [S, 2, 8] (model output same shape), decoder (model output [S, 2, 6, 4, 4],
+      sample [S, 2, 3, 4, 4]), super_res [S, 2, 3, 4, 4], unclipped (fixed_small_log, epsilon,
+      clip_sample=False) [S, 2, 3, 4, 4]
+    extra.* single steps with prev_timestep None (t-1) and unusual jumps, each scheduler config:
+      extra.<name>.timestep / .prev_timestep (-2 = None) / .model_output / .sample / .noise / .prev_sample
+    metadata: each scheduler's config as JSON (`<name>.config`)
+
+  ops.safetensors
+    embedding.timesteps            [5]      t values (0, 1, 37, 500.5, 999)
+    embedding.dim_D                [5, D]   get_timestep_embedding(t, D, flip_sin_to_cos=True,
+                                            downscale_freq_shift=0) for D in 1, 2, 7, 32, 33, 128
+    embedding.shift1.dim_16        [5, 16]  the same with flip_sin_to_cos=False, downscale_freq_shift=1
+    resize.input_8                 [2, 3, 8, 8]    random image in [-1.2, 1.2]
+    resize.input_16                [1, 2, 16, 16]
+    resize.input_37x23             [1, 1, 37, 23]
+    resize.aa.8_to_32  [2, 3, 32, 32]  F.interpolate(bicubic, antialias=True, align_corners=False)
+    resize.aa.16_to_64 [1, 2, 64, 64]  (Karlo's x4)
+    resize.aa.16_to_5  [1, 2, 5, 5]    (downsampling: support scaled by the factor)
+    resize.aa.37x23_to_12x30 [1, 1, 12, 30] (down along H, up along W)
+    resize.aa.8_to_8   [2, 3, 8, 8]
+    resize.plain.*     the same four sizes without antialias (a = -0.75)
+
+  modules.safetensors  one forward of each module, inputs as the pipeline builds them (B = 2 prompts,
+                       classifier-free guidance doubles the batch to 4: unconditional first)
+    text.input_ids [4, 16], text.attention_mask [4, 16], text.last_hidden_state [4, 16, 32],
+    text.text_embeds [4, 32]   (prompts "", "", PROMPT_0, PROMPT_1)
+    prior.latents [4, 32], prior.timestep [1], prior.proj_embedding [4, 32],
+    prior.encoder_hidden_states [4, 16, 32], prior.attention_mask [4, 16], prior.output [4, 32],
+    prior.post_process_input [2, 32], prior.post_processed [2, 32]
+    text_proj.image_embeddings [2, 32], text_proj.encoder_hidden_states [4, 20, 48],
+    text_proj.additive_time_embeddings [4, 128]
+    decoder.sample [4, 3, 8, 8], decoder.timestep [1], decoder.attention_mask [4, 20],
+    decoder.output [4, 6, 8, 8] (encoder_hidden_states / class_labels: text_proj's outputs)
+    super_res_first.sample [2, 6, 32, 32], super_res_first.timestep [1], super_res_first.output [2, 3, 32, 32]
+    super_res_last.*  the same for the last-step UNet
+
+  chain.safetensors  the whole pipeline, 25 / 25 / 7 steps, guidance 4.0 / 8.0, all noise given
+    input_ids [2, 16], attention_mask [2, 16] (the prompts; uncond_input_ids [1, 16] for "")
+    prior_latents [2, 32], prior_step_noise [24, 2, 32]
+    decoder_latents [2, 3, 8, 8], decoder_step_noise [24, 2, 3, 8, 8]
+    super_res_latents [2, 3, 32, 32], super_res_step_noise [6, 2, 3, 32, 32]
+    image_embeddings [2, 32]   the prior's output after post_process_latents
+    image_small [2, 3, 8, 8]   the decoder's output (clamped to [-1, 1])
+    image_upscaled [2, 3, 32, 32]
+    image [2, 3, 32, 32]       the pipeline's output (x 0.5 + 0.5, clamped), NCHW
+    metadata: prompts, step counts, guidance scales
+
+Then, when tools/convert_unclip.py exists, it converts the pipeline folder (float32 and float16) and
+checks every tensor name, shape and value, and every config, against the folder.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import diffusers.schedulers.scheduling_unclip as scheduling_unclip
+from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel, UnCLIPScheduler
+from diffusers.models.embeddings import get_timestep_embedding
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+try:  # diffusers >= 0.3x keeps unCLIP among the deprecated pipelines
+    from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+except ImportError:
+    from diffusers import UnCLIPPipeline
+    from diffusers.pipelines.unclip.text_proj import UnCLIPTextProjModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "Tests", "DalleCoreTests", "Golden", "unclip")
+
+PROMPTS = ["a red cat on the mat", "two blue squares"]
+CONTEXT = 16            # tokenizer model_max_length = text positions = prior num_embeddings
+TEXT_WIDTH, EMBED = 32, 32
+TIME_EMBED = 128        # decoder block_out_channels[0] * 4
+CROSS = 48
+DECODER_SIZE, SUPER_RES_SIZE = 8, 32
+STEPS = (25, 25, 7)
+GUIDANCE = (4.0, 8.0)
+
+SCHEDULERS = {  # Karlo's three (diffusers' convert_kakao_brain_unclip_to_diffusers.py) and one without clipping
+    "prior": dict(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
+                  clip_sample_range=5.0),
+    "decoder": dict(variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000),
+    "super_res": dict(variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000),
+    "unclipped": dict(variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000,
+                      clip_sample=False),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise tape: the scheduler's randn_tensor hands out pre-drawn tensors, in order.
+
+class NoiseTape:
+    def __init__(self):
+        self.queue = []
+
+    def __call__(self, shape, generator=None, device=None, dtype=None, layout=None, **kwargs):
+        if not self.queue:
+            raise RuntimeError(f"noise tape empty; step asked for {tuple(shape)}")
+        t = self.queue.pop(0)
+        if tuple(t.shape) != tuple(shape):
+            raise RuntimeError(f"noise tape holds {tuple(t.shape)}, step asked for {tuple(shape)}")
+        return t.to(dtype=dtype or t.dtype)
+
+
+TAPE = NoiseTape()
+scheduling_unclip.randn_tensor = TAPE
+
+
+def write_safetensors(path, tensors, metadata):
+    """save_file's format, byte for byte reproducible: sorted names and metadata (the library's own
+    writer orders metadata by hash)."""
+    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for name in sorted(tensors):
+        data = tensors[name].detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def f32(x):
+    return x.detach().to(torch.float32).contiguous().clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer: CLIP's byte-level BPE format with a tiny vocabulary.
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+MERGES = ["r e", "re d</w>", "c a", "ca t</w>", "t h", "th e</w>", "o n</w>", "m a", "ma t</w>", "t w",
+          "tw o</w>", "b l", "bl u", "blu e</w>", "s q", "sq u", "a r", "ar e", "are s</w>"]
+
+
+def write_tokenizer(folder):
+    os.makedirs(folder, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols]
+    for merge in MERGES:
+        vocab.append(merge.replace(" ", ""))
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(MERGES) + "\n")
+    tok = CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"),
+                        model_max_length=CONTEXT)
+    return tok, len(vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny pipeline.
+
+def perturb(model, seed):
+    """Adds seeded noise to every parameter (zero-initialised ones included), then rounds each to a
+    float16-representable value."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            scale = 0.05 if p.abs().max() > 0 else 0.5
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+            p.copy_(p.to(torch.float16).to(torch.float32))
+    return model.eval()
+
+
+def build_pipeline(tokenizer_dir):
+    torch.manual_seed(0)
+    tokenizer, vocab_size = write_tokenizer(tokenizer_dir)
+    bos, eos = tokenizer.convert_tokens_to_ids(["<|startoftext|>", "<|endoftext|>"])
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=64, projection_dim=EMBED,
+        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=CONTEXT, hidden_act="quick_gelu",
+        layer_norm_eps=1e-5, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, num_layers=2, embedding_dim=EMBED,
+                             num_embeddings=CONTEXT, additional_embeddings=4)
+    text_proj = UnCLIPTextProjModel(clip_extra_context_tokens=4, clip_embeddings_dim=EMBED,
+                                    time_embed_dim=TIME_EMBED, cross_attention_dim=CROSS)
+    decoder = UNet2DConditionModel(
+        sample_size=DECODER_SIZE, in_channels=3, out_channels=6, layers_per_block=1,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), norm_num_groups=8,
+        cross_attention_dim=CROSS, attention_head_dim=16, class_embed_type="identity",
+        resnet_time_scale_shift="scale_shift")
+    super_res = dict(
+        sample_size=SUPER_RES_SIZE, in_channels=6, out_channels=3, layers_per_block=1,
+        down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
+        up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
+        block_out_channels=(32, 64), norm_num_groups=8, add_attention=False)
+    super_res_first, super_res_last = UNet2DModel(**super_res), UNet2DModel(**super_res)
+    for i, m in enumerate([text_encoder, prior, text_proj, decoder, super_res_first, super_res_last]):
+        perturb(m, 100 + i)
+    # The prior's output statistics: a spread like a real CLIP embedding's, never a zero std.
+    with torch.no_grad():
+        prior.clip_std.abs_().add_(0.5)
+    return UnCLIPPipeline(
+        prior=prior, decoder=decoder, text_proj=text_proj, text_encoder=text_encoder, tokenizer=tokenizer,
+        super_res_first=super_res_first, super_res_last=super_res_last,
+        prior_scheduler=UnCLIPScheduler(**SCHEDULERS["prior"]),
+        decoder_scheduler=UnCLIPScheduler(**SCHEDULERS["decoder"]),
+        super_res_scheduler=UnCLIPScheduler(**SCHEDULERS["super_res"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures.
+
+def scheduler_fixtures():
+    out, meta = {}, {}
+    g = torch.Generator().manual_seed(11)
+    ref = UnCLIPScheduler(**SCHEDULERS["prior"])
+    out["betas"] = f32(ref.betas)
+    out["alphas_cumprod"] = f32(ref.alphas_cumprod)
+    for n in (2, 3, 7, 25, 1000):
+        ref.set_timesteps(n)
+        out[f"timesteps_{n}"] = f32(ref.timesteps.to(torch.float32))
+    shapes = {"prior": ((2, 8), (2, 8), 25), "decoder": ((2, 6, 4, 4), (2, 3, 4, 4), 25),
+              "super_res": ((2, 3, 4, 4), (2, 3, 4, 4), 7), "unclipped": ((2, 3, 4, 4), (2, 3, 4, 4), 5)}
+    for name, (out_shape, sample_shape, n) in shapes.items():
+        s = UnCLIPScheduler(**SCHEDULERS[name])
+        config = {k: v for k, v in s.config.items() if not k.startswith("_")}  # "_use_default_values": set order
+        meta[f"{name}.config"] = json.dumps(config, sort_keys=True)
+        s.set_timesteps(n)
+        ts = s.timesteps.tolist()
+        sample = torch.randn(sample_shape, generator=g)
+        rec = {k: [] for k in ("prev_timesteps", "model_output", "sample", "noise", "prev_sample", "pred_original_sample")}
+        for i, t in enumerate(ts):
+            model_output = torch.randn(out_shape, generator=g) * (3.0 if name == "prior" else 1.0)
+            if name == "decoder":
+                model_output[:, 3:] = torch.rand(model_output[:, 3:].shape, generator=g) * 2.4 - 1.2
+            prev = ts[i + 1] if i + 1 < len(ts) else None
+            noise = torch.randn(sample_shape, generator=g)
+            if t > 0:
+                TAPE.queue.append(noise.clone())
+            else:
+                noise = torch.zeros(sample_shape)
+            r = s.step(model_output, t, sample, prev_timestep=prev)
+            assert not TAPE.queue
+            rec["prev_timesteps"].append(float(prev if prev is not None else -1))
+            for k, v in (("model_output", model_output), ("sample", sample), ("noise", noise),
+                         ("prev_sample", r.prev_sample), ("pred_original_sample", r.pred_original_sample)):
+                rec[k].append(f32(v))
+            sample = r.prev_sample
+        out[f"{name}.timesteps"] = torch.tensor(ts, dtype=torch.float32)
+        out[f"{name}.prev_timesteps"] = torch.tensor(rec.pop("prev_timesteps"), dtype=torch.float32)
+        for k, v in rec.items():
+            out[f"{name}.{k}"] = torch.stack(v)
+        # Single steps: prev_timestep None (t - 1 and the table's beta), long jumps, straight to -1.
+        extras = [(500, None), (1, None), (0, None), (999, 0), (999, 998), (640, 3), (2, -1)]
+        rec = {k: [] for k in ("timestep", "prev_timestep", "model_output", "sample", "noise", "prev_sample")}
+        for t, prev in extras:
+            sample = torch.randn(sample_shape, generator=g)
+            model_output = torch.randn(out_shape, generator=g)
+            if name == "decoder":
+                model_output[:, 3:] = torch.rand(model_output[:, 3:].shape, generator=g) * 1.8 - 0.9
+            noise = torch.randn(sample_shape, generator=g)
+            if t > 0:
+                TAPE.queue.append(noise.clone())
+            else:
+                noise = torch.zeros(sample_shape)
+            r = s.step(model_output, t, sample, prev_timestep=prev)
+            assert not TAPE.queue
+            rec["timestep"].append(float(t))
+            rec["prev_timestep"].append(float(-2 if prev is None else prev))
+            for k, v in (("model_output", model_output), ("sample", sample), ("noise", noise),
+                         ("prev_sample", r.prev_sample)):
+                rec[k].append(f32(v))
+        for k, v in rec.items():
+            out[f"extra.{name}.{k}"] = torch.tensor(v) if isinstance(v[0], float) else torch.stack(v)
+    return out, meta
+
+
+def ops_fixtures():
+    out = {}
+    t = torch.tensor([0.0, 1.0, 37.0, 500.5, 999.0])
+    out["embedding.timesteps"] = t
+    for d in (1, 2, 7, 32, 33, 128):
+        out[f"embedding.dim_{d}"] = f32(get_timestep_embedding(t, d, flip_sin_to_cos=True, downscale_freq_shift=0))
+    out["embedding.shift1.dim_16"] = f32(get_timestep_embedding(t, 16, flip_sin_to_cos=False, downscale_freq_shift=1))
+    g = torch.Generator().manual_seed(21)
+    inputs = {"8": torch.rand((2, 3, 8, 8), generator=g) * 2.4 - 1.2,
+              "16": torch.rand((1, 2, 16, 16), generator=g) * 2.4 - 1.2,
+              "37x23": torch.rand((1, 1, 37, 23), generator=g) * 2.4 - 1.2}
+    for k, v in inputs.items():
+        out[f"resize.input_{k}"] = v
+    cases = {"8_to_32": ("8", (32, 32)), "16_to_64": ("16", (64, 64)), "16_to_5": ("16", (5, 5)),
+             "37x23_to_12x30": ("37x23", (12, 30)), "8_to_8": ("8", (8, 8))}
+    for name, (src, size) in cases.items():
+        x = inputs[src]
+        out[f"resize.aa.{name}"] = f32(F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False))
+        out[f"resize.plain.{name}"] = f32(F.interpolate(x, size=size, mode="bicubic", antialias=False, align_corners=False))
+    return out
+
+
+def module_fixtures(pipe):
+    out = {}
+    tok = pipe.tokenizer
+    text = tok(["", ""] + PROMPTS, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
+    enc = pipe.text_encoder(text.input_ids)
+    out["text.input_ids"] = text.input_ids.float()
+    out["text.attention_mask"] = text.attention_mask.float()
+    out["text.last_hidden_state"] = f32(enc.last_hidden_state)
+    out["text.text_embeds"] = f32(enc.text_embeds)
+    mask = text.attention_mask.bool()
+
+    g = torch.Generator().manual_seed(31)
+    latents = torch.randn((2, EMBED), generator=g)
+    prior_in = torch.cat([latents, latents])
+    t_prior = 957
+    pred = pipe.prior(prior_in, timestep=t_prior, proj_embedding=enc.text_embeds,
+                      encoder_hidden_states=enc.last_hidden_state, attention_mask=mask).predicted_image_embedding
+    out.update({"prior.latents": prior_in, "prior.timestep": torch.tensor([float(t_prior)]),
+                "prior.proj_embedding": f32(enc.text_embeds), "prior.encoder_hidden_states": f32(enc.last_hidden_state),
+                "prior.attention_mask": mask.float(), "prior.output": f32(pred)})
+    post_in = torch.randn((2, EMBED), generator=g)
+    out["prior.post_process_input"] = post_in
+    out["prior.post_processed"] = f32(pipe.prior.post_process_latents(post_in))
+
+    image_embeddings = torch.randn((2, EMBED), generator=g)
+    hidden, additive = pipe.text_proj(image_embeddings=image_embeddings, prompt_embeds=enc.text_embeds,
+                                      text_encoder_hidden_states=enc.last_hidden_state, do_classifier_free_guidance=True)
+    out.update({"text_proj.image_embeddings": image_embeddings, "text_proj.encoder_hidden_states": f32(hidden),
+                "text_proj.additive_time_embeddings": f32(additive)})
+
+    decoder_mask = F.pad(mask, (pipe.text_proj.clip_extra_context_tokens, 0), value=True)
+    sample = torch.randn((2, 3, DECODER_SIZE, DECODER_SIZE), generator=g)
+    sample = torch.cat([sample, sample])
+    t_dec = 416
+    dec = pipe.decoder(sample=sample, timestep=t_dec, encoder_hidden_states=hidden, class_labels=additive,
+                       attention_mask=decoder_mask).sample
+    out.update({"decoder.sample": sample, "decoder.timestep": torch.tensor([float(t_dec)]),
+                "decoder.attention_mask": decoder_mask.float(), "decoder.output": f32(dec)})
+
+    for name, unet, t in (("super_res_first", pipe.super_res_first, 833), ("super_res_last", pipe.super_res_last, 0)):
+        x = torch.cat([torch.randn((2, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g),
+                       torch.rand((2, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g) * 2 - 1], dim=1)
+        y = unet(sample=x, timestep=t).sample
+        out.update({f"{name}.sample": x, f"{name}.timestep": torch.tensor([float(t)]), f"{name}.output": f32(y)})
+    return out
+
+
+def chain_fixture(pipe):
+    g = torch.Generator().manual_seed(41)
+    b = len(PROMPTS)
+    p, d, s = STEPS
+    noise = {
+        "prior_latents": torch.randn((b, EMBED), generator=g),
+        "prior_step_noise": torch.randn((p - 1, b, EMBED), generator=g),
+        "decoder_latents": torch.randn((b, 3, DECODER_SIZE, DECODER_SIZE), generator=g),
+        "decoder_step_noise": torch.randn((d - 1, b, 3, DECODER_SIZE, DECODER_SIZE), generator=g),
+        "super_res_latents": torch.randn((b, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g),
+        "super_res_step_noise": torch.randn((s - 1, b, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g),
+    }
+    TAPE.queue = list(noise["prior_step_noise"]) + list(noise["decoder_step_noise"]) + list(noise["super_res_step_noise"])
+    recorded = {}
+    post_process = pipe.prior.post_process_latents
+
+    def record_post_process(latents):
+        recorded["image_embeddings"] = post_process(latents)
+        return recorded["image_embeddings"]
+
+    interpolate = F.interpolate
+
+    def record_interpolate(x, *args, **kwargs):
+        y = interpolate(x, *args, **kwargs)
+        if kwargs.get("mode") == "bicubic":  # the UNets' own nearest upsampling goes through here too
+            assert "image_small" not in recorded
+            recorded["image_small"], recorded["image_upscaled"] = x, y
+        return y
+
+    pipe.prior.post_process_latents = record_post_process
+    F.interpolate = record_interpolate
+    try:
+        image = pipe(PROMPTS, prior_num_inference_steps=p, decoder_num_inference_steps=d,
+                     super_res_num_inference_steps=s, prior_latents=noise["prior_latents"].clone(),
+                     decoder_latents=noise["decoder_latents"].clone(),
+                     super_res_latents=noise["super_res_latents"].clone(), prior_guidance_scale=GUIDANCE[0],
+                     decoder_guidance_scale=GUIDANCE[1], output_type="np").images
+    finally:
+        F.interpolate = interpolate
+        del pipe.prior.post_process_latents
+    assert not TAPE.queue, f"{len(TAPE.queue)} noise tensors left on the tape"
+    text = pipe.tokenizer(PROMPTS, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
+    uncond = pipe.tokenizer([""], padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
+    out = {"input_ids": text.input_ids.float(), "attention_mask": text.attention_mask.float(),
+           "uncond_input_ids": uncond.input_ids.float(), **noise}
+    out.update({k: f32(v) for k, v in recorded.items()})
+    out["image"] = f32(torch.from_numpy(np.ascontiguousarray(image)).permute(0, 3, 1, 2))
+    meta = {"prompts": json.dumps(PROMPTS), "steps": json.dumps(list(STEPS)), "guidance": json.dumps(list(GUIDANCE))}
+    return out, meta
+
+
+def check_converter(pipeline_dir, scratch):
+    """Round trip through tools/convert_unclip.py, when it exists: names, shapes, values, configs."""
+    script = os.path.join(ROOT, "tools", "convert_unclip.py")
+    if not os.path.exists(script):
+        print("tools/convert_unclip.py not present: converter check skipped")
+        return
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import convert_unclip
+    components = convert_unclip.read_pipeline(pipeline_dir)
+    for dtype, torch_dtype in (("f32", torch.float32), ("f16", torch.float16)):
+        path = os.path.join(scratch, f"unclip_{dtype}.safetensors")
+        subprocess.run([sys.executable, script, pipeline_dir, path, "--dtype", dtype], check=True)
+        tensors = load_file(path)
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        expected = {}
+        for folder, (state, config) in components["models"].items():
+            prefix = convert_unclip.PREFIXES[folder]
+            for k, v in state.items():
+                expected[prefix + k] = v
+            assert json.loads(meta[prefix + "config"]) == config, folder
+        assert set(tensors) >= set(expected), sorted(set(expected) - set(tensors))[:5]
+        for k, v in expected.items():
+            assert tensors[k].shape == v.shape, k
+            # Every weight is float16-representable, so both dtypes hold it exactly.
+            assert torch.equal(tensors[k].float(), v.float()), k
+            assert tensors[k].dtype == torch_dtype, (k, tensors[k].dtype)
+        for folder in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
+            with open(os.path.join(pipeline_dir, folder, "scheduler_config.json")) as f:
+                assert json.loads(meta["unclip." + folder + ".config"]) == json.load(f), folder
+        print(f"converter round trip ({dtype}): {len(expected)} tensors, configs and tokenizer checked")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline-dir", help="write the tiny pipeline here (kept); default a temporary folder")
+    parser.add_argument("--out", default=OUT, help="fixture folder (default %(default)s)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    scratch = tempfile.mkdtemp(prefix="unclip_golden_")
+    try:
+        pipeline_dir = args.pipeline_dir or os.path.join(scratch, "pipeline")
+        pipe = build_pipeline(os.path.join(scratch, "tokenizer"))
+        pipe.set_progress_bar_config(disable=True)
+        pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+        os.makedirs(args.out, exist_ok=True)
+        with torch.no_grad():
+            fixtures = {"schedulers": scheduler_fixtures(), "ops": (ops_fixtures(), {}),
+                        "modules": (module_fixtures(pipe), {}), "chain": chain_fixture(pipe)}
+        for name, (tensors, meta) in fixtures.items():
+            meta = {"source": "tools/make_golden_unclip.py", **meta}
+            path = os.path.join(args.out, name + ".safetensors")
+            write_safetensors(path, tensors, meta)
+            print(f"wrote {os.path.relpath(path, ROOT)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+        check_converter(pipeline_dir, scratch)
+        if args.pipeline_dir:
+            print(f"tiny pipeline kept in {pipeline_dir}")
+    finally:
+        shutil.rmtree(scratch)
+
+
+if __name__ == "__main__":
+    main()
