@@ -93,3 +93,109 @@ enum Resampling {
         }
     }
 }
+
+extension Tensor {
+    /// The largest tensor `resizedBicubic` makes, in values (256 Mi).
+    public static let maxResizeCount = 1 << 28
+
+    /// This [N, C, H, W] tensor resampled to `height`×`width` as PyTorch's
+    /// `F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=…)`:
+    /// with `antialias` its `_upsample_bicubic2d_aa` (Keys' cubic with a = −0.5, the support widened by
+    /// the factor along an axis that shrinks, weights normalised to sum 1 — what diffusers' unCLIP uses
+    /// to upscale the decoder's image), without it the plain bicubic (a = −0.75, four taps, indices
+    /// clamped at the edges). Separable: along W into a Float buffer, then along H; no clamping of
+    /// values (bicubic overshoots). Throws `invalidArgument` for another rank, an empty axis, or an
+    /// output over `maxResizeCount` values.
+    public func resizedBicubic(height newHeight: Int, width newWidth: Int, antialias: Bool) throws -> Tensor {
+        guard rank == 4, shape.allSatisfy({ $0 > 0 }) else {
+            throw DalleError.invalidArgument("bicubic resize wants a non-empty [N, C, H, W] tensor, not \(shape)")
+        }
+        let planes = shape[0] * shape[1], height = shape[2], width = shape[3]
+        guard newHeight > 0, newWidth > 0, let count = Tensor.elementCount([planes, newHeight, newWidth]),
+              count <= Self.maxResizeCount, planes * height * newWidth <= Self.maxResizeCount else {
+            throw DalleError.invalidArgument("cannot resize \(shape) to \(newHeight)x\(newWidth) (at most \(Self.maxResizeCount) values)")
+        }
+        let columns = Resampling.bicubicTaps(from: width, to: newWidth, antialias: antialias)
+        let rows = Resampling.bicubicTaps(from: height, to: newHeight, antialias: antialias)
+        var across = [Float](repeating: 0, count: planes * height * newWidth)
+        scalars.withUnsafeBufferPointer { src in
+            across.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<(planes * height) {
+                    for (x, tap) in columns.enumerated() {
+                        var sum: Float = 0
+                        for (k, w) in tap.weights.enumerated() { sum += src[r * width + tap.start + k] * w }
+                        dst[r * newWidth + x] = sum
+                    }
+                }
+            }
+        }
+        var out = [Float](repeating: 0, count: count)
+        across.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for p in 0..<planes {
+                    for (y, tap) in rows.enumerated() {
+                        for x in 0..<newWidth {
+                            var sum: Float = 0
+                            for (k, w) in tap.weights.enumerated() {
+                                sum += src[(p * height + tap.start + k) * newWidth + x] * w
+                            }
+                            dst[(p * newHeight + y) * newWidth + x] = sum
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(uncheckedShape: [shape[0], shape[1], newHeight, newWidth], scalars: out)
+    }
+}
+
+extension Resampling {
+    /// Keys' cubic convolution kernel with parameter `a`: PyTorch's cubic_convolution1 for |x| < 1,
+    /// cubic_convolution2 for 1 ≤ |x| < 2, else 0.
+    static func cubic(_ x: Float, a: Float) -> Float {
+        let x = abs(x)
+        if x < 1 { return cubicNear(x, a: a) }
+        if x < 2 { return cubicFar(x, a: a) }
+        return 0
+    }
+    static func cubicNear(_ x: Float, a: Float) -> Float { ((a + 2) * x - (a + 3)) * x * x + 1 }
+    static func cubicFar(_ x: Float, a: Float) -> Float { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+
+    /// PyTorch's bicubic taps from `input` to `output` samples (both ≥ 1), computed in its mix of
+    /// float and double. Antialiased (`_compute_weights_aa`): s = input/output, output i centred at
+    /// c = s·(i + ½), taps j from ⌊c − r + ½⌋ to ⌊c + r + ½⌋ (r = 2·max(s, 1), clipped to the input),
+    /// weights cubic((j − c + ½)/max(s, 1), a = −0.5) over their sum. Plain: x = s·(i + ½) − ½, the
+    /// four taps ⌊x⌋ − 1 … ⌊x⌋ + 2 with a = −0.75, indices clamped to the input (weights of a
+    /// clamped index added together).
+    static func bicubicTaps(from input: Int, to output: Int, antialias: Bool) -> [Tap] {
+        let scale = Float(input) / Float(output)
+        if antialias {
+            let support: Float = scale >= 1 ? Float(2 * Double(scale)) : 2
+            let invscale: Float = scale >= 1 ? Float(1 / Double(scale)) : 1
+            return (0..<output).map { i in
+                let center = Float(Double(scale) * (Double(i) + 0.5))
+                let first = max(Int(Double(center - support) + 0.5), 0)
+                let end = min(Int(Double(center + support) + 0.5), input)
+                guard end > first else { return Tap(start: min(first, input - 1), weights: [1]) }
+                var weights = (first..<end).map { j in
+                    cubic(Float((Double(Float(j) - center) + 0.5) * Double(invscale)), a: -0.5)
+                }
+                var total: Float = 0
+                for w in weights { total += w }
+                if total != 0 { weights = weights.map { $0 / total } }
+                return Tap(start: first, weights: weights)
+            }
+        }
+        return (0..<output).map { i in
+            let x = scale * (Float(i) + 0.5) - 0.5
+            let index = min(Int(x.rounded(.down)), input - 1)
+            let t = min(max(x - Float(index), 0), 1)
+            let a: Float = -0.75, u = 1 - t
+            let coefficients = [cubicFar(t + 1, a: a), cubicNear(t, a: a), cubicNear(u, a: a), cubicFar(u + 1, a: a)]
+            let taps = (0..<4).map { min(max(index - 1 + $0, 0), input - 1) }
+            var weights = [Float](repeating: 0, count: taps[3] - taps[0] + 1)
+            for (j, c) in coefficients.enumerated() { weights[taps[j] - taps[0]] += c }
+            return Tap(start: taps[0], weights: weights)
+        }
+    }
+}
