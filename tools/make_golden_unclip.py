@@ -20,8 +20,10 @@ builds them: prior fixed_small_log / sample / clip range 5; decoder learned_rang
 super-res fixed_small_log / epsilon / clip 1). Every parameter is perturbed with seeded noise after
 construction, then rounded to a float16-representable value (so a 16-bit bundle holds the exact
 weights). The pipeline is written with `save_pretrained` to --pipeline-dir (default: a temporary
-folder, removed at the end): that folder is the input format tools/convert_unclip.py reads. The
-weights themselves are no fixture (about 3.5 MB in float32): rerun this script to get them.
+folder, removed at the end), its tokenizer/ rewritten as Karlo publishes it (vocab.json + merges.txt,
+not transformers 5's tokenizer.json): that folder is the input format tools/convert_unclip.py reads. The
+weights themselves are no fixture (2.3 M parameters: 9 MB in float32, 4.6 MB as a 16-bit bundle):
+rerun this script with --pipeline-dir to get them.
 
 Stochastic steps are made reproducible by replacing `diffusers.schedulers.scheduling_unclip.randn_tensor`
 with a tape of pre-drawn tensors, which the fixtures record.
@@ -86,10 +88,12 @@ Tests/DalleCoreTests/Golden/unclip/:
     image [2, 3, 32, 32]       the pipeline's output (x 0.5 + 0.5, clamped), NCHW
     metadata: prompts, step counts, guidance scales
 
-Then, when tools/convert_unclip.py exists, it converts the pipeline folder (float32 and float16) and
-checks every tensor name, shape and value, and every config, against the folder.
+Then it converts the pipeline folder with tools/convert_unclip.py (f32, f16, bf16; from .safetensors and
+from .bin state dicts) and checks every tensor name, shape and value, every config and the tokenizer
+against the folder.
 """
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -114,6 +118,9 @@ except ImportError:
     from diffusers.pipelines.unclip.text_proj import UnCLIPTextProjModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import convert_unclip  # noqa: E402
+from convert_unclip import clip_vocabulary  # noqa: E402
 OUT = os.path.join(ROOT, "Tests", "DalleCoreTests", "Golden", "unclip")
 
 PROMPTS = ["a red cat on the mat", "two blue squares"]
@@ -175,19 +182,7 @@ def f32(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tokenizer: CLIP's byte-level BPE format with a tiny vocabulary.
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
+# Tokenizer: CLIP's byte-level BPE format with a tiny vocabulary (the order convert_unclip checks).
 
 MERGES = ["r e", "re d</w>", "c a", "ca t</w>", "t h", "th e</w>", "o n</w>", "m a", "ma t</w>", "t w",
           "tw o</w>", "b l", "bl u", "blu e</w>", "s q", "sq u", "a r", "ar e", "are s</w>"]
@@ -195,11 +190,7 @@ MERGES = ["r e", "re d</w>", "c a", "ca t</w>", "t h", "th e</w>", "o n</w>", "m
 
 def write_tokenizer(folder):
     os.makedirs(folder, exist_ok=True)
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols]
-    for merge in MERGES:
-        vocab.append(merge.replace(" ", ""))
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = clip_vocabulary([tuple(m.split(" ")) for m in MERGES])
     with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
     with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
@@ -254,6 +245,7 @@ def build_pipeline(tokenizer_dir):
     # The prior's output statistics: a spread like a real CLIP embedding's, never a zero std.
     with torch.no_grad():
         prior.clip_std.abs_().add_(0.5)
+        prior.clip_std.copy_(prior.clip_std.to(torch.float16).to(torch.float32))
     return UnCLIPPipeline(
         prior=prior, decoder=decoder, text_proj=text_proj, text_encoder=text_encoder, tokenizer=tokenizer,
         super_res_first=super_res_first, super_res_last=super_res_last,
@@ -421,9 +413,12 @@ def chain_fixture(pipe):
 
     interpolate = F.interpolate
 
+    # The pipeline passes antialias=True only when inspect.signature(F.interpolate) lists it: keep the signature.
+    @functools.wraps(interpolate)
     def record_interpolate(x, *args, **kwargs):
         y = interpolate(x, *args, **kwargs)
         if kwargs.get("mode") == "bicubic":  # the UNets' own nearest upsampling goes through here too
+            assert kwargs.get("antialias") is True, kwargs
             assert "image_small" not in recorded
             recorded["image_small"], recorded["image_upscaled"] = x, y
         return y
@@ -450,39 +445,104 @@ def chain_fixture(pipe):
     return out, meta
 
 
-def check_converter(pipeline_dir, scratch):
-    """Round trip through tools/convert_unclip.py, when it exists: names, shapes, values, configs."""
-    script = os.path.join(ROOT, "tools", "convert_unclip.py")
-    if not os.path.exists(script):
-        print("tools/convert_unclip.py not present: converter check skipped")
-        return
+def karlo_tokenizer_layout(source, folder):
+    """The tokenizer folder as Karlo publishes it (vocab.json, merges.txt, special_tokens_map.json,
+    tokenizer_config.json) instead of transformers 5's tokenizer.json."""
+    config = json.loads(open(os.path.join(folder, "tokenizer_config.json")).read())
+    os.remove(os.path.join(folder, "tokenizer.json"))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(os.path.join(source, name), os.path.join(folder, name))
+    special = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    with open(os.path.join(folder, "special_tokens_map.json"), "w") as f:
+        json.dump(special, f, indent=2, sort_keys=True)
+    CLIPTokenizer.from_pretrained(folder)  # still loads
+
+
+def check_converter(pipe, pipeline_dir, scratch):
+    """Round trip through tools/convert_unclip.py: every tensor of every part under its prefix with its
+    name, shape and value (float32 and float16 bundles; the weights are float16-representable), every
+    config verbatim, the tokenizer's merges; the same from `.bin` state dicts and from a tokenizer.json."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import convert_unclip
-    components = convert_unclip.read_pipeline(pipeline_dir)
-    for dtype, torch_dtype in (("f32", torch.float32), ("f16", torch.float16)):
-        path = os.path.join(scratch, f"unclip_{dtype}.safetensors")
-        subprocess.run([sys.executable, script, pipeline_dir, path, "--dtype", dtype], check=True)
-        tensors = load_file(path)
+    parts = {"text_encoder": pipe.text_encoder, "prior": pipe.prior, "text_proj": pipe.text_proj,
+             "decoder": pipe.decoder, "super_res_first": pipe.super_res_first, "super_res_last": pipe.super_res_last}
+    expected = {convert_unclip.PREFIXES[p] + k: v for p, m in parts.items() for k, v in m.state_dict().items()}
+    merges_text = "".join(m + "\n" for m in MERGES).encode()
+
+    def check(path, torch_dtype, folder):
         with safe_open(path, "pt") as f:
             meta = f.metadata()
-        expected = {}
-        for folder, (state, config) in components["models"].items():
-            prefix = convert_unclip.PREFIXES[folder]
-            for k, v in state.items():
-                expected[prefix + k] = v
-            assert json.loads(meta[prefix + "config"]) == config, folder
-        assert set(tensors) >= set(expected), sorted(set(expected) - set(tensors))[:5]
-        for k, v in expected.items():
-            assert tensors[k].shape == v.shape, k
-            # Every weight is float16-representable, so both dtypes hold it exactly.
-            assert torch.equal(tensors[k].float(), v.float()), k
-            assert tensors[k].dtype == torch_dtype, (k, tensors[k].dtype)
-        for folder in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
-            with open(os.path.join(pipeline_dir, folder, "scheduler_config.json")) as f:
-                assert json.loads(meta["unclip." + folder + ".config"]) == json.load(f), folder
-        print(f"converter round trip ({dtype}): {len(expected)} tensors, configs and tokenizer checked")
+            names = set(f.keys())
+            assert names == set(expected) | {"tokenizer.merges"}, sorted(names ^ (set(expected) | {"tokenizer.merges"}))[:5]
+            for k, v in expected.items():
+                t = f.get_tensor(k)
+                assert t.shape == v.shape and t.dtype == torch_dtype, (k, t.shape, t.dtype)
+                assert torch.equal(t.float(), v.float()), k
+            assert bytes(f.get_tensor("tokenizer.merges").numpy().tobytes()) == merges_text
+        assert meta["components"] == "unclip,tokenizer" and meta["format"] == "libdalle"
+        assert meta["unclip.parts"] == ",".join(parts) and meta["tokenizer.kind"] == "clip-bpe"
+        assert int(meta["tokenizer.vocab_size"]) == len(pipe.tokenizer.get_vocab())
+        for p in parts:
+            assert meta[f"unclip.{p}.config"] == open(os.path.join(folder, p, "config.json")).read(), p
+        for name in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
+            assert meta[f"unclip.{name}.config"] == open(os.path.join(folder, name, "scheduler_config.json")).read()
+        assert meta["unclip.pipeline"] == open(os.path.join(folder, "model_index.json")).read()
+        return len(expected)
+
+    for dtype, torch_dtype in (("f32", torch.float32), ("f16", torch.float16), ("bf16", torch.bfloat16)):
+        path = os.path.join(scratch, f"unclip_{dtype}.safetensors")
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), pipeline_dir, path,
+                        "--dtype", dtype], check=True, stdout=subprocess.DEVNULL)
+        if dtype != "bf16":  # the weights are float16-, not bfloat16-representable
+            n = check(path, torch_dtype, pipeline_dir)
+    # The same pipeline with pickled state dicts, as older diffusers releases saved them.
+    bin_dir = os.path.join(scratch, "pipeline_bin")
+    shutil.copytree(pipeline_dir, bin_dir)
+    for p in parts:
+        folder = os.path.join(bin_dir, p)
+        for name in os.listdir(folder):
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+                torch.save(load_file(os.path.join(folder, name)), os.path.join(folder, name[:-12] + ".bin"))
+                os.remove(os.path.join(folder, name))
+    path = os.path.join(scratch, "unclip_bin.safetensors")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), bin_dir, path, "--dtype", "f32"],
+                   check=True, stdout=subprocess.DEVNULL)
+    check(path, torch.float32, bin_dir)
+    # A tokenizer saved as transformers 5 does (tokenizer.json only) gives the same merges.
+    fast = os.path.join(scratch, "tokenizer_fast")
+    pipe.tokenizer.save_pretrained(fast)
+    assert convert_unclip.read_tokenizer(fast)[0] == convert_unclip.read_tokenizer(os.path.join(pipeline_dir, "tokenizer"))[0]
+    # Bad folders are errors that say what is wrong.
+    def expect_error(fragment, edit):
+        bad = os.path.join(scratch, "pipeline_bad")
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(pipeline_dir, bad)
+        edit(bad)
+        try:
+            convert_unclip.read_pipeline(bad)
+        except convert_unclip.ConversionError as e:
+            assert fragment in str(e), (fragment, str(e))
+            return
+        raise AssertionError(f"no error for {fragment}")
+
+    def swap_vocab(folder):
+        path = os.path.join(folder, "tokenizer", "vocab.json")
+        vocab = json.load(open(path))
+        vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+        json.dump(vocab, open(path, "w"))
+
+    def set_scheduler(folder):
+        path = os.path.join(folder, "decoder_scheduler", "scheduler_config.json")
+        config = json.load(open(path))
+        config["beta_schedule"] = "linear"
+        json.dump(config, open(path, "w"))
+
+    expect_error("vocabulary id", swap_vocab)
+    expect_error("lacks decoder", lambda f: shutil.rmtree(os.path.join(f, "decoder")))
+    expect_error("no state dict", lambda f: os.remove(os.path.join(f, "prior", "diffusion_pytorch_model.safetensors")))
+    expect_error("beta_schedule", set_scheduler)
+    print(f"converter round trip: {n} tensors in f32 / f16 (bf16 written), from .safetensors and .bin; "
+          "configs verbatim; tokenizer from vocab.json + merges.txt and from tokenizer.json")
 
 
 def main():
@@ -497,6 +557,7 @@ def main():
         pipe = build_pipeline(os.path.join(scratch, "tokenizer"))
         pipe.set_progress_bar_config(disable=True)
         pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+        karlo_tokenizer_layout(os.path.join(scratch, "tokenizer"), os.path.join(pipeline_dir, "tokenizer"))
         os.makedirs(args.out, exist_ok=True)
         with torch.no_grad():
             fixtures = {"schedulers": scheduler_fixtures(), "ops": (ops_fixtures(), {}),
@@ -506,7 +567,7 @@ def main():
             path = os.path.join(args.out, name + ".safetensors")
             write_safetensors(path, tensors, meta)
             print(f"wrote {os.path.relpath(path, ROOT)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
-        check_converter(pipeline_dir, scratch)
+        check_converter(pipe, pipeline_dir, scratch)
         if args.pipeline_dir:
             print(f"tiny pipeline kept in {pipeline_dir}")
     finally:

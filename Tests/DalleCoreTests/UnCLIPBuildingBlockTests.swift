@@ -50,6 +50,14 @@ final class UnCLIPBuildingBlockTests: XCTestCase {
         }
     }
 
+    /// The pipeline's own upscaling of the decoder's image (Golden/unclip/chain), 8×8 → 32×32.
+    func testPipelineUpscaleMatchesDiffusers() throws {
+        let chain = try UnCLIPGolden.file("chain")
+        let small = try chain.tensor("image_small"), upscaled = try chain.tensor("image_upscaled")
+        UnCLIPGolden.assertClose(try small.resizedBicubic(height: upscaled.shape[2], width: upscaled.shape[3], antialias: true),
+                                 upscaled, atol: 1e-5, rtol: 1e-5, "chain upscale")
+    }
+
     func testBicubicResizeEdgesAndBadInput() throws {
         // A constant image stays constant (weights sum to one), also from and to a single pixel.
         let constant = Tensor(uncheckedShape: [1, 1, 3, 1], scalars: [0.25, 0.25, 0.25])
