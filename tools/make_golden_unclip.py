@@ -82,6 +82,10 @@ Tests/DalleCoreTests/Golden/unclip/:
     prior_latents [2, 32], prior_step_noise [24, 2, 32]
     decoder_latents [2, 3, 8, 8], decoder_step_noise [24, 2, 3, 8, 8]
     super_res_latents [2, 3, 32, 32], super_res_step_noise [6, 2, 3, 32, 32]
+    prior_model_outputs [25, 4, 32]        the prior's output at each step (guidance batch: unconditional first)
+    prior_final_latents [2, 32]            the prior loop's result, before post_process_latents
+    decoder_model_outputs [25, 4, 6, 8, 8] the decoder's output at each step (guidance batch)
+    super_res_model_outputs [7, 2, 3, 32, 32] super_res_first's output at steps 0-5, super_res_last's at 6
     image_embeddings [2, 32]   the prior's output after post_process_latents
     image_small [2, 3, 8, 8]   the decoder's output (clamped to [-1, 1])
     image_upscaled [2, 3, 32, 32]
@@ -408,8 +412,16 @@ def chain_fixture(pipe):
     post_process = pipe.prior.post_process_latents
 
     def record_post_process(latents):
+        recorded["prior_final_latents"] = latents.clone()
         recorded["image_embeddings"] = post_process(latents)
         return recorded["image_embeddings"]
+
+    # Every model output the loops see, in call order (the prior's and decoder's with the guidance batch).
+    calls = {"prior": [], "decoder": [], "super_res": []}
+    hooks = [pipe.prior.register_forward_hook(lambda m, a, o: calls["prior"].append(o.predicted_image_embedding.clone())),
+             pipe.decoder.register_forward_hook(lambda m, a, o: calls["decoder"].append(o.sample.clone()))]
+    for unet, tag in ((pipe.super_res_first, 0.0), (pipe.super_res_last, 1.0)):
+        hooks.append(unet.register_forward_hook(lambda m, a, o, tag=tag: calls["super_res"].append((tag, o.sample.clone()))))
 
     interpolate = F.interpolate
 
@@ -434,6 +446,12 @@ def chain_fixture(pipe):
     finally:
         F.interpolate = interpolate
         del pipe.prior.post_process_latents
+        for h in hooks:
+            h.remove()
+    assert [tag for tag, _ in calls["super_res"]] == [0.0] * (s - 1) + [1.0], "super_res_last on the last step only"
+    recorded["prior_model_outputs"] = torch.stack(calls["prior"])
+    recorded["decoder_model_outputs"] = torch.stack(calls["decoder"])
+    recorded["super_res_model_outputs"] = torch.stack([o for _, o in calls["super_res"]])
     assert not TAPE.queue, f"{len(TAPE.queue)} noise tensors left on the tape"
     text = pipe.tokenizer(PROMPTS, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
     uncond = pipe.tokenizer([""], padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")

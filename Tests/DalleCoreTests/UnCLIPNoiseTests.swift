@@ -8,9 +8,10 @@ final class UnCLIPNoiseTests: XCTestCase {
     static let names = ["prior_latents", "prior_step_noise", "decoder_latents", "decoder_step_noise",
                         "super_res_latents", "super_res_step_noise"]
 
-    func recorded() throws -> [String: Tensor] {
+    /// The chain fixture's six noise tensors.
+    static func recorded() throws -> [String: Tensor] {
         let chain = try UnCLIPGolden.file("chain")
-        return try Dictionary(uniqueKeysWithValues: Self.names.map { ($0, try chain.tensor($0)) })
+        return try Dictionary(uniqueKeysWithValues: names.map { ($0, try chain.tensor($0)) })
     }
 
     func assertInvalid<T>(_ body: @autoclosure () throws -> T, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -21,7 +22,7 @@ final class UnCLIPNoiseTests: XCTestCase {
     }
 
     func testRecordedNoiseFitsItsLayout() throws {
-        let tensors = try recorded()
+        let tensors = try Self.recorded()
         let noise = try UnCLIPNoise(layout: Self.layout, tensors: tensors)
         XCTAssertEqual(noise.latents(.prior), tensors["prior_latents"])
         XCTAssertEqual(noise.stepNoise(.decoder, step: 0)?.shape, [2, 3, 8, 8])
@@ -37,7 +38,7 @@ final class UnCLIPNoiseTests: XCTestCase {
 
     func testNoiseFileRoundTrip() throws {
         var writer = SafetensorsWriter()
-        let tensors = try recorded()
+        let tensors = try Self.recorded()
         for name in Self.names { try writer.add(name, tensors[name]!) }
         let bytes = writer.serialized()
         let file = try bytes.withUnsafeBytes { try SafetensorsFile(bytes: $0) }
@@ -55,7 +56,7 @@ final class UnCLIPNoiseTests: XCTestCase {
     }
 
     func testBadNoiseIsAnError() throws {
-        let tensors = try recorded()
+        let tensors = try Self.recorded()
         func with(_ name: String, _ t: Tensor) -> [String: Tensor] { var d = tensors; d[name] = t; return d }
         assertInvalid(try UnCLIPNoise(layout: Self.layout, tensors: with("decoder_latents", Tensor(zeros: [2, 3, 16, 16]))),
                       "'decoder_latents' has shape [2, 3, 16, 16], expected [2, 3, 8, 8]")
