@@ -92,6 +92,9 @@ Tests/DalleCoreTests/Golden/unclip/:
     image [2, 3, 32, 32]       the pipeline's output (x 0.5 + 0.5, clamped), NCHW
     metadata: prompts, step counts, guidance scales
 
+  bundle_metadata.safetensors  no tensors: the metadata tools/convert_unclip.py writes for this pipeline
+                               (f16), for the Swift reader of unCLIP bundles
+
 Then it converts the pipeline folder with tools/convert_unclip.py (f32, f16, bf16; from .safetensors and
 from .bin state dicts) and checks every tensor name, shape and value, every config and the tokenizer
 against the folder.
@@ -476,7 +479,7 @@ def karlo_tokenizer_layout(source, folder):
     CLIPTokenizer.from_pretrained(folder)  # still loads
 
 
-def check_converter(pipe, pipeline_dir, scratch):
+def check_converter(pipe, pipeline_dir, scratch, out_dir):
     """Round trip through tools/convert_unclip.py: every tensor of every part under its prefix with its
     name, shape and value (float32 and float16 bundles; the weights are float16-representable), every
     config verbatim, the tokenizer's merges; the same from `.bin` state dicts and from a tokenizer.json."""
@@ -512,6 +515,9 @@ def check_converter(pipe, pipeline_dir, scratch):
                         "--dtype", dtype], check=True, stdout=subprocess.DEVNULL)
         if dtype != "bf16":  # the weights are float16-, not bfloat16-representable
             n = check(path, torch_dtype, pipeline_dir)
+        if dtype == "f16":
+            with safe_open(path, "pt") as f:
+                write_safetensors(os.path.join(out_dir, "bundle_metadata.safetensors"), {}, f.metadata())
     # The same pipeline with pickled state dicts, as older diffusers releases saved them.
     bin_dir = os.path.join(scratch, "pipeline_bin")
     shutil.copytree(pipeline_dir, bin_dir)
@@ -585,7 +591,7 @@ def main():
             path = os.path.join(args.out, name + ".safetensors")
             write_safetensors(path, tensors, meta)
             print(f"wrote {os.path.relpath(path, ROOT)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
-        check_converter(pipe, pipeline_dir, scratch)
+        check_converter(pipe, pipeline_dir, scratch, args.out)
         if args.pipeline_dir:
             print(f"tiny pipeline kept in {pipeline_dir}")
     finally:
