@@ -62,6 +62,8 @@ Tests/DalleCoreTests/Golden/unclip/:
     resize.aa.37x23_to_12x30 [1, 1, 12, 30] (down along H, up along W)
     resize.aa.8_to_8   [2, 3, 8, 8]
     resize.plain.*     the same four sizes without antialias (a = -0.75)
+    slerp.low, slerp.high [3, 32], slerp.fractions [5], slerp.out [5, 3, 32]  spherical interpolation per
+                       row (float64 numpy, as dcgan.torch's slerp), for fractions 0, 0.25, 0.5, 0.9, 1
 
   modules.safetensors  one forward of each module, inputs as the pipeline builds them (B = 2 prompts,
                        classifier-free guidance doubles the batch to 4: unconditional first)
@@ -348,7 +350,23 @@ def ops_fixtures():
         x = inputs[src]
         out[f"resize.aa.{name}"] = f32(F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False))
         out[f"resize.plain.{name}"] = f32(F.interpolate(x, size=size, mode="bicubic", antialias=False, align_corners=False))
+    # Spherical interpolation (DALL-E 2's interpolations between CLIP embeddings), in float64 per row.
+    low, high = torch.randn((3, 32), generator=g), torch.randn((3, 32), generator=g)
+    high[2] = -0.3 * low[2] + 0.1 * high[2]  # a wide angle
+    fractions = [0.0, 0.25, 0.5, 0.9, 1.0]
+    out.update({"slerp.low": low, "slerp.high": high, "slerp.fractions": torch.tensor(fractions),
+                "slerp.out": torch.tensor(np.stack([[slerp(t, a, b) for a, b in zip(low.double().numpy(), high.double().numpy())]
+                                                    for t in fractions]), dtype=torch.float32)})
     return out
+
+
+def slerp(t, low, high):
+    """The usual slerp (dcgan.torch issue 14): along the great circle, lengths blended too."""
+    omega = np.arccos(np.clip(np.dot(low / np.linalg.norm(low), high / np.linalg.norm(high)), -1, 1))
+    so = np.sin(omega)
+    if so == 0:
+        return (1.0 - t) * low + t * high
+    return np.sin((1.0 - t) * omega) / so * low + np.sin(t * omega) / so * high
 
 
 def module_fixtures(pipe):

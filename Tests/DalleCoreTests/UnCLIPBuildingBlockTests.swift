@@ -58,6 +58,30 @@ final class UnCLIPBuildingBlockTests: XCTestCase {
                                  upscaled, atol: 1e-5, rtol: 1e-5, "chain upscale")
     }
 
+    func testSphericalInterpolationMatchesReference() throws {
+        let io = try UnCLIPGolden.file("ops")
+        let low = try io.tensor("slerp.low"), high = try io.tensor("slerp.high"), expected = try io.tensor("slerp.out")
+        let fractions = try io.tensor("slerp.fractions").scalars
+        var rows: [Float] = []
+        for t in fractions {
+            for r in 0..<low.shape[0] {
+                let a = UnCLIPGolden.item(low, r).scalars, b = UnCLIPGolden.item(high, r).scalars
+                rows += try sphericalInterpolation(from: a, to: b, fraction: t)
+            }
+        }
+        UnCLIPGolden.assertClose(Tensor(uncheckedShape: expected.shape, scalars: rows), expected, atol: 1e-6, rtol: 1e-5, "slerp")
+        // Ends exact to float rounding; parallel and opposite vectors blend straight.
+        let a: [Float] = [1, 2, 3], b: [Float] = [-2, 0.5, 4]
+        XCTAssertEqual(try sphericalInterpolation(from: a, to: b, fraction: 0), a)
+        XCTAssertEqual(try sphericalInterpolation(from: a, to: a.map { $0 * 3 }, fraction: 0.5), a.map { $0 * 2 })
+        XCTAssertEqual(try sphericalInterpolation(from: a, to: a.map { -$0 }, fraction: 0.5), [0, 0, 0])
+        XCTAssertThrowsError(try sphericalInterpolation(from: a, to: [1, 2], fraction: 0.5))
+        XCTAssertThrowsError(try sphericalInterpolation(from: [], to: [], fraction: 0.5))
+        XCTAssertThrowsError(try sphericalInterpolation(from: a, to: [0, 0, 0], fraction: 0.5))
+        XCTAssertThrowsError(try sphericalInterpolation(from: a, to: [1, .nan, 0], fraction: 0.5))
+        XCTAssertThrowsError(try sphericalInterpolation(from: a, to: b, fraction: .infinity))
+    }
+
     func testBicubicResizeEdgesAndBadInput() throws {
         // A constant image stays constant (weights sum to one), also from and to a single pixel.
         let constant = Tensor(uncheckedShape: [1, 1, 3, 1], scalars: [0.25, 0.25, 0.25])
