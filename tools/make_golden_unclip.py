@@ -69,13 +69,20 @@ Tests/DalleCoreTests/Golden/unclip/:
                        classifier-free guidance doubles the batch to 4: unconditional first)
     text.input_ids [4, 16], text.attention_mask [4, 16], text.last_hidden_state [4, 16, 32],
     text.text_embeds [4, 32]   (prompts "", "", PROMPT_0, PROMPT_1)
+    text.hidden_states.0-2 [4, 16, 32]   the embeddings and each layer's output
     prior.latents [4, 32], prior.timestep [1], prior.proj_embedding [4, 32],
     prior.encoder_hidden_states [4, 16, 32], prior.attention_mask [4, 16], prior.output [4, 32],
     prior.post_process_input [2, 32], prior.post_processed [2, 32]
+    prior.inner.time_embedding [4, 32], prior.inner.transformer_blocks.0-1 [4, 20, 32],
+    prior.inner.norm_out [4, 20, 32]   (inside prior.output's forward)
     text_proj.image_embeddings [2, 32], text_proj.encoder_hidden_states [4, 20, 48],
     text_proj.additive_time_embeddings [4, 128]
     decoder.sample [4, 3, 8, 8], decoder.timestep [1], decoder.attention_mask [4, 20],
     decoder.output [4, 6, 8, 8] (encoder_hidden_states / class_labels: text_proj's outputs)
+    decoder.inner.time_embedding [4, 128] (before the class embedding is added), .conv_in [4, 32, 8, 8],
+    .down_blocks.0 [4, 32, 4, 4], .down_blocks.1 [4, 64, 4, 4], .mid_block [4, 64, 4, 4],
+    .up_blocks.0 [4, 64, 8, 8], .up_blocks.1 [4, 32, 8, 8], .conv_norm_out [4, 32, 8, 8]
+    (inside decoder.output's forward; a block's hidden states, not its skip tensors)
     super_res_first.sample [2, 6, 32, 32], super_res_first.timestep [1], super_res_first.output [2, 3, 32, 32]
     super_res_last.*  the same for the last-step UNet
 
@@ -369,11 +376,42 @@ def slerp(t, low, high):
     return np.sin((1.0 - t) * omega) / so * low + np.sin(t * omega) / so * high
 
 
+class recording:
+    """Records the first tensor output of the named submodules ("blocks.*": each child of `blocks`) under
+    prefix + name while the block runs, for debugging a port layer by layer."""
+
+    def __init__(self, out, prefix, model, names):
+        modules = dict(model.named_modules())
+        self.targets = []
+        for name in names:
+            if name.endswith(".*"):
+                parent = name[:-2]
+                self.targets += [f"{parent}.{child}" for child, _ in modules[parent].named_children()]
+            else:
+                self.targets.append(name)
+        self.out, self.prefix, self.modules, self.hooks = out, prefix, modules, []
+
+    def __enter__(self):
+        for name in self.targets:
+            def hook(module, args, output, name=name):
+                first = output[0] if isinstance(output, tuple) else output
+                assert self.prefix + name not in self.out, f"{name} ran twice"
+                self.out[self.prefix + name] = f32(first)
+            self.hooks.append(self.modules[name].register_forward_hook(hook))
+
+    def __exit__(self, *exc):
+        for h in self.hooks:
+            h.remove()
+        assert exc[0] is not None or all(self.prefix + n in self.out for n in self.targets)
+
+
 def module_fixtures(pipe):
     out = {}
     tok = pipe.tokenizer
     text = tok(["", ""] + PROMPTS, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
-    enc = pipe.text_encoder(text.input_ids)
+    enc = pipe.text_encoder(text.input_ids, output_hidden_states=True)
+    for i, h in enumerate(enc.hidden_states):  # the embeddings, then each layer's output (before the final norm)
+        out[f"text.hidden_states.{i}"] = f32(h)
     out["text.input_ids"] = text.input_ids.float()
     out["text.attention_mask"] = text.attention_mask.float()
     out["text.last_hidden_state"] = f32(enc.last_hidden_state)
@@ -384,8 +422,9 @@ def module_fixtures(pipe):
     latents = torch.randn((2, EMBED), generator=g)
     prior_in = torch.cat([latents, latents])
     t_prior = 957
-    pred = pipe.prior(prior_in, timestep=t_prior, proj_embedding=enc.text_embeds,
-                      encoder_hidden_states=enc.last_hidden_state, attention_mask=mask).predicted_image_embedding
+    with recording(out, "prior.inner.", pipe.prior, ["time_embedding", "transformer_blocks.*", "norm_out"]):
+        pred = pipe.prior(prior_in, timestep=t_prior, proj_embedding=enc.text_embeds,
+                          encoder_hidden_states=enc.last_hidden_state, attention_mask=mask).predicted_image_embedding
     out.update({"prior.latents": prior_in, "prior.timestep": torch.tensor([float(t_prior)]),
                 "prior.proj_embedding": f32(enc.text_embeds), "prior.encoder_hidden_states": f32(enc.last_hidden_state),
                 "prior.attention_mask": mask.float(), "prior.output": f32(pred)})
@@ -403,8 +442,10 @@ def module_fixtures(pipe):
     sample = torch.randn((2, 3, DECODER_SIZE, DECODER_SIZE), generator=g)
     sample = torch.cat([sample, sample])
     t_dec = 416
-    dec = pipe.decoder(sample=sample, timestep=t_dec, encoder_hidden_states=hidden, class_labels=additive,
-                       attention_mask=decoder_mask).sample
+    with recording(out, "decoder.inner.", pipe.decoder,
+                   ["time_embedding", "conv_in", "down_blocks.*", "mid_block", "up_blocks.*", "conv_norm_out"]):
+        dec = pipe.decoder(sample=sample, timestep=t_dec, encoder_hidden_states=hidden, class_labels=additive,
+                           attention_mask=decoder_mask).sample
     out.update({"decoder.sample": sample, "decoder.timestep": torch.tensor([float(t_dec)]),
                 "decoder.attention_mask": decoder_mask.float(), "decoder.output": f32(dec)})
 
