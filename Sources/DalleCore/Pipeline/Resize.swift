@@ -112,12 +112,13 @@ extension Tensor {
         }
         let planes = shape[0] * shape[1], height = shape[2], width = shape[3]
         guard newHeight > 0, newWidth > 0, let count = Tensor.elementCount([planes, newHeight, newWidth]),
-              count <= Self.maxResizeCount, planes * height * newWidth <= Self.maxResizeCount else {
+              count <= Self.maxResizeCount,
+              let acrossCount = Tensor.elementCount([planes, height, newWidth]), acrossCount <= Self.maxResizeCount else {
             throw DalleError.invalidArgument("cannot resize \(shape) to \(newHeight)x\(newWidth) (at most \(Self.maxResizeCount) values)")
         }
         let columns = Resampling.bicubicTaps(from: width, to: newWidth, antialias: antialias)
         let rows = Resampling.bicubicTaps(from: height, to: newHeight, antialias: antialias)
-        var across = [Float](repeating: 0, count: planes * height * newWidth)
+        var across = [Float](repeating: 0, count: acrossCount)
         scalars.withUnsafeBufferPointer { src in
             across.withUnsafeMutableBufferPointer { dst in
                 for r in 0..<(planes * height) {
