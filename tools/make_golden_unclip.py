@@ -11,19 +11,20 @@ Do not put tools/stubs on sys.path for this script: its `transformers` stub woul
 It builds a TINY unCLIP pipeline with Karlo's structure and random weights: a CLIP BPE tokenizer
 written here (byte symbols, a few merges, 16 tokens of context), CLIPTextModelWithProjection (width
 32, 2 layers, 4 heads, quick_gelu, projection 32), PriorTransformer (2 layers, 2 heads x 16, 16 + 4
-tokens), UnCLIPTextProjModel (4 extra context tokens, time embedding 128, cross-attention 48), the
-decoder UNet2DConditionModel (Karlo's block types, channels 32/64, 8x8, 3 in / 6 out,
-class_embed_type="identity", resnet_time_scale_shift="scale_shift", head dim 16), two super-res
-UNet2DModels (ResNet blocks only, no mid attention, channels 32/64, 32x32, 6 in / 3 out) and the
+tokens), UnCLIPTextProjModel (4 extra context tokens, time embedding 64, cross-attention 48), the
+decoder UNet2DConditionModel (Karlo's block types, channels 16/32 in 4 norm groups, 8x8, 3 in / 6 out,
+class_embed_type="identity", resnet_time_scale_shift="scale_shift", head dim 8), two super-res
+UNet2DModels (ResNet blocks only, no mid attention, channels 8/16 in 4 norm groups, 32x32, 6 in / 3
+out: x4 as Karlo's 64 -> 256) and the
 three UnCLIPScheduler configurations Karlo uses (as diffusers' scripts/convert_kakao_brain_unclip_to_diffusers.py
 builds them: prior fixed_small_log / sample / clip range 5; decoder learned_range / epsilon / clip 1;
 super-res fixed_small_log / epsilon / clip 1). Every parameter is perturbed with seeded noise after
 construction, then rounded to a float16-representable value (so a 16-bit bundle holds the exact
 weights). The pipeline is written with `save_pretrained` to --pipeline-dir (default: a temporary
 folder, removed at the end), its tokenizer/ rewritten as Karlo publishes it (vocab.json + merges.txt,
-not transformers 5's tokenizer.json): that folder is the input format tools/convert_unclip.py reads. The
-weights themselves are no fixture (2.3 M parameters: 9 MB in float32, 4.6 MB as a 16-bit bundle):
-rerun this script with --pipeline-dir to get them.
+not transformers 5's tokenizer.json): that folder is the input format tools/convert_unclip.py reads.
+The converted pipeline (393 k parameters) is committed as a 16-bit bundle, exact since every weight is
+float16-representable, so Swift tests can load the whole tiny pipeline without torch.
 
 Stochastic steps are made reproducible by replacing `diffusers.schedulers.scheduling_unclip.randn_tensor`
 with a tape of pre-drawn tensors, which the fixtures record.
@@ -76,12 +77,12 @@ Tests/DalleCoreTests/Golden/unclip/:
     prior.inner.time_embedding [4, 32], prior.inner.transformer_blocks.0-1 [4, 20, 32],
     prior.inner.norm_out [4, 20, 32]   (inside prior.output's forward)
     text_proj.image_embeddings [2, 32], text_proj.encoder_hidden_states [4, 20, 48],
-    text_proj.additive_time_embeddings [4, 128]
+    text_proj.additive_time_embeddings [4, 64]
     decoder.sample [4, 3, 8, 8], decoder.timestep [1], decoder.attention_mask [4, 20],
     decoder.output [4, 6, 8, 8] (encoder_hidden_states / class_labels: text_proj's outputs)
-    decoder.inner.time_embedding [4, 128] (before the class embedding is added), .conv_in [4, 32, 8, 8],
-    .down_blocks.0 [4, 32, 4, 4], .down_blocks.1 [4, 64, 4, 4], .mid_block [4, 64, 4, 4],
-    .up_blocks.0 [4, 64, 8, 8], .up_blocks.1 [4, 32, 8, 8], .conv_norm_out [4, 32, 8, 8]
+    decoder.inner.time_embedding [4, 64] (before the class embedding is added), .conv_in [4, 16, 8, 8],
+    .down_blocks.0 [4, 16, 4, 4], .down_blocks.1 [4, 32, 4, 4], .mid_block [4, 32, 4, 4],
+    .up_blocks.0 [4, 32, 8, 8], .up_blocks.1 [4, 16, 8, 8], .conv_norm_out [4, 16, 8, 8]
     (inside decoder.output's forward; a block's hidden states, not its skip tensors)
     super_res_first.sample [2, 6, 32, 32], super_res_first.timestep [1], super_res_first.output [2, 3, 32, 32]
     super_res_last.*  the same for the last-step UNet
@@ -103,6 +104,8 @@ Tests/DalleCoreTests/Golden/unclip/:
 
   bundle_metadata.safetensors  no tensors: the metadata tools/convert_unclip.py writes for this pipeline
                                (f16), for the Swift reader of unCLIP bundles
+  tiny_unclip_f16.safetensors  the tiny pipeline as tools/convert_unclip.py --dtype f16 converts it (the
+                               same tensors and metadata, written in a reproducible byte order)
 
 Then it converts the pipeline folder with tools/convert_unclip.py (f32, f16, bf16; from .safetensors and
 from .bin state dicts) and checks every tensor name, shape and value, every config and the tokenizer
@@ -142,7 +145,8 @@ OUT = os.path.join(ROOT, "Tests", "DalleCoreTests", "Golden", "unclip")
 PROMPTS = ["a red cat on the mat", "two blue squares"]
 CONTEXT = 16            # tokenizer model_max_length = text positions = prior num_embeddings
 TEXT_WIDTH, EMBED = 32, 32
-TIME_EMBED = 128        # decoder block_out_channels[0] * 4
+DECODER_CHANNELS, SUPER_RES_CHANNELS, GROUPS = (16, 32), (8, 16), 4
+TIME_EMBED = 4 * DECODER_CHANNELS[0]  # UNet2DConditionModel's time embedding width
 CROSS = 48
 DECODER_SIZE, SUPER_RES_SIZE = 8, 32
 STEPS = (25, 25, 7)
@@ -178,13 +182,19 @@ TAPE = NoiseTape()
 scheduling_unclip.randn_tensor = TAPE
 
 
+STORED = {torch.float32: "F32", torch.float16: "F16", torch.uint8: "U8"}
+
+
 def write_safetensors(path, tensors, metadata):
     """save_file's format, byte for byte reproducible: sorted names and metadata (the library's own
-    writer orders metadata by hash)."""
+    writer orders metadata by hash). F16 and U8 tensors are kept, others stored as F32; wider types
+    first, so every tensor is aligned to its element size."""
     header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
-    for name in sorted(tensors):
-        data = tensors[name].detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+    stored = {k: (v if v.dtype in STORED else v.to(torch.float32)).detach().contiguous() for k, v in tensors.items()}
+    for name in sorted(stored, key=lambda k: (-stored[k].element_size(), k)):
+        t = stored[name]
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": STORED[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -247,14 +257,14 @@ def build_pipeline(tokenizer_dir):
         sample_size=DECODER_SIZE, in_channels=3, out_channels=6, layers_per_block=1,
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), norm_num_groups=8,
-        cross_attention_dim=CROSS, attention_head_dim=16, class_embed_type="identity",
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=DECODER_CHANNELS,
+        norm_num_groups=GROUPS, cross_attention_dim=CROSS, attention_head_dim=8, class_embed_type="identity",
         resnet_time_scale_shift="scale_shift")
     super_res = dict(
         sample_size=SUPER_RES_SIZE, in_channels=6, out_channels=3, layers_per_block=1,
         down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
         up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
-        block_out_channels=(32, 64), norm_num_groups=8, add_attention=False)
+        block_out_channels=SUPER_RES_CHANNELS, norm_num_groups=GROUPS, add_attention=False)
     super_res_first, super_res_last = UNet2DModel(**super_res), UNet2DModel(**super_res)
     for i, m in enumerate([text_encoder, prior, text_proj, decoder, super_res_first, super_res_last]):
         perturb(m, 100 + i)
@@ -577,6 +587,9 @@ def check_converter(pipe, pipeline_dir, scratch, out_dir):
         if dtype == "f16":
             with safe_open(path, "pt") as f:
                 write_safetensors(os.path.join(out_dir, "bundle_metadata.safetensors"), {}, f.metadata())
+                write_safetensors(os.path.join(out_dir, "tiny_unclip_f16.safetensors"),
+                                  {k: f.get_tensor(k) for k in f.keys()}, f.metadata())
+            check(os.path.join(out_dir, "tiny_unclip_f16.safetensors"), torch.float16, pipeline_dir)
     # The same pipeline with pickled state dicts, as older diffusers releases saved them.
     bin_dir = os.path.join(scratch, "pipeline_bin")
     shutil.copytree(pipeline_dir, bin_dir)

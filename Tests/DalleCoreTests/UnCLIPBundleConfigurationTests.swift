@@ -23,6 +23,36 @@ final class UnCLIPBundleConfigurationTests: XCTestCase {
         XCTAssertNoThrow(try UnCLIPNoise(layout: layout, tensors: try UnCLIPNoiseTests.recorded()))
     }
 
+    /// The committed tiny pipeline (tools/convert_unclip.py --dtype f16): its metadata is the one
+    /// above, its tensors are F16 (the tokenizer's merges U8), and its tokenizer gives the prompts'
+    /// ids diffusers' CLIPTokenizer gave (which pads with the end token where ours pads with 0).
+    func testTinyBundleAndItsTokenizer() throws {
+        let bundle = try UnCLIPGolden.file("tiny_unclip_f16")
+        XCTAssertEqual(bundle.metadata, try metadata())
+        let config = try UnCLIPBundleConfiguration(metadata: bundle.metadata)
+        XCTAssertEqual(bundle.info("unclip.prior.clip_std"), TensorInfo(dtype: .f16, shape: [1, config.embeddingWidth]))
+        XCTAssertEqual(bundle.info("unclip.decoder.conv_in.weight")?.shape, [16, config.channels, 3, 3])
+        for name in bundle.names where name != "tokenizer.merges" {
+            XCTAssertEqual(bundle.info(name)?.dtype, .f16, name)
+            XCTAssertTrue(config.parts.contains { name.hasPrefix("unclip.\($0).") }, name)
+        }
+        XCTAssertGreaterThan(bundle.names.count, 500)
+        let tokenizer = try Tokenizer(metadata: bundle.metadata, weights: bundle)
+        let chain = try UnCLIPGolden.file("chain")
+        let ids = try chain.tensor("input_ids"), mask = try chain.tensor("attention_mask")
+        let prompts = try XCTUnwrap(chain.metadata["prompts"]).split(separator: "\"").enumerated()
+            .filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        XCTAssertEqual(prompts, ["a red cat on the mat", "two blue squares"])
+        for (i, prompt) in prompts.enumerated() {
+            let ours = try tokenizer.tokenizeCLIP(prompt, contextLength: 16)
+            let row = UnCLIPGolden.item(ids, i).scalars.map { Int32($0) }
+            XCTAssertEqual(ours.count, Int(UnCLIPGolden.item(mask, i).scalars.reduce(0, +)), prompt)
+            XCTAssertEqual(Array(ours.ids.prefix(ours.count)), Array(row.prefix(ours.count)), prompt)
+        }
+        let uncond = try chain.tensor("uncond_input_ids").scalars.map { Int32($0) }
+        XCTAssertEqual(Array(try tokenizer.tokenizeCLIP("", contextLength: 16).ids.prefix(2)), Array(uncond.prefix(2)))
+    }
+
     func testBadMetadataIsAnError() throws {
         let good = try metadata()
         func assertBad(_ key: String, _ value: String?, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
