@@ -2,7 +2,7 @@
 /// `prior_latents` / `decoder_latents` / `super_res_latents` arguments plus the noise each scheduler
 /// step draws), or walk a latent space.
 ///
-/// A safetensors file (or any store) holding float32 tensors named
+/// A safetensors file (or a dictionary) holding float32 tensors named
 /// - `prior_latents` [B, E], `prior_step_noise` [P − 1, B, E]
 /// - `decoder_latents` [B, 3, H, W], `decoder_step_noise` [D − 1, B, 3, H, W]
 /// - `super_res_latents` [B, 3, H′, W′], `super_res_step_noise` [S − 1, B, 3, H′, W′]
@@ -98,9 +98,8 @@ public struct UnCLIPNoise: Sendable, Equatable {
         for (_, shape, _) in expected where Tensor.elementCount(shape).map({ $0 > Self.maxCount }) ?? true {
             throw DalleError.invalidArgument("unCLIP noise of shape \(shape) is too large")
         }
-        for name in tensors.keys.sorted() {
+        for (name, t) in tensors.sorted(by: { $0.key < $1.key }) {
             guard let want = expected.first(where: { $0.name == name }) else { throw Self.unexpected(name, expected) }
-            let t = tensors[name]!
             guard t.shape == want.shape else { throw Self.wrongShape(name, t.shape, want) }
             if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
                 throw DalleError.invalidArgument("noise tensor '\(name)' holds \(t.scalars[i]) at index \(i)")

@@ -176,7 +176,8 @@ public struct UnCLIPScheduler: Sendable {
         if needsNoise && noise == nil {
             throw DalleError.invalidArgument("unCLIP step: timestep \(t) adds noise, and none was given")
         }
-        for (name, tensor) in [("model output", modelOutput), ("sample", sample)] + (needsNoise ? [("noise", noise!)] : []) {
+        let checked = [("model output", modelOutput), ("sample", sample)] + (needsNoise ? noise.map { [("noise", $0)] } ?? [] : [])
+        for (name, tensor) in checked {
             if let i = tensor.scalars.firstIndex(where: { !$0.isFinite }) {
                 throw DalleError.invalidArgument("unCLIP step: \(name) holds \(tensor.scalars[i]) at index \(i)")
             }
