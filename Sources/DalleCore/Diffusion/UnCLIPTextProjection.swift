@@ -34,42 +34,30 @@ public struct UnCLIPTextProjection: Sendable {
     public let configuration: Configuration
     let unconditional: [Float]
     let toTime: Linear, imageToTime: Linear, extraTokens: Linear, hiddenProjection: Linear
-    let normWeight: [Float], normBias: [Float]
+    let norm: LayerNorm
 
-    /// The LayerNorm's ε (PyTorch's default, which diffusers keeps).
-    public static let layerNormEpsilon: Float = 1e-5
-
-    /// Loads `prefix` + diffusers' names from `weights`; every tensor under `prefix` must be used and
-    /// every shape match (`badFile` otherwise).
+    /// Loads `prefix` + diffusers' names from `weights` (16-bit weights stay views of the file);
+    /// every tensor under `prefix` must be used and every shape match (`badFile` otherwise).
     public init(configuration c: Configuration, weights: WeightStore, prefix: String = "unclip.text_proj.") throws {
         configuration = c
-        var used: Set<String> = []
-        func tensor(_ name: String, _ shape: [Int]) throws -> [Float] {
-            used.insert(prefix + name)
-            return try weights.tensor(prefix + name, shape: shape).scalars
-        }
-        func linear(_ name: String, _ input: Int, _ output: Int) throws -> Linear {
-            Linear(input: input, output: output, weight: try tensor(name + ".weight", [output, input]),
-                   bias: try tensor(name + ".bias", [output]))
-        }
-        let e = c.embeddingWidth
-        unconditional = try tensor("learned_classifier_free_guidance_embeddings", [e])
-        toTime = try linear("embedding_proj", e, c.timeEmbeddingWidth)
-        imageToTime = try linear("clip_image_embeddings_project_to_time_embeddings", e, c.timeEmbeddingWidth)
-        extraTokens = try linear("clip_extra_context_tokens_proj", e, c.extraContextTokens * c.crossAttentionWidth)
-        hiddenProjection = try linear("encoder_hidden_states_proj", e, c.crossAttentionWidth)
-        normWeight = try tensor("text_encoder_hidden_states_norm.weight", [c.crossAttentionWidth])
-        normBias = try tensor("text_encoder_hidden_states_norm.bias", [c.crossAttentionWidth])
-        if let extra = weights.names.first(where: { $0.hasPrefix(prefix) && !used.contains($0) }) {
-            throw DalleError.badFile("unexpected tensor '\(extra)' for the unCLIP text projection")
-        }
+        let loader = StrictWeightLoader(weights), e = c.embeddingWidth
+        unconditional = try loader.weight(prefix + "learned_classifier_free_guidance_embeddings", shape: [e]).floats()
+        toTime = try Linear(prefix + "embedding_proj", inputs: e, outputs: c.timeEmbeddingWidth, bias: true, loader: loader)
+        imageToTime = try Linear(prefix + "clip_image_embeddings_project_to_time_embeddings", inputs: e,
+                                 outputs: c.timeEmbeddingWidth, bias: true, loader: loader)
+        extraTokens = try Linear(prefix + "clip_extra_context_tokens_proj", inputs: e,
+                                 outputs: c.extraContextTokens * c.crossAttentionWidth, bias: true, loader: loader)
+        hiddenProjection = try Linear(prefix + "encoder_hidden_states_proj", inputs: e, outputs: c.crossAttentionWidth,
+                                      bias: true, loader: loader)
+        norm = try LayerNorm(prefix + "text_encoder_hidden_states_norm", width: c.crossAttentionWidth, loader: loader)
+        try loader.rejectUnused(prefix: prefix, model: "unCLIP text projection")
     }
 
     /// `imageEmbeddings` [B, E]; `textEmbeddings` [B′, E] and `hiddenStates` [B′, L, E] with B′ = 2B
     /// (unconditional first) when `guided`, else B. Returns the decoder's context [B′, 4 + L, C] and
     /// the additive time embedding [B′, T].
     public func callAsFunction(imageEmbeddings: Tensor, textEmbeddings: Tensor, hiddenStates: Tensor,
-                               guided: Bool) throws -> (context: Tensor, timeEmbedding: Tensor) {
+                               guided: Bool, pool: ThreadPool = ThreadPool(threads: 1)) throws -> (context: Tensor, timeEmbedding: Tensor) {
         let c = configuration, e = c.embeddingWidth
         guard imageEmbeddings.rank == 2, imageEmbeddings.shape[1] == e, imageEmbeddings.shape[0] >= 1 else {
             throw DalleError.invalidArgument("text projection: image embeddings of shape \(imageEmbeddings.shape), expected [batch, \(e)]")
@@ -83,51 +71,22 @@ public struct UnCLIPTextProjection: Sendable {
         }
         let images = (guided ? (0..<imageEmbeddings.shape[0]).flatMap { _ in unconditional } : []) + imageEmbeddings.scalars
         let t = c.timeEmbeddingWidth, width = c.crossAttentionWidth, k = c.extraContextTokens, length = hiddenStates.shape[1]
-        var time = [Float](repeating: 0, count: batch * t)
+        let fromText = toTime(textEmbeddings.scalars, rows: batch, pool: pool)
+        let time = imageToTime(images, rows: batch, residual: fromText, pool: pool)
+        let tokens = extraTokens(images, rows: batch, pool: pool)  // per image [C, k] in diffusers' reshape
+        var hidden = hiddenProjection(hiddenStates.scalars, rows: batch * length, pool: pool)
+        norm.applyInPlace(&hidden, rows: batch * length, pool: pool)
         var context = [Float](repeating: 0, count: batch * (k + length) * width)
         for b in 0..<batch {
-            let image = Array(images[(b * e)..<((b + 1) * e)])
-            let fromText = toTime(Array(textEmbeddings.scalars[(b * e)..<((b + 1) * e)])), fromImage = imageToTime(image)
-            for j in 0..<t { time[b * t + j] = fromImage[j] + fromText[j] }
-            let tokens = extraTokens(image)  // [C, k] in diffusers' reshape
             for token in 0..<k {
-                for channel in 0..<width { context[(b * (k + length) + token) * width + channel] = tokens[channel * k + token] }
+                for channel in 0..<width {
+                    context[(b * (k + length) + token) * width + channel] = tokens[b * k * width + channel * k + token]
+                }
             }
-            for position in 0..<length {
-                let start = (b * length + position) * e
-                var h = hiddenProjection(Array(hiddenStates.scalars[start..<(start + e)]))
-                layerNorm(&h)
-                let row = (b * (k + length) + k + position) * width
-                for channel in 0..<width { context[row + channel] = h[channel] }
-            }
+            let row = (b * (k + length) + k) * width, source = b * length * width
+            for i in 0..<(length * width) { context[row + i] = hidden[source + i] }
         }
         return (Tensor(uncheckedShape: [batch, k + length, width], scalars: context),
                 Tensor(uncheckedShape: [batch, t], scalars: time))
-    }
-
-    private func layerNorm(_ x: inout [Float]) {
-        let n = Float(x.count)
-        var mean: Float = 0
-        for v in x { mean += v }
-        mean /= n
-        var variance: Float = 0
-        for v in x { variance += (v - mean) * (v - mean) }
-        variance /= n
-        let scale = 1 / (variance + Self.layerNormEpsilon).squareRoot()
-        for i in 0..<x.count { x[i] = (x[i] - mean) * scale * normWeight[i] + normBias[i] }
-    }
-
-    /// y = W·x + b for one row (W [output, input], PyTorch's layout).
-    struct Linear: Sendable {
-        let input: Int, output: Int
-        let weight: [Float], bias: [Float]
-
-        func callAsFunction(_ x: [Float]) -> [Float] {
-            (0..<output).map { o in
-                var sum: Float = 0
-                for i in 0..<input { sum += weight[o * input + i] * x[i] }
-                return sum + bias[o]
-            }
-        }
     }
 }
