@@ -1,0 +1,50 @@
+import XCTest
+@testable import DalleCore
+
+/// diffusers' `PriorTransformer` with the tiny pipeline's weights (Golden/unclip/tiny_unclip_f16)
+/// against its recorded forward (Golden/unclip/modules).
+final class UnCLIPPriorTests: XCTestCase {
+    static func model() throws -> PriorTransformer {
+        let bundle = try UnCLIPGolden.file("tiny_unclip_f16")
+        let config = try PriorTransformer.Configuration(json: try XCTUnwrap(bundle.metadata["unclip.prior.config"]))
+        return try PriorTransformer(configuration: config, weights: bundle)
+    }
+
+    func testMatchesDiffusers() throws {
+        let io = try UnCLIPGolden.file("modules"), prior = try Self.model()
+        XCTAssertEqual(prior.configuration.width, 32)
+        let mask = try io.tensor("prior.attention_mask").scalars.map { $0 != 0 }
+        XCTAssertTrue(mask.contains(false))
+        for threads in [1, 2] {
+            let out = try prior(latents: io.tensor("prior.latents"), timestep: Int(try io.tensor("prior.timestep").scalars[0]),
+                                textEmbeddings: io.tensor("prior.proj_embedding"), hiddenStates: io.tensor("prior.encoder_hidden_states"),
+                                textMask: mask, pool: ThreadPool(threads: threads))
+            UnCLIPGolden.assertClose(out, try io.tensor("prior.output"), atol: 1e-5, rtol: 1e-4, "prior forward (\(threads) threads)")
+        }
+        UnCLIPGolden.assertClose(try prior.postProcess(io.tensor("prior.post_process_input")), try io.tensor("prior.post_processed"),
+                                 atol: 1e-6, rtol: 1e-6, "prior post_process_latents")
+    }
+
+    func testBadConfigAndInput() throws {
+        let bundle = try UnCLIPGolden.file("tiny_unclip_f16")
+        let json = try XCTUnwrap(bundle.metadata["unclip.prior.config"])
+        XCTAssertThrowsError(try PriorTransformer.Configuration(json: json.replacingOccurrences(of: "\"norm_in_type\": null", with: "\"norm_in_type\": \"layer\""))) {
+            XCTAssertTrue("\($0)".contains("unsupported: prior config: norm_in_type"), "\($0)")
+        }
+        XCTAssertThrowsError(try PriorTransformer.Configuration(json: json.replacingOccurrences(of: "\"num_layers\": 2", with: "\"num_layers\": 0")))
+        var config = try PriorTransformer.Configuration(json: json)
+        config.layers = 3
+        XCTAssertThrowsError(try PriorTransformer(configuration: config, weights: bundle)) { XCTAssertTrue("\($0)".contains("transformer_blocks.2")) }
+        config.layers = 1
+        XCTAssertThrowsError(try PriorTransformer(configuration: config, weights: bundle)) { XCTAssertTrue("\($0)".contains("transformer_blocks.1")) }
+        let prior = try Self.model()
+        let x = Tensor(zeros: [2, 32]), hidden = Tensor(zeros: [2, 16, 32]), mask = [Bool](repeating: true, count: 32)
+        XCTAssertNoThrow(try prior(latents: x, timestep: 3, textEmbeddings: x, hiddenStates: hidden, textMask: mask))
+        XCTAssertThrowsError(try prior(latents: x, timestep: 3, textEmbeddings: x, hiddenStates: Tensor(zeros: [2, 15, 32]), textMask: mask))
+        XCTAssertThrowsError(try prior(latents: x, timestep: 3, textEmbeddings: x, hiddenStates: hidden, textMask: Array(mask.dropLast())))
+        XCTAssertThrowsError(try prior(latents: Tensor(zeros: [2, 31]), timestep: 3, textEmbeddings: x, hiddenStates: hidden, textMask: mask))
+        var nan = x
+        nan.scalars[5] = .nan
+        XCTAssertThrowsError(try prior(latents: nan, timestep: 3, textEmbeddings: x, hiddenStates: hidden, textMask: mask))
+    }
+}
