@@ -25,6 +25,27 @@ final class UnCLIPPriorTests: XCTestCase {
                                  atol: 1e-6, rtol: 1e-6, "prior post_process_latents")
     }
 
+    /// The whole prior stage of the chain fixture (25 steps, guidance 4, the recorded noise) in Swift:
+    /// the text conditioning is the modules fixture's ("", "", the two prompts: the pipeline's guidance
+    /// batch, there encoded as one batch of 4 instead of two of 2).
+    func testPriorStageReproducesTheChain() throws {
+        let io = try UnCLIPGolden.file("modules"), chain = try UnCLIPGolden.file("chain"), prior = try Self.model()
+        XCTAssertEqual(try io.tensor("text.input_ids").scalars.suffix(32), try chain.tensor("input_ids").scalars[...])
+        let noise = try UnCLIPNoise(layout: UnCLIPNoiseTests.layout, tensors: try UnCLIPNoiseTests.recorded())
+        let text = try io.tensor("text.text_embeds"), hidden = try io.tensor("text.last_hidden_state")
+        let mask = try io.tensor("text.attention_mask").scalars.map { $0 != 0 }
+        let latents = try UnCLIPScheduler(.karloPrior).denoise(
+            try XCTUnwrap(noise.latents(.prior)), steps: 25, noise: { noise.stepNoise(.prior, step: $0) },
+            model: { sample, t, _ in
+                let doubled = Tensor(uncheckedShape: [4, 32], scalars: sample.scalars + sample.scalars)
+                return try classifierFreeGuidance(
+                    prior(latents: doubled, timestep: t, textEmbeddings: text, hiddenStates: hidden, textMask: mask), scale: 4)
+            })
+        UnCLIPGolden.assertClose(latents, try chain.tensor("prior_final_latents"), atol: 1e-4, rtol: 1e-3, "chain prior stage (25 steps)")
+        UnCLIPGolden.assertClose(try prior.postProcess(latents), try chain.tensor("image_embeddings"), atol: 1e-4, rtol: 1e-3,
+                                 "chain image embeddings")
+    }
+
     func testBadConfigAndInput() throws {
         let bundle = try UnCLIPGolden.file("tiny_unclip_f16")
         let json = try XCTUnwrap(bundle.metadata["unclip.prior.config"])
