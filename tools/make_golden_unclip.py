@@ -10,7 +10,7 @@ Do not put tools/stubs on sys.path for this script: its `transformers` stub woul
 
 It builds a TINY unCLIP pipeline with Karlo's structure and random weights: a CLIP BPE tokenizer
 written here (byte symbols, a few merges, 16 tokens of context), CLIPTextModelWithProjection (width
-32, 2 layers, 4 heads, quick_gelu, projection 32), PriorTransformer (2 layers, 2 heads x 16, 16 + 4
+32, 2 layers, 4 heads, MLP 128, quick_gelu, projection 32), PriorTransformer (2 layers, 2 heads x 16, 16 + 4
 tokens), UnCLIPTextProjModel (4 extra context tokens, time embedding 64, cross-attention 48), the
 decoder UNet2DConditionModel (Karlo's block types, channels 16/32 in 4 norm groups, 8x8, 3 in / 6 out,
 class_embed_type="identity", resnet_time_scale_shift="scale_shift", head dim 8), two super-res
@@ -23,7 +23,7 @@ construction, then rounded to a float16-representable value (so a 16-bit bundle 
 weights). The pipeline is written with `save_pretrained` to --pipeline-dir (default: a temporary
 folder, removed at the end), its tokenizer/ rewritten as Karlo publishes it (vocab.json + merges.txt,
 not transformers 5's tokenizer.json): that folder is the input format tools/convert_unclip.py reads.
-The converted pipeline (393 k parameters) is committed as a 16-bit bundle, exact since every weight is
+The converted pipeline (401 k parameters) is committed as a 16-bit bundle, exact since every weight is
 float16-representable, so Swift tests can load the whole tiny pipeline without torch.
 
 Stochastic steps are made reproducible by replacing `diffusers.schedulers.scheduling_unclip.randn_tensor`
@@ -246,7 +246,7 @@ def build_pipeline(tokenizer_dir):
     tokenizer, vocab_size = write_tokenizer(tokenizer_dir)
     bos, eos = tokenizer.convert_tokens_to_ids(["<|startoftext|>", "<|endoftext|>"])
     text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=64, projection_dim=EMBED,
+        vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH, projection_dim=EMBED,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=CONTEXT, hidden_act="quick_gelu",
         layer_norm_eps=1e-5, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, num_layers=2, embedding_dim=EMBED,

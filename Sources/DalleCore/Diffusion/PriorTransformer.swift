@@ -27,31 +27,19 @@ public struct PriorTransformer: Sendable {
         /// `embedding_proj_norm_type`, `embedding_proj_dim`, `clip_embed_dim`, another
         /// `encoder_hid_proj_type`, `added_emb_type` or `time_embed_act_fn`) are `unsupported`.
         public init(json text: String) throws {
-            let value: JSONValue
-            do { value = try JSONValue.parse(text) } catch { throw DalleError.badFile("prior config is not JSON: \(error)") }
-            func field(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
-                guard let n = value[key]?.exactInteger, range.contains(n) else {
-                    throw DalleError.badFile("prior config: '\(key)' is \(value[key]?.serialized() ?? "absent"), "
-                        + "expected an integer in \(range.lowerBound)...\(range.upperBound)")
-                }
-                return n
-            }
-            func expect(_ key: String, _ allowed: JSONValue) throws {
-                if let v = value[key], v != allowed {
-                    throw DalleError.unsupported("prior config: \(key) = \(v.serialized()) (this port supports \(allowed.serialized()))")
-                }
-            }
+            let config = try DiffusersConfig(json: text, part: "prior")
+            let field = config.int, expect = config.expect
             heads = try field("num_attention_heads", 1...1024)
             headWidth = try field("attention_head_dim", 1...1024)
             layers = try field("num_layers", 1...1024)
             embeddingWidth = try field("embedding_dim", 1...65536)
             textTokens = try field("num_embeddings", 1...4096)
             additionalTokens = try field("additional_embeddings", 4...4)
-            for key in ["norm_in_type", "embedding_proj_norm_type", "embedding_proj_dim", "clip_embed_dim"] { try expect(key, .null) }
-            try expect("encoder_hid_proj_type", .string("linear"))
-            try expect("added_emb_type", .string("prd"))
-            try expect("time_embed_act_fn", .string("silu"))
-            if let v = value["time_embed_dim"], v != .null {
+            for key in ["norm_in_type", "embedding_proj_norm_type", "embedding_proj_dim", "clip_embed_dim"] { try expect(key, .null, nil) }
+            try expect("encoder_hid_proj_type", .string("linear"), nil)
+            try expect("added_emb_type", .string("prd"), nil)
+            try expect("time_embed_act_fn", .string("silu"), nil)
+            if let v = config["time_embed_dim"], v != .null {
                 timeEmbeddingWidth = try field("time_embed_dim", 1...65536)
             } else {
                 timeEmbeddingWidth = heads * headWidth

@@ -36,27 +36,16 @@ public struct UnCLIPBundleConfiguration: Sendable, Equatable {
             guard let v = metadata["unclip." + key] else { throw DalleError.badFile("unCLIP metadata lacks 'unclip.\(key)'") }
             return v
         }
-        func config(_ part: String) throws -> JSONValue {
-            let value: JSONValue
-            do { value = try JSONValue.parse(try text(part + ".config")) } catch let e as DalleError where e.isMissingKey {
-                throw e
-            } catch { throw DalleError.badFile("unCLIP metadata 'unclip.\(part).config' is not JSON: \(error)") }
-            guard value.objectValue != nil else { throw DalleError.badFile("unCLIP metadata 'unclip.\(part).config' is not a JSON object") }
-            return value
+        func config(_ part: String) throws -> DiffusersConfig {
+            try DiffusersConfig(json: try text(part + ".config"), part: "unCLIP " + part)
         }
-        func int(_ value: JSONValue, _ part: String, _ field: String, _ range: ClosedRange<Int>) throws -> Int {
-            guard let n = value[field]?.exactInteger, range.contains(n) else {
-                throw DalleError.badFile("unCLIP \(part) config: '\(field)' is \(value[field]?.serialized() ?? "absent"), "
-                    + "expected an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return n
-        }
-        func size(_ value: JSONValue, _ part: String) throws -> (height: Int, width: Int) {
-            if let pair = value["sample_size"]?.arrayValue, pair.count == 2,
-               let h = pair[0].exactInteger, let w = pair[1].exactInteger, (1...UnCLIPBundleConfiguration.maxSide).contains(h), (1...UnCLIPBundleConfiguration.maxSide).contains(w) {
+        func size(_ config: DiffusersConfig) throws -> (height: Int, width: Int) {
+            let range = 1...UnCLIPBundleConfiguration.maxSide
+            if let pair = config["sample_size"]?.arrayValue, pair.count == 2,
+               let h = pair[0].exactInteger, let w = pair[1].exactInteger, range.contains(h), range.contains(w) {
                 return (h, w)
             }
-            let side = try int(value, part, "sample_size", 1...UnCLIPBundleConfiguration.maxSide)
+            let side = try config.int("sample_size", range)
             return (side, side)
         }
         func scheduler(_ name: String) throws -> UnCLIPScheduler.Configuration {
@@ -86,18 +75,18 @@ public struct UnCLIPBundleConfiguration: Sendable, Equatable {
         superResolutionScheduler = try scheduler("super_res_scheduler")
 
         embeddingWidth = parts.contains("prior")
-            ? try int(try config("prior"), "prior", "embedding_dim", 1...65536)
-            : try int(try config("image_encoder"), "image_encoder", "projection_dim", 1...65536)
+            ? try config("prior").int("embedding_dim", 1...65536)
+            : try config("image_encoder").int("projection_dim", 1...65536)
         let decoder = try config("decoder"), superResolution = try config("super_res_first")
-        decoderSize = try size(decoder, "decoder")
-        channels = try int(decoder, "decoder", "in_channels", 1...64)
-        superResolutionSize = try size(superResolution, "super_res_first")
-        let superChannels = try int(superResolution, "super_res_first", "in_channels", 2...128)
+        decoderSize = try size(decoder)
+        channels = try decoder.int("in_channels", 1...64)
+        superResolutionSize = try size(superResolution)
+        let superChannels = try superResolution.int("in_channels", 2...128)
         guard superChannels == 2 * channels else {
             throw DalleError.badFile("unCLIP super_res_first takes \(superChannels) channels, expected twice the decoder's \(channels)")
         }
         let last = try config("super_res_last")
-        guard try size(last, "super_res_last") == superResolutionSize, try int(last, "super_res_last", "in_channels", 2...128) == superChannels else {
+        guard try size(last) == superResolutionSize, try last.int("in_channels", 2...128) == superChannels else {
             throw DalleError.badFile("unCLIP super_res_last's sample size or channels differ from super_res_first's")
         }
     }
@@ -109,12 +98,5 @@ public struct UnCLIPBundleConfiguration: Sendable, Equatable {
                                         decoderSteps: decoderSteps, superResolutionSteps: superResolutionSteps)
         layout.channels = channels
         return layout
-    }
-}
-
-private extension DalleError {
-    var isMissingKey: Bool {
-        if case .badFile(let m) = self { return m.hasPrefix("unCLIP metadata lacks") }
-        return false
     }
 }

@@ -16,14 +16,8 @@ public struct UnCLIPTextProjection: Sendable {
 
         /// Reads the part's diffusers `config.json` (all four fields required).
         public init(json text: String) throws {
-            let value: JSONValue
-            do { value = try JSONValue.parse(text) } catch { throw DalleError.badFile("text_proj config is not JSON: \(error)") }
-            func field(_ key: String) throws -> Int {
-                guard let n = value[key]?.exactInteger, (1...1 << 16).contains(n) else {
-                    throw DalleError.badFile("text_proj config: '\(key)' is \(value[key]?.serialized() ?? "absent"), expected an integer in 1...65536")
-                }
-                return n
-            }
+            let config = try DiffusersConfig(json: text, part: "text_proj")
+            func field(_ key: String) throws -> Int { try config.int(key, 1...65536) }
             extraContextTokens = try field("clip_extra_context_tokens")
             embeddingWidth = try field("clip_embeddings_dim")
             timeEmbeddingWidth = try field("time_embed_dim")
