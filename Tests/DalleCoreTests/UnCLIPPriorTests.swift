@@ -46,6 +46,29 @@ final class UnCLIPPriorTests: XCTestCase {
                                  "chain image embeddings")
     }
 
+    /// From the prompts' text to the image embeddings, all in Swift (the bundle's tokenizer, the text
+    /// encoder, the prior, guidance, the scheduler with the recorded noise): the chain's prior half.
+    /// Our tokenizer pads with 0 where diffusers' pads with the end token: padded positions are masked
+    /// out of the prior's attention and after the pooled token, so they change nothing.
+    func testTextToImageEmbeddingsReproducesTheChain() throws {
+        let bundle = try UnCLIPGolden.file("tiny_unclip_f16"), chain = try UnCLIPGolden.file("chain")
+        let tokenizer = try Tokenizer(metadata: bundle.metadata, weights: bundle)
+        let encoder = try UnCLIPTextEncoderTests.model(), prior = try Self.model()
+        let texts = try ["", "", "a red cat on the mat", "two blue squares"].map { try tokenizer.tokenizeCLIP($0, contextLength: 16) }
+        let (hidden, embeddings) = try encoder(texts.map(\.ids))
+        let mask = texts.flatMap { text in (0..<16).map { $0 < text.count } }
+        let noise = try UnCLIPNoise(layout: UnCLIPNoiseTests.layout, tensors: try UnCLIPNoiseTests.recorded())
+        let latents = try UnCLIPScheduler(.karloPrior).denoise(
+            try XCTUnwrap(noise.latents(.prior)), steps: 25, noise: { noise.stepNoise(.prior, step: $0) },
+            model: { sample, t, _ in
+                let doubled = Tensor(uncheckedShape: [4, 32], scalars: sample.scalars + sample.scalars)
+                return try classifierFreeGuidance(
+                    prior(latents: doubled, timestep: t, textEmbeddings: embeddings, hiddenStates: hidden, textMask: mask), scale: 4)
+            })
+        UnCLIPGolden.assertClose(try prior.postProcess(latents), try chain.tensor("image_embeddings"), atol: 1e-4, rtol: 1e-3,
+                                 "chain image embeddings from text, all in Swift")
+    }
+
     func testBadConfigAndInput() throws {
         let bundle = try UnCLIPGolden.file("tiny_unclip_f16")
         let json = try XCTUnwrap(bundle.metadata["unclip.prior.config"])
