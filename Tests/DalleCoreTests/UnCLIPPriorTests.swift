@@ -10,6 +10,19 @@ final class UnCLIPPriorTests: XCTestCase {
         return try PriorTransformer(configuration: config, weights: bundle)
     }
 
+    /// The pipeline's prior loop on the chain fixture's noise: 25 steps, the batch doubled for
+    /// guidance 4 (conditioning [unconditional ×2, prompts]).
+    static func priorStage(_ prior: PriorTransformer, textEmbeddings: Tensor, hiddenStates: Tensor, textMask: [Bool]) throws -> Tensor {
+        let noise = try UnCLIPNoise(layout: UnCLIPNoiseTests.layout, tensors: try UnCLIPNoiseTests.recorded())
+        return try UnCLIPScheduler(.karloPrior).denoise(
+            try XCTUnwrap(noise.latents(.prior)), steps: 25, noise: { noise.stepNoise(.prior, step: $0) },
+            model: { sample, t, _ in
+                let doubled = Tensor(uncheckedShape: [4, 32], scalars: sample.scalars + sample.scalars)
+                return try classifierFreeGuidance(prior(latents: doubled, timestep: t, textEmbeddings: textEmbeddings,
+                                                        hiddenStates: hiddenStates, textMask: textMask), scale: 4)
+            })
+    }
+
     func testMatchesDiffusers() throws {
         let io = try UnCLIPGolden.file("modules"), prior = try Self.model()
         XCTAssertEqual(prior.configuration.width, 32)
@@ -31,16 +44,9 @@ final class UnCLIPPriorTests: XCTestCase {
     func testPriorStageReproducesTheChain() throws {
         let io = try UnCLIPGolden.file("modules"), chain = try UnCLIPGolden.file("chain"), prior = try Self.model()
         XCTAssertEqual(try io.tensor("text.input_ids").scalars.suffix(32), try chain.tensor("input_ids").scalars[...])
-        let noise = try UnCLIPNoise(layout: UnCLIPNoiseTests.layout, tensors: try UnCLIPNoiseTests.recorded())
-        let text = try io.tensor("text.text_embeds"), hidden = try io.tensor("text.last_hidden_state")
-        let mask = try io.tensor("text.attention_mask").scalars.map { $0 != 0 }
-        let latents = try UnCLIPScheduler(.karloPrior).denoise(
-            try XCTUnwrap(noise.latents(.prior)), steps: 25, noise: { noise.stepNoise(.prior, step: $0) },
-            model: { sample, t, _ in
-                let doubled = Tensor(uncheckedShape: [4, 32], scalars: sample.scalars + sample.scalars)
-                return try classifierFreeGuidance(
-                    prior(latents: doubled, timestep: t, textEmbeddings: text, hiddenStates: hidden, textMask: mask), scale: 4)
-            })
+        let latents = try Self.priorStage(prior, textEmbeddings: io.tensor("text.text_embeds"),
+                                          hiddenStates: io.tensor("text.last_hidden_state"),
+                                          textMask: io.tensor("text.attention_mask").scalars.map { $0 != 0 })
         UnCLIPGolden.assertClose(latents, try chain.tensor("prior_final_latents"), atol: 1e-4, rtol: 1e-3, "chain prior stage (25 steps)")
         UnCLIPGolden.assertClose(try prior.postProcess(latents), try chain.tensor("image_embeddings"), atol: 1e-4, rtol: 1e-3,
                                  "chain image embeddings")
@@ -57,14 +63,7 @@ final class UnCLIPPriorTests: XCTestCase {
         let texts = try ["", "", "a red cat on the mat", "two blue squares"].map { try tokenizer.tokenizeCLIP($0, contextLength: 16) }
         let (hidden, embeddings) = try encoder(texts.map(\.ids))
         let mask = texts.flatMap { text in (0..<16).map { $0 < text.count } }
-        let noise = try UnCLIPNoise(layout: UnCLIPNoiseTests.layout, tensors: try UnCLIPNoiseTests.recorded())
-        let latents = try UnCLIPScheduler(.karloPrior).denoise(
-            try XCTUnwrap(noise.latents(.prior)), steps: 25, noise: { noise.stepNoise(.prior, step: $0) },
-            model: { sample, t, _ in
-                let doubled = Tensor(uncheckedShape: [4, 32], scalars: sample.scalars + sample.scalars)
-                return try classifierFreeGuidance(
-                    prior(latents: doubled, timestep: t, textEmbeddings: embeddings, hiddenStates: hidden, textMask: mask), scale: 4)
-            })
+        let latents = try Self.priorStage(prior, textEmbeddings: embeddings, hiddenStates: hidden, textMask: mask)
         UnCLIPGolden.assertClose(try prior.postProcess(latents), try chain.tensor("image_embeddings"), atol: 1e-4, rtol: 1e-3,
                                  "chain image embeddings from text, all in Swift")
     }
