@@ -283,6 +283,19 @@ def build_pipeline(tokenizer_dir):
 # ---------------------------------------------------------------------------------------------
 # Fixtures.
 
+def taped_step(scheduler, model_output, t, sample, prev, g):
+    """(the noise the step drew, or zeros where it draws none (t = 0); step()'s output), the noise
+    drawn from `g` either way so the generator's sequence does not depend on t."""
+    noise = torch.randn(sample.shape, generator=g)
+    if t > 0:
+        TAPE.queue.append(noise.clone())
+    else:
+        noise = torch.zeros(sample.shape)
+    r = scheduler.step(model_output, t, sample, prev_timestep=prev)
+    assert not TAPE.queue
+    return noise, r
+
+
 def scheduler_fixtures():
     out, meta = {}, {}
     g = torch.Generator().manual_seed(11)
@@ -307,13 +320,7 @@ def scheduler_fixtures():
             if name == "decoder":
                 model_output[:, 3:] = torch.rand(model_output[:, 3:].shape, generator=g) * 2.4 - 1.2
             prev = ts[i + 1] if i + 1 < len(ts) else None
-            noise = torch.randn(sample_shape, generator=g)
-            if t > 0:
-                TAPE.queue.append(noise.clone())
-            else:
-                noise = torch.zeros(sample_shape)
-            r = s.step(model_output, t, sample, prev_timestep=prev)
-            assert not TAPE.queue
+            noise, r = taped_step(s, model_output, t, sample, prev, g)
             rec["prev_timesteps"].append(float(prev if prev is not None else -1))
             for k, v in (("model_output", model_output), ("sample", sample), ("noise", noise),
                          ("prev_sample", r.prev_sample), ("pred_original_sample", r.pred_original_sample)):
@@ -331,13 +338,7 @@ def scheduler_fixtures():
             model_output = torch.randn(out_shape, generator=g)
             if name == "decoder":
                 model_output[:, 3:] = torch.rand(model_output[:, 3:].shape, generator=g) * 1.8 - 0.9
-            noise = torch.randn(sample_shape, generator=g)
-            if t > 0:
-                TAPE.queue.append(noise.clone())
-            else:
-                noise = torch.zeros(sample_shape)
-            r = s.step(model_output, t, sample, prev_timestep=prev)
-            assert not TAPE.queue
+            noise, r = taped_step(s, model_output, t, sample, prev, g)
             rec["timestep"].append(float(t))
             rec["prev_timestep"].append(float(-2 if prev is None else prev))
             for k, v in (("model_output", model_output), ("sample", sample), ("noise", noise),
