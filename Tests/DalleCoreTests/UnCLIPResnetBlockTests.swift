@@ -20,6 +20,24 @@ final class UnCLIPResnetBlockTests: XCTestCase {
         UnCLIPGolden.assertClose(out, try io.tensor("decoder.inner.down_blocks.0"), atol: 1e-5, rtol: 1e-4, "decoder down block 0 (two res-blocks)")
     }
 
+    /// The second down block (`SimpleCrossAttnDownBlock2D`: a res-block 16 → 32 with a 1×1 shortcut,
+    /// then attention with added keys and values over text_proj's context and the decoder's mask).
+    func testDecoderCrossAttentionDownBlockMatchesDiffusers() throws {
+        let bundle = try UnCLIPGolden.file("tiny_unclip_f16"), io = try UnCLIPGolden.file("modules")
+        let loader = StrictWeightLoader(bundle), prefix = "unclip.decoder.down_blocks.1."
+        let resnet = try ResnetBlock2D(prefix + "resnets.0.", in: 16, out: 32, timeEmbedding: 64, groups: 4, scaleShift: true, loader: loader)
+        let attention = try AddedKVAttention(prefix + "attentions.0.", channels: 32, headWidth: 8, context: 48, groups: 4, loader: loader)
+        let time = try io.tensor("decoder.inner.time_embedding").scalars, added = try io.tensor("text_proj.additive_time_embeddings").scalars
+        let embedding = zip(time, added).map { $0 + $1 }
+        let mask = try io.tensor("decoder.attention_mask").scalars.map { $0 != 0 }
+        XCTAssertTrue(mask.contains(false))
+        let pool = ThreadPool(threads: 2)
+        let h = resnet(try io.tensor("decoder.inner.down_blocks.0"), embedding: embedding, pool: pool)
+        let out = attention(h, context: try io.tensor("text_proj.encoder_hidden_states"), contextMask: mask, pool: pool)
+        UnCLIPGolden.assertClose(out, try io.tensor("decoder.inner.down_blocks.1"), atol: 1e-5, rtol: 1e-4,
+                                 "decoder down block 1 (res-block and added-KV attention)")
+    }
+
     func testResamplingAndGroupNorm() {
         let x = Tensor(uncheckedShape: [1, 2, 2, 2], scalars: [1, 2, 3, 4, 5, 6, 7, 8])
         XCTAssertEqual(averagePool2(x).scalars, [2.5, 6.5])

@@ -133,8 +133,10 @@ public struct PriorTransformer: Sendable {
         }
         for block in blocks {
             let h = block.norm1(x, pool: pool)
-            let attended = attention(query: block.query(h, rows: b * n, pool: pool), key: block.key(h, rows: b * n, pool: pool),
-                                     value: block.value(h, rows: b * n, pool: pool), mask: mask, batch: b, tokens: n)
+            let attended = scaledDotProductAttention(
+                query: block.query(h, rows: b * n, pool: pool), key: block.key(h, rows: b * n, pool: pool),
+                value: block.value(h, rows: b * n, pool: pool), batch: b, queries: n, keys: n, heads: c.heads,
+                headWidth: c.headWidth) { s, i, j in mask[(s * n + i) * n + j] }
             x = block.out(attended, rows: b * n, residual: x, pool: pool)
             var inner = block.up(block.norm3(x, pool: pool), rows: b * n, pool: pool)
             for i in 0..<inner.count { inner[i] = gelu(inner[i]) }
@@ -158,35 +160,5 @@ public struct PriorTransformer: Sendable {
         var out = latents.scalars
         for i in 0..<out.count { out[i] = out[i] * clipStd[i % e] + clipMean[i % e] }
         return Tensor(uncheckedShape: latents.shape, scalars: out)
-    }
-
-    /// softmax(q·kᵀ/√d + mask)·v per sequence and head; q, k, v [batch·tokens, heads·d].
-    private func attention(query: [Float], key: [Float], value: [Float], mask: [Float], batch: Int, tokens n: Int) -> [Float] {
-        let heads = configuration.heads, d = configuration.headWidth, w = heads * d
-        let scale = 1 / Float(d).squareRoot()
-        var out = [Float](repeating: 0, count: batch * n * w)
-        var scores = [Float](repeating: 0, count: n)
-        for s in 0..<batch {
-            for head in 0..<heads {
-                for i in 0..<n {
-                    let q = (s * n + i) * w + head * d
-                    var largest = -Float.infinity
-                    for j in 0..<n {
-                        let k = (s * n + j) * w + head * d
-                        var dot: Float = 0
-                        for c in 0..<d { dot += query[q + c] * key[k + c] }
-                        scores[j] = dot * scale + mask[(s * n + i) * n + j]
-                        largest = max(largest, scores[j])
-                    }
-                    var total: Float = 0
-                    for j in 0..<n { scores[j] = expf(scores[j] - largest); total += scores[j] }
-                    for j in 0..<n {
-                        let p = scores[j] / total, v = (s * n + j) * w + head * d
-                        for c in 0..<d { out[q + c] += p * value[v + c] }
-                    }
-                }
-            }
-        }
-        return out
     }
 }
