@@ -4,54 +4,50 @@ import XCTest
 /// DALL·E 2 end to end in Swift on the tiny pipeline (Golden/unclip/tiny_unclip_f16): prompts →
 /// tokenizer → text encoder → prior (25 steps, guidance 4) → text_proj → decoder (25 steps, guidance 8
 /// on the noise channels) → clamp → antialiased bicubic ×4 → super-resolution (7 steps, the last UNet
-/// on the last step) → image, with diffusers' recorded noise (Golden/unclip/chain).
+/// on the last step) → image, against diffusers' chain with its recorded noise (Golden/unclip/chain).
 final class UnCLIPPipelineChainTests: XCTestCase {
+    static func pipeline() throws -> UnCLIPPipeline { try UnCLIPPipeline(bundle: try UnCLIPGolden.file("tiny_unclip_f16")) }
+
     func testPromptsToImageReproducesDiffusers() throws {
-        let bundle = try UnCLIPGolden.file("tiny_unclip_f16"), chain = try UnCLIPGolden.file("chain")
-        let config = try UnCLIPBundleConfiguration(metadata: bundle.metadata)
-        let pool = ThreadPool(threads: 2)
-        let tokenizer = try Tokenizer(metadata: bundle.metadata, weights: bundle)
-        let encoder = try UnCLIPTextEncoderTests.model(), prior = try UnCLIPPriorTests.model()
-        let textProj = try UnCLIPTextProjection(
-            configuration: try UnCLIPTextProjection.Configuration(json: try XCTUnwrap(bundle.metadata["unclip.text_proj.config"])), weights: bundle)
-        let decoder = try UnCLIPUNetTests.unet("decoder")
-        let superFirst = try UnCLIPUNetTests.unet("super_res_first"), superLast = try UnCLIPUNetTests.unet("super_res_last")
-        let noise = try UnCLIPNoise(layout: config.noiseLayout(images: 2, priorSteps: 25, decoderSteps: 25, superResolutionSteps: 7),
-                                    tensors: try UnCLIPNoiseTests.recorded())
-
-        let texts = try ["", "", "a red cat on the mat", "two blue squares"].map { try tokenizer.tokenizeCLIP($0, contextLength: 16) }
-        let (hidden, embeddings) = try encoder(texts.map(\.ids), pool: pool)
-        let mask = texts.flatMap { text in (0..<16).map { $0 < text.count } }
-        let imageEmbeddings = try prior.postProcess(
-            UnCLIPPriorTests.priorStage(prior, textEmbeddings: embeddings, hiddenStates: hidden, textMask: mask))
-        UnCLIPGolden.assertClose(imageEmbeddings, try chain.tensor("image_embeddings"), atol: 1e-4, rtol: 1e-3, "end to end: image embeddings")
-
-        let (context, classEmbedding) = try textProj(imageEmbeddings: imageEmbeddings, textEmbeddings: embeddings,
-                                                     hiddenStates: hidden, guided: true, pool: pool)
-        let contextMask = (0..<4).flatMap { row in [Bool](repeating: true, count: 4) + mask[(row * 16)..<((row + 1) * 16)] }
-        var small = try config.decoderScheduler.makeScheduler().denoise(
-            try XCTUnwrap(noise.latents(.decoder)), steps: 25, noise: { noise.stepNoise(.decoder, step: $0) },
-            model: { sample, t, _ in
-                let doubled = Tensor(uncheckedShape: [4] + sample.shape.dropFirst(), scalars: sample.scalars + sample.scalars)
-                return try classifierFreeGuidance(
-                    decoder(doubled, timestep: t, classEmbedding: classEmbedding, context: context, contextMask: contextMask, pool: pool),
-                    scale: 8, guidedChannels: 3)
-            })
-        small.scalars = small.scalars.map { min(max($0, -1), 1) }
-        UnCLIPGolden.assertClose(small, try chain.tensor("image_small"), atol: 1e-3, rtol: 1e-3, "end to end: decoder image")
-
-        let (h, w) = config.superResolutionSize
-        let upscaled = try small.resizedBicubic(height: h, width: w, antialias: true)
-        var image = try config.superResolutionScheduler.makeScheduler().denoise(
-            try XCTUnwrap(noise.latents(.superResolution)), steps: 7, noise: { noise.stepNoise(.superResolution, step: $0) },
-            model: { sample, t, i in
-                try (i == 6 ? superLast : superFirst)(concatenateChannels(sample, upscaled), timestep: t, pool: pool)
-            })
-        image.scalars = image.scalars.map { min(max($0 * 0.5 + 0.5, 0), 1) }
+        let chain = try UnCLIPGolden.file("chain")
+        var calls: [Int: [Int]] = [:]
+        let image = try Self.pipeline().generate(prompts: ["a red cat on the mat", "two blue squares"], noise: try UnCLIPNoiseTests.recorded(),
+                                                 progress: { stage, step, steps in calls[stage, default: []].append(step); _ = steps; return true },
+                                                 pool: ThreadPool(threads: 2))
         UnCLIPGolden.assertClose(image, try chain.tensor("image"), atol: 1e-3, rtol: 1e-3, "end to end: final image")
+        XCTAssertEqual(calls, [0: Array(1...25), 1: Array(1...25), 2: Array(1...7)])
     }
-}
 
-extension UnCLIPScheduler.Configuration {
-    func makeScheduler() throws -> UnCLIPScheduler { try UnCLIPScheduler(self) }
+    func testDrawnNoiseIsDeterministicAndPerImage() throws {
+        let pipeline = try Self.pipeline()
+        var options = UnCLIPPipeline.Options()
+        (options.priorSteps, options.decoderSteps, options.superResolutionSteps, options.seed) = (3, 3, 2, 42)
+        let two = try pipeline.generate(prompts: ["a red cat", "blue"], options: options, pool: ThreadPool(threads: 1))
+        XCTAssertEqual(two, try pipeline.generate(prompts: ["a red cat", "blue"], options: options, pool: ThreadPool(threads: 2)))
+        let one = try pipeline.generate(prompts: ["a red cat"], options: options)
+        UnCLIPGolden.assertClose(one, try UnCLIPGolden.item(two, 0).reshaped([1, 3, 32, 32]), atol: 1e-5, rtol: 1e-4, "image alone vs in a batch")
+        options.seed = 43
+        XCTAssertNotEqual(try pipeline.generate(prompts: ["a red cat"], options: options), one)
+        options.superResolutionSteps = 1  // one step: straight to x0
+        XCTAssertTrue(try pipeline.generate(prompts: ["a red cat"], options: options).scalars.allSatisfy { $0 >= 0 && $0 <= 1 })
+    }
+
+    func testBadRequestsAreErrors() throws {
+        let pipeline = try Self.pipeline()
+        var options = UnCLIPPipeline.Options()
+        XCTAssertThrowsError(try pipeline.generate(prompts: [], options: options))
+        options.decoderSteps = 0
+        XCTAssertThrowsError(try pipeline.generate(prompts: ["x"], options: options)) { XCTAssertTrue("\($0)".contains("0 decoder steps")) }
+        options = UnCLIPPipeline.Options()
+        options.priorGuidance = 0
+        XCTAssertThrowsError(try pipeline.generate(prompts: ["x"], options: options)) { XCTAssertTrue("\($0)".contains("guidance")) }
+        options = UnCLIPPipeline.Options()
+        XCTAssertThrowsError(try pipeline.generate(prompts: ["x"], options: options, noise: ["decoder_latents": Tensor(zeros: [1, 3, 4, 4])])) {
+            XCTAssertTrue("\($0)".contains("decoder_latents"))
+        }
+        (options.priorSteps, options.decoderSteps, options.superResolutionSteps) = (2, 2, 2)
+        XCTAssertThrowsError(try pipeline.generate(prompts: ["x"], options: options, progress: { stage, step, _ in stage == 0 && step < 2 })) {
+            XCTAssertEqual($0 as? DalleError, .cancelled)
+        }
+    }
 }
