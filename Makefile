@@ -49,6 +49,7 @@ bench: build
 	python3 tools/bench.py dvae --threads 2 --bench "$(BIN)/dalle-bench" --fresh-pages
 	python3 tools/bench_generate.py --threads 2
 	python3 tools/bench_clip.py --threads 2 --batch 8
+	bash tools/bench_decode.sh 2 320m
 
 demo: build
 	bash examples/demo.sh
