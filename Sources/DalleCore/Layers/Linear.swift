@@ -274,35 +274,57 @@ enum BF16Panel: PanelElement {
     static var byteSize: Int { 2 }
 }
 
-/// Two rows of one 32-column panel: y = x · panel + bias, the accumulators in registers and
-/// each output summed over k in ascending order. Stores `width` columns (the second row's
-/// only when `y1` is given).
-@inline(__always)
-private func streamPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
-                                          w: UnsafeRawPointer, bias: UnsafePointer<Float>?, width: Int,
-                                          y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
+/// The accumulators of one or two rows of one 32-column panel, in registers: a for the
+/// first row, c for the second.
+private struct PanelAccumulators {
     typealias V = SIMD16<Float>
-    func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-    let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
-    var a0 = b0, a1 = b1, c0 = b0, c1 = b1
-    let size = E.byteSize, paired = y1 != nil
-    for p in 0..<k {
-        let row = w + p * 32 * size
-        let w0 = E.load16(row), w1 = E.load16(row + 16 * size)
+    var a0, a1, c0, c1: V
+
+    /// Starts every output at its bias (or 0).
+    @inline(__always)
+    init(bias: UnsafePointer<Float>?) {
+        let b0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()
+        let b1 = bias.map { UnsafeRawPointer($0 + 16).loadUnaligned(as: V.self) } ?? V()
+        (a0, a1, c0, c1) = (b0, b1, b0, b1)
+    }
+
+    /// Adds input p's weights (w0, w1) times x0[p] (and x1[p] when `paired`).
+    @inline(__always)
+    mutating func add(_ w0: V, _ w1: V, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, _ p: Int, paired: Bool) {
         let s = x0[p]
         a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
         if paired { let t = x1[p]; c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1) }
     }
-    func store(_ lo: V, _ hi: V, _ y: UnsafeMutablePointer<Float>) {
-        if width == 32 {
-            UnsafeMutableRawPointer(y).storeBytes(of: lo, as: V.self)
-            UnsafeMutableRawPointer(y + 16).storeBytes(of: hi, as: V.self)
-        } else {
-            for j in 0..<width { y[j] = j < 16 ? lo[j] : hi[j - 16] }
+
+    /// Stores `width` columns of the first row at y0, and of the second at y1 when given.
+    @inline(__always)
+    func store(width: Int, _ y0: UnsafeMutablePointer<Float>, _ y1: UnsafeMutablePointer<Float>?) {
+        func store(_ lo: V, _ hi: V, _ y: UnsafeMutablePointer<Float>) {
+            if width == 32 {
+                UnsafeMutableRawPointer(y).storeBytes(of: lo, as: V.self)
+                UnsafeMutableRawPointer(y + 16).storeBytes(of: hi, as: V.self)
+            } else {
+                for j in 0..<width { y[j] = j < 16 ? lo[j] : hi[j - 16] }
+            }
         }
+        store(a0, a1, y0)
+        if let y1 { store(c0, c1, y1) }
     }
-    store(a0, a1, y0)
-    if let y1 { store(c0, c1, y1) }
+}
+
+/// One or two rows of one 32-column panel: y = x · panel + bias, each output summed over k in
+/// ascending order. Stores `width` columns (the second row's only when `y1` is given).
+@inline(__always)
+private func streamPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
+                                          w: UnsafeRawPointer, bias: UnsafePointer<Float>?, width: Int,
+                                          y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
+    var acc = PanelAccumulators(bias: bias)
+    let size = E.byteSize, paired = y1 != nil
+    for p in 0..<k {
+        let row = w + p * 32 * size
+        acc.add(E.load16(row), E.load16(row + 16 * size), x0, x1, p, paired: paired)
+    }
+    acc.store(width: width, y0, y1)
 }
 
 /// `streamPanel` for a quantized panel (k a multiple of 32): each block's 32 rows are widened
@@ -311,10 +333,7 @@ private func streamPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>,
 private func streamQuantizedPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, k: Int,
                                                    w: UnsafeRawPointer, bias: UnsafePointer<Float>?, width: Int,
                                                    y0: UnsafeMutablePointer<Float>, y1: UnsafeMutablePointer<Float>?) {
-    typealias V = SIMD16<Float>
-    func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-    let b0 = bias.map { load($0) } ?? V(), b1 = bias.map { load($0 + 16) } ?? V()
-    var a0 = b0, a1 = b1, c0 = b0, c1 = b1
+    var acc = PanelAccumulators(bias: bias)
     let blockBytes = 64 + 32 * E.rowBytes, paired = y1 != nil
     for block in 0..<(k / QuantizedType.blockSize) {
         let base = w + block * blockBytes
@@ -323,22 +342,8 @@ private func streamQuantizedPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointe
         for j in 0..<QuantizedType.blockSize {
             let (q0, q1) = E.widenRow(base + 64 + j * E.rowBytes)
             // (q + offset) · d as one fused multiply-add: exact, as every term is.
-            let w0 = m0.addingProduct(q0, s0), w1 = m1.addingProduct(q1, s1)
-            let p = block * QuantizedType.blockSize + j
-            let s = x0[p]
-            a0 = a0.addingProduct(s, w0); a1 = a1.addingProduct(s, w1)
-            if paired { let t = x1[p]; c0 = c0.addingProduct(t, w0); c1 = c1.addingProduct(t, w1) }
+            acc.add(m0.addingProduct(q0, s0), m1.addingProduct(q1, s1), x0, x1, block * QuantizedType.blockSize + j, paired: paired)
         }
     }
-    if width == 32 {
-        UnsafeMutableRawPointer(y0).storeBytes(of: a0, as: V.self)
-        UnsafeMutableRawPointer(y0 + 16).storeBytes(of: a1, as: V.self)
-        if let y1 {
-            UnsafeMutableRawPointer(y1).storeBytes(of: c0, as: V.self)
-            UnsafeMutableRawPointer(y1 + 16).storeBytes(of: c1, as: V.self)
-        }
-    } else {
-        for j in 0..<width { y0[j] = j < 16 ? a0[j] : a1[j - 16] }
-        if let y1 { for j in 0..<width { y1[j] = j < 16 ? c0[j] : c1[j - 16] } }
-    }
+    acc.store(width: width, y0, y1)
 }
