@@ -100,4 +100,44 @@ final class QuantizationTests: XCTestCase {
         t.scalars[3] = .infinity
         XCTAssertThrowsError(try writer.add("w", t, quantizedAs: .q4_0))
     }
+
+    /// The cost of quantizing the golden DALLE-pytorch transformers (tools/make_golden_transformer.py):
+    /// logits of the q8_0 / q4_0 bundles against the reference's, as the mean and largest absolute
+    /// error over the logits' standard deviation (printed; the bounds are loose regressions checks).
+    func testQuantizedGoldenTransformerLogits() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/transformer").path
+        for name in ["defaults", "learned_pos", "options"] {
+            let source = try SafetensorsFile(path: directory + "/\(name).safetensors")
+            let reference = try SafetensorsFile(path: directory + "/\(name).ref.safetensors")
+            let text = try reference.tensor("text").scalars.map { Int32($0) }
+            let image = try reference.tensor("image").scalars.map { Int32($0) }
+            let expected = try reference.tensor("logits").scalars.filter { $0 > -1e30 }
+            let mean = expected.reduce(0, +) / Float(expected.count)
+            let std = (expected.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(expected.count)).squareRoot()
+            for (type, meanBound, maxBound) in [(QuantizedType.q8_0, Float(0.01), Float(0.08)), (.q4_0, 0.12, 0.8)] {
+                var writer = SafetensorsWriter()
+                writer.metadata = source.metadata
+                var quantized = 0
+                for tensorName in source.names {
+                    let t = try source.tensor(tensorName)
+                    if TrainingSetup.isQuantizable(tensorName, shape: t.shape) {
+                        try writer.add(tensorName, t, quantizedAs: type)
+                        quantized += 1
+                    } else {
+                        try writer.add(tensorName, t, as: .f32)
+                    }
+                }
+                XCTAssertGreaterThan(quantized, 0)
+                let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
+                let model = try DalleTransformer(config: try TransformerConfig(metadata: file.metadata), weights: file)
+                let logits = try model.logits(text: text, image: image, batch: 2, pool: ThreadPool(threads: 2)).scalars.filter { $0 > -1e30 }
+                XCTAssertEqual(logits.count, expected.count)
+                let errors = zip(logits, expected).map { abs($0 - $1) / std }
+                let meanError = errors.reduce(0, +) / Float(errors.count), maxError = errors.max() ?? 0
+                print("quantized golden transformer \(name) \(type.rawValue): \(quantized) tensors; logits error / std: mean \(meanError), max \(maxError)")
+                XCTAssertLessThan(meanError, meanBound, "\(name) \(type)")
+                XCTAssertLessThan(maxError, maxBound, "\(name) \(type)")
+            }
+        }
+    }
 }
