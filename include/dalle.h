@@ -105,7 +105,8 @@ enum {
     DALLE_COMPONENT_DVAE = 1 << 0,
     DALLE_COMPONENT_TOKENIZER = 1 << 1,
     DALLE_COMPONENT_TRANSFORMER = 1 << 2,
-    DALLE_COMPONENT_CLIP = 1 << 3
+    DALLE_COMPONENT_CLIP = 1 << 3,
+    DALLE_COMPONENT_UNCLIP = 1 << 4     /* DALL-E 2 (tools/convert_unclip.py): images, no tokens */
 };
 
 /* What a progress callback is reporting on. */

@@ -71,6 +71,13 @@ expect 1 "info needs a MODEL" -- "$DALLE" info
 
 # info
 expect 0 "components: dvae" -- "$DALLE" info "$MODEL"
+# DALL-E 2: the tiny unCLIP bundle (tools/make_golden_unclip.py) draws through generate, the same at 1 and 2 threads.
+UNCLIP=Tests/DalleCoreTests/Golden/unclip/tiny_unclip_f16.safetensors
+expect 0 "unclip \\(UnCLIPPipeline\\): [0-9]+ parameters; can generate" -- "$DALLE" info "$UNCLIP"
+expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --seed 3 --threads 1 --out-dir "$T/unclip1"
+expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --seed 3 --threads 2 --out-dir "$T/unclip2"
+checks=$((checks + 1)); cmp -s "$T/unclip1/001.png" "$T/unclip2/001.png" || fail "unCLIP images differ between 1 and 2 threads"
+expect 1 "keep_best and priming are not supported for unCLIP" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --rerank 1 --out-dir "$T/unclip3"
 expect 0 "  dvae \\(openai\\): [0-9]+ parameters; can encode,decode,train" -- "$DALLE" info "$MODEL"
 grep -q "32x32 RGB images <-> 4x4 token grids, vocabulary 128" "$T/stdout" || fail "info does not describe the dVAE: $(cat "$T/stdout")"
 expect 1 "cannot open" -- "$DALLE" info "$T/missing.safetensors"

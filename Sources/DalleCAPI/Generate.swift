@@ -66,7 +66,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
 
         // Allocate every output before publishing any, so a failure leaves all of them zeroed.
         var tokens = dalle_tokens()
-        if outTokens != nil {
+        if outTokens != nil, result.gridSize > 0 {
             let bytes = result.tokens.count * MemoryLayout<Int32>.stride
             let data = try CallerMemory.allocate(bytes: bytes, .tokens)
             result.tokens.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: bytes) }

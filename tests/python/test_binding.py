@@ -222,3 +222,13 @@ def test_prototypes_cover_the_header():
 def test_log_level_out_of_range_is_a_value_error():
     with pytest.raises(ValueError, match="level is -5"):
         dalle.set_log_level(-5)
+
+
+def test_unclip_bundle_generates_images_without_tokens():
+    path = os.path.join(REPO, "Tests", "DalleCoreTests", "Golden", "unclip", "tiny_unclip_f16.safetensors")
+    with dalle.Model(path) as model, dalle.Context(model, threads=2, seed=1) as ctx:
+        assert model.components == ["tokenizer", "unclip"]
+        assert model.component_info[1].capabilities == ("generate",)
+        result = ctx.generate("a red cat", count=2)
+        assert result.images.shape == (2, 32, 32, 3) and result.tokens.shape == (0, 0, 0)
+        assert (result.images == ctx.generate("a red cat", count=2).images).all()

@@ -123,3 +123,12 @@ public final class UnCLIPPipeline: @unchecked Sendable {
         }
     }
 }
+
+extension ComponentKind {
+    /// DALL·E 2 as Karlo publishes it (tools/convert_unclip.py): every part under "unclip.".
+    public static let unclip = ComponentKind(name: "unclip", component: .unclip, capabilities: [.generate]) { metadata, weights, _ in
+        guard let file = weights as? SafetensorsFile else { throw DalleError.badFile("an unCLIP pipeline loads only from a model file") }
+        return LoadedComponent.Parts(model: try UnCLIPPipeline(bundle: file), variant: metadata["unclip.pipeline_class"] ?? "UnCLIPPipeline",
+                                     parameterCount: countParameters(weights, prefix: "unclip."))
+    }
+}

@@ -52,6 +52,9 @@ extension DalleSession {
     func generateCandidates(prompt: String, options: GenerationOptions, decodeImages: Bool = true,
                             tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil,
                             rerankProgress: ProgressHandler? = nil) throws -> GeneratedImages {
+        if let unclip = model.unclip {
+            return try generateUnCLIP(unclip, prompt: prompt, options: options, decodeImages: decodeImages, progress: tokenProgress)
+        }
         let generator = try model.requireGenerator()
         let grid = generator.predictor.imageGridSize
         var imageTokenizer: ImageTokenizer? = nil
@@ -110,5 +113,42 @@ extension DalleSession {
         guard decodeImages else { throw DalleError.invalidArgument("keep_best needs the images decoded: CLIP scores images, not tokens") }
         guard !prompt.isEmpty else { throw DalleError.invalidArgument("the prompt is empty; keep_best ranks images by CLIP against a prompt") }
         return try clipTokens(prompt)
+    }
+}
+
+extension DalleSession {
+    /// `generate` with DALL·E 2: `options.count` images of the prompt through the unCLIP pipeline
+    /// (its default steps and guidance, noise drawn from `options.seed`), one progress step per
+    /// denoising step of any stage. It makes no image tokens; reranking, priming and the
+    /// transformer's sampling options do not apply.
+    func generateUnCLIP(_ unclip: UnCLIPPipeline, prompt: String, options: GenerationOptions, decodeImages: Bool,
+                        progress: ProgressHandler?) throws -> GeneratedImages {
+        guard decodeImages else {
+            throw DalleError.invalidArgument("an unCLIP model makes images, not image tokens: ask for the images")
+        }
+        guard options.keepBest == 0, options.primeRows == 0 else {
+            throw DalleError.unsupported("keep_best and priming are not supported for unCLIP models yet")
+        }
+        var o = UnCLIPPipeline.Options()
+        o.seed = options.seed
+        let stages = [o.priorSteps, o.decoderSteps, o.superResolutionSteps]
+        let reporter = StepReporter(total: stages.reduce(0, +), handler: progress, cancellation: cancellation)
+        try reporter.report(0)
+        let images = try unclip.generate(prompts: Array(repeating: prompt, count: options.count), options: o, progress: { stage, step, _ in
+            (try? reporter.report(stages.prefix(stage).reduce(0, +) + step)) != nil
+        }, pool: pool)
+        guard images.rank == 4, images.shape[2] == images.shape[3] else {
+            throw DalleError.unsupported("this unCLIP bundle makes \(images.shape) images; dalle_generate returns square ones")
+        }
+        let size = images.shape[2], imageBytes = size * size * 3
+        var pixels = [UInt8](repeating: 0, count: options.count * imageBytes)
+        for n in 0..<options.count {
+            try pixels.withUnsafeMutableBufferPointer { out in
+                try ImageConversion.writeRGB8(images, image: n, into: UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)]))
+            }
+        }
+        return GeneratedImages(count: options.count, gridSize: 0, tokens: [], imageSize: size, pixels: pixels,
+                               promptTokenCount: 0, truncatedTokenCount: 0, generatedTokenCount: 0, seed: options.seed,
+                               scores: [], logLikelihoods: [])
     }
 }

@@ -24,7 +24,7 @@ public struct ComponentCapabilities: OptionSet, Sendable, CustomStringConvertibl
     public var description: String { ComponentCapabilities.named.filter { contains($0.1) }.map(\.0).joined(separator: ",") }
 }
 
-/// One kind of component a model file can hold ("dvae", "tokenizer", "transformer", "clip"),
+/// One kind of component a model file can hold ("dvae", "tokenizer", "transformer", "clip", "unclip"),
 /// declared once beside its model: its name in the file's "components" list, its bit in
 /// `ModelComponents`, what it can do and how it loads. `DalleModel` loads every kind a file
 /// lists through `ComponentKind.all`; the C API, CLI and bindings describe a model's
@@ -44,13 +44,13 @@ public struct ComponentKind: Sendable {
     }
 
     /// Every kind this build loads, in loading order.
-    public static let all: [ComponentKind] = [.dvae, .tokenizer, .transformer, .clip]
+    public static let all: [ComponentKind] = [.dvae, .tokenizer, .transformer, .clip, .unclip]
 }
 
 /// A component built from a model file.
 public struct LoadedComponent: @unchecked Sendable {
     public let kind: ComponentKind
-    /// The model: a `DVAE` or `DiscreteVAE`, `Tokenizer`, `DalleTransformer` or `CLIP`.
+    /// The model: a `DVAE` or `DiscreteVAE`, `Tokenizer`, `DalleTransformer`, `CLIP` or `UnCLIPPipeline`.
     public let model: Any
     /// The configuration's own kind ("openai", "dalle-pytorch", "vit", "clip-bpe", ...).
     public let variant: String

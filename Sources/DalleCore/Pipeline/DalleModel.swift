@@ -7,6 +7,7 @@ public struct ModelComponents: OptionSet, Sendable, CustomStringConvertible {
     public static let tokenizer = ModelComponents(rawValue: 1 << 1)
     public static let transformer = ModelComponents(rawValue: 1 << 2)
     public static let clip = ModelComponents(rawValue: 1 << 3)
+    public static let unclip = ModelComponents(rawValue: 1 << 4)
 
     public var description: String {
         let names = ComponentKind.all.filter { contains($0.component) }.map(\.name)
@@ -42,6 +43,8 @@ public final class DalleModel: @unchecked Sendable {
     public let imageTokenizer: ImageTokenizer?
     public let transformer: DalleTransformer?
     public let clip: CLIP?
+    /// DALL·E 2 (unCLIP): text encoder, prior, decoder and super-resolution in one component.
+    public let unclip: UnCLIPPipeline?
     /// Parameters of all loaded components.
     public let parameterCount: Int
     /// The classifier-free guidance scale the model was tuned for (`GenerationOptions.condScale`),
@@ -117,6 +120,7 @@ public final class DalleModel: @unchecked Sendable {
         self.tokenizer = loaded.model("tokenizer")
         self.transformer = transformer
         self.clip = loaded.model("clip")
+        self.unclip = loaded.model("unclip")
         self.parameterCount = loaded.reduce(0) { $0 + $1.parameterCount }
         try reporter.report(loaded.count + 1)
     }

@@ -94,7 +94,8 @@ public enum TrainingSetup {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
         var components: [String] = []
-        for component in ["tokenizer", "dvae", "transformer", "clip"] {
+        // Every registered kind; files list the tokenizer first.
+        for component in ["tokenizer"] + ComponentKind.all.map(\.name).filter({ $0 != "tokenizer" }) {
             guard let file = parts.first(where: { ($0.metadata["components"] ?? "").split(separator: ",").contains { $0 == component } }) else { continue }
             components.append(component)
             for (key, value) in file.metadata where key.hasPrefix(component + ".") && !key.hasSuffix(".quantization") {

@@ -541,7 +541,9 @@ class Context(_Owned):
         _check(status, lambda: lib.dalle_context_last_error(handle))
         try:
             n, g = out_tokens.count, out_tokens.rows * out_tokens.cols
-            if _np is not None:
+            if n == 0:  # a model that makes no image tokens (unCLIP)
+                tokens = _np.zeros((0, 0, 0), dtype=_np.int32) if _np is not None else []
+            elif _np is not None:
                 tokens = _np.ctypeslib.as_array(out_tokens.data, shape=(n * g,)).copy().reshape(n, out_tokens.rows, out_tokens.cols)
             else:
                 tokens = [list(out_tokens.data[i * g:(i + 1) * g]) for i in range(n)]

@@ -1,0 +1,79 @@
+import CDalle
+@testable import DalleCAPI
+import DalleCore
+import Foundation
+import XCTest
+
+/// DALL·E 2 through the C API: the tiny unCLIP bundle (Golden/unclip, tools/make_golden_unclip.py)
+/// loads as an "unclip" component and dalle_generate draws what UnCLIPPipeline draws, the same
+/// for any thread count, with progress per denoising step.
+final class UnCLIPGenerateAPITests: XCTestCase {
+    static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Golden/unclip/tiny_unclip_f16.safetensors").path
+
+    func lastError() -> String { String(cString: dalle_last_error()) }
+
+    func testGenerateDrawsWhatThePipelineDraws() throws {
+        var model: OpaquePointer? = nil
+        XCTAssertEqual(dalle_model_load_file(Self.path, nil, &model), dalle_status(DALLE_OK), lastError())
+        defer { dalle_model_free(model) }
+        var info = dalle_model_info()
+        info.struct_size = UInt32(MemoryLayout<dalle_model_info>.size)
+        XCTAssertEqual(dalle_model_get_info(model, &info), dalle_status(DALLE_OK))
+        XCTAssertNotEqual(info.components & UInt32(DALLE_COMPONENT_UNCLIP), 0)
+        var component = dalle_component_info()
+        component.struct_size = UInt32(MemoryLayout<dalle_component_info>.size)
+        var count: Int32 = 0
+        XCTAssertEqual(dalle_model_component_count(model, &count), dalle_status(DALLE_OK))
+        XCTAssertEqual(dalle_model_get_component(model, count - 1, &component), dalle_status(DALLE_OK))
+        XCTAssertEqual(component.capabilities, UInt32(DALLE_CAN_GENERATE))
+
+        func generate(threads: Int32, progress: Bool = false) throws -> (pixels: [UInt8], size: Int, steps: Int) {
+            var params = DalleCAPI.dalle_context_default_params()
+            params.n_threads = threads
+            var ctx: OpaquePointer? = nil
+            XCTAssertEqual(dalle_context_create(model, &params, &ctx), dalle_status(DALLE_OK), lastError())
+            defer { dalle_context_free(ctx) }
+            final class Steps { var count = 0 }
+            let steps = Steps()
+            var gp = DalleCAPI.dalle_generate_default_params()
+            gp.count = 2
+            gp.seed = 7
+            if progress {
+                gp.progress = { phase, _, _, user in
+                    if phase == Int32(DALLE_PHASE_GENERATE) { Unmanaged<Steps>.fromOpaque(user!).takeUnretainedValue().count += 1 }
+                    return true
+                }
+                gp.progress_user_data = Unmanaged.passUnretained(steps).toOpaque()
+            }
+            var images = dalle_image_batch()
+            var tokens = dalle_tokens()
+            XCTAssertEqual(dalle_generate(ctx, "a red cat on the mat", &gp, &images, &tokens, nil), dalle_status(DALLE_OK),
+                           String(cString: dalle_context_last_error(ctx)))
+            defer { dalle_image_batch_free(&images); dalle_tokens_free(&tokens) }
+            XCTAssertEqual(images.count, 2)
+            XCTAssertEqual(tokens.count, 0, "an unCLIP model makes no image tokens")
+            let first = try XCTUnwrap(images.images).pointee
+            let size = Int(first.width), bytes = size * size * 3
+            let pixels = (0..<Int(images.count)).flatMap { Array(UnsafeBufferPointer(start: images.images![$0].data, count: bytes)) }
+            return (pixels, size, steps.count)
+        }
+        let one = try generate(threads: 1, progress: true)
+        XCTAssertEqual(one.pixels, try generate(threads: 2).pixels, "the same images at 1 and 2 threads")
+        XCTAssertEqual(one.steps, 1 + 25 + 25 + 7, "progress: the start, then every denoising step")
+
+        var options = UnCLIPPipeline.Options()
+        options.seed = 7
+        let expected = try UnCLIPPipeline(bundle: try SafetensorsFile(path: Self.path))
+            .generate(prompts: ["a red cat on the mat", "a red cat on the mat"], options: options)
+        XCTAssertEqual(one.size, expected.shape[3])
+        var rgb = [UInt8](repeating: 0, count: one.pixels.count)
+        let bytes = one.size * one.size * 3
+        for n in 0..<2 {
+            try rgb.withUnsafeMutableBufferPointer { out in
+                try ImageConversion.writeRGB8(expected, image: n, into: UnsafeMutableBufferPointer(rebasing: out[(n * bytes)..<((n + 1) * bytes)]))
+            }
+        }
+        XCTAssertEqual(one.pixels, rgb)
+    }
+}
