@@ -410,6 +410,12 @@ typedef struct dalle_generate_params {
                                          that log-likelihood; >= 0, 0 = CLIP alone (0); the
                                          model's tuned weight is
                                          dalle_model_info.likelihood_weight                  */
+    uint32_t prior_steps;             /* unCLIP models: denoising steps of the prior, 1 ... 1000;
+                                         0 = Karlo's 25 (0)                                  */
+    uint32_t decoder_steps;           /* unCLIP: steps of the decoder; 0 = 25 (0)            */
+    uint32_t super_res_steps;         /* unCLIP: steps of the super-resolution; 0 = 7 (0)    */
+    float prior_guidance;             /* unCLIP: the prior's guidance scale, > 0; 0 = 4 (0)  */
+    float decoder_guidance;           /* unCLIP: the decoder's guidance scale, > 0; 0 = 8 (0) */
 } dalle_generate_params;
 
 /* What a dalle_generate call did with the prompt and the seed. */

@@ -77,6 +77,8 @@ expect 0 "unclip \\(UnCLIPPipeline\\): [0-9]+ parameters; can generate" -- "$DAL
 expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --seed 3 --threads 1 --out-dir "$T/unclip1"
 expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --seed 3 --threads 2 --out-dir "$T/unclip2"
 checks=$((checks + 1)); cmp -s "$T/unclip1/001.png" "$T/unclip2/001.png" || fail "unCLIP images differ between 1 and 2 threads"
+expect 0 "generated 1 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --prior-steps 3 --decoder-steps 2 --super-res-steps 2 --decoder-guidance 2 --out-dir "$T/unclip4"
+expect 1 "unCLIP: 0 steps" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --decoder-steps 0 --out-dir "$T/unclip5"
 expect 1 "keep_best and priming are not supported for unCLIP" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --rerank 1 --out-dir "$T/unclip3"
 expect 0 "  dvae \\(openai\\): [0-9]+ parameters; can encode,decode,train" -- "$DALLE" info "$MODEL"
 grep -q "32x32 RGB images <-> 4x4 token grids, vocabulary 128" "$T/stdout" || fail "info does not describe the dVAE: $(cat "$T/stdout")"

@@ -49,11 +49,19 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             }
             prime = Array(UnsafeBufferPointer(start: tokens, count: primeRows * grid))
         }
-        let options = GenerationOptions(
+        var options = GenerationOptions(
             count: Int(p.count), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
             condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows, keepBest: Int(p.keep_best),
             likelihoodWeight: p.likelihood_weight)
+        // unCLIP's settings: 0 keeps the default; the pipeline checks the ranges.
+        func nonZero(_ steps: UInt32) -> Int? { steps == 0 ? nil : Int(steps) }
+        func nonZero(_ scale: Float) -> Float? { scale == 0 ? nil : scale }
+        options.unclip.priorSteps = nonZero(p.prior_steps)
+        options.unclip.decoderSteps = nonZero(p.decoder_steps)
+        options.unclip.superResolutionSteps = nonZero(p.super_res_steps)
+        options.unclip.priorGuidance = nonZero(p.prior_guidance)
+        options.unclip.decoderGuidance = nonZero(p.decoder_guidance)
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,

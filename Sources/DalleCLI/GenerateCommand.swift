@@ -22,13 +22,17 @@ let generateUsage = """
                            first (000.png is the best); prints "score path" for each
       --likelihood-weight W  --rerank ranks by CLIP score + W x the transformer's mean
                            log-likelihood per token (default: the model's, else 0 = CLIP alone)
+      --prior-steps N, --decoder-steps N, --super-res-steps N   unCLIP (DALL-E 2) models: denoising
+                           steps per stage, 1 ... 1000 (default 25, 25, 7)
+      --prior-guidance G, --decoder-guidance G   unCLIP: guidance scales, > 0 (default 4, 8)
 
     """
 
 /// `dalle generate`: prompt -> images in --out-dir, with a progress bar on a terminal.
 func generate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
-                                  "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "likelihood-weight", "threads"],
+                                  "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "likelihood-weight", "threads",
+                                  "prior-steps", "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance"],
                         maxPositional: 0)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
     let outDir = try arguments.required("out-dir")
@@ -41,6 +45,11 @@ func generate(_ arguments: Arguments) throws {
         condScale: try arguments.number("cond-scale", default: model.condScale),
         keepBest: try arguments.number("rerank", default: 0),
         likelihoodWeight: try arguments.number("likelihood-weight", default: model.likelihoodWeight))
+    options.unclip.priorSteps = try arguments.options["prior-steps"].map { _ in try arguments.number("prior-steps", default: 0) }
+    options.unclip.decoderSteps = try arguments.options["decoder-steps"].map { _ in try arguments.number("decoder-steps", default: 0) }
+    options.unclip.superResolutionSteps = try arguments.options["super-res-steps"].map { _ in try arguments.number("super-res-steps", default: 0) }
+    options.unclip.priorGuidance = try arguments.options["prior-guidance"].map { _ in try arguments.number("prior-guidance", default: Float(0)) }
+    options.unclip.decoderGuidance = try arguments.options["decoder-guidance"].map { _ in try arguments.number("decoder-guidance", default: Float(0)) }
     let threads = try arguments.threads()
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })

@@ -76,4 +76,41 @@ final class UnCLIPGenerateAPITests: XCTestCase {
         }
         XCTAssertEqual(one.pixels, rgb)
     }
+
+    /// The appended step counts and guidance scales reach the pipeline; bad ones are errors.
+    func testStepsAndGuidanceFromTheParams() throws {
+        var model: OpaquePointer? = nil
+        XCTAssertEqual(dalle_model_load_file(Self.path, nil, &model), dalle_status(DALLE_OK), lastError())
+        defer { dalle_model_free(model) }
+        var ctx: OpaquePointer? = nil
+        XCTAssertEqual(dalle_context_create(model, nil, &ctx), dalle_status(DALLE_OK), lastError())
+        defer { dalle_context_free(ctx) }
+        var gp = DalleCAPI.dalle_generate_default_params()
+        (gp.seed, gp.prior_steps, gp.decoder_steps, gp.super_res_steps, gp.prior_guidance, gp.decoder_guidance) = (5, 3, 2, 2, 2, 3)
+        var images = dalle_image_batch()
+        XCTAssertEqual(dalle_generate(ctx, "two blue squares", &gp, &images, nil, nil), dalle_status(DALLE_OK),
+                       String(cString: dalle_context_last_error(ctx)))
+        defer { dalle_image_batch_free(&images) }
+        var options = UnCLIPPipeline.Options()
+        (options.seed, options.priorSteps, options.decoderSteps, options.superResolutionSteps) = (5, 3, 2, 2)
+        (options.priorGuidance, options.decoderGuidance) = (2, 3)
+        let expected = try UnCLIPPipeline(bundle: try SafetensorsFile(path: Self.path)).generate(prompts: ["two blue squares"], options: options)
+        let size = expected.shape[3]
+        var rgb = [UInt8](repeating: 0, count: size * size * 3)
+        try rgb.withUnsafeMutableBufferPointer { try ImageConversion.writeRGB8(expected, image: 0, into: $0) }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: try XCTUnwrap(images.images).pointee.data, count: rgb.count)), rgb)
+
+        for (field, message) in [(\dalle_generate_params.prior_steps, "1001 steps"), (\dalle_generate_params.super_res_steps, "1001 steps")] {
+            var bad = DalleCAPI.dalle_generate_default_params()
+            bad[keyPath: field] = 1001
+            var out = dalle_image_batch()
+            XCTAssertEqual(dalle_generate(ctx, "x", &bad, &out, nil, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains(message), String(cString: dalle_context_last_error(ctx)))
+        }
+        var bad = DalleCAPI.dalle_generate_default_params()
+        bad.decoder_guidance = .nan
+        var out = dalle_image_batch()
+        XCTAssertEqual(dalle_generate(ctx, "x", &bad, &out, nil, nil), dalle_status(DALLE_INVALID_ARGUMENT))
+        XCTAssertNil(out.images)
+    }
 }

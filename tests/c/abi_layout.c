@@ -37,6 +37,9 @@ int main(void) {
     FIELD(dalle_generate_params, progress_user_data); FIELD(dalle_generate_params, keep_best);
     FIELD(dalle_generate_params, out_scores); FIELD(dalle_generate_params, out_log_likelihoods);
     FIELD(dalle_generate_params, likelihood_weight);
+    FIELD(dalle_generate_params, prior_steps); FIELD(dalle_generate_params, decoder_steps);
+    FIELD(dalle_generate_params, super_res_steps); FIELD(dalle_generate_params, prior_guidance);
+    FIELD(dalle_generate_params, decoder_guidance);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);

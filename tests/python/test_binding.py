@@ -232,3 +232,9 @@ def test_unclip_bundle_generates_images_without_tokens():
         result = ctx.generate("a red cat", count=2)
         assert result.images.shape == (2, 32, 32, 3) and result.tokens.shape == (0, 0, 0)
         assert (result.images == ctx.generate("a red cat", count=2).images).all()
+        quick = ctx.generate("a red cat", count=1, prior_steps=3, decoder_steps=2, super_res_steps=2, decoder_guidance=2.0)
+        assert quick.images.shape == (1, 32, 32, 3)
+        with pytest.raises(dalle.InvalidArgumentError, match="1001 steps"):
+            ctx.generate("a red cat", prior_steps=1001)
+        with pytest.raises(ValueError, match="-1"):
+            ctx.generate("a red cat", decoder_steps=-1)

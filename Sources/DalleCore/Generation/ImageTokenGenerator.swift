@@ -45,6 +45,9 @@ public struct GenerationOptions: Sendable, Equatable {
     /// log-probability per generated token (`SampledGrids.logLikelihoods`); 0 = CLIP alone.
     public var likelihoodWeight: Float
 
+    /// unCLIP models only: step counts and guidance scales; nil keeps the pipeline's default.
+    public var unclip = UnCLIPSettings()
+
     /// The most candidates one call generates.
     public static let maxCount = 256
 
@@ -60,6 +63,14 @@ public struct GenerationOptions: Sendable, Equatable {
         self.keepBest = keepBest
         self.likelihoodWeight = likelihoodWeight
     }
+}
+
+/// Step counts and guidance scales of an unCLIP generation; nil fields keep
+/// `UnCLIPPipeline.Options`' defaults (Karlo's 25 / 25 / 7 steps, guidance 4 and 8).
+public struct UnCLIPSettings: Sendable, Equatable {
+    public var priorSteps: Int?, decoderSteps: Int?, superResolutionSteps: Int?
+    public var priorGuidance: Float?, decoderGuidance: Float?
+    public init() {}
 }
 
 /// Image-token grids sampled from one prompt.

@@ -118,7 +118,7 @@ extension DalleSession {
 
 extension DalleSession {
     /// `generate` with DALL·E 2: `options.count` images of the prompt through the unCLIP pipeline
-    /// (its default steps and guidance, noise drawn from `options.seed`), one progress step per
+    /// (`options.unclip`'s steps and guidance, noise drawn from `options.seed`), one progress step per
     /// denoising step of any stage. It makes no image tokens; reranking, priming and the
     /// transformer's sampling options do not apply.
     func generateUnCLIP(_ unclip: UnCLIPPipeline, prompt: String, options: GenerationOptions, decodeImages: Bool,
@@ -131,6 +131,15 @@ extension DalleSession {
         }
         var o = UnCLIPPipeline.Options()
         o.seed = options.seed
+        let u = options.unclip
+        o.priorSteps = u.priorSteps ?? o.priorSteps
+        o.decoderSteps = u.decoderSteps ?? o.decoderSteps
+        o.superResolutionSteps = u.superResolutionSteps ?? o.superResolutionSteps
+        o.priorGuidance = u.priorGuidance ?? o.priorGuidance
+        o.decoderGuidance = u.decoderGuidance ?? o.decoderGuidance
+        for steps in [o.priorSteps, o.decoderSteps, o.superResolutionSteps] where !(1...1000).contains(steps) {
+            throw DalleError.invalidArgument("unCLIP: \(steps) steps; each stage takes 1 ... 1000")
+        }
         let stages = [o.priorSteps, o.decoderSteps, o.superResolutionSteps]
         let reporter = StepReporter(total: stages.reduce(0, +), handler: progress, cancellation: cancellation)
         try reporter.report(0)

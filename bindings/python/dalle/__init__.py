@@ -488,7 +488,9 @@ class Context(_Owned):
     def generate(self, prompt: str, count: int = 1, seed: Optional[int] = None, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, cond_scale: Optional[float] = None, prime: Any = None,
                  prime_rows: int = 0, images: bool = True, keep_best: int = 0,
-                 likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None) -> Generation:
+                 likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None,
+                 prior_steps: int = 0, decoder_steps: int = 0, super_res_steps: int = 0,
+                 prior_guidance: float = 0.0, decoder_guidance: float = 0.0) -> Generation:
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
@@ -497,7 +499,9 @@ class Context(_Owned):
         CLIP score + likelihood_weight x log-likelihood (None: the model's `likelihood_weight`).
         `progress(phase, step, total)` (phase DALLE_PHASE_GENERATE per token, DALLE_PHASE_DECODE
         per image, then DALLE_PHASE_CLIP per CLIP batch) may return False to cancel
-        (CancelledError). Returns a Generation."""
+        (CancelledError). With an unCLIP (DALL-E 2) model: prior_steps / decoder_steps / super_res_steps
+        and prior_guidance / decoder_guidance (0: Karlo's 25 / 25 / 7 and 4 / 8); it makes no image tokens.
+        Returns a Generation."""
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a str")
         text = _c_string("prompt", prompt)
@@ -512,6 +516,10 @@ class Context(_Owned):
         params.prime_rows = prime_rows
         params.keep_best = keep_best
         params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
+        params.prior_steps = _c_int("prior_steps", prior_steps, "uint32_t")
+        params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
+        params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
+        params.prior_guidance, params.decoder_guidance = prior_guidance, decoder_guidance
         scores = (ctypes.c_float * max(keep_best, 0))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         returned = keep_best if keep_best > 0 else count
@@ -612,6 +620,10 @@ class Context(_Owned):
         params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
+        params.prior_steps = _c_int("prior_steps", prior_steps, "uint32_t")
+        params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
+        params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
+        params.prior_guidance, params.decoder_guidance = prior_guidance, decoder_guidance
         if callback.fn:
             params.progress = callback.c_callback
         return params

@@ -113,7 +113,9 @@ class dalle_generate_params(Structure):
                 ("top_k", c_int32), ("top_p", c_float), ("cond_scale", c_float), ("prime_rows", c_uint32),
                 ("prime_tokens", POINTER(c_int32)), ("progress", dalle_progress_callback),
                 ("progress_user_data", c_void_p), ("keep_best", c_uint32), ("out_scores", POINTER(c_float)),
-                ("out_log_likelihoods", POINTER(c_float)), ("likelihood_weight", c_float)]
+                ("out_log_likelihoods", POINTER(c_float)), ("likelihood_weight", c_float),
+                ("prior_steps", c_uint32), ("decoder_steps", c_uint32), ("super_res_steps", c_uint32),
+                ("prior_guidance", c_float), ("decoder_guidance", c_float)]
 
 
 class dalle_generate_info(Structure):
