@@ -620,10 +620,6 @@ class Context(_Owned):
         params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
-        params.prior_steps = _c_int("prior_steps", prior_steps, "uint32_t")
-        params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
-        params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
-        params.prior_guidance, params.decoder_guidance = prior_guidance, decoder_guidance
         if callback.fn:
             params.progress = callback.c_callback
         return params
