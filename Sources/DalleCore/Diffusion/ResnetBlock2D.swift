@@ -75,7 +75,7 @@ struct ResnetBlock2D: Sendable {
         var input = x
         switch resample {
         case .none: break
-        case .up: (input, h) = (nearestUp2(input), nearestUp2(h))
+        case .up: (input, h) = (upsampleNearest2x(input, pool: pool), upsampleNearest2x(h, pool: pool))
         case .down: (input, h) = (averagePool2(input), averagePool2(h))
         }
         h = conv2d(h, conv1, pool: pool)
@@ -103,16 +103,6 @@ struct ResnetBlock2D: Sendable {
         for i in 0..<h.count { h.scalars[i] = (input.scalars[i] + h.scalars[i]) / outputScale }
         return h
     }
-}
-
-/// Nearest-neighbour ×2 on [N, C, H, W] (`F.interpolate(scale_factor=2, mode="nearest")`).
-func nearestUp2(_ x: Tensor) -> Tensor {
-    let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
-    var y = [Float](repeating: 0, count: planes * 4 * h * w)
-    for p in 0..<planes {
-        for r in 0..<(2 * h) { for c in 0..<(2 * w) { y[(p * 2 * h + r) * 2 * w + c] = x.scalars[(p * h + r / 2) * w + c / 2] } }
-    }
-    return Tensor(uncheckedShape: [x.shape[0], x.shape[1], 2 * h, 2 * w], scalars: y)
 }
 
 /// 2×2 average pooling, stride 2 (`nn.AvgPool2d(2, 2)`; odd edges dropped).
