@@ -36,6 +36,18 @@ public struct ThreadPool: Sendable {
         #endif
     }
 
+    /// `parallelForEach` for items that can fail: every item runs, then the error of the
+    /// lowest-numbered failing item is thrown (the same one for any thread count).
+    public func parallelForEach(_ count: Int, throwing body: (Int) throws -> Void) throws {
+        var errors = [(any Error)?](repeating: nil, count: max(count, 0))
+        errors.withUnsafeMutableBufferPointer { out in
+            parallelForEach(count) { i in
+                do { try body(i) } catch { out[i] = error }
+            }
+        }
+        if let first = errors.lazy.compactMap({ $0 }).first { throw first }
+    }
+
     /// `parallelForEach` with item 0 run on the calling thread: for work whose first item calls
     /// back into the host, which expects its callbacks on the thread that made the call.
     public func parallelForEachCallerFirst(_ count: Int, _ body: (Int) -> Void) {

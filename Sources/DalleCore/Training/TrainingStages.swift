@@ -123,7 +123,7 @@ public final class DVAEStage: TrainingStage {
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let pixels = try pixelTensor(examples, size: model.config.imageSize)
         let s = settings(step: step, totalSteps: totalSteps, count: examples.count)
-        let l = model.loss(tape, images: pixels.scalars, count: examples.count, noise: s.noise, temperature: s.tau, klWeight: s.klWeight,
+        let l = try model.loss(tape, images: pixels.scalars, count: examples.count, noise: s.noise, temperature: s.tau, klWeight: s.klWeight,
                            usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: s.minLogScale, hard: s.hard)
         return (l.total, reported(l.reconstruction, l.kl, l.usage, s.tau, l.codesUsed))
     }
@@ -149,17 +149,17 @@ public final class DVAEStage: TrainingStage {
         let serial = ThreadPool(threads: 1)
         let tapes = micro.map { _ in Tape(pool: serial) }
         var logits = micro.map { _ in Variable.constant([], shape: [0]) }
-        logits.withUnsafeMutableBufferPointer { out in
-            pool.parallelForEach(micro.count) { i in
-                out[i] = model.logits(tapes[i], images: images(micro[i]), count: micro[i].count, weights: shadows[i])
+        try logits.withUnsafeMutableBufferPointer { out in
+            try pool.parallelForEach(micro.count) { i in
+                out[i] = try model.logits(tapes[i], images: images(micro[i]), count: micro[i].count, weights: shadows[i])
             }
         }
         let average = Tape.codeDistribution(logits)
         var losses = [TrainableDVAE.Loss?](repeating: nil, count: micro.count)
-        losses.withUnsafeMutableBufferPointer { out in
-            pool.parallelForEach(micro.count) { i in
+        try losses.withUnsafeMutableBufferPointer { out in
+            try pool.parallelForEach(micro.count) { i in
                 let r = micro[i]
-                let l = model.loss(tapes[i], images: images(r), logits: logits[i], noise: Array(s.noise[(r.lowerBound * perNoise)..<(r.upperBound * perNoise)]),
+                let l = try model.loss(tapes[i], images: images(r), logits: logits[i], noise: Array(s.noise[(r.lowerBound * perNoise)..<(r.upperBound * perNoise)]),
                                    temperature: s.tau, klWeight: s.klWeight, usageWeight: usageWeight, usageFloor: usageFloor,
                                    minLogScale: s.minLogScale, hard: s.hard, batchAverage: average, weights: shadows[i])
                 tapes[i].backward(from: l.total)
@@ -181,7 +181,7 @@ public final class DVAEStage: TrainingStage {
     @discardableResult
     public func seedCodebook(from examples: [TrainingExample], pool: ThreadPool) throws -> Int {
         let pixels = try pixelTensor(examples, size: model.config.imageSize)
-        return model.seedCodebook(images: pixels.scalars, count: examples.count, seed: seed ^ 0x5EED_C0DE, pool: pool)
+        return try model.seedCodebook(images: pixels.scalars, count: examples.count, seed: seed ^ 0x5EED_C0DE, pool: pool)
     }
 
     /// The NLL per pixel value when the decoder reads the encoder's argmax tokens (as at inference).
@@ -232,7 +232,7 @@ public final class TransformerStage: TrainingStage {
 
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let (text, image) = try batch(examples)
-        let l = model.loss(tape, text: text, image: image, batch: examples.count)
+        let l = try model.loss(tape, text: text, image: image, batch: examples.count)
         return (l.total, [("text", l.text), ("image", l.image)])
     }
 
@@ -256,10 +256,10 @@ public final class TransformerStage: TrainingStage {
         for together in microBatches(micro.count, size: Self.microBatchesAtOnce) {
             let group = Array(micro[together])
             var parts = [(total: Float, text: Float, image: Float)](repeating: (0, 0, 0), count: group.count)
-            parts.withUnsafeMutableBufferPointer { out in
-                pool.parallelForEach(group.count) { i in
+            try parts.withUnsafeMutableBufferPointer { out in
+                try pool.parallelForEach(group.count) { i in
                     let r = group[i], tape = Tape(pool: serial)
-                    let l = model.loss(tape, text: Array(text[(r.lowerBound * c.textSeqLen)..<(r.upperBound * c.textSeqLen)]),
+                    let l = try model.loss(tape, text: Array(text[(r.lowerBound * c.textSeqLen)..<(r.upperBound * c.textSeqLen)]),
                                        image: Array(image[(r.lowerBound * c.imageSeqLen)..<(r.upperBound * c.imageSeqLen)]),
                                        batch: r.count, weights: shadows[i])
                     tape.backward(from: l.total)
@@ -327,7 +327,7 @@ public final class CLIPStage: TrainingStage {
 
     public func loss(_ tape: Tape, examples: [TrainingExample], step: Int, totalSteps: Int) throws -> (Variable, [(String, Float)]) {
         let x = try inputs(examples)
-        let l = model.loss(tape, pixels: x.pixels, images: x.images, tokens: x.tokens, texts: x.texts, pairs: examples.count)
+        let l = try model.loss(tape, pixels: x.pixels, images: x.images, tokens: x.tokens, texts: x.texts, pairs: examples.count)
         return (l, reported)
     }
 
@@ -349,15 +349,15 @@ public final class CLIPStage: TrainingStage {
         let serial = ThreadPool(threads: 1)
         let tapes = (0..<jobs).map { _ in Tape(pool: serial) }
         var embeddings = (0..<jobs).map { _ in Variable.constant([], shape: [0]) }
-        embeddings.withUnsafeMutableBufferPointer { out in
-            pool.parallelForEach(jobs) { j in
+        try embeddings.withUnsafeMutableBufferPointer { out in
+            try pool.parallelForEach(jobs) { j in
                 if j < imageParts.count {
                     let r = imageParts[j]
-                    out[j] = model.encodeImages(tapes[j], pixels: Array(x.pixels[(r.lowerBound * perImage)..<(r.upperBound * perImage)]),
+                    out[j] = try model.encodeImages(tapes[j], pixels: Array(x.pixels[(r.lowerBound * perImage)..<(r.upperBound * perImage)]),
                                                 count: r.count, weights: shadows[j])
                 } else {
                     let r = textParts[j - imageParts.count]
-                    out[j] = model.encodeText(tapes[j], tokens: Array(x.tokens[(r.lowerBound * ctx)..<(r.upperBound * ctx)]),
+                    out[j] = try model.encodeText(tapes[j], tokens: Array(x.tokens[(r.lowerBound * ctx)..<(r.upperBound * ctx)]),
                                               count: r.count, weights: shadows[j])
                 }
             }
@@ -365,7 +365,7 @@ public final class CLIPStage: TrainingStage {
         let images = Variable(embeddings[..<imageParts.count].flatMap(\.value), shape: [x.images, e], requiresGrad: true)
         let texts = Variable(embeddings[imageParts.count...].flatMap(\.value), shape: [x.texts, e], requiresGrad: true)
         let tape = Tape(pool: pool)
-        let loss = model.contrastiveLoss(tape, images: images, texts: texts, pairs: examples.count)
+        let loss = try model.contrastiveLoss(tape, images: images, texts: texts, pairs: examples.count)
         tape.backward(from: loss)
         pool.parallelForEach(jobs) { j in
             let (all, r) = j < imageParts.count ? (images, imageParts[j]) : (texts, textParts[j - imageParts.count])

@@ -29,6 +29,14 @@ public final class ParameterSet {
 
     public subscript(name: String) -> Variable? { byName[name] }
 
+    /// The parameter called `name`; a name the model never declared is an error, never an empty stand-in.
+    public func named(_ name: String) throws -> Variable {
+        guard let v = byName[name] else {
+            throw DalleError.invalidArgument("no parameter '\(name)' among the \(names.count) of this model")
+        }
+        return v
+    }
+
     /// Parameters in declaration order.
     public var all: [(name: String, variable: Variable)] { names.compactMap { n in byName[n].map { (n, $0) } } }
 

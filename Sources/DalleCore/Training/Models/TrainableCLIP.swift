@@ -70,27 +70,27 @@ public final class TrainableCLIP {
         try add("logit_scale", [])
     }
 
-    private func p(_ weights: ParameterSet, _ name: String) -> Variable { weights["clip." + name] ?? Variable.constant([], shape: [0]) }
+    private func p(_ weights: ParameterSet, _ name: String) throws -> Variable { try weights.named("clip." + name) }
 
     private func residualBlocks(_ tape: Tape, _ x: Variable, prefix: String, layers: Int, heads: Int, width: Int,
-                                batch: Int, pattern: AttentionPattern, _ weights: ParameterSet) -> Variable {
+                                batch: Int, pattern: AttentionPattern, _ weights: ParameterSet) throws -> Variable {
         var x = x
         for i in 0..<layers {
             let b = prefix + "resblocks.\(i)."
-            let qkv = tape.linear(tape.layerNorm(x, p(weights, b + "ln_1.weight"), p(weights, b + "ln_1.bias")),
+            let qkv = try tape.linear(tape.layerNorm(x, p(weights, b + "ln_1.weight"), p(weights, b + "ln_1.bias")),
                                   p(weights, b + "attn.in_proj_weight"), p(weights, b + "attn.in_proj_bias"))
             let attended = tape.attention(qkv, batch: batch, heads: heads, dimHead: width / heads, pattern: pattern)
-            x = tape.add(x, tape.linear(attended, p(weights, b + "attn.out_proj.weight"), p(weights, b + "attn.out_proj.bias")))
-            let hidden = tape.quickGELU(tape.linear(tape.layerNorm(x, p(weights, b + "ln_2.weight"), p(weights, b + "ln_2.bias")),
+            x = try tape.add(x, tape.linear(attended, p(weights, b + "attn.out_proj.weight"), p(weights, b + "attn.out_proj.bias")))
+            let hidden = try tape.quickGELU(tape.linear(tape.layerNorm(x, p(weights, b + "ln_2.weight"), p(weights, b + "ln_2.bias")),
                                                     p(weights, b + "mlp.c_fc.weight"), p(weights, b + "mlp.c_fc.bias")))
-            x = tape.add(x, tape.linear(hidden, p(weights, b + "mlp.c_proj.weight"), p(weights, b + "mlp.c_proj.bias")))
+            x = try tape.add(x, tape.linear(hidden, p(weights, b + "mlp.c_proj.weight"), p(weights, b + "mlp.c_proj.bias")))
         }
         return x
     }
 
     /// Image embeddings [N, embed_dim] of preprocessed images [N, 3, R, R] (see `CLIPPreprocess`).
     /// `weights`: the parameters or a shadow of them.
-    public func encodeImages(_ tape: Tape, pixels: [Float], count n: Int, weights: ParameterSet? = nil) -> Variable {
+    public func encodeImages(_ tape: Tape, pixels: [Float], count n: Int, weights: ParameterSet? = nil) throws -> Variable {
         let weights = weights ?? parameters
         let c = config, r = c.imageResolution, ps = c.visionPatchSize, grid = c.gridSize, vw = c.visionWidth
         let patchSize = 3 * ps * ps, tokens = grid * grid + 1
@@ -101,28 +101,28 @@ public final class TrainableCLIP {
                 patches[row + (ch * ps + y) * ps + x] = pixels[((b * 3 + ch) * r + gy * ps + y) * r + gx * ps + x]
             } } }
         } } }
-        let conv = p(weights, "visual.conv1.weight")
+        let conv = try p(weights, "visual.conv1.weight")
         let embedded = tape.linear(Variable.constant(patches, shape: [n * grid * grid, patchSize]),
                                    tape.reshape(conv, [vw, patchSize]), nil)
-        let classRows = tape.gather(p(weights, "visual.class_embedding"), rows: [Int32](repeating: 0, count: n))
+        let classRows = try tape.gather(p(weights, "visual.class_embedding"), rows: [Int32](repeating: 0, count: n))
         var x = tape.interleave(classRows, embedded, sequences: n)
         let positions = (0..<(n * tokens)).map { Int32($0 % tokens) }
-        x = tape.add(x, tape.gather(p(weights, "visual.positional_embedding"), rows: positions))
-        x = tape.layerNorm(x, p(weights, "visual.ln_pre.weight"), p(weights, "visual.ln_pre.bias"))
-        x = residualBlocks(tape, x, prefix: "visual.transformer.", layers: c.visionLayers, heads: c.visionHeads,
+        x = try tape.add(x, tape.gather(p(weights, "visual.positional_embedding"), rows: positions))
+        x = try tape.layerNorm(x, p(weights, "visual.ln_pre.weight"), p(weights, "visual.ln_pre.bias"))
+        x = try residualBlocks(tape, x, prefix: "visual.transformer.", layers: c.visionLayers, heads: c.visionHeads,
                            width: vw, batch: n, pattern: .bidirectional(length: tokens), weights)
         let cls = tape.gather(x, rows: (0..<n).map { Int32($0 * tokens) })
-        return tape.matmul(tape.layerNorm(cls, p(weights, "visual.ln_post.weight"), p(weights, "visual.ln_post.bias")), p(weights, "visual.proj"))
+        return try tape.matmul(tape.layerNorm(cls, p(weights, "visual.ln_post.weight"), p(weights, "visual.ln_post.bias")), p(weights, "visual.proj"))
     }
 
     /// Text embeddings [N, embed_dim] of token sequences [N, contextLength] (read at each
     /// sequence's highest id, the end-of-text token).
-    public func encodeText(_ tape: Tape, tokens: [Int32], count n: Int, weights: ParameterSet? = nil) -> Variable {
+    public func encodeText(_ tape: Tape, tokens: [Int32], count n: Int, weights: ParameterSet? = nil) throws -> Variable {
         let weights = weights ?? parameters
         let c = config, ctx = c.contextLength
         let positions = (0..<(n * ctx)).map { Int32($0 % ctx) }
-        var x = tape.add(tape.gather(p(weights, "token_embedding.weight"), rows: tokens), tape.gather(p(weights, "positional_embedding"), rows: positions))
-        x = residualBlocks(tape, x, prefix: "transformer.", layers: c.textLayers, heads: c.textHeads,
+        var x = try tape.add(tape.gather(p(weights, "token_embedding.weight"), rows: tokens), tape.gather(p(weights, "positional_embedding"), rows: positions))
+        x = try residualBlocks(tape, x, prefix: "transformer.", layers: c.textLayers, heads: c.textHeads,
                            width: c.textWidth, batch: n, pattern: .causal(length: ctx), weights)
         let ends = (0..<n).map { b -> Int32 in
             var end = 0
@@ -130,19 +130,19 @@ public final class TrainableCLIP {
             return Int32(b * ctx + end)
         }
         let last = tape.gather(x, rows: ends)
-        return tape.matmul(tape.layerNorm(last, p(weights, "ln_final.weight"), p(weights, "ln_final.bias")), p(weights, "text_projection"))
+        return try tape.matmul(tape.layerNorm(last, p(weights, "ln_final.weight"), p(weights, "ln_final.bias")), p(weights, "text_projection"))
     }
 
     /// The contrastive loss of `images` images and `texts` captions whose first `pairs` (nil: all
     /// captions) match in order; any further images or captions match nothing (hard negatives).
-    public func loss(_ tape: Tape, pixels: [Float], images m: Int, tokens: [Int32], texts n: Int, pairs: Int? = nil) -> Variable {
-        contrastiveLoss(tape, images: encodeImages(tape, pixels: pixels, count: m), texts: encodeText(tape, tokens: tokens, count: n),
+    public func loss(_ tape: Tape, pixels: [Float], images m: Int, tokens: [Int32], texts n: Int, pairs: Int? = nil) throws -> Variable {
+        try contrastiveLoss(tape, images: encodeImages(tape, pixels: pixels, count: m), texts: encodeText(tape, tokens: tokens, count: n),
                         pairs: pairs)
     }
 
     /// The same of embeddings already made (`encodeImages`, `encodeText`), at the model's temperature.
-    public func contrastiveLoss(_ tape: Tape, images: Variable, texts: Variable, pairs: Int? = nil) -> Variable {
-        tape.contrastiveLoss(images: images, texts: texts, pairs: pairs, logitScale: p(parameters, "logit_scale"))
+    public func contrastiveLoss(_ tape: Tape, images: Variable, texts: Variable, pairs: Int? = nil) throws -> Variable {
+        tape.contrastiveLoss(images: images, texts: texts, pairs: pairs, logitScale: try p(parameters, "logit_scale"))
     }
 
     /// Keeps the temperature in range after an optimizer step.

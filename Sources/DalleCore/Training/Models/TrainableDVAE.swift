@@ -69,57 +69,57 @@ public final class TrainableDVAE {
         try conv(dec + ".output.conv", hid, 2 * c.outputChannels, 1)
     }
 
-    private func p(_ weights: ParameterSet, _ name: String) -> Variable { weights[name] ?? Variable.constant([], shape: [0]) }
+    private func p(_ weights: ParameterSet, _ name: String) throws -> Variable { try weights.named(name) }
 
     private var postGain: Float {
         let layers = config.groupCount * config.blocksPerGroup
         return Float(1 / Double(layers * layers))
     }
 
-    private func conv(_ tape: Tape, _ x: Variable, _ prefix: String, relu: Bool, _ weights: ParameterSet) -> Variable {
-        tape.conv2d(x, p(weights, prefix + ".w"), p(weights, prefix + ".b"), reluInput: relu)
+    private func conv(_ tape: Tape, _ x: Variable, _ prefix: String, relu: Bool, _ weights: ParameterSet) throws -> Variable {
+        tape.conv2d(x, try p(weights, prefix + ".w"), try p(weights, prefix + ".b"), reluInput: relu)
     }
 
-    private func block(_ tape: Tape, _ x: Variable, _ prefix: String, convs: Int, _ weights: ParameterSet) -> Variable {
-        let identity = weights[prefix + ".id_path.w"] == nil ? x : conv(tape, x, prefix + ".id_path", relu: false, weights)
+    private func block(_ tape: Tape, _ x: Variable, _ prefix: String, convs: Int, _ weights: ParameterSet) throws -> Variable {
+        let identity = weights[prefix + ".id_path.w"] == nil ? x : try conv(tape, x, prefix + ".id_path", relu: false, weights)
         var h = x
-        for j in 1...convs { h = conv(tape, h, prefix + ".res_path.conv_\(j)", relu: true, weights) }
+        for j in 1...convs { h = try conv(tape, h, prefix + ".res_path.conv_\(j)", relu: true, weights) }
         return tape.add(identity, h, scale: postGain)
     }
 
     /// The encoder's last features [N, F, G, G] (before the output convolution's ReLU) of pixels
     /// already mapped into (ε, 1 − ε), [N, C, S, S]. `weights`: the parameters or a shadow of them.
-    public func encoderFeatures(_ tape: Tape, mappedPixels x: Variable, weights: ParameterSet? = nil) -> Variable {
+    public func encoderFeatures(_ tape: Tape, mappedPixels x: Variable, weights: ParameterSet? = nil) throws -> Variable {
         let weights = weights ?? parameters
-        var h = conv(tape, x, "dvae.encoder.blocks.input", relu: false, weights)
+        var h = try conv(tape, x, "dvae.encoder.blocks.input", relu: false, weights)
         for g in 0..<config.groupCount {
-            for i in 0..<config.blocksPerGroup { h = block(tape, h, "dvae.encoder.blocks.group_\(g + 1).block_\(i + 1)", convs: 4, weights) }
+            for i in 0..<config.blocksPerGroup { h = try block(tape, h, "dvae.encoder.blocks.group_\(g + 1).block_\(i + 1)", convs: 4, weights) }
             if g < config.groupCount - 1 { h = tape.maxPool2x2(h) }
         }
         return h
     }
 
     /// Codebook logits [N, vocab, G, G] of encoder features.
-    public func encoderLogits(_ tape: Tape, features: Variable, weights: ParameterSet? = nil) -> Variable {
-        conv(tape, features, "dvae.encoder.blocks.output.conv", relu: true, weights ?? parameters)
+    public func encoderLogits(_ tape: Tape, features: Variable, weights: ParameterSet? = nil) throws -> Variable {
+        try conv(tape, features, "dvae.encoder.blocks.output.conv", relu: true, weights ?? parameters)
     }
 
     /// Codebook logits [N, vocab, G, G] of `images` [N, C, S, S] in [0, 1].
-    public func logits(_ tape: Tape, images: [Float], count n: Int, weights: ParameterSet? = nil) -> Variable {
+    public func logits(_ tape: Tape, images: [Float], count n: Int, weights: ParameterSet? = nil) throws -> Variable {
         let c = config
         let x = Variable.constant(DVAE.mapPixels(images), shape: [n, c.inputChannels, c.imageSize, c.imageSize])
-        return encoderLogits(tape, features: encoderFeatures(tape, mappedPixels: x, weights: weights), weights: weights)
+        return try encoderLogits(tape, features: encoderFeatures(tape, mappedPixels: x, weights: weights), weights: weights)
     }
 
     /// Statistics [N, 2C, S, S] (μ then ln b per channel) of a relaxed one-hot grid [N, vocab, G, G].
-    public func decoderStats(_ tape: Tape, codes z: Variable, weights: ParameterSet? = nil) -> Variable {
+    public func decoderStats(_ tape: Tape, codes z: Variable, weights: ParameterSet? = nil) throws -> Variable {
         let weights = weights ?? parameters
-        var h = conv(tape, z, "dvae.decoder.blocks.input", relu: false, weights)
+        var h = try conv(tape, z, "dvae.decoder.blocks.input", relu: false, weights)
         for g in 0..<config.groupCount {
-            for i in 0..<config.blocksPerGroup { h = block(tape, h, "dvae.decoder.blocks.group_\(g + 1).block_\(i + 1)", convs: 4, weights) }
+            for i in 0..<config.blocksPerGroup { h = try block(tape, h, "dvae.decoder.blocks.group_\(g + 1).block_\(i + 1)", convs: 4, weights) }
             if g < config.groupCount - 1 { h = tape.upsample2x(h) }
         }
-        return conv(tape, h, "dvae.decoder.blocks.output.conv", relu: true, weights)
+        return try conv(tape, h, "dvae.decoder.blocks.output.conv", relu: true, weights)
     }
 
     /// The terms of the relaxed ELBO for a batch of images.
@@ -154,8 +154,8 @@ public final class TrainableDVAE {
     /// `Tape.codeUsageKL`) while the batch uses fewer than `usageFloor` codes' worth, exp H(q̄):
     /// it stops a collapse without spreading the background over the whole codebook.
     public func loss(_ tape: Tape, images: [Float], count n: Int, noise: [Float], temperature: Float, klWeight: Float,
-                     usageWeight: Float = 0, usageFloor: Float = .infinity, minLogScale: Float = -.infinity, hard: Bool = false) -> Loss {
-        loss(tape, images: images, logits: logits(tape, images: images, count: n), noise: noise, temperature: temperature,
+                     usageWeight: Float = 0, usageFloor: Float = .infinity, minLogScale: Float = -.infinity, hard: Bool = false) throws -> Loss {
+        try loss(tape, images: images, logits: logits(tape, images: images, count: n), noise: noise, temperature: temperature,
              klWeight: klWeight, usageWeight: usageWeight, usageFloor: usageFloor, minLogScale: minLogScale, hard: hard)
     }
 
@@ -165,10 +165,10 @@ public final class TrainableDVAE {
     /// whether it is on) is the batch's.
     public func loss(_ tape: Tape, images: [Float], logits: Variable, noise: [Float], temperature: Float, klWeight: Float,
                      usageWeight: Float = 0, usageFloor: Float = .infinity, minLogScale: Float = -.infinity, hard: Bool = false,
-                     batchAverage: [Double]? = nil, weights: ParameterSet? = nil) -> Loss {
+                     batchAverage: [Double]? = nil, weights: ParameterSet? = nil) throws -> Loss {
         let c = config, s = c.imageSize, g = c.tokenGridSize
         let z = tape.gumbelSoftmax(logits, noise: noise, temperature: temperature, hard: hard)
-        let stats = decoderStats(tape, codes: z, weights: weights)
+        let stats = try decoderStats(tape, codes: z, weights: weights)
         let nll = tape.logitLaplaceNLL(stats, target: DVAE.mapPixels(images), minLogScale: minLogScale)
         let kl = tape.klToUniform(logits)
         let usage = tape.codeUsageKL(logits, batchAverage: batchAverage)
@@ -188,9 +188,9 @@ public final class TrainableDVAE {
     /// median cluster's median margin over the second-nearest code `margin` nats, above the
     /// Gumbel noise. Returns the number of distinct codes the cells of `images` then use.
     @discardableResult
-    public func seedCodebook(images: [Float], count n: Int, seed: UInt64, pool: ThreadPool, iterations: Int = 10, margin: Float = 3) -> Int {
+    public func seedCodebook(images: [Float], count n: Int, seed: UInt64, pool: ThreadPool, iterations: Int = 10, margin: Float = 3) throws -> Int {
         let c = config, vocab = c.vocabSize, plane = c.tokenGridSize * c.tokenGridSize
-        let features = encoderFeatures(Tape(pool: pool), mappedPixels: .constant(DVAE.mapPixels(images),
+        let features = try encoderFeatures(Tape(pool: pool), mappedPixels: .constant(DVAE.mapPixels(images),
                                                                                  shape: [n, c.inputChannels, c.imageSize, c.imageSize]))
         let width = features.shape[1]
         var points = [Float](repeating: 0, count: n * plane * width)

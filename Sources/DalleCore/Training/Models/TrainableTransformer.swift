@@ -85,9 +85,9 @@ public final class TrainableTransformer {
     /// Logits [batch·seqLen, totalTokens] (unmasked) for `text` [batch, textSeqLen] (0 =
     /// padding) and the image tokens [batch, imageSeqLen]; position t predicts token t + 1.
     /// `weights` is the model's `parameters` or a shadow of them (`ParameterSet.shadow`).
-    public func logits(_ tape: Tape, text: [Int32], image: [Int32], batch: Int, weights: ParameterSet? = nil) -> Variable {
+    public func logits(_ tape: Tape, text: [Int32], image: [Int32], batch: Int, weights: ParameterSet? = nil) throws -> Variable {
         let weights = weights ?? parameters
-        func p(_ name: String) -> Variable { weights["transformer." + name] ?? Variable.constant([], shape: [0]) }
+        func p(_ name: String) throws -> Variable { try weights.named("transformer." + name) }
         let c = config, textLen = c.textLen, imageInputs = c.imageSeqLen - 1
         var textIds = [Int32](), textPositions = [Int32](), imageIds = [Int32](), rows = [Int32](), cols = [Int32]()
         for b in 0..<batch {
@@ -101,39 +101,39 @@ public final class TrainableTransformer {
                 rows.append(Int32(i / c.imageFmapSize)); cols.append(Int32(i % c.imageFmapSize))
             }
         }
-        var textPart = tape.gather(p("text_emb.weight"), rows: textIds), imagePart = tape.gather(p("image_emb.weight"), rows: imageIds)
+        var textPart = try tape.gather(p("text_emb.weight"), rows: textIds), imagePart = try tape.gather(p("image_emb.weight"), rows: imageIds)
         if !c.rotaryEmb {
-            textPart = tape.add(textPart, tape.gather(p("text_pos_emb.weight"), rows: textPositions))
-            imagePart = tape.add(tape.add(imagePart, tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
+            textPart = try tape.add(textPart, tape.gather(p("text_pos_emb.weight"), rows: textPositions))
+            imagePart = try tape.add(tape.add(imagePart, tape.gather(p("image_pos_emb.weights.0"), rows: rows)),
                                  tape.gather(p("image_pos_emb.weights.1"), rows: cols))
         }
         var x = tape.interleave(textPart, imagePart, sequences: batch)
         let names = c.blockModulePaths
-        func blockInput(_ x: Variable, norm: String) -> Variable {
-            let normed = tape.layerNorm(x, p(norm + ".weight"), p(norm + ".bias"))
+        func blockInput(_ x: Variable, norm: String) throws -> Variable {
+            let normed = try tape.layerNorm(x, p(norm + ".weight"), p(norm + ".bias"))
             return c.shiftTokens ? tape.shiftTokens(normed, sequences: batch, config: c) : normed
         }
         for i in 0..<c.depth {
             let block = "transformer.layers.layers.\(i).", attention = block + names.attention, feedForward = block + names.feedForward
-            var qkv = tape.linear(blockInput(x, norm: block + "0.fn.norm"), p(attention + "to_qkv.weight"), nil)
+            var qkv = try tape.linear(blockInput(x, norm: block + "0.fn.norm"), p(attention + "to_qkv.weight"), nil)
             if c.rotaryEmb { qkv = tape.rotary(qkv, sequences: batch, heads: c.heads, dimHead: c.dimHead, cos: rotaryCos, sin: rotarySin) }
             let pattern = patterns[c.attentionType(layer: i)] ?? .causal(length: c.seqLen)
             let attended = tape.attention(qkv, batch: batch, heads: c.heads, dimHead: c.dimHead, pattern: pattern)
-            let out = tape.linear(attended, p(attention + "to_out.0.weight"), p(attention + "to_out.0.bias"))
-            x = tape.add(x, tape.scaleFeatures(out, p(block + "0.scale")))
-            let up = tape.linear(blockInput(x, norm: block + "1.fn.norm"), p(feedForward + "0.weight"), p(feedForward + "0.bias"))
-            let down = tape.linear(tape.geglu(up), p(feedForward + "3.weight"), p(feedForward + "3.bias"))
-            x = tape.add(x, tape.scaleFeatures(down, p(block + "1.scale")))
+            let out = try tape.linear(attended, p(attention + "to_out.0.weight"), p(attention + "to_out.0.bias"))
+            x = try tape.add(x, tape.scaleFeatures(out, p(block + "0.scale")))
+            let up = try tape.linear(blockInput(x, norm: block + "1.fn.norm"), p(feedForward + "0.weight"), p(feedForward + "0.bias"))
+            let down = try tape.linear(tape.geglu(up), p(feedForward + "3.weight"), p(feedForward + "3.bias"))
+            x = try tape.add(x, tape.scaleFeatures(down, p(block + "1.scale")))
         }
-        let normed = tape.layerNorm(x, p("to_logits.0.weight"), p("to_logits.0.bias"))
-        return tape.linear(normed, p("to_logits.1.weight"), p("to_logits.1.bias"))
+        let normed = try tape.layerNorm(x, p("to_logits.0.weight"), p("to_logits.0.bias"))
+        return try tape.linear(normed, p("to_logits.1.weight"), p("to_logits.1.bias"))
     }
 
     /// The weighted loss and its two parts (text, image) for a batch.
     public func loss(_ tape: Tape, text: [Int32], image: [Int32], batch: Int,
-                     weights: ParameterSet? = nil) -> (total: Variable, text: Float, image: Float) {
+                     weights: ParameterSet? = nil) throws -> (total: Variable, text: Float, image: Float) {
         let c = config
-        let logits = logits(tape, text: text, image: image, batch: batch, weights: weights)
+        let logits = try logits(tape, text: text, image: image, batch: batch, weights: weights)
         var textRows: [Int] = [], textTargets: [Int32] = [], imageRows: [Int] = [], imageTargets: [Int32] = []
         for b in 0..<batch {
             for t in 0..<c.textSeqLen {
