@@ -377,6 +377,11 @@ enum { DALLE_PHASE_GENERATE = 3 };
 /* The most images one dalle_generate call makes (each needs its own KV cache). */
 #define DALLE_MAX_GENERATE 256
 
+/* dalle_generate_params.likelihood_weight: rank by the weight the model was tuned for, as the
+ * CLI and the Python binding do. dalle_generate_default_params() sets it; a caller built before
+ * likelihood_weight was appended ranks by CLIP alone. */
+#define DALLE_LIKELIHOOD_WEIGHT_MODEL (-1.0f)
+
 typedef struct dalle_generate_params {
     uint32_t struct_size;             /* sizeof(dalle_generate_params)                       */
     uint32_t count;                   /* images to generate, 1 ... DALLE_MAX_GENERATE (1)     */
@@ -407,9 +412,10 @@ typedef struct dalle_generate_params {
                                          before temperature/top-k/top-p; guided logits under
                                          guidance), a confidence to rank by (NULL)         */
     float likelihood_weight;          /* keep_best ranks by CLIP score + likelihood_weight x
-                                         that log-likelihood; >= 0, 0 = CLIP alone (0); the
-                                         model's tuned weight is
-                                         dalle_model_info.likelihood_weight                  */
+                                         that log-likelihood; >= 0, 0 = CLIP alone, or
+                                         DALLE_LIKELIHOOD_WEIGHT_MODEL (default): the weight
+                                         the model was tuned for (dalle_model_info.
+                                         likelihood_weight; 0 when it records none)         */
     uint32_t prior_steps;             /* unCLIP models: denoising steps of the prior, 1 ... 1000;
                                          0 = Karlo's 25 (0)                                  */
     uint32_t decoder_steps;           /* unCLIP: steps of the decoder; 0 = 25 (0)            */
@@ -425,14 +431,21 @@ typedef struct dalle_generate_info {
     uint32_t truncated_tokens;        /* text tokens dropped past the model's text length     */
     uint32_t generated_tokens;        /* image tokens generated per image                    */
     uint64_t seed;                    /* the seed the draws used                             */
+    uint32_t unknown_words;           /* distinct words of the prompt outside the vocabulary
+                                         the model records (its training captions'; each is
+                                         also named in a warning log line); 0 when the model
+                                         records none                                       */
 } dalle_generate_info;
 
+/* The defaults noted on each field: one image, the context's seed, plain sampling, no guidance,
+ * and reranking (when keep_best is set) by the model's tuned likelihood weight. */
 DALLE_API dalle_generate_params dalle_generate_default_params(void);
 
 /* Generates params->count images for `prompt` (UTF-8, NUL-terminated; "" = unconditional;
  * a prompt longer than the model's text length is truncated, reported in out_info and as a
- * warning log line). The model needs a tokenizer and a transformer, and a dVAE when
- * out_images is set. `params` may be NULL for defaults.
+ * warning log line; words outside the vocabulary the model records, which it was never shown,
+ * are counted in out_info and named in a warning log line). The model needs a tokenizer and a
+ * transformer, and a dVAE when out_images is set. `params` may be NULL for defaults.
  *   out_images: the images, image_size x image_size RGB (free with dalle_image_batch_free),
  *               or NULL to skip decoding;
  *   out_tokens: the image tokens of each image, count grids of token_grid_size squared

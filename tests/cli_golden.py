@@ -6,6 +6,9 @@ tools/make_golden_dvae.py (Tests/DalleCoreTests/Golden/dvae/io.safetensors). Nee
                                      DIR/expected{0,1,2}.txt (their tokens) and
                                      DIR/decode{0,1}.txt (the golden decoder's token grids)
     cli_golden.py check-decoded PNG N  checks PNG against decoder_pixels[N] (within one level)
+    cli_golden.py check-scaled SMALL BIG N nearest|bicubic   BIG is SMALL enlarged N times
+    cli_golden.py check-sheet SHEET IMAGE...   SHEET tiles the IMAGEs row by row, ceil(sqrt(n)) columns, black after
+    cli_golden.py check-ppm PPM PNG    PPM (binary P6) holds PNG's pixels
 """
 import json
 import os
@@ -96,6 +99,34 @@ def main():
         diff = np.abs(got - want).max()
         if diff > 1:
             sys.exit(f"{sys.argv[2]}: differs from the golden decoder by up to {diff} levels")
+    elif sys.argv[1] == "check-scaled":
+        small, big, n = read_png_rgb8(sys.argv[2]), read_png_rgb8(sys.argv[3]), int(sys.argv[4])
+        nearest = np.repeat(np.repeat(small, n, axis=0), n, axis=1)
+        if big.shape != nearest.shape:
+            sys.exit(f"{sys.argv[3]}: {big.shape}, expected {nearest.shape}")
+        if sys.argv[5] == "nearest" and not np.array_equal(big, nearest):
+            sys.exit(f"{sys.argv[3]}: not {sys.argv[2]} with every pixel repeated {n}x{n}")
+        # Bicubic: smooth, so not the blocks, but near them (and exact where the image is flat).
+        if sys.argv[5] == "bicubic" and (np.array_equal(big, nearest) or np.abs(big - nearest).mean() > 12):
+            sys.exit(f"{sys.argv[3]}: mean difference {np.abs(big - nearest).mean():.1f} from the nearest-neighbour image")
+    elif sys.argv[1] == "check-sheet":
+        sheet, images = read_png_rgb8(sys.argv[2]), [read_png_rgb8(p) for p in sys.argv[3:]]
+        columns = next(c for c in range(1, len(images) + 1) if c * c >= len(images))
+        rows, (h, w, _) = -(-len(images) // columns), images[0].shape
+        if sheet.shape != (rows * h, columns * w, 3):
+            sys.exit(f"{sys.argv[2]}: {sheet.shape}, expected {(rows * h, columns * w, 3)}")
+        for i in range(rows * columns):
+            cell = sheet[(i // columns) * h:(i // columns + 1) * h, (i % columns) * w:(i % columns + 1) * w]
+            want = images[i] if i < len(images) else np.zeros_like(images[0])
+            if not np.array_equal(cell, want):
+                sys.exit(f"{sys.argv[2]}: cell {i} is not {sys.argv[3 + i] if i < len(images) else 'black'}")
+    elif sys.argv[1] == "check-ppm":
+        with open(sys.argv[2], "rb") as f:
+            data = f.read()
+        png = read_png_rgb8(sys.argv[3])
+        header = f"P6\n{png.shape[1]} {png.shape[0]}\n255\n".encode()
+        if not data.startswith(header) or data[len(header):] != png.astype(np.uint8).tobytes():
+            sys.exit(f"{sys.argv[2]}: not a P6 PPM of {sys.argv[3]}'s pixels")
     else:
         sys.exit(__doc__)
 

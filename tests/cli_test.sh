@@ -105,6 +105,21 @@ done
 # Round trip through stdin: decode tokens read from standard input.
 expect 0 "decoded" -- sh -c "cat '$T/decode0.txt' | '$DALLE' decode --model '$MODEL' --tokens - --out '$T/stdin.png'"
 cmp -s "$T/stdin.png" "$T/decoded0.png" || fail "decode --tokens - differs"
+# --scale N: nearest neighbour (every pixel an NxN block) or bicubic; the output format follows the
+# file name (.ppm: PPM), and a name promising JPEG is refused before any work.
+expect 0 "to a 96x96 image" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/scaled3.png" --scale 3
+checks=$((checks + 1)); python3 tests/cli_golden.py check-scaled "$T/decoded0.png" "$T/scaled3.png" 3 nearest || fail "decode --scale 3"
+expect 0 "to a 64x64 image" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/bicubic2.png" --scale 2 --scale-filter bicubic
+checks=$((checks + 1)); python3 tests/cli_golden.py check-scaled "$T/decoded0.png" "$T/bicubic2.png" 2 bicubic || fail "decode --scale 2 bicubic"
+expect 0 "decoded" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/decoded0.ppm"
+checks=$((checks + 1)); python3 tests/cli_golden.py check-ppm "$T/decoded0.ppm" "$T/decoded0.png" || fail "decode --out .ppm"
+expect 1 "o.jpg: dalle writes PNG and PPM images, not JPG; name the file .png" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.jpg"
+expect 1 "not JPEG; name the file .png" -- "$DALLE" decode --model "$MODEL" --tokens "$T/none.txt" --out "$T/o.JPEG"
+checks=$((checks + 1)); [ ! -e "$T/o.jpg" ] && [ ! -e "$T/o.JPEG" ] || fail "decode wrote a .jpg file"
+expect 1 "--scale must be an integer from 1 to 16, got 17" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --scale 17
+expect 1 "--scale must be a number, got 'x2'" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --scale x2
+expect 1 "--scale-filter must be nearest or bicubic, got 'lanczos'" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --scale-filter lanczos
+expect 1 "option --grid takes no value" -- "$DALLE" decode --model "$MODEL" --tokens "$T/decode0.txt" --out "$T/o.png" --grid=yes
 
 # Bad inputs: clear errors, exit status 1, no crash.
 printf '1 2 3 4\n5 6 7\n' >"$T/ragged.txt"
@@ -145,6 +160,17 @@ checks=$((checks + 1))
 [ -s "$T/gen1/000.png" ] && [ -s "$T/gen1/001.png" ] && [ "$(wc -l < "$T/gen1.txt")" = 2 ] || fail "generate did not write 2 images and 2 token lines"
 cmp -s "$T/gen1.txt" "$T/gen2.txt" || fail "generate depends on the thread count"
 cmp -s "$T/gen1/001.png" "$T/gen2/001.png" || fail "generated images depend on the thread count"
+# --grid: one contact sheet of the images (2x2 cells for 3, the last black), at --scale; decode --grid draws
+# the same sheet from generate's --tokens-out (one grid per line); several grids without --grid are refused.
+expect 0 "generated 3 image" -- "$DALLE" generate --model "$GEN" --prompt "a red apple" --count 3 --seed 3 --out-dir "$T/sheet" \
+    --tokens-out "$T/sheet.txt" --grid --scale 2
+checks=$((checks + 1)); python3 tests/cli_golden.py check-sheet "$T/sheet/grid.png" "$T/sheet/000.png" "$T/sheet/001.png" "$T/sheet/002.png" \
+    || fail "generate --grid"
+python3 tests/cli_golden.py check-scaled "$T/gen1/001.png" "$T/sheet/001.png" 2 nearest || fail "generate --scale 2"
+expect 0 "decoded 3 grids of 8x8 tokens to a 128x128 image" -- "$DALLE" decode --model "$GEN" --tokens "$T/sheet.txt" --grid --scale 2 --out "$T/sheet.png"
+checks=$((checks + 1)); cmp -s "$T/sheet.png" "$T/sheet/grid.png" || fail "decode --grid of generate's tokens differs from generate --grid"
+expect 1 "holds 3 token grids, one per line; pass --grid" -- "$DALLE" decode --model "$GEN" --tokens "$T/sheet.txt" --out "$T/o.png"
+expect 1 "--scale must be an integer from 1 to 16, got 0" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --scale 0
 expect 1 "temperature is 0.0" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --temperature 0
 expect 1 "top_p is 1.5" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --top-p 1.5
 expect 1 "no clip component" -- "$DALLE" generate --model "$GEN" --prompt "x" --out-dir "$T/gen3" --rerank 1
@@ -290,6 +316,30 @@ expect 0 "guidance scale 1.0 \(off\)" -- "$DALLE" info "$T/tiny.st"
 expect 0 "bundle with" -- "$DALLE" bundle --likelihood-weight 2 --out "$T/weighted.st" "$T/tiny.st"
 expect 0 "reranking likelihood weight 2.0$" -- "$DALLE" info "$T/weighted.st"
 expect 0 "" -- "$DALLE" generate --model "$T/weighted.st" --prompt "a red circle" --count 2 --rerank 1 --likelihood-weight 0.5 --out-dir "$T/weighted"
+# After --rerank, each line is "SCORE PATH (clip C + W x log-likelihood L)": the score the order used, so scores descend.
+expect 0 "generated 5 image" -- "$DALLE" generate --model "$T/weighted.st" --prompt "a red circle" --count 5 --rerank 5 --seed 2 --out-dir "$T/weighted"
+checks=$((checks + 1))
+[ "$(grep -c "^-\?[0-9.e-]* $T/weighted/00[0-4].png (clip -\?[0-9.e-]* + 2.0 x log-likelihood -\?[0-9.e-]*)$" "$T/stdout")" = 5 ] \
+    || fail "reranked score lines: $(cat "$T/stdout")"
+awk '{ l = $9; sub(/\)$/, "", l); s = $4 + $6 * l; if (s - $1 > 1e-3 || $1 - s > 1e-3) exit 1; if (NR > 1 && $1 > last) exit 1; last = $1 }' "$T/stdout" \
+    || fail "reranked scores are not CLIP + W x log-likelihood in descending order: $(cat "$T/stdout")"
+# Words a model was never trained on: the tokenizer stage records its captions' words (and the Shapes World
+# grammar), bundle carries them, generate warns; bundle --vocabulary records others.
+expect 0 "vocabulary: 26 words, captions of the shapes-world grammar" -- "$DALLE" info "$T/tiny.st"
+expect 0 "warning: the prompt has 2 words the model was never trained on \('photo', 'cat'\); its images will not show them" \
+    -- "$DALLE" generate --model "$T/tiny.st" --prompt "a photo of a cat" --out-dir "$T/cat"
+expect 0 "warning: the prompt is not a caption of the model's grammar \(caption 'red circle', word 1 'red'" \
+    -- "$DALLE" generate --model "$T/tiny.st" --prompt "red circle" --out-dir "$T/cat"
+expect 0 "generated 1 image" -- "$DALLE" generate --model "$T/tiny.st" --prompt "A small red circle." --out-dir "$T/cat"
+checks=$((checks + 1)); ! grep -q "warning" "$T/stderr" || fail "a Shapes World caption was warned about: $(cat "$T/stderr")"
+printf 'a cat\nTwo dogs!\n' >"$T/captions.txt"
+expect 0 "bundle with" -- "$DALLE" bundle --vocabulary "$T/captions.txt" --out "$T/pets.st" "$T/tiny.st"
+expect 0 "vocabulary: 4 words \(generate" -- "$DALLE" info "$T/pets.st"
+expect 0 "warning: the prompt has 1 word the model was never trained on \('red'\); its images will not show it$" \
+    -- "$DALLE" generate --model "$T/pets.st" --prompt "a red cat" --out-dir "$T/cat"
+expect 1 "a vocabulary needs a tokenizer among the parts" -- "$DALLE" bundle --vocabulary shapes-world --out "$T/x.st" "$T/dvae.st"
+# The shipped default model records the Shapes World's words.
+expect 0 "vocabulary: 26 words, captions of the shapes-world grammar" -- "$DALLE" info models/shapes-world.safetensors
 expect 1 "likelihood_weight is -1.0" -- "$DALLE" bundle --likelihood-weight -1 --out "$T/x.st" "$T/tiny.st"
 expect 1 "--likelihood-weight must be a finite number" -- "$DALLE" bundle --likelihood-weight nan --out "$T/x.st" "$T/tiny.st"
 expect 1 "needs a transformer among the parts" -- "$DALLE" bundle --cond-scale 2 --out "$T/x.st" "$T/tok.st" "$T/dvae.st"

@@ -48,6 +48,10 @@ step "tests/c/files_check.c: the default model (found in the checkout), PNG file
 $CC -std=c99 $STRICT -Wstrict-prototypes tests/c/files_check.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/files_check"
 LD_LIBRARY_PATH="$LIBDIR" "$OUT/files_check" "$GEN_MODEL" found "$OUT"
 
+step "tests/c/generate_check.c: the model's tuned likelihood weight by default, words outside its vocabulary"
+$CC -std=c99 $STRICT -Wstrict-prototypes tests/c/generate_check.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/generate_check"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/generate_check" "$REPO/models/shapes-world.safetensors"
+
 step "examples/c/roundtrip.c"
 $CC -std=c99 $STRICT examples/c/roundtrip.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/roundtrip"
 LD_LIBRARY_PATH="$LIBDIR" "$OUT/roundtrip" "$MODEL"

@@ -142,6 +142,6 @@ train_dvae 38400 "$RUN/dvae-deep.safetensors" 2 400
 transformer="$RUN/transformer-deep-carried.safetensors"
 further_schedules "$RUN/dvae-deep-f16.safetensors" transformer-deep-carried "second 5e-4 11" "third 5e-4 12"
 # 14. The CLI's default model, and its table.
-"$DALLE" bundle --dtype f16 --likelihood-weight 5 --out models/shapes-world.safetensors \
+"$DALLE" bundle --dtype f16 --likelihood-weight 5 --vocabulary shapes-world --out models/shapes-world.safetensors \
     "$transformer" "$RUN/dvae-deep-f16.safetensors" "$RUN/model-averaged-clip.safetensors"
 "$DALLE" eval --model models/shapes-world.safetensors

@@ -14,6 +14,7 @@ public func dalle_generate_default_params() -> dalle_generate_params {
     params.top_k = 0
     params.top_p = 1
     params.cond_scale = 1
+    params.likelihood_weight = DALLE_LIKELIHOOD_WEIGHT_MODEL
     return params
 }
 
@@ -33,9 +34,13 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         guard let text = String(validatingCString: prompt) else {
             throw DalleError.invalidArgument("prompt is not valid UTF-8")
         }
-        // Callers built before keep_best, out_scores and out_log_likelihoods were appended pass the shorter struct.
-        let p = try readParams(params, defaults: dalle_generate_default_params(), name: "dalle_generate_params",
+        // Callers built before keep_best, out_scores and out_log_likelihoods were appended pass the shorter struct;
+        // those built before likelihood_weight rank by CLIP alone, as they did.
+        var defaults = dalle_generate_default_params()
+        if params != nil { defaults.likelihood_weight = 0 }
+        let p = try readParams(params, defaults: defaults, name: "dalle_generate_params",
                                minimumSize: MemoryLayout<dalle_generate_params>.offset(of: \.keep_best) ?? 0)
+        let likelihoodWeight = p.likelihood_weight == DALLE_LIKELIHOOD_WEIGHT_MODEL ? box.session.model.likelihoodWeight : p.likelihood_weight
         guard p.count >= 1, p.count <= UInt32(DALLE_MAX_GENERATE) else {
             throw DalleError.invalidArgument("count is \(p.count); dalle_generate makes 1 ... DALLE_MAX_GENERATE (\(DALLE_MAX_GENERATE)) images per call")
         }
@@ -53,7 +58,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             count: Int(p.count), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
             condScale: p.cond_scale, primeTokens: prime, primeRows: primeRows, keepBest: Int(p.keep_best),
-            likelihoodWeight: p.likelihood_weight)
+            likelihoodWeight: likelihoodWeight)
         // unCLIP's settings: 0 keeps the default; the pipeline checks the ranges.
         func nonZero(_ steps: UInt32) -> Int? { steps == 0 ? nil : Int(steps) }
         func nonZero(_ scale: Float) -> Float? { scale == 0 ? nil : scale }
@@ -62,6 +67,12 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         options.unclip.superResolutionSteps = nonZero(p.super_res_steps)
         options.unclip.priorGuidance = nonZero(p.prior_guidance)
         options.unclip.decoderGuidance = nonZero(p.decoder_guidance)
+        // Words the model was never shown: warned about before the work starts, counted in out_info.
+        let vocabulary = box.session.model.promptVocabulary
+        let unknownWords = vocabulary?.unknownWords(in: text) ?? []
+        if let warning = vocabulary?.warning(for: text, unknown: unknownWords) {
+            Log.write(dalle_log_level(DALLE_LOG_WARN), "dalle_generate: " + warning)
+        }
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,
@@ -103,6 +114,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             info.truncated_tokens = UInt32(clamping: result.truncatedTokenCount)
             info.generated_tokens = UInt32(clamping: result.generatedTokenCount)
             info.seed = result.seed
+            info.unknown_words = UInt32(clamping: unknownWords.count)
             withUnsafeBytes(of: &info) { UnsafeMutableRawPointer(outInfo).copyMemory(from: $0.baseAddress!, byteCount: infoSize) }
         }
     }

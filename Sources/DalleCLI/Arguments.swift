@@ -7,9 +7,12 @@ struct Arguments: Equatable {
     var wantsHelp = false
     var wantsVersion = false
 
-    /// Parses `args` (without the program name). Options are `--name value` or `--name=value`;
-    /// `-h`/`--help` anywhere asks for help, `--version` for the version; `--` ends option parsing. Throws `UsageError`
-    /// for an option missing its value or given twice.
+    /// Options that take no value (`--grid`); they are stored with the value "true".
+    static let flags: Set<String> = ["grid"]
+
+    /// Parses `args` (without the program name). Options are `--name value` or `--name=value`, flags
+    /// (`flags`) just `--name`; `-h`/`--help` anywhere asks for help, `--version` for the version; `--` ends option parsing.
+    /// Throws `UsageError` for an option missing its value or given twice.
     init(_ args: [String]) throws {
         var i = 0
         var optionsEnded = false
@@ -29,6 +32,9 @@ struct Arguments: Equatable {
                 if let eq = name.firstIndex(of: "=") {
                     value = String(name[name.index(after: eq)...])
                     name = String(name[..<eq])
+                    if Arguments.flags.contains(name) { throw UsageError("option --\(name) takes no value") }
+                } else if Arguments.flags.contains(name) {
+                    value = "true"
                 } else {
                     guard i < args.count else { throw UsageError("option --\(name) needs a value") }
                     value = args[i]
@@ -57,6 +63,9 @@ struct Arguments: Equatable {
         guard let value = options[name], !value.isEmpty else { throw UsageError("missing --\(name)") }
         return value
     }
+
+    /// Whether the flag `--name` was given.
+    func flag(_ name: String) -> Bool { options[name] != nil }
 
     /// `--threads N` (0, the default, uses every core).
     func threads() throws -> Int {

@@ -54,10 +54,12 @@ let commands: [Command] = [
     Command(name: "decode", summary: "decode a token grid to an image", usage: """
         decode [--model M] --tokens T --out OUT.png
           decodes a grid of dVAE tokens to an image
-          --tokens PATH        token file: one grid row per line, ids separated by spaces ("-": stdin)
-          --out PATH           output PNG image
+          --tokens PATH        token file: one grid row per line, ids separated by spaces ("-": stdin);
+                               or several grids, one per line (generate --tokens-out), with --grid
+          --out PATH           output image: PNG, or PPM when named .ppm
 
-        """ + threadsOption, run: decode),
+        """ + ImageOutput.usage(grid: "decode every grid of --tokens onto one contact sheet, --out") + threadsOption,
+            run: decode),
     Command(name: "tokenize", summary: "print a caption's token ids", usage: tokenizeUsage, run: tokenizeCommand),
     Command(name: "generate", summary: "generate images from a caption", usage: generateUsage + threadsOption, run: generate),
     Command(name: "rerank", summary: "score images against a caption with CLIP", usage: rerankUsage + threadsOption, run: rerank),
@@ -140,6 +142,10 @@ func info(_ arguments: Arguments) throws {
             + "guidance scale \(model.condScale)\(model.condScale == 1 ? " (off)" : ""), "
             + "reranking likelihood weight \(model.likelihoodWeight)\(model.likelihoodWeight == 0 ? " (CLIP alone)" : "")")
     }
+    if let v = model.promptVocabulary {
+        print("vocabulary: \(v.words.count) words" + (v.grammar.map { ", captions of the \($0) grammar" } ?? "")
+            + " (generate warns about prompts outside it)")
+    }
     if let c = model.clip?.config {
         print("clip: ViT \(c.imageResolution)px/\(c.visionPatchSize), vision \(c.visionLayers)x\(c.visionWidth), "
             + "text \(c.textLayers)x\(c.textWidth) over \(c.contextLength) tokens, embeddings of \(c.embedDim)")
@@ -171,20 +177,36 @@ func encode(_ arguments: Arguments) throws {
 }
 
 func decode(_ arguments: Arguments) throws {
-    try arguments.check(allowed: ["model", "tokens", "out", "threads"], maxPositional: 0)
+    try arguments.check(allowed: ["model", "tokens", "out", "threads"] + ImageOutput.options, maxPositional: 0)
     let (tokensPath, outPath) = (try arguments.required("tokens"), try arguments.required("out"))
+    let output = try ImageOutput(arguments)
+    try ImageFile.checkWritable(outPath)
     let session = try openSession(arguments)
     let config = try session.model.requireImageTokenizer()
     let grid = try TokenText.read(path: tokensPath)
     let side = config.gridSize
-    guard grid.rows == side, grid.columns == side else {
-        throw DalleError.invalidArgument("\(tokensPath) holds a \(grid.rows)x\(grid.columns) token grid; this model decodes \(side)x\(side) grids")
+    // One grid (a row per line), or with --grid one whole grid per line (generate --tokens-out).
+    let count: Int
+    if grid.rows == side, grid.columns == side {
+        count = 1
+    } else if side > 1, grid.columns == side * side {
+        guard output.grid else {
+            throw UsageError("\(tokensPath) holds \(grid.rows) token grids, one per line; pass --grid to decode them onto one contact sheet")
+        }
+        count = grid.rows
+    } else {
+        throw DalleError.invalidArgument("\(tokensPath) holds a \(grid.rows)x\(grid.columns) token grid; this model decodes \(side)x\(side) grids"
+            + " (or, with --grid, lines of \(side * side) ids, one grid each)")
     }
     let start = now()
-    let pixels = try grid.tokens.withUnsafeBufferPointer { try session.decode(tokens: $0, count: 1) }
-    let image = try RGBImage(width: config.imageSize, height: config.imageSize, pixels: pixels)
-    try PNG.write(image, path: outPath)
-    printError("dalle: decoded \(side)x\(side) tokens to a \(image.width)x\(image.height) image in \(seconds(since: start)) -> \(outPath)")
+    let pixels = try grid.tokens.withUnsafeBufferPointer { try session.decode(tokens: $0, count: count) }
+    let size = config.imageSize, imageBytes = size * size * 3
+    let images = try (0..<count).map { n in
+        try output.scaled(try RGBImage(width: size, height: size, pixels: Array(pixels[(n * imageBytes)..<((n + 1) * imageBytes)])))
+    }
+    let image = output.grid ? try ImageOutput.contactSheet(images) : images[0]
+    try ImageFile.write(image, path: outPath)
+    printError("dalle: decoded \(count == 1 ? "" : "\(count) grids of ")\(side)x\(side) tokens to a \(image.width)x\(image.height) image in \(seconds(since: start)) -> \(outPath)")
 }
 
 private func openSession(_ arguments: Arguments) throws -> DalleSession {

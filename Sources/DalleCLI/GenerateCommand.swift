@@ -18,22 +18,23 @@ let generateUsage = """
       --prime IMAGE        a PNG whose first token rows are kept (image completion)
       --prime-rows R       rows of --prime kept (default 7/16 of the grid, as OpenAI's 14 of 32)
       --tokens-out FILE    each image's token ids as one line ("-": stdout)
-      --rerank K           keep the K best of the --count images by CLIP score, written best
-                           first (000.png is the best); prints "score path" for each
-      --likelihood-weight W  --rerank ranks by CLIP score + W x the transformer's mean
-                           log-likelihood per token (default: the model's, else 0 = CLIP alone)
+      --rerank K           keep the K best of the --count images, written best first (000.png is
+                           the best); prints "score path (clip C + W x log-likelihood L)" for each
+      --likelihood-weight W  --rerank's score is CLIP's + W x the transformer's mean log-likelihood
+                           per token (default: the model's, else 0 = CLIP alone)
       --prior-steps N, --decoder-steps N, --super-res-steps N   unCLIP (DALL-E 2) models: denoising
                            steps per stage, 1 ... 1000 (default 25, 25, 7)
       --prior-guidance G, --decoder-guidance G   unCLIP: guidance scales, > 0 (default 4, 8)
 
-    """
+    """ + ImageOutput.usage(grid: "also write every image on one contact sheet, DIR/grid.png, as min-dalle does")
 
 /// `dalle generate`: prompt -> images in --out-dir, with a progress bar on a terminal.
 func generate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
                                   "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "likelihood-weight", "threads",
-                                  "prior-steps", "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance"],
-                        maxPositional: 0)
+                                  "prior-steps", "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance"]
+                                  + ImageOutput.options, maxPositional: 0)
+    let output = try ImageOutput(arguments)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
     let outDir = try arguments.required("out-dir")
     let model = try DalleModel(path: try arguments.modelPath())
@@ -72,6 +73,10 @@ func generate(_ arguments: Arguments) throws {
         throw UsageError("--prime-rows needs --prime IMAGE")
     }
 
+    if let vocabulary = model.promptVocabulary,
+       let warning = vocabulary.warning(for: prompt, unknown: vocabulary.unknownWords(in: prompt)) {
+        printError("dalle: warning: " + warning)
+    }
     try makeDirectory(outDir)
     let bar = ProgressBar()
     let start = now()
@@ -84,12 +89,20 @@ func generate(_ arguments: Arguments) throws {
         printError("dalle: warning: the prompt is \(result.promptTokenCount + result.truncatedTokenCount) tokens; the last \(result.truncatedTokenCount) past the model's text length were dropped")
     }
     let imageBytes = result.imageSize * result.imageSize * 3
+    var written: [RGBImage] = []
     for n in 0..<result.count {
-        let image = try RGBImage(width: result.imageSize, height: result.imageSize,
-                                 pixels: Array(result.pixels[(n * imageBytes)..<((n + 1) * imageBytes)]))
+        let image = try output.scaled(try RGBImage(width: result.imageSize, height: result.imageSize,
+                                                   pixels: Array(result.pixels[(n * imageBytes)..<((n + 1) * imageBytes)])))
         try PNG.write(image, path: outDir + "/" + imageName(n))
-        if n < result.scores.count { print("\(result.scores[n]) \(outDir)/\(imageName(n))") }
+        if output.grid { written.append(image) }
+        // The score the order used, then its parts.
+        if n < result.scores.count {
+            let (clip, logLikelihood) = (result.scores[n], result.logLikelihoods[n])
+            print("\(clip + options.likelihoodWeight * logLikelihood) \(outDir)/\(imageName(n)) "
+                + "(clip \(clip) + \(options.likelihoodWeight) x log-likelihood \(logLikelihood))")
+        }
     }
+    if output.grid { try PNG.write(try ImageOutput.contactSheet(written), path: outDir + "/grid.png") }
     if let tokensPath = arguments.options["tokens-out"] {
         let grid = result.gridSize * result.gridSize
         let lines = (0..<result.count).map { n in result.tokens[(n * grid)..<((n + 1) * grid)].map(String.init).joined(separator: " ") }
@@ -125,7 +138,11 @@ private func makeDirectory(_ path: String) throws {
 }
 
 private func writeText(_ text: String, path: String) throws {
-    let bytes = Array(text.utf8)
+    try writeBytes(Array(text.utf8), path: path)
+}
+
+/// Writes `bytes` to `path` ("-": standard output), replacing any file there.
+func writeBytes(_ bytes: [UInt8], path: String) throws {
     let file = path == "-" ? stdout : fopen(path, "wb")
     guard let file else { throw DalleError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
     let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }

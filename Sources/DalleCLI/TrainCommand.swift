@@ -127,6 +127,8 @@ let bundleUsage = """
                            linear layers in GGUF's q8_0 / q4_0 blocks, the rest f16)
       --cond-scale C, --likelihood-weight W   the guidance scale and reranking weight that
                            generate and eval use by default
+      --vocabulary V       the words generate warns about prompts outside of: shapes-world (that
+                           grammar's), or a FILE of captions, one per line (default: the tokenizer's)
 
     """
 
@@ -135,7 +137,7 @@ nonisolated(unsafe) var trainingInterrupted = false
 
 /// `dalle bundle --out FILE [--dtype T] [--cond-scale C] [--likelihood-weight W] PART...`: joins the components of trained parts into one model.
 func bundle(_ arguments: Arguments) throws {
-    try arguments.check(allowed: ["out", "dtype", "cond-scale", "likelihood-weight"], maxPositional: 16)
+    try arguments.check(allowed: ["out", "dtype", "cond-scale", "likelihood-weight", "vocabulary"], maxPositional: 16)
     let out = try arguments.required("out")
     let dtype: DType, quantization: QuantizedType?
     switch arguments.options["dtype"] ?? "f16" {
@@ -153,8 +155,16 @@ func bundle(_ arguments: Arguments) throws {
             return x
         }
     }
+    let vocabulary = try arguments.options["vocabulary"].map { name -> PromptVocabulary in
+        if name == PromptVocabulary.shapesWorldGrammar { return PromptVocabulary.shapesWorld }
+        let text = try readTextFile(name)
+        let captions = text.split(whereSeparator: \.isNewline).map(String.init)
+        guard !captions.isEmpty else { throw UsageError("--vocabulary \(name) holds no captions") }
+        return PromptVocabulary(captions: captions)
+    }
     try TrainingSetup.assembleBundle(try arguments.positional.map { try SafetensorsFile(path: $0) }, dtype: dtype,
-                                     quantization: quantization, to: out, condScale: try finite("cond-scale"), likelihoodWeight: try finite("likelihood-weight"))
+                                     quantization: quantization, to: out, condScale: try finite("cond-scale"), likelihoodWeight: try finite("likelihood-weight"),
+                                     vocabulary: vocabulary)
     let model = try DalleModel(path: out)
     fputs("dalle: bundle with \(model.components) written to \(out)\n", stderr)
 }
@@ -169,4 +179,18 @@ private func real(_ arguments: Arguments, _ name: String, default value: Float) 
     guard let text = arguments.options[name] else { return value }
     guard let x = Float(text), x.isFinite, x >= 0 else { throw UsageError("--\(name) must be a number ≥ 0, got '\(text)'") }
     return x
+}
+
+/// The UTF-8 text of the file at `path`.
+private func readTextFile(_ path: String) throws -> String {
+    guard let file = fopen(path, "rb") else { throw DalleError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
+    guard ferror(file) == 0 else { throw DalleError.io("cannot read \(path)") }
+    return String(decoding: bytes, as: UTF8.self)
 }

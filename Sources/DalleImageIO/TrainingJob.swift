@@ -80,8 +80,11 @@ public struct TrainingJob {
         if stage == "tokenizer" {
             let data = try dataSplit(imageSize: ShapesWorld.imageSize, log: log)
             let trained = try TrainingSetup.trainTokenizer(data.training, vocabularySize: vocabularySize)
-            try TrainingSetup.writeTokenizer(trained, to: outputPath)
-            log("tokenizer with \(trained.vocabularySize) ids (\(trained.merges.count) merges) written to \(outputPath)")
+            // Shapes World data (any of its variants) follows that caption grammar.
+            let grammar = try Self.shapesData(self.data) != nil ? PromptVocabulary.shapesWorldGrammar : nil
+            let vocabulary = try TrainingSetup.vocabulary(data.training, grammar: grammar)
+            try TrainingSetup.writeTokenizer(trained, vocabulary: vocabulary, to: outputPath)
+            log("tokenizer with \(trained.vocabularySize) ids (\(trained.merges.count) merges) and a vocabulary of \(vocabulary.words.count) words written to \(outputPath)")
             return true
         }
         let existing = access(outputPath, F_OK) == 0 ? try SafetensorsFile(path: outputPath) : nil

@@ -43,7 +43,7 @@ int main(void) {
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);
-    FIELD(dalle_generate_info, seed);
+    FIELD(dalle_generate_info, seed); FIELD(dalle_generate_info, unknown_words);
     printf("\ndalle_eval_params %zu", sizeof(dalle_eval_params));
     FIELD(dalle_eval_params, struct_size); FIELD(dalle_eval_params, candidates); FIELD(dalle_eval_params, seed);
     FIELD(dalle_eval_params, per_template); FIELD(dalle_eval_params, per_held_out_pair);

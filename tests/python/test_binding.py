@@ -204,6 +204,8 @@ def test_constants_match_the_header():
     header = re.sub(r"/\*.*?\*/", " ", open(os.path.join(REPO, "include", "dalle.h")).read(), flags=re.S)
     constants = dict(re.findall(r"\b(DALLE_[A-Z0-9_]+) = ([^,}\n]+)", header))
     constants.update(re.findall(r"#define (DALLE_[A-Z0-9_]+) (\(\(uint64_t\)0x[0-9A-F]+ull\)|\d+)\s*$", header, flags=re.M))
+    constants.update(re.findall(r"#define (DALLE_[A-Z0-9_]+) \((-?[0-9]+\.[0-9]+)f\)\s*$", header, flags=re.M))
+    assert "DALLE_LIKELIHOOD_WEIGHT_MODEL" in constants
     assert len(constants) > 30
     for name, text in constants.items():
         if name.startswith("DALLE_VERSION_"):

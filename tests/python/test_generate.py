@@ -93,3 +93,25 @@ def test_the_models_guidance_scale_is_the_default(tmp_path):
     bad = with_metadata(GEN_MODEL, tmp_path / "bad.safetensors", **{"transformer.cond_scale": "strong"})
     with pytest.raises(dalle.DalleError, match="transformer.cond_scale"):
         dalle.Model(bad)
+
+
+def test_words_outside_the_model_vocabulary_are_counted_and_logged():
+    """The default model records the Shapes World's words: a prompt outside them draws, with
+    Generation.unknown_words and a warning through the log callback; a caption of its world has neither."""
+    messages = []
+    dalle.set_log_callback(lambda level, message: messages.append((level, message)))
+    try:
+        with dalle.Model(os.path.join(REPO, "models", "shapes-world.safetensors")) as model, \
+                dalle.Context(model, threads=2, seed=1) as context:
+            result = context.generate("A photo of a cat!", images=False)
+            assert result.unknown_words == 2 and result.tokens.shape == (1, 16, 16)
+            assert [m for level, m in messages if level == _lib.DALLE_LOG_WARN and "'photo', 'cat'" in m]
+            messages.clear()
+            assert context.generate("a small red circle", images=False).unknown_words == 0
+            assert context.generate("", images=False).unknown_words == 0
+            assert not messages
+    finally:
+        dalle.set_log_callback(None)
+    # A model that records no vocabulary checks nothing.
+    with dalle.Model(GEN_MODEL) as model, dalle.Context(model) as context:
+        assert context.generate("a photo of a cat", images=False).unknown_words == 0

@@ -55,6 +55,9 @@ public final class DalleModel: @unchecked Sendable {
     /// (`GenerationOptions.likelihoodWeight`), from the metadata key `transformer.likelihood_weight`
     /// that `dalle bundle --likelihood-weight` writes; 0 (CLIP alone) when the file has none.
     public let likelihoodWeight: Float
+    /// The words the model was trained on (`tokenizer.words`, `tokenizer.caption_grammar`), to warn
+    /// about prompts outside them; nil when the file records none.
+    public let promptVocabulary: PromptVocabulary?
 
     /// Opens and loads the model file at `path` (a libdalle bundle, or a CLIP checkpoint
     /// in OpenAI's or Hugging Face's safetensors layout).
@@ -110,6 +113,7 @@ public final class DalleModel: @unchecked Sendable {
         }
         self.condScale = try recorded(DalleModel.condScaleKey, absent: 1)
         self.likelihoodWeight = try recorded(DalleModel.likelihoodWeightKey, absent: 0, nonNegative: true)
+        self.promptVocabulary = try PromptVocabulary(metadata: metadata)
         self.metadata = metadata
         self.loaded = loaded
         self.components = ModelComponents(kinds.map(\.component))

@@ -58,16 +58,25 @@ public enum TrainingSetup {
 
     /// A BPE tokenizer learned from the captions of `data` (at most `captionLimit` of them).
     public static func trainTokenizer(_ data: TrainingDataSource, vocabularySize: Int, captionLimit: Int = 20_000) throws -> Tokenizer {
-        let n = min(data.count, captionLimit)
-        let captions = try (0..<n).map { try data.example(at: $0).caption }
-        return try BPETrainer(vocabularySize: vocabularySize).train(captions)
+        try BPETrainer(vocabularySize: vocabularySize).train(try captions(data, limit: captionLimit))
     }
 
-    /// A one-component bundle holding `tokenizer`.
-    public static func writeTokenizer(_ tokenizer: Tokenizer, to path: String) throws {
+    /// The words of the captions a tokenizer learns from (`trainTokenizer`), with `grammar` when
+    /// every caption follows one: what a bundle records so generate can warn about other words.
+    public static func vocabulary(_ data: TrainingDataSource, grammar: String?, captionLimit: Int = 20_000) throws -> PromptVocabulary {
+        PromptVocabulary(captions: try captions(data, limit: captionLimit), grammar: grammar)
+    }
+
+    private static func captions(_ data: TrainingDataSource, limit: Int) throws -> [String] {
+        try (0..<min(data.count, limit)).map { try data.example(at: $0).caption }
+    }
+
+    /// A one-component bundle holding `tokenizer`, and the vocabulary of its captions when given.
+    public static func writeTokenizer(_ tokenizer: Tokenizer, vocabulary: PromptVocabulary? = nil, to path: String) throws {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion), "components": "tokenizer"]
         try tokenizer.write(to: &writer)
+        for (key, value) in vocabulary?.metadata ?? [:] { writer.metadata[key] = value }
         try writer.write(to: path)
     }
 
@@ -90,7 +99,8 @@ public enum TrainingSetup {
     }
 
     public static func assembleBundle(_ parts: [SafetensorsFile], dtype: DType, quantization: QuantizedType? = nil,
-                                      to path: String, condScale: Float? = nil, likelihoodWeight: Float? = nil) throws {
+                                      to path: String, condScale: Float? = nil, likelihoodWeight: Float? = nil,
+                                      vocabulary: PromptVocabulary? = nil) throws {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": DalleModel.formatName, "format_version": String(DalleModel.formatVersion)]
         var components: [String] = []
@@ -125,6 +135,14 @@ public enum TrainingSetup {
                 throw DalleError.invalidArgument("\(name) needs a transformer among the parts and a finite value, got \(value)")
             }
             writer.metadata[key] = String(value)
+        }
+        if let vocabulary {
+            guard components.contains("tokenizer") else {
+                throw DalleError.invalidArgument("a vocabulary needs a tokenizer among the parts")
+            }
+            writer.metadata[PromptVocabulary.wordsKey] = nil
+            writer.metadata[PromptVocabulary.grammarKey] = nil
+            for (key, value) in vocabulary.metadata { writer.metadata[key] = value }
         }
         writer.metadata["components"] = components.joined(separator: ",")
         try writer.write(to: path)

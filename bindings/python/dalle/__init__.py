@@ -216,12 +216,14 @@ def _pillow() -> Any:
 
 
 class Generation(namedtuple("Generation", "images tokens prompt_tokens truncated_tokens generated_tokens seed "
-                                          "scores log_likelihoods")):
+                                          "scores log_likelihoods unknown_words", defaults=(0,))):
     """What Context.generate returns: images (N, S, S, 3) uint8 (bytes without numpy; None
     when images=False), tokens (N, G, G) int32 (lists without numpy), the prompt's text tokens used and
-    dropped (past the model's text length), image tokens generated per image, the seed used, and the
-    kept images' CLIP scores in rank order (a list; empty unless keep_best reranked them), and each image's
-    mean log-probability per generated token under the transformer (a list, in the images' order)."""
+    dropped (past the model's text length), image tokens generated per image, the seed used, the
+    kept images' CLIP scores in rank order (a list; empty unless keep_best reranked them), each image's
+    mean log-probability per generated token under the transformer (a list, in the images' order), and
+    the number of distinct prompt words outside the vocabulary the model records (words it was never
+    trained on, also named in a warning through the log callback; 0 when it records none)."""
 
     __slots__ = ()
 
@@ -515,7 +517,10 @@ class Context(_Owned):
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.prime_rows = prime_rows
         params.keep_best = keep_best
-        params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
+        if likelihood_weight is not None and not likelihood_weight >= 0:  # C's -1 (the model's) is None here
+            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                       f"likelihood_weight is {float(likelihood_weight)}; it must be >= 0 (None: the model's)")
+        params.likelihood_weight = _lib.DALLE_LIKELIHOOD_WEIGHT_MODEL if likelihood_weight is None else likelihood_weight
         params.prior_steps = _c_int("prior_steps", prior_steps, "uint32_t")
         params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
         params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
@@ -563,7 +568,7 @@ class Context(_Owned):
                 pictures = (_np.frombuffer(raw, dtype=_np.uint8).reshape(out_images.count, first.height, first.width, 3)
                             if _np is not None else raw)
             return Generation(pictures, tokens, info.prompt_tokens, info.truncated_tokens, info.generated_tokens, info.seed,
-                              list(scores), list(log_likelihoods[:n]))
+                              list(scores), list(log_likelihoods[:n]), info.unknown_words)
         finally:
             lib.dalle_tokens_free(ctypes.byref(out_tokens))
             lib.dalle_image_batch_free(ctypes.byref(out_images))

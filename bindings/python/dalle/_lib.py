@@ -60,6 +60,7 @@ DALLE_PHASE_EVAL = 5
 DALLE_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
 DALLE_MAX_BATCH = 4096
 DALLE_MAX_GENERATE = 256
+DALLE_LIKELIHOOD_WEIGHT_MODEL = -1.0
 DALLE_SHAPES_IMAGE_SIZE = 64
 
 
@@ -120,7 +121,7 @@ class dalle_generate_params(Structure):
 
 class dalle_generate_info(Structure):
     _fields_ = [("struct_size", c_uint32), ("prompt_tokens", c_uint32), ("truncated_tokens", c_uint32),
-                ("generated_tokens", c_uint32), ("seed", c_uint64)]
+                ("generated_tokens", c_uint32), ("seed", c_uint64), ("unknown_words", c_uint32)]
 
 
 class dalle_eval_params(Structure):
