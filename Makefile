@@ -6,6 +6,7 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=]   the library, headers, pkg-config and CMake files,
 #                 the CLI and the default model; make uninstall removes them
 #   make wheel    the Python package, libdalle.so inside, as a wheel in build/wheel
+#   make examples the C and C++ examples into build/examples, and examples/sdl when SDL2 is installed
 
 SWIFT_BUILD := swift build -c release
 BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)
@@ -17,7 +18,7 @@ LIBFILE := libdalle.so.$(VERSION)
 PREFIX ?= /usr/local
 DEST = $(DESTDIR)$(PREFIX)
 
-.PHONY: all build test test-swift test-native bench demo clean install uninstall wheel
+.PHONY: all build test test-swift test-native bench demo clean install uninstall wheel examples
 
 all: build
 
@@ -43,6 +44,7 @@ test-native: build
 	bash tests/cli_test.sh
 	bash tests/install_test.sh
 	bash tests/python_package_test.sh
+	bash tests/sdl_test.sh
 
 bench: build
 	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"
@@ -53,6 +55,21 @@ bench: build
 
 demo: build
 	bash examples/demo.sh
+
+# The examples, linked to build/lib with a relative rpath (they run from build/examples as they are).
+CC ?= cc
+CXX ?= c++
+EXAMPLE_FLAGS := -Iinclude -Lbuild/lib -ldalle -Wl,-rpath,'$$ORIGIN/../lib'
+SDL_FLAGS := $(shell pkg-config --cflags --libs sdl2 2>/dev/null)
+examples: build
+	mkdir -p build/examples
+	for f in examples/c/*.c; do $(CC) -std=c99 -O2 -Wall -Wextra $$f $(EXAMPLE_FLAGS) -o build/examples/$$(basename $$f .c) || exit 1; done
+	$(CXX) -std=c++17 -O2 -Wall -Wextra examples/cpp/generate.cpp $(EXAMPLE_FLAGS) -o build/examples/generate_cpp
+ifneq ($(SDL_FLAGS),)
+	$(CC) -std=c99 -O2 -Wall -Wextra examples/sdl/dalle_sdl.c $(EXAMPLE_FLAGS) $(SDL_FLAGS) -o build/examples/dalle-sdl
+else
+	@echo "examples/sdl skipped: SDL2 not found by pkg-config (Debian: apt-get install libsdl2-dev)"
+endif
 
 # What install puts under $(DEST), relative to it (uninstall removes exactly these).
 INSTALLED := lib/$(LIBFILE) lib/libdalle.so.$(SOVERSION) lib/libdalle.so include/dalle.h include/dalle.hpp \
