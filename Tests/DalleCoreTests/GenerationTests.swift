@@ -16,6 +16,8 @@ final class MockPredictor: ImageTokenPredictor, @unchecked Sendable {
     /// The step call (counted over all groups) that throws instead, if any.
     var failingStep: Int?
 
+    /// A small model: candidates are sampled in groups, several threads at once.
+    var stepWeightBytes = 1024
     func cacheByteCount(batch: Int) -> Int? { batch * 64 }
     func makeCache(batch: Int) throws -> [[Int32]] { [[Int32]](repeating: [], count: batch) }
 
@@ -243,18 +245,28 @@ final class GenerationTests: XCTestCase {
     }
 
     func testCandidateGroupsReportOnTheCallingThreadAndStopTogether() throws {
-        // Four candidates on four threads: four groups, one prefill each; progress comes from the
-        // first group, on the thread that called.
-        let mock = MockPredictor(), caller = pthread_self()
-        var reported: [Int] = []
-        _ = try generate(GenerationOptions(count: 4, seed: 3), on: mock, threads: 4, progress: { step, _ in
-            XCTAssertNotEqual(pthread_equal(pthread_self(), caller), 0)
-            reported.append(step)
-            return true
-        })
-        XCTAssertEqual(mock.prefills, 4)
-        XCTAssertEqual(mock.steps, 4 * 8)
-        XCTAssertEqual(reported, Array(0...9))
+        // Sixteen candidates of a small model: four groups of four, one prefill each, on four
+        // threads at once or on two in two rounds; progress comes from each round's first group,
+        // on the thread that called, each step once.
+        for threads in [4, 2] {
+            let mock = MockPredictor(), caller = pthread_self()
+            var reported: [Int] = []
+            _ = try generate(GenerationOptions(count: 16, seed: 3), on: mock, threads: threads, progress: { step, _ in
+                XCTAssertNotEqual(pthread_equal(pthread_self(), caller), 0)
+                reported.append(step)
+                return true
+            })
+            XCTAssertEqual(mock.prefills, 4)
+            XCTAssertEqual(mock.steps, 4 * 8)
+            XCTAssertEqual(reported, Array(0...9), "\(threads) threads")
+        }
+        // A model larger than the caches decodes all candidates as one group.
+        let large = MockPredictor()
+        large.stepWeightBytes = ImageTokenGenerator.sharedStepWeightBytes + 1
+        XCTAssertEqual(try generate(GenerationOptions(count: 16, seed: 3), on: large, threads: 2),
+                       try generate(GenerationOptions(count: 16, seed: 3), on: MockPredictor(), threads: 2))
+        XCTAssertEqual(large.prefills, 1)
+        XCTAssertEqual(large.steps, 8)
         // A failure in any group is the call's error; a refusal from the callback stops them all.
         let failing = MockPredictor()
         failing.failingStep = 6
@@ -384,6 +396,13 @@ final class TransformerGenerationTests: XCTestCase {
         single.count = 1
         XCTAssertEqual(try generate(single, threads: 2), Array(one.prefix(16)))
         XCTAssertEqual(Set(stride(from: 0, to: 64, by: 16).map { Array(one[$0..<($0 + 16)]) }).count, 4)
+        // More rows than the streaming kernel takes at once (24 candidates and their unguided
+        // twins): the same grids for any thread count.
+        var many = options
+        many.count = 24
+        let manyOne = try generate(many, threads: 1)
+        XCTAssertEqual(try generate(many, threads: 2), manyOne)
+        XCTAssertEqual(try generate(many, threads: 3), manyOne)
     }
 
     func testPrimingKeepsRowsAndMatchesGreedyContinuation() throws {

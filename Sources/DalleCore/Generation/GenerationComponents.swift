@@ -35,6 +35,11 @@ extension DalleTransformer: ImageTokenPredictor {
     /// `prefill` and `step` return the image-token logits only.
     public var imageLogitOffset: Int { 0 }
 
+    public var stepWeightBytes: Int {
+        attentions.reduce(0) { $0 + $1.qkv.byteCount + $1.out.byteCount }
+            + feedForwards.reduce(0) { $0 + $1.up.byteCount + $1.down.byteCount } + imageLogits.byteCount
+    }
+
     public func cacheByteCount(batch: Int) -> Int? {
         let c = config
         let kv = [2, c.depth, batch, c.heads, c.seqLen, c.dimHead, MemoryLayout<Float>.size]

@@ -14,6 +14,8 @@ public protocol ImageTokenPredictor {
     var imageVocabSize: Int { get }
     /// Where the image-token logits start in a row of logits.
     var imageLogitOffset: Int { get }
+    /// Bytes of weights one step reads (its matrices; embedding rows are read one at a time).
+    var stepWeightBytes: Int { get }
     /// Bytes a cache for `batch` sequences takes (nil when that overflows).
     func cacheByteCount(batch: Int) -> Int?
     func makeCache(batch: Int) throws -> Cache
@@ -101,24 +103,37 @@ public enum ImageTokenGenerator {
         let silent = StepReporter(total: steps, handler: nil, cancellation: cancellation)
         try reporter.report(0)
         // Candidates never meet (each has its own random stream and its own rows in every
-        // operation), so each thread samples a group of them from start to end on its own: a
-        // handful of synchronisations per call instead of dozens per token, and the same grids
-        // for any grouping. The calling thread takes the first group and reports the progress.
-        let groupCount = min(pool.threads, n), single = ThreadPool(threads: 1)
-        let groups = (0..<groupCount).map { (n * $0 / groupCount)..<(n * ($0 + 1) / groupCount) }
+        // operation). A model whose step reads more weights than the caches hold decodes them
+        // all as one group, each operation split across the pool, so the weights are read once
+        // per step. A smaller model gives each thread whole groups of `candidatesPerGroup`,
+        // sampled from start to end on their own: a handful of synchronisations per call instead
+        // of dozens per token. Groups are cut the same way for any thread count, so every
+        // operation sees the same rows and the grids do not depend on the threads. Groups run
+        // in rounds of one per thread; the calling thread takes each round's first group and
+        // reports the progress of the rounds.
+        let groupSize = predictor.stepWeightBytes > sharedStepWeightBytes ? n : candidatesPerGroup
+        let groupCount = (n + groupSize - 1) / groupSize, single = ThreadPool(threads: 1)
+        let groups = (0..<groupCount).map { ($0 * groupSize)..<min(n, ($0 + 1) * groupSize) }
+        let perRound = min(pool.threads, groupCount), rounds = (groupCount + perRound - 1) / perRound
         let stop = CancellationFlag()
         var results = [Result<SampledGrids, Error>?](repeating: nil, count: groupCount)
         results.withUnsafeMutableBufferPointer { out in
-            pool.parallelForEachCallerFirst(groupCount) { g in
-                let result = Result {
-                    try sample(predictor, text: text, options: options, candidates: groups[g],
-                               pool: groupCount == 1 ? pool : single) { step in
-                        if stop.isRequested { throw GroupStopped() }
-                        try (g == 0 ? reporter : silent).report(step)
+            for round in 0..<rounds where !stop.isRequested {
+                let first = round * perRound
+                pool.parallelForEachCallerFirst(min(perRound, groupCount - first)) { i in
+                    let g = first + i
+                    let result = Result {
+                        try sample(predictor, text: text, options: options, candidates: groups[g],
+                                   pool: groupCount == 1 ? pool : single) { step in
+                            if stop.isRequested { throw GroupStopped() }
+                            // The first group of a round reports each 1/rounds of its steps; every step checks for a stop.
+                            let done = round * steps + step
+                            try (i == 0 && done % rounds == 0 ? reporter : silent).report(done / rounds)
+                        }
                     }
+                    if case .failure = result { stop.request() }
+                    out[g] = result
                 }
-                if case .failure = result { stop.request() }
-                out[g] = result
             }
         }
         var sampled = SampledGrids(tokens: [], logLikelihoods: [])
@@ -129,6 +144,11 @@ public enum ImageTokenGenerator {
         }
         return sampled
     }
+
+    /// Candidates per group when each thread samples whole groups (models that fit in cache).
+    static let candidatesPerGroup = 4
+    /// From this many weight bytes per step on, all candidates decode as one group.
+    static let sharedStepWeightBytes = 16 << 20
 
     /// Thrown inside a group that stops because another group failed.
     struct GroupStopped: Error {}

@@ -26,6 +26,8 @@ struct Linear: @unchecked Sendable {
     static let widenedRows = 3
 
     var panelCount: Int { (outputs + Linear.panelWidth - 1) / Linear.panelWidth }
+    /// Bytes of the repacked weights (what a product reads).
+    var byteCount: Int { panels.byteCount }
 
     /// From PyTorch's [outputs, inputs] weight and [outputs] bias.
     init(weight: Weight, bias: Weight?) {
