@@ -422,7 +422,23 @@ typedef struct dalle_generate_params {
     uint32_t super_res_steps;         /* unCLIP: steps of the super-resolution; 0 = 7 (0)    */
     float prior_guidance;             /* unCLIP: the prior's guidance scale, > 0; 0 = 4 (0)  */
     float decoder_guidance;           /* unCLIP: the decoder's guidance scale, > 0; 0 = 8 (0) */
+    const char *noise_path;           /* unCLIP: NULL, or a safetensors file of caller-given
+                                         noise (DALLE_UNCLIP_NOISE below) (NULL)              */
+    const void *noise_data;           /* unCLIP: or the same file's bytes in memory; borrowed
+                                         for the call; at most one of the two (NULL)          */
+    uint64_t noise_size;              /* bytes at noise_data (0)                              */
 } dalle_generate_params;
+
+/* DALLE_UNCLIP_NOISE: caller-given noise for an unCLIP run (to reproduce a diffusers run step
+ * for step, or to walk the latent space). The file holds float32 tensors named
+ *   prior_latents [B, E]            prior_step_noise [P-1, B, E]
+ *   decoder_latents [B, 3, H, W]    decoder_step_noise [D-1, B, 3, H, W]
+ *   super_res_latents [B, 3, H', W']  super_res_step_noise [S-1, B, 3, H', W']
+ * with B = count, E the CLIP embedding width, H x W the decoder's and H' x W' the
+ * super-resolution's sample sizes (the bundle's configs), P/D/S the step counts; step noise in
+ * step order, none for the last step. Any subset may be given; the rest is drawn from the seed.
+ * Another name, another dtype, a wrong shape or a value that is not finite is
+ * DALLE_INVALID_ARGUMENT naming the tensor and what was expected. */
 
 /* What a dalle_generate call did with the prompt and the seed. */
 typedef struct dalle_generate_info {

@@ -78,6 +78,13 @@ expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a 
 expect 0 "generated 2 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --seed 3 --threads 2 --out-dir "$T/unclip2"
 checks=$((checks + 1)); cmp -s "$T/unclip1/001.png" "$T/unclip2/001.png" || fail "unCLIP images differ between 1 and 2 threads"
 expect 0 "generated 1 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --prior-steps 3 --decoder-steps 2 --super-res-steps 2 --decoder-guidance 2 --out-dir "$T/unclip4"
+# Caller-given noise (the chain's recorded noise for its first image): every draw given, so the seed does not matter.
+NOISE=Tests/DalleCoreTests/Golden/unclip/noise_one_image.safetensors
+expect 0 "generated 1 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat on the mat" --noise "$NOISE" --seed 1 --out-dir "$T/unclip6"
+expect 0 "generated 1 image" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat on the mat" --noise "$NOISE" --seed 2 --out-dir "$T/unclip7"
+checks=$((checks + 1)); cmp -s "$T/unclip6/000.png" "$T/unclip7/000.png" || fail "unCLIP images with all noise given depend on the seed"
+expect 1 "'decoder_latents' has shape \[1, 3, 8, 8\], expected \[2, 3, 8, 8\]" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --noise "$NOISE" --out-dir "$T/unclip8"
+expect 1 "unexpected noise tensor 'attention_mask'" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --noise Tests/DalleCoreTests/Golden/unclip/chain.safetensors --out-dir "$T/unclip8"
 expect 1 "unCLIP: 0 steps" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --decoder-steps 0 --out-dir "$T/unclip5"
 expect 1 "keep_best and priming are not supported for unCLIP" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --rerank 1 --out-dir "$T/unclip3"
 expect 0 "  dvae \\(openai\\): [0-9]+ parameters; can encode,decode,train" -- "$DALLE" info "$MODEL"

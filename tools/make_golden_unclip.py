@@ -102,6 +102,10 @@ Tests/DalleCoreTests/Golden/unclip/:
     image [2, 3, 32, 32]       the pipeline's output (x 0.5 + 0.5, clamped), NCHW
     metadata: prompts, step counts, guidance scales
 
+  noise_one_image.safetensors  the chain's recorded noise for its first image alone (its six noise
+                               tensors with B = 1), as dalle_generate's noise_path / `--noise` take it:
+                               "a red cat on the mat" with it reproduces chain's image[0]
+
   bundle_metadata.safetensors  no tensors: the metadata tools/convert_unclip.py writes for this pipeline
                                (f16), for the Swift reader of unCLIP bundles
   tiny_unclip_f16.safetensors  the tiny pipeline as tools/convert_unclip.py --dtype f16 converts it (the
@@ -659,6 +663,10 @@ def main():
         with torch.no_grad():
             fixtures = {"schedulers": scheduler_fixtures(), "ops": (ops_fixtures(), {}),
                         "modules": (module_fixtures(pipe), {}), "chain": chain_fixture(pipe)}
+        chain = fixtures["chain"][0]
+        first = {f"{stage}_latents": chain[f"{stage}_latents"][0:1] for stage in ("prior", "decoder", "super_res")}
+        first.update({f"{stage}_step_noise": chain[f"{stage}_step_noise"][:, 0:1] for stage in ("prior", "decoder", "super_res")})
+        fixtures["noise_one_image"] = (first, {"prompt": PROMPTS[0]})
         for name, (tensors, meta) in fixtures.items():
             meta = {"source": "tools/make_golden_unclip.py", **meta}
             path = os.path.join(args.out, name + ".safetensors")

@@ -73,6 +73,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         if let warning = vocabulary?.warning(for: text, unknown: unknownWords) {
             Log.write(dalle_log_level(DALLE_LOG_WARN), "dalle_generate: " + warning)
         }
+        options.unclip.noise = try callerNoise(p)
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,
@@ -118,6 +119,28 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             withUnsafeBytes(of: &info) { UnsafeMutableRawPointer(outInfo).copyMemory(from: $0.baseAddress!, byteCount: infoSize) }
         }
     }
+}
+
+/// The noise tensors of `noise_path` or `noise_data` (none when both are unset); their shapes are
+/// checked against the run by the pipeline.
+private func callerNoise(_ p: dalle_generate_params) throws -> [String: Tensor] {
+    let file: SafetensorsFile
+    switch (p.noise_path, p.noise_data) {
+    case (nil, nil):
+        guard p.noise_size == 0 else { throw DalleError.invalidArgument("noise_size is \(p.noise_size) but noise_data is NULL") }
+        return [:]
+    case (.some, .some):
+        throw DalleError.invalidArgument("noise_path and noise_data are both set; give the noise one way")
+    case (let path?, nil):
+        guard let path = String(validatingCString: path) else { throw DalleError.invalidArgument("noise_path is not valid UTF-8") }
+        file = try SafetensorsFile(path: path)
+    case (nil, let data?):
+        guard p.noise_size > 0, p.noise_size <= UInt64(Int.max) else {
+            throw DalleError.invalidArgument("noise_size is \(p.noise_size); give the byte count of the safetensors data at noise_data")
+        }
+        file = try SafetensorsFile(bytes: UnsafeRawBufferPointer(start: data, count: Int(p.noise_size)))
+    }
+    return try UnCLIPNoise.tensors(in: file)
 }
 
 /// The bytes of `*info` the caller asked for (its struct_size, at most ours).

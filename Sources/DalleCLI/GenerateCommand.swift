@@ -25,6 +25,8 @@ let generateUsage = """
       --prior-steps N, --decoder-steps N, --super-res-steps N   unCLIP (DALL-E 2) models: denoising
                            steps per stage, 1 ... 1000 (default 25, 25, 7)
       --prior-guidance G, --decoder-guidance G   unCLIP: guidance scales, > 0 (default 4, 8)
+      --noise FILE         unCLIP: a safetensors file of float32 noise to use instead of drawing it
+                           (prior_latents, prior_step_noise, decoder_latents, ...: see dalle.h)
 
     """ + ImageOutput.usage(grid: "also write every image on one contact sheet, DIR/grid.png, as min-dalle does")
 
@@ -32,7 +34,7 @@ let generateUsage = """
 func generate(_ arguments: Arguments) throws {
     try arguments.check(allowed: ["model", "prompt", "count", "seed", "out-dir", "temperature", "top-k", "top-p",
                                   "cond-scale", "prime", "prime-rows", "tokens-out", "rerank", "likelihood-weight", "threads",
-                                  "prior-steps", "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance"]
+                                  "prior-steps", "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance", "noise"]
                                   + ImageOutput.options, maxPositional: 0)
     let output = try ImageOutput(arguments)
     guard let prompt = arguments.options["prompt"] else { throw UsageError("missing --prompt (use --prompt \"\" for an unconditional image)") }
@@ -51,6 +53,7 @@ func generate(_ arguments: Arguments) throws {
     options.unclip.superResolutionSteps = try arguments.options["super-res-steps"].map { _ in try arguments.number("super-res-steps", default: 0) }
     options.unclip.priorGuidance = try arguments.options["prior-guidance"].map { _ in try arguments.number("prior-guidance", default: Float(0)) }
     options.unclip.decoderGuidance = try arguments.options["decoder-guidance"].map { _ in try arguments.number("decoder-guidance", default: Float(0)) }
+    if let path = arguments.options["noise"] { options.unclip.noise = try UnCLIPNoise.tensors(in: try SafetensorsFile(path: path)) }
     let threads = try arguments.threads()
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })

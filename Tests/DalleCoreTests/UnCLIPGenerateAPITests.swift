@@ -113,4 +113,118 @@ final class UnCLIPGenerateAPITests: XCTestCase {
         XCTAssertEqual(dalle_generate(ctx, "x", &bad, &out, nil, nil), dalle_status(DALLE_INVALID_ARGUMENT))
         XCTAssertNil(out.images)
     }
+
+    static let noisePath = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Golden/unclip/noise_one_image.safetensors").path
+
+    /// A context on the tiny bundle, for `body`.
+    func withContext(_ body: (OpaquePointer?) throws -> Void) throws {
+        var model: OpaquePointer? = nil
+        XCTAssertEqual(dalle_model_load_file(Self.path, nil, &model), dalle_status(DALLE_OK), lastError())
+        defer { dalle_model_free(model) }
+        var ctx: OpaquePointer? = nil
+        XCTAssertEqual(dalle_context_create(model, nil, &ctx), dalle_status(DALLE_OK), lastError())
+        defer { dalle_context_free(ctx) }
+        try body(ctx)
+    }
+
+    /// The RGB8 pixels of the first image `dalle_generate` makes for the chain's first prompt.
+    func generateFirstPrompt(_ ctx: OpaquePointer?, _ gp: inout dalle_generate_params) -> (dalle_status, [UInt8]) {
+        var images = dalle_image_batch()
+        defer { dalle_image_batch_free(&images) }
+        let status = dalle_generate(ctx, "a red cat on the mat", &gp, &images, nil, nil)
+        guard status == dalle_status(DALLE_OK), let first = images.images?.pointee else { return (status, []) }
+        return (status, Array(UnsafeBufferPointer(start: first.data, count: Int(first.width * first.height * 3))))
+    }
+
+    /// diffusers' recorded noise for the chain's first image, given by path or in memory, makes
+    /// the chain's first image (within one 8-bit level).
+    func testCallerNoiseReproducesTheGoldenChain() throws {
+        let golden = UnCLIPGolden.item(try UnCLIPGolden.file("chain").tensor("image"), 0)
+        let side = golden.shape[2], plane = side * side
+        try withContext { ctx in
+            var gp = DalleCAPI.dalle_generate_default_params()
+            gp.seed = 3  // every draw is given: the seed does not matter
+            let (status, pixels) = Self.noisePath.withCString { path -> (dalle_status, [UInt8]) in
+                gp.noise_path = path
+                defer { gp.noise_path = nil }
+                return generateFirstPrompt(ctx, &gp)
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+            XCTAssertEqual(pixels.count, plane * 3)
+            var worst: Float = 0
+            for p in 0..<plane {
+                for c in 0..<3 { worst = max(worst, abs(Float(pixels[p * 3 + c]) - golden.scalars[c * plane + p] * 255)) }
+            }
+            print("unclip parity dalle_generate with the recorded noise: max |pixel - golden x 255| = \(worst)")
+            XCTAssertLessThanOrEqual(worst, 1)
+
+            let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: Self.noisePath)))
+            let fromMemory = bytes.withUnsafeBytes { buffer -> [UInt8] in
+                gp.noise_data = buffer.baseAddress
+                gp.noise_size = UInt64(buffer.count)
+                defer { (gp.noise_data, gp.noise_size) = (nil, 0) }
+                return generateFirstPrompt(ctx, &gp).1
+            }
+            XCTAssertEqual(fromMemory, pixels)
+        }
+    }
+
+    /// Noise of another name, dtype or shape, with a NaN, or given two ways is an error that says
+    /// which tensor and what was expected; a model that is not unCLIP takes none.
+    func testBadCallerNoiseIsAnError() throws {
+        let recorded = try SafetensorsFile(path: Self.noisePath)
+        func file(_ edit: (inout SafetensorsWriter) throws -> Void) throws -> [UInt8] {
+            var writer = SafetensorsWriter()
+            try edit(&writer)
+            return writer.serialized()
+        }
+        var nan = try recorded.tensor("decoder_latents")
+        nan.scalars[5] = .nan
+        let cases: [([UInt8], String)] = [
+            (try file { try $0.add("decoder_latents", Tensor(zeros: [1, 3, 4, 4])) },
+             "noise tensor 'decoder_latents' has shape [1, 3, 4, 4], expected [1, 3, 8, 8]"),
+            (try file { try $0.add("prior_step_noise", Tensor(zeros: [25, 1, 32])) }, "expected [24, 1, 32] [prior steps - 1"),
+            (try file { try $0.add("latents", Tensor(zeros: [1])) }, "unexpected noise tensor 'latents'"),
+            (try file { try $0.add("prior_latents", try recorded.tensor("prior_latents"), as: .f16) }, "'prior_latents' is F16, expected F32"),
+            (try file { try $0.add("decoder_latents", nan) }, "'decoder_latents' holds nan at index 5"),
+            (Array("not a safetensors file".utf8), "safetensors buffer"),
+        ]
+        try withContext { ctx in
+            for (bytes, message) in cases {
+                var gp = DalleCAPI.dalle_generate_default_params()
+                let status = bytes.withUnsafeBytes { buffer -> dalle_status in
+                    gp.noise_data = buffer.baseAddress
+                    gp.noise_size = UInt64(buffer.count)
+                    return generateFirstPrompt(ctx, &gp).0
+                }
+                XCTAssertNotEqual(status, dalle_status(DALLE_OK), message)
+                let error = String(cString: dalle_context_last_error(ctx))
+                XCTAssertTrue(error.contains(message), "'\(error)' lacks '\(message)'")
+            }
+            var gp = DalleCAPI.dalle_generate_default_params()
+            gp.count = 2  // the file holds one image's noise
+            var status = Self.noisePath.withCString { path -> dalle_status in
+                gp.noise_path = path
+                return generateFirstPrompt(ctx, &gp).0
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_INVALID_ARGUMENT))
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("'decoder_latents' has shape [1, 3, 8, 8], expected [2, 3, 8, 8]"),
+                          String(cString: dalle_context_last_error(ctx)))
+            gp = DalleCAPI.dalle_generate_default_params()
+            let byte: UInt8 = 0
+            status = withUnsafePointer(to: byte) { data in
+                Self.noisePath.withCString { path -> dalle_status in
+                    (gp.noise_path, gp.noise_data, gp.noise_size) = (path, UnsafeRawPointer(data), 1)
+                    return generateFirstPrompt(ctx, &gp).0
+                }
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_INVALID_ARGUMENT))
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("both set"))
+            gp = DalleCAPI.dalle_generate_default_params()
+            gp.noise_size = 8
+            XCTAssertEqual(generateFirstPrompt(ctx, &gp).0, dalle_status(DALLE_INVALID_ARGUMENT))
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("noise_data is NULL"))
+        }
+    }
 }

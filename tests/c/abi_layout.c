@@ -40,6 +40,9 @@ int main(void) {
     FIELD(dalle_generate_params, prior_steps); FIELD(dalle_generate_params, decoder_steps);
     FIELD(dalle_generate_params, super_res_steps); FIELD(dalle_generate_params, prior_guidance);
     FIELD(dalle_generate_params, decoder_guidance);
+    FIELD(dalle_generate_params, noise_path);
+    FIELD(dalle_generate_params, noise_data);
+    FIELD(dalle_generate_params, noise_size);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);

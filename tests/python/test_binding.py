@@ -2,6 +2,7 @@
 callbacks, numpy and plain-bytes paths, and the struct layout ctypes assumes."""
 import ctypes
 import gc
+import json
 import os
 import threading
 
@@ -240,3 +241,34 @@ def test_unclip_bundle_generates_images_without_tokens():
             ctx.generate("a red cat", prior_steps=1001)
         with pytest.raises(ValueError, match="-1"):
             ctx.generate("a red cat", decoder_steps=-1)
+
+
+def _read_safetensors(path):
+    """name -> float32 numpy array of a safetensors file holding F32 tensors."""
+    data = open(path, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    return {k: np.frombuffer(data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32).reshape(v["shape"])
+            for k, v in header.items()}
+
+
+def test_unclip_caller_noise_reproduces_the_golden_chain():
+    golden = os.path.join(REPO, "Tests", "DalleCoreTests", "Golden", "unclip")
+    noise_path = os.path.join(golden, "noise_one_image.safetensors")
+    expected = _read_safetensors(os.path.join(golden, "chain.safetensors"))["image"][0].transpose(1, 2, 0) * 255
+    with dalle.Model(os.path.join(golden, "tiny_unclip_f16.safetensors")) as model, dalle.Context(model) as ctx:
+        image = ctx.generate("a red cat on the mat", noise=noise_path).images[0]
+        assert np.abs(image.astype(np.float32) - expected).max() <= 1
+        noise = _read_safetensors(noise_path)
+        assert (ctx.generate("a red cat on the mat", noise=noise).images[0] == image).all()
+        assert (ctx.generate("a red cat on the mat", noise=open(noise_path, "rb").read()).images[0] == image).all()
+        with pytest.raises(dalle.InvalidArgumentError, match=r"'decoder_latents' has shape \[1, 3, 4, 4\], expected \[1, 3, 8, 8\]"):
+            ctx.generate("a red cat", noise={"decoder_latents": np.zeros((1, 3, 4, 4))})
+        with pytest.raises(dalle.InvalidArgumentError, match="unexpected noise tensor 'latents'"):
+            ctx.generate("a red cat", noise={"latents": np.zeros(1)})
+        bad = dict(noise, prior_latents=np.full((1, 32), np.nan))
+        with pytest.raises(dalle.InvalidArgumentError, match="'prior_latents' holds nan"):
+            ctx.generate("a red cat", noise=bad)
+        with pytest.raises(dalle.DalleIOError):
+            ctx.generate("a red cat", noise=os.path.join(golden, "missing.safetensors"))

@@ -69,21 +69,27 @@ public struct UnCLIPNoise: Sendable, Equatable {
     /// why), or a value that is not finite (naming the tensor and index); for a layout with sizes or
     /// step counts below 1, or shapes too large to hold.
     public init(file: SafetensorsFile, layout: Layout) throws {
+        try self.init(layout: layout, tensors: try Self.tensors(in: file))
+    }
+
+    /// The float32 tensors of a noise file by name, before the run's shapes are known (those are
+    /// checked by `init(layout:tensors:)`). Throws `invalidArgument` for a name that is not one of
+    /// the six, a tensor that is not float32, or one of more than `maxCount` values.
+    public static func tensors(in file: SafetensorsFile) throws -> [String: Tensor] {
+        let names = Layout(images: 1, embeddingWidth: 1, decoderSize: (1, 1), superResolutionSize: (1, 1),
+                           priorSteps: 1, decoderSteps: 1, superResolutionSteps: 1).expected
         var tensors: [String: Tensor] = [:]
-        let expected = layout.expected
         for name in file.names {
-            guard let want = expected.first(where: { $0.name == name }) else {
-                throw Self.unexpected(name, expected)
+            guard names.contains(where: { $0.name == name }) else { throw Self.unexpected(name, names) }
+            guard let info = file.info(name), info.dtype == .f32 else {
+                throw DalleError.invalidArgument("noise tensor '\(name)' is \(file.info(name)?.dtype.rawValue ?? "?"), expected F32")
             }
-            if let info = file.info(name) {
-                guard info.dtype == .f32 else {
-                    throw DalleError.invalidArgument("noise tensor '\(name)' is \(info.dtype.rawValue), expected F32")
-                }
-                guard info.shape == want.shape else { throw Self.wrongShape(name, info.shape, want) }
+            guard let count = Tensor.elementCount(info.shape), count <= maxCount else {
+                throw DalleError.invalidArgument("noise tensor '\(name)' of shape \(info.shape) is too large")
             }
             tensors[name] = try file.tensor(name)
         }
-        try self.init(layout: layout, tensors: tensors)
+        return tensors
     }
 
     /// Checks `tensors` as `init(file:layout:)` does.

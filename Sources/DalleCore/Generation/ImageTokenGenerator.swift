@@ -72,6 +72,9 @@ public struct GenerationOptions: Sendable, Equatable {
 public struct UnCLIPSettings: Sendable, Equatable {
     public var priorSteps: Int?, decoderSteps: Int?, superResolutionSteps: Int?
     public var priorGuidance: Float?, decoderGuidance: Float?
+    /// Caller-given noise by name (`UnCLIPNoise`'s names; shapes checked against the run); the
+    /// rest is drawn from the seed.
+    public var noise: [String: Tensor] = [:]
     public init() {}
 }
 

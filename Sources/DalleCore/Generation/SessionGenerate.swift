@@ -55,6 +55,9 @@ extension DalleSession {
         if let unclip = model.unclip {
             return try generateUnCLIP(unclip, prompt: prompt, options: options, decodeImages: decodeImages, progress: tokenProgress)
         }
+        guard options.unclip.noise.isEmpty else {
+            throw DalleError.invalidArgument("caller-given noise applies to unCLIP (DALL-E 2) models only; this model holds: \(model.components)")
+        }
         let generator = try model.requireGenerator()
         let grid = generator.predictor.imageGridSize
         var imageTokenizer: ImageTokenizer? = nil
@@ -118,7 +121,7 @@ extension DalleSession {
 
 extension DalleSession {
     /// `generate` with DALL·E 2: `options.count` images of the prompt through the unCLIP pipeline
-    /// (`options.unclip`'s steps and guidance, noise drawn from `options.seed`), one progress step per
+    /// (`options.unclip`'s steps, guidance and noise; the noise not given drawn from `options.seed`), one progress step per
     /// denoising step of any stage. It makes no image tokens; reranking, priming and the
     /// transformer's sampling options do not apply.
     func generateUnCLIP(_ unclip: UnCLIPPipeline, prompt: String, options: GenerationOptions, decodeImages: Bool,
@@ -143,7 +146,7 @@ extension DalleSession {
         let stages = [o.priorSteps, o.decoderSteps, o.superResolutionSteps]
         let reporter = StepReporter(total: stages.reduce(0, +), handler: progress, cancellation: cancellation)
         try reporter.report(0)
-        let images = try unclip.generate(prompts: Array(repeating: prompt, count: options.count), options: o, progress: { stage, step, _ in
+        let images = try unclip.generate(prompts: Array(repeating: prompt, count: options.count), options: o, noise: u.noise, progress: { stage, step, _ in
             (try? reporter.report(stages.prefix(stage).reduce(0, +) + step)) != nil
         }, pool: pool)
         guard images.rank == 4, images.shape[2] == images.shape[3] else {

@@ -17,6 +17,7 @@ ValueError before any call.
 from __future__ import annotations
 
 import ctypes
+import json
 import operator
 import os
 import sys
@@ -105,6 +106,21 @@ def _c_string(name: str, text: Union[str, bytes]) -> bytes:
 def _c_path(name: str, path: PathLike) -> bytes:
     """A file system path for C; ValueError when it holds a NUL."""
     return _c_string(name, os.fsencode(path))
+
+
+def _safetensors_bytes(name: str, tensors: Dict[str, Any]) -> bytes:
+    """A safetensors file holding `tensors` (name -> array) as float32, in memory."""
+    if _np is None:
+        raise TypeError(f"{name} as a dict of arrays needs numpy; pass a safetensors file's path or bytes")
+    header, blobs, offset = {}, [], 0
+    for key in sorted(tensors):
+        data = _np.ascontiguousarray(tensors[key], dtype=_np.float32).tobytes()
+        header[key] = {"dtype": "F32", "shape": list(_np.shape(tensors[key])), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
 
 
 def _token_ids(name: str, tokens: Any) -> Any:
@@ -492,7 +508,8 @@ class Context(_Owned):
                  prime_rows: int = 0, images: bool = True, keep_best: int = 0,
                  likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None,
                  prior_steps: int = 0, decoder_steps: int = 0, super_res_steps: int = 0,
-                 prior_guidance: float = 0.0, decoder_guidance: float = 0.0) -> Generation:
+                 prior_guidance: float = 0.0, decoder_guidance: float = 0.0,
+                 noise: Union[PathLike, bytes, Dict[str, Any], None] = None) -> Generation:
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
@@ -503,7 +520,9 @@ class Context(_Owned):
         per image, then DALLE_PHASE_CLIP per CLIP batch) may return False to cancel
         (CancelledError). With an unCLIP (DALL-E 2) model: prior_steps / decoder_steps / super_res_steps
         and prior_guidance / decoder_guidance (0: Karlo's 25 / 25 / 7 and 4 / 8); it makes no image tokens.
-        Returns a Generation."""
+        `noise` (unCLIP): the noise to use instead of drawing it, as a safetensors file's path or bytes,
+        or a dict of float32 arrays by name (prior_latents, prior_step_noise, decoder_latents, ... as
+        dalle.h's DALLE_UNCLIP_NOISE lists them; needs numpy). Returns a Generation."""
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a str")
         text = _c_string("prompt", prompt)
@@ -525,6 +544,14 @@ class Context(_Owned):
         params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
         params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
         params.prior_guidance, params.decoder_guidance = prior_guidance, decoder_guidance
+        noise_bytes = None
+        if isinstance(noise, dict):
+            noise = _safetensors_bytes("noise", noise)
+        if isinstance(noise, (bytes, bytearray, memoryview)):
+            noise_bytes = ctypes.create_string_buffer(bytes(noise), len(noise))
+            params.noise_data, params.noise_size = ctypes.cast(noise_bytes, ctypes.c_void_p), len(noise)
+        elif noise is not None:
+            params.noise_path = _c_path("the noise path", noise)
         scores = (ctypes.c_float * max(keep_best, 0))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         returned = keep_best if keep_best > 0 else count
@@ -548,7 +575,7 @@ class Context(_Owned):
         status = lib.dalle_generate(handle, text, ctypes.byref(params),
                                     ctypes.byref(out_images) if images else None, ctypes.byref(out_tokens),
                                     ctypes.byref(info))
-        del keep
+        del keep, noise_bytes
         callback.reraise()
         self._progress.reraise()
         _check(status, lambda: lib.dalle_context_last_error(handle))

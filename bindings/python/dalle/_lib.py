@@ -116,7 +116,8 @@ class dalle_generate_params(Structure):
                 ("progress_user_data", c_void_p), ("keep_best", c_uint32), ("out_scores", POINTER(c_float)),
                 ("out_log_likelihoods", POINTER(c_float)), ("likelihood_weight", c_float),
                 ("prior_steps", c_uint32), ("decoder_steps", c_uint32), ("super_res_steps", c_uint32),
-                ("prior_guidance", c_float), ("decoder_guidance", c_float)]
+                ("prior_guidance", c_float), ("decoder_guidance", c_float),
+                ("noise_path", c_char_p), ("noise_data", c_void_p), ("noise_size", c_uint64)]
 
 
 class dalle_generate_info(Structure):
