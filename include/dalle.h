@@ -427,6 +427,17 @@ typedef struct dalle_generate_params {
     const void *noise_data;           /* unCLIP: or the same file's bytes in memory; borrowed
                                          for the call; at most one of the two (NULL)          */
     uint64_t noise_size;              /* bytes at noise_data (0)                              */
+    const dalle_image *init_image;    /* unCLIP: NULL, or an image (any size, 3 or 4 channels;
+                                         resized and centre-cropped as CLIP's preprocessing)
+                                         to make `count` variations of: its CLIP image
+                                         embedding replaces the prior's; the prompt must be ""
+                                         and the bundle needs an image encoder. Borrowed (NULL) */
+    const char *interpolate_to;       /* unCLIP: NULL, or a prompt: the `count` images are the
+                                         frames of the spherical interpolation from `prompt`'s
+                                         CLIP embeddings to this one's, fractions 0 ... 1 (NULL) */
+    const dalle_image *interpolate_to_image; /* unCLIP: NULL, or an image: the frames from
+                                         init_image's CLIP image embedding to this one's, every
+                                         frame from the same decoder latents. Borrowed (NULL) */
 } dalle_generate_params;
 
 /* DALLE_UNCLIP_NOISE: caller-given noise for an unCLIP run (to reproduce a diffusers run step
@@ -469,6 +480,10 @@ DALLE_API dalle_generate_params dalle_generate_default_params(void);
  *   out_info:   filled up to out_info->struct_size bytes, or NULL.
  * With params->keep_best = K > 0, the count candidates are scored as dalle_rerank would and
  * out_images and out_tokens hold only the best K of them, best first (K entries each).
+ * An unCLIP (DALL-E 2) model makes images only (out_tokens gets none): of the prompt; with
+ * params->init_image, variations of that image; with interpolate_to / interpolate_to_image,
+ * the count frames between two prompts or two images. keep_best ranks with the bundle's CLIP
+ * (its image encoder and text encoder; DALLE_UNSUPPORTED without an image encoder).
  * At least one of out_images and out_tokens must be non-NULL. A cancelled call
  * (progress callback or dalle_cancel) returns DALLE_CANCELLED within one token step,
  * with the outputs zeroed and nothing allocated. */

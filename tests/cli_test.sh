@@ -34,7 +34,7 @@ expect 0 "^dalle $version$" -- "$DALLE" --version
 expect 0 "^commands:" -- "$DALLE" --help
 [ "$(wc -l <"$T/stdout")" -lt 30 ] || fail "dalle --help is $(wc -l <"$T/stdout") lines"
 commands=$(awk '/^commands:/ { on = 1; next } on && NF == 0 { exit } on { print $1 }' "$T/stdout")
-[ "$(echo $commands)" = "info encode decode tokenize generate rerank shapes judge eval candidates train bundle" ] \
+[ "$(echo $commands)" = "info encode decode tokenize generate vary interpolate rerank shapes judge eval candidates train bundle" ] \
     || fail "dalle --help lists: $(echo $commands)"
 for c in $commands; do
     expect 0 "^usage: dalle $c" -- "$DALLE" help "$c"
@@ -86,7 +86,16 @@ checks=$((checks + 1)); cmp -s "$T/unclip6/000.png" "$T/unclip7/000.png" || fail
 expect 1 "'decoder_latents' has shape \[1, 3, 8, 8\], expected \[2, 3, 8, 8\]" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --noise "$NOISE" --out-dir "$T/unclip8"
 expect 1 "unexpected noise tensor 'attention_mask'" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --noise Tests/DalleCoreTests/Golden/unclip/chain.safetensors --out-dir "$T/unclip8"
 expect 1 "unCLIP: 0 steps" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --decoder-steps 0 --out-dir "$T/unclip5"
-expect 1 "keep_best and priming are not supported for unCLIP" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --rerank 1 --out-dir "$T/unclip3"
+expect 0 "generated 2 image\\(s\\), kept the best 1" -- "$DALLE" generate --model "$UNCLIP" --prompt "a red cat" --count 2 --rerank 1 --prior-steps 2 --decoder-steps 2 --super-res-steps 2 --out-dir "$T/unclip3"
+# Variations and interpolations (the bundle holds the image-variations pipeline's image encoder).
+VARY_IN=Tests/DalleCoreTests/Golden/unclip/variation_input.png
+expect 0 "generated 1 image" -- "$DALLE" vary --model "$UNCLIP" --image "$VARY_IN" --decoder-steps 5 --super-res-steps 3 --noise Tests/DalleCoreTests/Golden/unclip/variation_noise.safetensors --out-dir "$T/vary1"
+expect 0 "generated 1 image" -- "$DALLE" vary --model "$UNCLIP" --image "$VARY_IN" --decoder-steps 5 --super-res-steps 3 --noise Tests/DalleCoreTests/Golden/unclip/variation_noise.safetensors --threads 2 --out-dir "$T/vary2"
+checks=$((checks + 1)); cmp -s "$T/vary1/000.png" "$T/vary2/000.png" || fail "unCLIP variations differ between 1 and 2 threads"
+expect 0 "generated 3 image" -- "$DALLE" interpolate --model "$UNCLIP" --from "a red cat" --to "two blue squares" --frames 3 --prior-steps 2 --decoder-steps 2 --super-res-steps 2 --out-dir "$T/interp1"
+expect 0 "generated 2 image" -- "$DALLE" interpolate --model "$UNCLIP" --from-image "$VARY_IN" --to-image "$VARY_IN" --frames 2 --decoder-steps 2 --super-res-steps 2 --out-dir "$T/interp2"
+expect 1 "give --from and --to" -- "$DALLE" interpolate --model "$UNCLIP" --from "a red cat" --to-image "$VARY_IN" --out-dir "$T/interp3"
+expect 1 "cannot read the image" -- "$DALLE" vary --model "$UNCLIP" --image Tests/DalleCoreTests/Golden/unclip/chain.safetensors --out-dir "$T/vary3"
 expect 0 "  dvae \\(openai\\): [0-9]+ parameters; can encode,decode,train" -- "$DALLE" info "$MODEL"
 grep -q "32x32 RGB images <-> 4x4 token grids, vocabulary 128" "$T/stdout" || fail "info does not describe the dVAE: $(cat "$T/stdout")"
 expect 1 "cannot open" -- "$DALLE" info "$T/missing.safetensors"

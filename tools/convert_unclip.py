@@ -2,12 +2,18 @@
 """Convert a diffusers unCLIP pipeline folder (DALL·E 2 / Kakao Brain's Karlo) into one libdalle bundle.
 
     python3 tools/convert_unclip.py PIPELINE_DIR OUT.safetensors [--dtype f16|bf16|f32] [--variant fp16]
+                                    [--image-encoder VARIATIONS_DIR]
 
 PIPELINE_DIR is a folder as diffusers' `save_pretrained` writes it (the layout `kakaobrain/karlo-v1-alpha`
 and `karlo-v1-alpha-image-variations` are published in): `model_index.json`; one folder per model with
 its `config.json` and state dict (`*.safetensors`, or `*.bin` pickles, single or sharded with an
 `*.index.json`; `--variant fp16` picks `*.fp16.*` files); `*_scheduler/scheduler_config.json`; and
 `tokenizer/` with `vocab.json` + `merges.txt` (or, as newer transformers save it, `tokenizer.json`).
+
+--image-encoder adds the `image_encoder/` (CLIPVisionModelWithProjection) and `feature_extractor/` of an
+image-variations pipeline folder (`karlo-v1-alpha-image-variations`, whose other parts are Karlo's) to a
+text-to-image bundle: one file then makes images from prompts, variations of images, interpolations
+between either, and reranks by CLIP.
 
 Nothing about widths, depths, heads or sizes is assumed: every tensor is kept under its diffusers /
 transformers name with a component prefix, and every config file is kept verbatim as a metadata string:
@@ -234,6 +240,25 @@ def read_pipeline(folder, variant=None):
             "feature_extractor": read_text(feature) if os.path.exists(feature) else None}
 
 
+def add_image_encoder(pipeline, folder, variant=None):
+    """Adds the image-variations pipeline `folder`'s image_encoder and feature_extractor to `pipeline`."""
+    if "image_encoder" in pipeline["models"]:
+        raise ConversionError("the pipeline already has an image_encoder; --image-encoder adds one to a text-to-image pipeline")
+    index = json.loads(read_text(os.path.join(folder, "model_index.json")))
+    path = os.path.join(folder, "image_encoder")
+    feature = os.path.join(folder, "feature_extractor", "preprocessor_config.json")
+    if "image_encoder" not in index or not os.path.isdir(path) or not os.path.exists(feature):
+        raise ConversionError(f"{folder}: --image-encoder wants an image-variations pipeline with image_encoder/ and feature_extractor/")
+    config_text = read_text(os.path.join(path, "config.json"))
+    state = load_state_dict(path, variant)
+    if not state:
+        raise ConversionError(f"{path}: empty state dict")
+    entry = index["image_encoder"]
+    pipeline["models"]["image_encoder"] = (state, json.loads(config_text))
+    pipeline["model_texts"]["image_encoder"] = (entry[1] if isinstance(entry, list) else str(entry), config_text)
+    pipeline["feature_extractor"] = read_text(feature)
+
+
 def bundle(pipeline, dtype="f16"):
     """(tensors, metadata) of the libdalle bundle."""
     tensors = {}
@@ -282,9 +307,13 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
     parser.add_argument("--variant", help="read the '<name>.<variant>.safetensors' state dicts (e.g. fp16)")
+    parser.add_argument("--image-encoder", metavar="VARIATIONS_DIR",
+                        help="add this image-variations pipeline's image_encoder and feature_extractor")
     args = parser.parse_args()
     try:
         pipeline = read_pipeline(args.pipeline_dir, args.variant)
+        if args.image_encoder:
+            add_image_encoder(pipeline, args.image_encoder, args.variant)
     except (ConversionError, OSError, KeyError, ValueError) as e:
         sys.exit(f"convert_unclip: {e}")
     tensors, metadata = bundle(pipeline, args.dtype)

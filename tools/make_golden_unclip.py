@@ -106,10 +106,24 @@ Tests/DalleCoreTests/Golden/unclip/:
                                tensors with B = 1), as dalle_generate's noise_path / `--noise` take it:
                                "a red cat on the mat" with it reproduces chain's image[0]
 
+  variation.safetensors  the image-variations side: a tiny CLIPVisionModelWithProjection (32x32 images,
+                         patch 8, width 32, 2 layers, 2 heads, projection 32, quick_gelu; every parameter perturbed)
+                         with CLIPImageProcessor at 32 (UnCLIPImageVariationPipeline around the same other parts)
+    input_image [37, 41, 3] U8 (also variation_input.png), second_image [32, 32, 3] U8
+    encoder.pixel_values [2, 3, 32, 32], encoder.image_embeds [2, 32]   the processor and encoder on both
+    variation.image [1, 3, 32, 32]   UnCLIPImageVariationPipeline on input_image, 5 / 3 steps, variation_noise
+    image_interpolation.embeddings [3, 32], .image [3, 3, 32, 32]   diffusers' community unclip_image_interpolation
+                         between the two images (slerp, shared decoder latents), 3 / 2 steps, image_interpolation_noise
+    text_interpolation.image [3, 3, 32, 32]   diffusers' community unclip_text_interpolation between the two
+                         prompts (slerp of text embeddings and hidden states, union mask), 3 / 3 / 2 steps,
+                         text_interpolation_noise
+  variation_noise, image_interpolation_noise, text_interpolation_noise  .safetensors  their noise, as
+                         dalle_generate's noise_path takes it
   bundle_metadata.safetensors  no tensors: the metadata tools/convert_unclip.py writes for this pipeline
-                               (f16), for the Swift reader of unCLIP bundles
-  tiny_unclip_f16.safetensors  the tiny pipeline as tools/convert_unclip.py --dtype f16 converts it (the
-                               same tensors and metadata, written in a reproducible byte order)
+                               with --image-encoder (f16), for the Swift reader of unCLIP bundles
+  bundle_metadata_variation.safetensors  the same for the variations pipeline converted alone (no prior)
+  tiny_unclip_f16.safetensors  the tiny pipeline as tools/convert_unclip.py --dtype f16 --image-encoder converts
+                               it (the same tensors and metadata, written in a reproducible byte order)
 
 Then it converts the pipeline folder with tools/convert_unclip.py (f32, f16, bf16; from .safetensors and
 from .bin state dicts) and checks every tensor name, shape and value, every config and the tokenizer
@@ -131,13 +145,15 @@ import torch.nn.functional as F
 import diffusers.schedulers.scheduling_unclip as scheduling_unclip
 from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel, UnCLIPScheduler
 from diffusers.models.embeddings import get_timestep_embedding
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+from PIL import Image
+from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer,
+                          CLIPVisionConfig, CLIPVisionModelWithProjection)
 
 try:  # diffusers >= 0.3x keeps unCLIP among the deprecated pipelines
-    from diffusers.pipelines.deprecated.unclip import UnCLIPPipeline
+    from diffusers.pipelines.deprecated.unclip import UnCLIPImageVariationPipeline, UnCLIPPipeline
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 except ImportError:
-    from diffusers import UnCLIPPipeline
+    from diffusers import UnCLIPImageVariationPipeline, UnCLIPPipeline
     from diffusers.pipelines.unclip.text_proj import UnCLIPTextProjModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,6 +171,11 @@ CROSS = 48
 DECODER_SIZE, SUPER_RES_SIZE = 8, 32
 STEPS = (25, 25, 7)
 GUIDANCE = (4.0, 8.0)
+IMAGE_SIZE, PATCH, VISION_WIDTH, VISION_HEADS = 32, 8, 32, 2   # the image encoder (CLIP's vision tower)
+INPUT_SIZE = (41, 37)   # the variation input (width, height): resized to 35 x 32, then centre-cropped
+VARIATION_STEPS = (5, 3)          # decoder, super-resolution steps of the recorded variation
+INTERPOLATION_STEPS = (3, 3, 2)   # prior, decoder, super-resolution steps of the recorded interpolations
+FRAMES = 3
 
 SCHEDULERS = {  # Karlo's three (diffusers' convert_kakao_brain_unclip_to_diffusers.py) and one without clipping
     "prior": dict(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
@@ -282,6 +303,23 @@ def build_pipeline(tokenizer_dir):
         prior_scheduler=UnCLIPScheduler(**SCHEDULERS["prior"]),
         decoder_scheduler=UnCLIPScheduler(**SCHEDULERS["decoder"]),
         super_res_scheduler=UnCLIPScheduler(**SCHEDULERS["super_res"]))
+
+
+def build_variation_pipeline(pipe):
+    """Karlo's image-variations pipeline around `pipe`'s parts: a tiny CLIPVisionModelWithProjection
+    (every parameter perturbed) and CLIP's image processor at its size."""
+    torch.manual_seed(1)
+    image_encoder = perturb(CLIPVisionModelWithProjection(CLIPVisionConfig(
+        image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=VISION_WIDTH, intermediate_size=4 * VISION_WIDTH,
+        num_hidden_layers=2, num_attention_heads=VISION_HEADS, projection_dim=EMBED, hidden_act="quick_gelu",
+        layer_norm_eps=1e-5)), 106)
+    feature_extractor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                           crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return UnCLIPImageVariationPipeline(
+        decoder=pipe.decoder, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_proj=pipe.text_proj,
+        feature_extractor=feature_extractor, image_encoder=image_encoder, super_res_first=pipe.super_res_first,
+        super_res_last=pipe.super_res_last, decoder_scheduler=pipe.decoder_scheduler,
+        super_res_scheduler=pipe.super_res_scheduler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,6 +578,113 @@ def chain_fixture(pipe):
     return out, meta
 
 
+def input_images():
+    """The variation's input (INPUT_SIZE, a smooth pattern with some noise) and a second image of the
+    encoder's own size, as uint8 HxWx3 arrays."""
+    g = np.random.default_rng(5)
+    images = []
+    for (w, h), phase in ((INPUT_SIZE, 0.0), ((IMAGE_SIZE, IMAGE_SIZE), 1.3)):
+        y, x = np.mgrid[0:h, 0:w]
+        rgb = np.stack([np.sin(x / 5 + phase), np.cos(y / 4 - phase), np.sin((x + y) / 7)], axis=-1) * 90 + 128
+        images.append(np.clip(rgb + g.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8))
+    return images
+
+
+def taped_noise(g, b, decoder_steps, super_res_steps, prior_steps=0):
+    """Initial latents and step noise for `b` images, taped for the scheduler in step order."""
+    noise = {}
+    if prior_steps:
+        noise["prior_latents"] = torch.randn((b, EMBED), generator=g)
+        noise["prior_step_noise"] = torch.randn((prior_steps - 1, b, EMBED), generator=g)
+    noise.update({
+        "decoder_latents": torch.randn((b, 3, DECODER_SIZE, DECODER_SIZE), generator=g),
+        "decoder_step_noise": torch.randn((decoder_steps - 1, b, 3, DECODER_SIZE, DECODER_SIZE), generator=g),
+        "super_res_latents": torch.randn((b, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g),
+        "super_res_step_noise": torch.randn((super_res_steps - 1, b, 3, SUPER_RES_SIZE, SUPER_RES_SIZE), generator=g)})
+    TAPE.queue = [n for key in ("prior_step_noise", "decoder_step_noise", "super_res_step_noise") if key in noise
+                  for n in noise[key]]
+    return noise
+
+
+def nchw(images):
+    return f32(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+
+
+def slerp_torch(t, low, high):
+    """The unCLIP interpolation community pipelines' slerp: over the whole tensor, in float32."""
+    low_n, high_n = low / torch.norm(low), high / torch.norm(high)
+    omega = torch.acos((low_n * high_n).sum())
+    so = torch.sin(omega)
+    return torch.sin((1.0 - t) * omega) / so * low + torch.sin(t * omega) / so * high
+
+
+def variation_fixtures(pipe, variation):
+    """The image encoder's forward, a variation of the input image and the two interpolations, each
+    with its noise (as a separate file dalle_generate's noise_path takes)."""
+    out, noise_files = {}, {}
+    first, second = input_images()
+    pixels = variation.feature_extractor(images=[Image.fromarray(first), Image.fromarray(second)],
+                                         return_tensors="pt").pixel_values
+    embeds = variation.image_encoder(pixels).image_embeds
+    out.update({"input_image": torch.from_numpy(first), "second_image": torch.from_numpy(second),
+                "encoder.pixel_values": f32(pixels), "encoder.image_embeds": f32(embeds)})
+
+    # A variation of the first image (diffusers' UnCLIPImageVariationPipeline), B = 1.
+    g = torch.Generator().manual_seed(43)
+    d, s = VARIATION_STEPS
+    noise = taped_noise(g, 1, d, s)
+    image = variation(Image.fromarray(first), decoder_num_inference_steps=d, super_res_num_inference_steps=s,
+                      decoder_latents=noise["decoder_latents"].clone(), super_res_latents=noise["super_res_latents"].clone(),
+                      output_type="np").images
+    assert not TAPE.queue
+    out["variation.image"] = nchw(image)
+    noise_files["variation_noise"] = noise
+
+    # Between the two images' embeddings (diffusers' community unclip_image_interpolation: slerp over
+    # linspace(0, 1, frames), the same decoder latents for every frame).
+    # The noise is chosen so that the images are well conditioned: embeddings moved by 1e-6 move no value by
+    # 1e-4 (with other draws, a pixel where the few-step decoder's clipped x0 is not saturated can move by 1e-2).
+    _, d, s = INTERPOLATION_STEPS
+
+    def interpolation(embeddings):
+        noise = taped_noise(torch.Generator().manual_seed(44), FRAMES, d, s)
+        noise["decoder_latents"] = noise["decoder_latents"][0:1].repeat(FRAMES, 1, 1, 1)
+        frames = torch.stack([slerp_torch(t, embeddings[0], embeddings[1]) for t in torch.linspace(0, 1, FRAMES)])
+        image = variation(image_embeddings=frames, decoder_num_inference_steps=d, super_res_num_inference_steps=s,
+                          decoder_latents=noise["decoder_latents"].clone(), super_res_latents=noise["super_res_latents"].clone(),
+                          output_type="np").images
+        assert not TAPE.queue
+        return frames, image, noise
+
+    frames, image, noise = interpolation(embeds)
+    moved = interpolation(embeds + 1e-6 * torch.randn(embeds.shape, generator=torch.Generator().manual_seed(1)))[1]
+    assert np.abs(moved - image).max() < 1e-4, "ill-conditioned interpolation fixture: pick another noise seed"
+    out.update({"image_interpolation.embeddings": f32(frames), "image_interpolation.image": nchw(image)})
+    noise_files["image_interpolation_noise"] = noise
+
+    # Between the two prompts (diffusers' community unclip_text_interpolation: slerp of the text embeddings
+    # and of the whole last hidden state, the union of the masks; then prior, decoder, super-resolution).
+    p, d, s = INTERPOLATION_STEPS
+    noise = taped_noise(torch.Generator().manual_seed(45), FRAMES, d, s, prior_steps=p)
+    text = pipe.tokenizer(PROMPTS, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt")
+    enc = pipe.text_encoder(text.input_ids)
+    fractions = torch.linspace(0, 1, FRAMES)
+    embeds_t = torch.stack([slerp_torch(t, enc.text_embeds[0], enc.text_embeds[1]) for t in fractions])
+    hidden_t = torch.stack([slerp_torch(t, enc.last_hidden_state[0], enc.last_hidden_state[1]) for t in fractions])
+    mask = torch.max(text.attention_mask[0], text.attention_mask[1]).bool().unsqueeze(0).repeat(FRAMES, 1)
+    image = pipe(text_model_output=(embeds_t, hidden_t), text_attention_mask=mask, prior_num_inference_steps=p,
+                 decoder_num_inference_steps=d, super_res_num_inference_steps=s,
+                 prior_latents=noise["prior_latents"].clone(), decoder_latents=noise["decoder_latents"].clone(),
+                 super_res_latents=noise["super_res_latents"].clone(), prior_guidance_scale=GUIDANCE[0],
+                 decoder_guidance_scale=GUIDANCE[1], output_type="np").images
+    assert not TAPE.queue
+    out["text_interpolation.image"] = nchw(image)
+    noise_files["text_interpolation_noise"] = noise
+    meta = {"prompts": json.dumps(PROMPTS), "variation_steps": json.dumps(list(VARIATION_STEPS)),
+            "interpolation_steps": json.dumps(list(INTERPOLATION_STEPS)), "frames": str(FRAMES)}
+    return out, meta, noise_files
+
+
 def karlo_tokenizer_layout(source, folder):
     """The tokenizer folder as Karlo publishes it (vocab.json, merges.txt, special_tokens_map.json,
     tokenizer_config.json) instead of transformers 5's tokenizer.json."""
@@ -553,13 +698,16 @@ def karlo_tokenizer_layout(source, folder):
     CLIPTokenizer.from_pretrained(folder)  # still loads
 
 
-def check_converter(pipe, pipeline_dir, scratch, out_dir):
-    """Round trip through tools/convert_unclip.py: every tensor of every part under its prefix with its
+def check_converter(pipe, variation, pipeline_dir, variation_dir, scratch, out_dir):
+    """Round trip through tools/convert_unclip.py with --image-encoder (the text-to-image pipeline plus the
+    variations pipeline's image encoder): every tensor of every part under its prefix with its
     name, shape and value (float32 and float16 bundles; the weights are float16-representable), every
-    config verbatim, the tokenizer's merges; the same from `.bin` state dicts and from a tokenizer.json."""
+    config verbatim, the tokenizer's merges; the same from `.bin` state dicts and from a tokenizer.json;
+    the variations pipeline alone."""
     from safetensors import safe_open
     parts = {"text_encoder": pipe.text_encoder, "prior": pipe.prior, "text_proj": pipe.text_proj,
-             "decoder": pipe.decoder, "super_res_first": pipe.super_res_first, "super_res_last": pipe.super_res_last}
+             "decoder": pipe.decoder, "super_res_first": pipe.super_res_first, "super_res_last": pipe.super_res_last,
+             "image_encoder": variation.image_encoder}
     expected = {convert_unclip.PREFIXES[p] + k: v for p, m in parts.items() for k, v in m.state_dict().items()}
     merges_text = "".join(m + "\n" for m in MERGES).encode()
 
@@ -577,7 +725,10 @@ def check_converter(pipe, pipeline_dir, scratch, out_dir):
         assert meta["unclip.parts"] == ",".join(parts) and meta["tokenizer.kind"] == "clip-bpe"
         assert int(meta["tokenizer.vocab_size"]) == len(pipe.tokenizer.get_vocab())
         for p in parts:
-            assert meta[f"unclip.{p}.config"] == open(os.path.join(folder, p, "config.json")).read(), p
+            source = variation_dir if p == "image_encoder" else folder
+            assert meta[f"unclip.{p}.config"] == open(os.path.join(source, p, "config.json")).read(), p
+        assert meta["unclip.feature_extractor.config"] == open(
+            os.path.join(variation_dir, "feature_extractor", "preprocessor_config.json")).read()
         for name in ("prior_scheduler", "decoder_scheduler", "super_res_scheduler"):
             assert meta[f"unclip.{name}.config"] == open(os.path.join(folder, name, "scheduler_config.json")).read()
         assert meta["unclip.pipeline"] == open(os.path.join(folder, "model_index.json")).read()
@@ -586,7 +737,7 @@ def check_converter(pipe, pipeline_dir, scratch, out_dir):
     for dtype, torch_dtype in (("f32", torch.float32), ("f16", torch.float16), ("bf16", torch.bfloat16)):
         path = os.path.join(scratch, f"unclip_{dtype}.safetensors")
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), pipeline_dir, path,
-                        "--dtype", dtype], check=True, stdout=subprocess.DEVNULL)
+                        "--dtype", dtype, "--image-encoder", variation_dir], check=True, stdout=subprocess.DEVNULL)
         if dtype != "bf16":  # the weights are float16-, not bfloat16-representable
             n = check(path, torch_dtype, pipeline_dir)
         if dtype == "f16":
@@ -600,15 +751,27 @@ def check_converter(pipe, pipeline_dir, scratch, out_dir):
     shutil.copytree(pipeline_dir, bin_dir)
     for p in parts:
         folder = os.path.join(bin_dir, p)
+        if p == "image_encoder":  # read from the variations folder
+            continue
         for name in os.listdir(folder):
             if name.endswith(".safetensors"):
                 from safetensors.torch import load_file
                 torch.save(load_file(os.path.join(folder, name)), os.path.join(folder, name[:-12] + ".bin"))
                 os.remove(os.path.join(folder, name))
     path = os.path.join(scratch, "unclip_bin.safetensors")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), bin_dir, path, "--dtype", "f32"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), bin_dir, path, "--dtype", "f32",
+                    "--image-encoder", variation_dir], check=True, stdout=subprocess.DEVNULL)
     check(path, torch.float32, bin_dir)
+    # The variations pipeline alone (Karlo's image-variations folder): no prior; its metadata kept for the Swift tests.
+    path = os.path.join(scratch, "variation_f16.safetensors")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unclip.py"), variation_dir, path],
+                   check=True, stdout=subprocess.DEVNULL)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+        assert meta["unclip.pipeline_class"] == "UnCLIPImageVariationPipeline"
+        assert meta["unclip.parts"] == "text_encoder,text_proj,decoder,super_res_first,super_res_last,image_encoder"
+        assert not any(k.startswith("unclip.prior.") for k in f.keys())
+        write_safetensors(os.path.join(out_dir, "bundle_metadata_variation.safetensors"), {}, meta)
     # A tokenizer saved as transformers 5 does (tokenizer.json only) gives the same merges.
     fast = os.path.join(scratch, "tokenizer_fast")
     pipe.tokenizer.save_pretrained(fast)
@@ -642,6 +805,11 @@ def check_converter(pipe, pipeline_dir, scratch, out_dir):
     expect_error("lacks decoder", lambda f: shutil.rmtree(os.path.join(f, "decoder")))
     expect_error("no state dict", lambda f: os.remove(os.path.join(f, "prior", "diffusion_pytorch_model.safetensors")))
     expect_error("beta_schedule", set_scheduler)
+    try:
+        convert_unclip.add_image_encoder(convert_unclip.read_pipeline(pipeline_dir), pipeline_dir)
+        raise AssertionError("no error for --image-encoder without an image encoder")
+    except convert_unclip.ConversionError as e:
+        assert "image-variations pipeline" in str(e), str(e)
     print(f"converter round trip: {n} tensors in f32 / f16 (bf16 written), from .safetensors and .bin; "
           "configs verbatim; tokenizer from vocab.json + merges.txt and from tokenizer.json")
 
@@ -663,6 +831,16 @@ def main():
         with torch.no_grad():
             fixtures = {"schedulers": scheduler_fixtures(), "ops": (ops_fixtures(), {}),
                         "modules": (module_fixtures(pipe), {}), "chain": chain_fixture(pipe)}
+        variation = build_variation_pipeline(pipe)
+        variation.set_progress_bar_config(disable=True)
+        variation_dir = os.path.join(scratch, "variation")
+        variation.save_pretrained(variation_dir, safe_serialization=True)
+        karlo_tokenizer_layout(os.path.join(scratch, "tokenizer"), os.path.join(variation_dir, "tokenizer"))
+        with torch.no_grad():
+            tensors, meta, noise_files = variation_fixtures(pipe, variation)
+        fixtures["variation"] = (tensors, meta)
+        fixtures.update({name: (noise, {}) for name, noise in noise_files.items()})
+        Image.fromarray(tensors["input_image"].numpy()).save(os.path.join(args.out, "variation_input.png"))
         chain = fixtures["chain"][0]
         first = {f"{stage}_latents": chain[f"{stage}_latents"][0:1] for stage in ("prior", "decoder", "super_res")}
         first.update({f"{stage}_step_noise": chain[f"{stage}_step_noise"][:, 0:1] for stage in ("prior", "decoder", "super_res")})
@@ -672,7 +850,7 @@ def main():
             path = os.path.join(args.out, name + ".safetensors")
             write_safetensors(path, tensors, meta)
             print(f"wrote {os.path.relpath(path, ROOT)}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
-        check_converter(pipe, pipeline_dir, scratch, args.out)
+        check_converter(pipe, variation, pipeline_dir, variation_dir, scratch, args.out)
         if args.pipeline_dir:
             print(f"tiny pipeline kept in {pipeline_dir}")
     finally:

@@ -74,6 +74,16 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
             Log.write(dalle_log_level(DALLE_LOG_WARN), "dalle_generate: " + warning)
         }
         options.unclip.noise = try callerNoise(p)
+        options.unclip.image = try p.init_image.map { try callerRGBImage($0, name: "init_image") }
+        if let end = p.interpolate_to_image {
+            guard p.interpolate_to == nil else {
+                throw DalleError.invalidArgument("interpolate_to and interpolate_to_image are both set; interpolate to a prompt or to an image")
+            }
+            options.unclip.interpolationEnd = .image(try callerRGBImage(end, name: "interpolate_to_image"))
+        } else if let end = p.interpolate_to {
+            guard let text = String(validatingCString: end) else { throw DalleError.invalidArgument("interpolate_to is not valid UTF-8") }
+            options.unclip.interpolationEnd = .prompt(text)
+        }
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.generate(
             prompt: text, options: options, decodeImages: outImages != nil,
@@ -141,6 +151,19 @@ private func callerNoise(_ p: dalle_generate_params) throws -> [String: Tensor] 
         file = try SafetensorsFile(bytes: UnsafeRawBufferPointer(start: data, count: Int(p.noise_size)))
     }
     return try UnCLIPNoise.tensors(in: file)
+}
+
+/// A copy of a borrowed C image as RGB (alpha dropped), checked as CLIP's inputs are.
+private func callerRGBImage(_ image: UnsafePointer<dalle_image>, name: String) throws -> RGBImage {
+    let view = try clipImageViews(image, 1, name: { _ in name })[0]
+    guard view.width * view.height <= 1 << 26 else {
+        throw DalleError.invalidArgument("\(name) is \(view.width)x\(view.height); at most 2^26 pixels")
+    }
+    var rgb = [UInt8](repeating: 0, count: view.width * view.height * 3)
+    for p in 0..<(view.width * view.height) {
+        for c in 0..<3 { rgb[p * 3 + c] = view.pixels[p * view.channels + c] }
+    }
+    return try RGBImage(width: view.width, height: view.height, pixels: rgb)
 }
 
 /// The bytes of `*info` the caller asked for (its struct_size, at most ours).

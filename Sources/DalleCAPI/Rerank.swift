@@ -1,8 +1,10 @@
 import CDalle
 import DalleCore
 
-/// Borrowed views of `count` C images of any size (3 or 4 channels), checked field by field.
-func clipImageViews(_ images: UnsafePointer<dalle_image>?, _ count: Int) throws -> [ImageView] {
+/// Borrowed views of `count` C images of any size (3 or 4 channels), checked field by field; errors
+/// name image i `name(i)`.
+func clipImageViews(_ images: UnsafePointer<dalle_image>?, _ count: Int,
+                    name: (Int) -> String = { "images[\($0)]" }) throws -> [ImageView] {
     guard count <= Int(DALLE_MAX_BATCH) else {
         throw DalleError.invalidArgument("n_images is \(count); at most DALLE_MAX_BATCH (\(DALLE_MAX_BATCH)) per call")
     }
@@ -11,12 +13,12 @@ func clipImageViews(_ images: UnsafePointer<dalle_image>?, _ count: Int) throws 
     return try (0..<count).map { i in
         let image = images[i]
         guard image.channels == 3 || image.channels == 4 else {
-            throw DalleError.invalidArgument("images[\(i)].channels is \(image.channels); expected 3 (RGB) or 4 (RGBA)")
+            throw DalleError.invalidArgument("\(name(i)).channels is \(image.channels); expected 3 (RGB) or 4 (RGBA)")
         }
         guard image.width > 0, image.height > 0, image.width <= 1 << 15, image.height <= 1 << 15 else {
-            throw DalleError.invalidArgument("images[\(i)] is \(image.width)x\(image.height); sides must be 1 ... 32768")
+            throw DalleError.invalidArgument("\(name(i)) is \(image.width)x\(image.height); sides must be 1 ... 32768")
         }
-        guard let data = image.data else { throw DalleError.invalidArgument("images[\(i)].data is NULL") }
+        guard let data = image.data else { throw DalleError.invalidArgument("\(name(i)).data is NULL") }
         let bytes = Int(image.width) * Int(image.height) * Int(image.channels)  // bounded by the checks above
         return ImageView(width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
                          pixels: UnsafeBufferPointer(start: data, count: bytes))

@@ -48,12 +48,7 @@ func generate(_ arguments: Arguments) throws {
         condScale: try arguments.number("cond-scale", default: model.condScale),
         keepBest: try arguments.number("rerank", default: 0),
         likelihoodWeight: try arguments.number("likelihood-weight", default: model.likelihoodWeight))
-    options.unclip.priorSteps = try arguments.options["prior-steps"].map { _ in try arguments.number("prior-steps", default: 0) }
-    options.unclip.decoderSteps = try arguments.options["decoder-steps"].map { _ in try arguments.number("decoder-steps", default: 0) }
-    options.unclip.superResolutionSteps = try arguments.options["super-res-steps"].map { _ in try arguments.number("super-res-steps", default: 0) }
-    options.unclip.priorGuidance = try arguments.options["prior-guidance"].map { _ in try arguments.number("prior-guidance", default: Float(0)) }
-    options.unclip.decoderGuidance = try arguments.options["decoder-guidance"].map { _ in try arguments.number("decoder-guidance", default: Float(0)) }
-    if let path = arguments.options["noise"] { options.unclip.noise = try UnCLIPNoise.tensors(in: try SafetensorsFile(path: path)) }
+    options.unclip = try unclipSettings(arguments)
     let threads = try arguments.threads()
     let session = try DalleSession(model: model, threads: threads,
                                    seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
@@ -80,6 +75,12 @@ func generate(_ arguments: Arguments) throws {
        let warning = vocabulary.warning(for: prompt, unknown: vocabulary.unknownWords(in: prompt)) {
         printError("dalle: warning: " + warning)
     }
+    try generateAndWrite(session: session, prompt: prompt, options: options, outDir: outDir, output: output, tokensPath: arguments.options["tokens-out"])
+}
+
+/// Generates `options` for `prompt` with a progress bar and writes outDir/000.png ... (and the
+/// tokens to `tokensPath`), printing each kept image's CLIP score.
+private func generateAndWrite(session: DalleSession, prompt: String, options: GenerationOptions, outDir: String, output: ImageOutput, tokensPath: String?) throws {
     try makeDirectory(outDir)
     let bar = ProgressBar()
     let start = now()
@@ -106,7 +107,7 @@ func generate(_ arguments: Arguments) throws {
         }
     }
     if output.grid { try PNG.write(try ImageOutput.contactSheet(written), path: outDir + "/grid.png") }
-    if let tokensPath = arguments.options["tokens-out"] {
+    if let tokensPath = tokensPath {
         let grid = result.gridSize * result.gridSize
         let lines = (0..<result.count).map { n in result.tokens[(n * grid)..<((n + 1) * grid)].map(String.init).joined(separator: " ") }
         try writeText(lines.joined(separator: "\n") + "\n", path: tokensPath)
@@ -114,6 +115,88 @@ func generate(_ arguments: Arguments) throws {
     let kept = result.scores.isEmpty ? "" : ", kept the best \(result.count)"
     printError("dalle: generated \(options.count) image(s)\(kept) with seed \(result.seed) in \(seconds(since: start)) -> \(outDir)/\(imageName(0))"
         + (result.count > 1 ? " ... \(imageName(result.count - 1))" : ""))
+}
+
+/// The unCLIP options `arguments` may hold: step counts, guidance scales, --noise.
+private func unclipSettings(_ arguments: Arguments) throws -> UnCLIPSettings {
+    var u = UnCLIPSettings()
+    u.priorSteps = try arguments.options["prior-steps"].map { _ in try arguments.number("prior-steps", default: 0) }
+    u.decoderSteps = try arguments.options["decoder-steps"].map { _ in try arguments.number("decoder-steps", default: 0) }
+    u.superResolutionSteps = try arguments.options["super-res-steps"].map { _ in try arguments.number("super-res-steps", default: 0) }
+    u.priorGuidance = try arguments.options["prior-guidance"].map { _ in try arguments.number("prior-guidance", default: Float(0)) }
+    u.decoderGuidance = try arguments.options["decoder-guidance"].map { _ in try arguments.number("decoder-guidance", default: Float(0)) }
+    if let path = arguments.options["noise"] { u.noise = try UnCLIPNoise.tensors(in: try SafetensorsFile(path: path)) }
+    return u
+}
+
+let varyUsage = """
+    vary [--model M] --image IN.png --out-dir DIR [options]
+      DALL-E 2 (an unCLIP model with an image encoder): variations of an image, DIR/000.png ...
+      --image PATH         the input PNG (any size: resized and centre-cropped as CLIP's preprocessing)
+      --count N            variations to make (default 1)
+      --seed S             seed of the draws (default: random; printed)
+      --decoder-steps N, --super-res-steps N, --decoder-guidance G, --noise FILE   as for generate
+
+    """ + ImageOutput.usage(grid: "also write every variation on one contact sheet, DIR/grid.png")
+
+/// `dalle vary`: variations of --image in --out-dir.
+func vary(_ arguments: Arguments) throws {
+    try arguments.check(allowed: ["model", "image", "count", "seed", "out-dir", "threads", "decoder-steps", "super-res-steps",
+                                  "decoder-guidance", "noise"] + ImageOutput.options, maxPositional: 0)
+    let output = try ImageOutput(arguments)
+    let image = try readImage(try arguments.required("image"))
+    let outDir = try arguments.required("out-dir")
+    var options = GenerationOptions(count: try arguments.number("count", default: 1))
+    options.unclip = try unclipSettings(arguments)
+    options.unclip.image = image
+    let session = try DalleSession(model: try DalleModel(path: try arguments.modelPath()), threads: try arguments.threads(),
+                                   seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
+    options.seed = session.seed
+    try generateAndWrite(session: session, prompt: "", options: options, outDir: outDir, output: output, tokensPath: nil)
+}
+
+let interpolateUsage = """
+    interpolate [--model M] (--from TEXT --to TEXT | --from-image A.png --to-image B.png) --out-dir DIR [options]
+      DALL-E 2 (an unCLIP model): the frames of the spherical interpolation between two prompts' CLIP
+      text embeddings, or two images' CLIP image embeddings (needs an image encoder), DIR/000.png ...
+      --from TEXT, --to TEXT            the prompts at the two ends
+      --from-image PATH, --to-image PATH  the images at the two ends (PNG, any size)
+      --frames N           images from one end to the other, both included (default 5)
+      --seed S             seed of the draws (default: random; printed)
+      --prior-steps N, --decoder-steps N, --super-res-steps N, --prior-guidance G, --decoder-guidance G,
+      --noise FILE         as for generate
+
+    """ + ImageOutput.usage(grid: "also write the frames on one contact sheet, DIR/grid.png")
+
+/// `dalle interpolate`: frames between two prompts or two images in --out-dir.
+func interpolate(_ arguments: Arguments) throws {
+    try arguments.check(allowed: ["model", "from", "to", "from-image", "to-image", "frames", "seed", "out-dir", "threads", "prior-steps",
+                                  "decoder-steps", "super-res-steps", "prior-guidance", "decoder-guidance", "noise"] + ImageOutput.options,
+                        maxPositional: 0)
+    let output = try ImageOutput(arguments)
+    var options = GenerationOptions(count: try arguments.number("frames", default: 5))
+    options.unclip = try unclipSettings(arguments)
+    let prompt: String
+    switch (arguments.options["from"], arguments.options["to"], arguments.options["from-image"], arguments.options["to-image"]) {
+    case (let from?, let to?, nil, nil):
+        prompt = from
+        options.unclip.interpolationEnd = .prompt(to)
+    case (nil, nil, let from?, let to?):
+        prompt = ""
+        options.unclip.image = try readImage(from)
+        options.unclip.interpolationEnd = .image(try readImage(to))
+    default:
+        throw UsageError("give --from and --to (prompts), or --from-image and --to-image")
+    }
+    let outDir = try arguments.required("out-dir")
+    let session = try DalleSession(model: try DalleModel(path: try arguments.modelPath()), threads: try arguments.threads(),
+                                   seed: try arguments.options["seed"].map { _ in try arguments.number("seed", default: UInt64(0)) })
+    options.seed = session.seed
+    try generateAndWrite(session: session, prompt: prompt, options: options, outDir: outDir, output: output, tokensPath: nil)
+}
+
+private func readImage(_ path: String) throws -> RGBImage {
+    do { return try PNG.read(path: path) } catch DalleError.badFile(let message) { throw RunError("cannot read the image \(message)") }
 }
 
 private func imageName(_ n: Int) -> String {

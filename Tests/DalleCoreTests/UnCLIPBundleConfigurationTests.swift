@@ -11,7 +11,7 @@ final class UnCLIPBundleConfigurationTests: XCTestCase {
         XCTAssertEqual(m["components"], "unclip,tokenizer")
         let config = try UnCLIPBundleConfiguration(metadata: m)
         XCTAssertEqual(config.pipelineClass, "UnCLIPPipeline")
-        XCTAssertEqual(config.parts, ["text_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last"])
+        XCTAssertEqual(config.parts, ["text_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last", "image_encoder"])
         XCTAssertEqual(config.priorScheduler, .karloPrior)
         XCTAssertEqual(config.decoderScheduler, .karloDecoder)
         XCTAssertEqual(config.superResolutionScheduler, .karloSuperResolution)
@@ -51,6 +51,19 @@ final class UnCLIPBundleConfigurationTests: XCTestCase {
         }
         let uncond = try chain.tensor("uncond_input_ids").scalars.map { Int32($0) }
         XCTAssertEqual(Array(try tokenizer.tokenizeCLIP("", contextLength: 16).ids.prefix(2)), Array(uncond.prefix(2)))
+    }
+
+    /// Karlo's image-variations pipeline converted alone: no prior, the embedding width from the image encoder.
+    func testReadsAVariationsPipelinesMetadata() throws {
+        let m = try UnCLIPGolden.file("bundle_metadata_variation").metadata
+        let config = try UnCLIPBundleConfiguration(metadata: m)
+        XCTAssertEqual(config.pipelineClass, "UnCLIPImageVariationPipeline")
+        XCTAssertEqual(config.parts, ["text_encoder", "text_proj", "decoder", "super_res_first", "super_res_last", "image_encoder"])
+        XCTAssertNil(config.priorScheduler)
+        XCTAssertEqual(config.embeddingWidth, 32)
+        var bad = m
+        bad["unclip.parts"] = "text_encoder,text_proj,decoder,super_res_first,super_res_last"
+        XCTAssertThrowsError(try UnCLIPBundleConfiguration(metadata: bad)) { XCTAssertTrue("\($0)".contains("lacks its 'image_encoder' part")) }
     }
 
     func testBadMetadataIsAnError() throws {

@@ -227,4 +227,140 @@ final class UnCLIPGenerateAPITests: XCTestCase {
             XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("noise_data is NULL"))
         }
     }
+
+    /// A borrowed C image of `image` for `body`.
+    func withCImage<T>(_ image: RGBImage, channels: UInt32 = 3, _ body: (UnsafePointer<dalle_image>) throws -> T) rethrows -> T {
+        var pixels = image.pixels
+        return try pixels.withUnsafeMutableBufferPointer { buffer in
+            var c = dalle_image(width: UInt32(image.width), height: UInt32(image.height), channels: channels, data: buffer.baseAddress)
+            return try withUnsafePointer(to: &c) { try body($0) }
+        }
+    }
+
+    /// Every image of a dalle_generate call against the golden float images [N, 3, S, S]: at most one 8-bit level apart.
+    func assertMatches(_ images: dalle_image_batch, _ golden: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(Int(images.count), golden.shape[0], what, file: file, line: line)
+        let side = golden.shape[2], plane = side * side
+        var worst: Float = 0
+        for n in 0..<min(Int(images.count), golden.shape[0]) {
+            let data = images.images![n].data!
+            for p in 0..<plane {
+                for c in 0..<3 { worst = max(worst, abs(Float(data[p * 3 + c]) - golden.scalars[(n * 3 + c) * plane + p] * 255)) }
+            }
+        }
+        print("unclip parity \(what) through dalle_generate: max |pixel - golden x 255| = \(worst)")
+        XCTAssertLessThanOrEqual(worst, 1, what, file: file, line: line)
+    }
+
+    /// Variations (init_image), text interpolation (interpolate_to) and image interpolation
+    /// (init_image + interpolate_to_image) through dalle_generate with the recorded noise reproduce
+    /// diffusers' images; keep_best reranks with the bundle's own CLIP.
+    func testVariationsInterpolationsAndKeepBest() throws {
+        let golden = try UnCLIPGolden.file("variation")
+        let (first, second) = (try UnCLIPVariationTests.image("input_image"), try UnCLIPVariationTests.image("second_image"))
+        func noisePath(_ name: String) -> String { UnCLIPGolden.directory + "/\(name).safetensors" }
+        try withContext { ctx in
+            func run(_ prompt: String, _ edit: (inout dalle_generate_params) -> Void, noise: String?) -> (dalle_status, dalle_image_batch) {
+                var gp = DalleCAPI.dalle_generate_default_params()
+                edit(&gp)
+                var images = dalle_image_batch()
+                let status = (noise.map(noisePath) ?? "").withCString { path -> dalle_status in
+                    if noise != nil { gp.noise_path = path }
+                    return dalle_generate(ctx, prompt, &gp, &images, nil, nil)
+                }
+                return (status, images)
+            }
+            final class Steps { var count = 0 }
+            let steps = Steps()
+            var (status, images) = withCImage(first) { image in
+                run("", { gp in
+                    (gp.init_image, gp.decoder_steps, gp.super_res_steps) = (image, 5, 3)
+                    gp.progress = { _, _, _, user in Unmanaged<Steps>.fromOpaque(user!).takeUnretainedValue().count += 1; return true }
+                    gp.progress_user_data = Unmanaged.passUnretained(steps).toOpaque()
+                }, noise: "variation_noise")
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+            assertMatches(images, try golden.tensor("variation.image"), "variation")
+            XCTAssertEqual(steps.count, 1 + 5 + 3, "progress: the start, the decoder's and the super-resolution's steps")
+            dalle_image_batch_free(&images)
+
+            (status, images) = "two blue squares".withCString { end in
+                run("a red cat on the mat", { gp in
+                    (gp.count, gp.interpolate_to, gp.prior_steps, gp.decoder_steps, gp.super_res_steps) = (3, end, 3, 3, 2)
+                }, noise: "text_interpolation_noise")
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+            assertMatches(images, try golden.tensor("text_interpolation.image"), "text interpolation")
+            dalle_image_batch_free(&images)
+
+            (status, images) = withCImage(first) { a in
+                withCImage(second) { b in
+                    run("", { gp in
+                        (gp.count, gp.init_image, gp.interpolate_to_image, gp.decoder_steps, gp.super_res_steps) = (3, a, b, 3, 2)
+                    }, noise: "image_interpolation_noise")
+                }
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+            assertMatches(images, try golden.tensor("image_interpolation.image"), "image interpolation")
+            dalle_image_batch_free(&images)
+
+            // keep_best: the bundle's image encoder with its text encoder as CLIP.
+            var scores = [Float](repeating: 0, count: 2)
+            (status, images) = scores.withUnsafeMutableBufferPointer { out in
+                run("a red cat", { gp in
+                    (gp.count, gp.keep_best, gp.out_scores, gp.seed) = (3, 2, out.baseAddress, 5)
+                    (gp.prior_steps, gp.decoder_steps, gp.super_res_steps) = (2, 2, 2)
+                }, noise: nil)
+            }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), String(cString: dalle_context_last_error(ctx)))
+            XCTAssertEqual(images.count, 2)
+            XCTAssertGreaterThanOrEqual(scores[0], scores[1])
+            XCTAssertNotEqual(scores[0], 0)
+            dalle_image_batch_free(&images)
+
+            // Bad requests: each a clear error.
+            let bad: [(String, (inout dalle_generate_params) -> Void, String)] = [
+                ("a cat", { _ in }, "take the prompt \"\""),
+                ("", { gp in (gp.interpolate_to_image, gp.init_image) = (gp.init_image, nil) }, "from a prompt to a prompt or from an image to an image"),
+                ("", { $0.keep_best = 1 }, "the prompt is empty"),
+            ]
+            for (prompt, edit, message) in bad {
+                (status, images) = withCImage(first) { image in run(prompt, { gp in gp.init_image = image; edit(&gp) }, noise: nil) }
+                XCTAssertNotEqual(status, dalle_status(DALLE_OK), message)
+                XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains(message), String(cString: dalle_context_last_error(ctx)))
+                XCTAssertNil(images.images)
+            }
+            (status, images) = withCImage(first, channels: 2) { image in run("", { $0.init_image = image }, noise: nil) }
+            XCTAssertEqual(status, dalle_status(DALLE_INVALID_ARGUMENT))
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("init_image.channels is 2"))
+            (status, images) = "x".withCString { end in
+                withCImage(first) { image in run("", { gp in (gp.interpolate_to_image, gp.interpolate_to) = (image, end) }, noise: nil) }
+            }
+            XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("both set"))
+            (status, images) = "x".withCString { end in run("", { gp in gp.interpolate_to = end }, noise: nil) }
+            XCTAssertEqual(status, dalle_status(DALLE_OK), "from the empty prompt to another: a valid interpolation")
+            dalle_image_batch_free(&images)
+        }
+
+        // A bundle without an image encoder: keep_best and variations say what is missing.
+        let bytes = try UnCLIPBundleWithout.imageEncoder()
+        var model: OpaquePointer? = nil
+        XCTAssertEqual(bytes.withUnsafeBytes { dalle_model_load_buffer($0.baseAddress, $0.count, nil, &model) }, dalle_status(DALLE_OK), lastError())
+        defer { dalle_model_free(model) }
+        var ctx: OpaquePointer? = nil
+        XCTAssertEqual(dalle_context_create(model, nil, &ctx), dalle_status(DALLE_OK), lastError())
+        defer { dalle_context_free(ctx) }
+        var gp = DalleCAPI.dalle_generate_default_params()
+        (gp.count, gp.keep_best) = (2, 1)
+        var images = dalle_image_batch()
+        XCTAssertEqual(dalle_generate(ctx, "a red cat", &gp, &images, nil, nil), dalle_status(DALLE_UNSUPPORTED))
+        XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("--image-encoder"), String(cString: dalle_context_last_error(ctx)))
+        gp = DalleCAPI.dalle_generate_default_params()
+        let status = withCImage(first) { image -> dalle_status in
+            gp.init_image = image
+            return dalle_generate(ctx, "", &gp, &images, nil, nil)
+        }
+        XCTAssertEqual(status, dalle_status(DALLE_UNSUPPORTED))
+        XCTAssertTrue(String(cString: dalle_context_last_error(ctx)).contains("no image encoder"), String(cString: dalle_context_last_error(ctx)))
+    }
 }

@@ -43,6 +43,9 @@ int main(void) {
     FIELD(dalle_generate_params, noise_path);
     FIELD(dalle_generate_params, noise_data);
     FIELD(dalle_generate_params, noise_size);
+    FIELD(dalle_generate_params, init_image);
+    FIELD(dalle_generate_params, interpolate_to);
+    FIELD(dalle_generate_params, interpolate_to_image);
     printf("\ndalle_generate_info %zu", sizeof(dalle_generate_info));
     FIELD(dalle_generate_info, struct_size); FIELD(dalle_generate_info, prompt_tokens);
     FIELD(dalle_generate_info, truncated_tokens); FIELD(dalle_generate_info, generated_tokens);

@@ -244,12 +244,13 @@ def test_unclip_bundle_generates_images_without_tokens():
 
 
 def _read_safetensors(path):
-    """name -> float32 numpy array of a safetensors file holding F32 tensors."""
+    """name -> numpy array of a safetensors file holding F32 and U8 tensors."""
     data = open(path, "rb").read()
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
     header.pop("__metadata__", None)
-    return {k: np.frombuffer(data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32).reshape(v["shape"])
+    dtypes = {"F32": np.float32, "U8": np.uint8}
+    return {k: np.frombuffer(data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=dtypes[v["dtype"]]).reshape(v["shape"])
             for k, v in header.items()}
 
 
@@ -272,3 +273,27 @@ def test_unclip_caller_noise_reproduces_the_golden_chain():
             ctx.generate("a red cat", noise=bad)
         with pytest.raises(dalle.DalleIOError):
             ctx.generate("a red cat", noise=os.path.join(golden, "missing.safetensors"))
+
+
+def test_unclip_variations_and_interpolations():
+    golden = os.path.join(REPO, "Tests", "DalleCoreTests", "Golden", "unclip")
+    recorded = _read_safetensors(os.path.join(golden, "variation.safetensors"))
+    image = dalle.read_image(os.path.join(golden, "variation_input.png"))
+    with dalle.Model(os.path.join(golden, "tiny_unclip_f16.safetensors")) as model, dalle.Context(model) as ctx:
+        varied = ctx.generate("", image=image, decoder_steps=5, super_res_steps=3,
+                              noise=os.path.join(golden, "variation_noise.safetensors")).images
+        assert np.abs(varied[0].astype(np.float32) - recorded["variation.image"][0].transpose(1, 2, 0) * 255).max() <= 1
+        frames = ctx.generate("a red cat on the mat", count=3, interpolate_to="two blue squares", prior_steps=3,
+                              decoder_steps=3, super_res_steps=2,
+                              noise=os.path.join(golden, "text_interpolation_noise.safetensors")).images
+        assert np.abs(frames.astype(np.float32) - recorded["text_interpolation.image"].transpose(0, 2, 3, 1) * 255).max() <= 1
+        assert (image == recorded["input_image"]).all()
+        frames = ctx.generate("", count=2, image=image, interpolate_to=recorded["second_image"], decoder_steps=2, super_res_steps=2, seed=3).images
+        assert frames.shape == (2, 32, 32, 3)
+        best = ctx.generate("a red cat", count=3, keep_best=2, prior_steps=2, decoder_steps=2, super_res_steps=2, seed=5)
+        assert best.images.shape[0] == 2 and best.scores[0] >= best.scores[1]
+        with pytest.raises(dalle.InvalidArgumentError, match='take the prompt ""'):
+            ctx.generate("a cat", image=image)
+        with pytest.raises(dalle.InvalidArgumentError, match="init_image.channels is 2"):
+            ctx.generate("", image=np.zeros((4, 4, 2), dtype=np.uint8))
+

@@ -58,14 +58,15 @@ public struct UnCLIPTextEncoder: Sendable {
                 stacks[ours + ".attn.in_proj_\(kind)"] = ["q_proj", "k_proj", "v_proj"].map { hf + "self_attn.\($0).\(kind)" }
             }
         }
-        let mapped = StrictWeightLoader(RenamedWeights(store: weights, renames: renames, stacks: stacks))
+        let view = RenamedWeights(store: weights, renames: renames, stacks: stacks)
+        let mapped = StrictWeightLoader(view)
         blocks = try (0..<c.layers).map { try CLIPResidualBlock("block.\($0)", width: w, heads: c.heads, loader: mapped) }
         let loader = StrictWeightLoader(weights)
         tokenEmbedding = try Embedding(model + "embeddings.token_embedding.weight", count: c.vocabularySize, width: w, loader: loader)
         positionEmbedding = try loader.weight(model + "embeddings.position_embedding.weight", shape: [c.positions, w]).floats()
         finalNorm = try LayerNorm(model + "final_layer_norm", width: w, loader: loader)
         projection = try Linear(prefix + "text_projection", inputs: w, outputs: c.projectionWidth, bias: false, loader: loader)
-        let used = Set(renames.values).union(stacks.values.joined())
+        let used = view.sources
         try loader.rejectUnused(prefix: prefix, model: "unCLIP text encoder", ignoring: Set(used.map { String($0.dropFirst(prefix.count)) }))
     }
 
@@ -113,16 +114,31 @@ public struct UnCLIPTextEncoder: Sendable {
 }
 
 /// A store seen under other names: `renames` maps a new name to a stored one (16-bit weights stay
-/// views), `stacks` to several stored tensors stacked along the first dimension (an f32 copy).
+/// views), `stacks` to several stored tensors stacked along the first dimension, `transposed` to a
+/// stored matrix read transposed (both f32 copies), `constants` to values no file stores.
 struct RenamedWeights: WeightStore {
     let store: WeightStore
     let renames: [String: String]
-    let stacks: [String: [String]]
+    var stacks: [String: [String]] = [:]
+    var transposed: [String: String] = [:]
+    var constants: [String: Tensor] = [:]
 
-    var names: [String] { (Array(renames.keys) + Array(stacks.keys)).sorted() }
+    var names: [String] { (Array(renames.keys) + Array(stacks.keys) + Array(transposed.keys) + Array(constants.keys)).sorted() }
+
+    /// The stored names this view reads.
+    var sources: Set<String> { Set(renames.values).union(stacks.values.joined()).union(transposed.values) }
 
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         if let source = renames[name] { return try store.tensor(source, shape: shape) }
+        if let value = constants[name] {
+            guard value.shape == shape else { throw DalleError.badFile("tensor '\(name)' has shape \(value.shape), expected \(shape)") }
+            return value
+        }
+        if let source = transposed[name] {
+            guard shape.count == 2 else { throw DalleError.badFile("tensor '\(name)' of shape \(shape) cannot be a transposed matrix") }
+            let stored = try store.tensor(source, shape: [shape[1], shape[0]])
+            return Tensor(uncheckedShape: shape, scalars: DalleCore.transposed(stored.scalars, rows: shape[1], cols: shape[0]))
+        }
         guard let parts = stacks[name] else { throw DalleError.badFile("missing tensor '\(name)'") }
         guard let first = shape.first, first % parts.count == 0 else {
             throw DalleError.badFile("tensor '\(name)' of shape \(shape) cannot stack \(parts.count) parts")

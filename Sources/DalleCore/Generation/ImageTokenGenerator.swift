@@ -75,7 +75,17 @@ public struct UnCLIPSettings: Sendable, Equatable {
     /// Caller-given noise by name (`UnCLIPNoise`'s names; shapes checked against the run); the
     /// rest is drawn from the seed.
     public var noise: [String: Tensor] = [:]
+    /// Variations: the image whose CLIP embedding replaces the prior's (the prompt must be "").
+    public var image: RGBImage?
+    /// Interpolation: the other end (a prompt, from the prompt; an image, from `image`); the
+    /// `count` images are the frames from the start to it.
+    public var interpolationEnd: InterpolationEnd?
     public init() {}
+
+    public enum InterpolationEnd: Sendable, Equatable {
+        case prompt(String)
+        case image(RGBImage)
+    }
 }
 
 /// Image-token grids sampled from one prompt.

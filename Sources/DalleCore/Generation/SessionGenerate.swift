@@ -53,10 +53,12 @@ extension DalleSession {
                             tokenProgress: ProgressHandler? = nil, decodeProgress: ProgressHandler? = nil,
                             rerankProgress: ProgressHandler? = nil) throws -> GeneratedImages {
         if let unclip = model.unclip {
-            return try generateUnCLIP(unclip, prompt: prompt, options: options, decodeImages: decodeImages, progress: tokenProgress)
+            return try generateUnCLIP(unclip, prompt: prompt, options: options, decodeImages: decodeImages, progress: tokenProgress,
+                                      rerankProgress: rerankProgress)
         }
-        guard options.unclip.noise.isEmpty else {
-            throw DalleError.invalidArgument("caller-given noise applies to unCLIP (DALL-E 2) models only; this model holds: \(model.components)")
+        let u = options.unclip
+        guard u.noise.isEmpty, u.image == nil, u.interpolationEnd == nil else {
+            throw DalleError.invalidArgument("caller-given noise, input images and interpolation apply to unCLIP (DALL-E 2) models only; this model holds: \(model.components)")
         }
         let generator = try model.requireGenerator()
         let grid = generator.predictor.imageGridSize
@@ -111,7 +113,8 @@ extension DalleSession {
             throw DalleError.invalidArgument("keep_best is \(options.keepBest); it must be in 0 ... count (\(options.count)), 0 keeping every image")
         }
         guard model.clip != nil else {
-            throw DalleError.unsupported("this model has no clip component (it holds: \(model.components)); keeping the best images by CLIP score needs one")
+            let hint = model.unclip != nil ? " (an unCLIP bundle has one when it holds an image encoder: tools/convert_unclip.py --image-encoder)" : ""
+            throw DalleError.unsupported("this model has no clip component (it holds: \(model.components)); keeping the best images by CLIP score needs one\(hint)")
         }
         guard decodeImages else { throw DalleError.invalidArgument("keep_best needs the images decoded: CLIP scores images, not tokens") }
         guard !prompt.isEmpty else { throw DalleError.invalidArgument("the prompt is empty; keep_best ranks images by CLIP against a prompt") }
@@ -120,18 +123,19 @@ extension DalleSession {
 }
 
 extension DalleSession {
-    /// `generate` with DALL·E 2: `options.count` images of the prompt through the unCLIP pipeline
-    /// (`options.unclip`'s steps, guidance and noise; the noise not given drawn from `options.seed`), one progress step per
-    /// denoising step of any stage. It makes no image tokens; reranking, priming and the
-    /// transformer's sampling options do not apply.
+    /// `generate` with DALL·E 2: `options.count` images through the unCLIP pipeline (`options.unclip`'s
+    /// steps, guidance and noise; the noise not given drawn from `options.seed`), one progress step per
+    /// denoising step of any stage: of the prompt; variations of `options.unclip.image` (prompt "");
+    /// or, with `options.unclip.interpolationEnd`, the frames from the prompt (or image) to that end.
+    /// `keepBest` reranks by the bundle's CLIP against the prompt. It makes no image tokens; priming
+    /// and the transformer's sampling options do not apply.
     func generateUnCLIP(_ unclip: UnCLIPPipeline, prompt: String, options: GenerationOptions, decodeImages: Bool,
-                        progress: ProgressHandler?) throws -> GeneratedImages {
+                        progress: ProgressHandler?, rerankProgress: ProgressHandler?) throws -> GeneratedImages {
         guard decodeImages else {
             throw DalleError.invalidArgument("an unCLIP model makes images, not image tokens: ask for the images")
         }
-        guard options.keepBest == 0, options.primeRows == 0 else {
-            throw DalleError.unsupported("keep_best and priming are not supported for unCLIP models yet")
-        }
+        guard options.primeRows == 0 else { throw DalleError.unsupported("priming is not supported for unCLIP models") }
+        let clipPrompt = try rerankPrompt(prompt, options: options, decodeImages: decodeImages)
         var o = UnCLIPPipeline.Options()
         o.seed = options.seed
         let u = options.unclip
@@ -143,12 +147,34 @@ extension DalleSession {
         for steps in [o.priorSteps, o.decoderSteps, o.superResolutionSteps] where !(1...1000).contains(steps) {
             throw DalleError.invalidArgument("unCLIP: \(steps) steps; each stage takes 1 ... 1000")
         }
-        let stages = [o.priorSteps, o.decoderSteps, o.superResolutionSteps]
+        let fromImage = u.image != nil
+        if u.image != nil, !prompt.isEmpty {
+            throw DalleError.invalidArgument("an input image and a prompt: variations and image interpolations take the prompt \"\"")
+        }
+        let stages = fromImage ? [0, o.decoderSteps, o.superResolutionSteps] : [o.priorSteps, o.decoderSteps, o.superResolutionSteps]
         let reporter = StepReporter(total: stages.reduce(0, +), handler: progress, cancellation: cancellation)
         try reporter.report(0)
-        let images = try unclip.generate(prompts: Array(repeating: prompt, count: options.count), options: o, noise: u.noise, progress: { stage, step, _ in
-            (try? reporter.report(stages.prefix(stage).reduce(0, +) + step)) != nil
-        }, pool: pool)
+        let report: (Int, Int, Int) -> Bool = { stage, step, _ in (try? reporter.report(stages.prefix(stage).reduce(0, +) + step)) != nil }
+        let images: Tensor
+        switch (u.image, u.interpolationEnd) {
+        case (nil, nil):
+            images = try unclip.generate(prompts: Array(repeating: prompt, count: options.count), options: o, noise: u.noise, progress: report, pool: pool)
+        case (let image?, nil):
+            images = try image.withView { view in
+                try unclip.vary(images: Array(repeating: view, count: options.count), options: o, noise: u.noise, progress: report, pool: pool)
+            }
+        case (nil, .prompt(let end)?):
+            images = try unclip.interpolate(from: .prompt(prompt), to: .prompt(end), frames: options.count, options: o, noise: u.noise,
+                                            progress: report, pool: pool)
+        case (let start?, .image(let end)?):
+            images = try start.withView { a in
+                try end.withView { b in
+                    try unclip.interpolate(from: .image(a), to: .image(b), frames: options.count, options: o, noise: u.noise, progress: report, pool: pool)
+                }
+            }
+        case (nil, .image?), (.some, .prompt?):
+            throw DalleError.invalidArgument("unCLIP interpolates from a prompt to a prompt or from an image to an image")
+        }
         guard images.rank == 4, images.shape[2] == images.shape[3] else {
             throw DalleError.unsupported("this unCLIP bundle makes \(images.shape) images; dalle_generate returns square ones")
         }
@@ -159,8 +185,21 @@ extension DalleSession {
                 try ImageConversion.writeRGB8(images, image: n, into: UnsafeMutableBufferPointer(rebasing: out[(n * imageBytes)..<((n + 1) * imageBytes)]))
             }
         }
-        return GeneratedImages(count: options.count, gridSize: 0, tokens: [], imageSize: size, pixels: pixels,
+        var count = options.count, scores: [Float] = []
+        if let clipPrompt {
+            let clipScore = try pixels.withUnsafeBufferPointer { all in
+                let views = (0..<count).map {
+                    ImageView(width: size, height: size, channels: 3, pixels: UnsafeBufferPointer(rebasing: all[($0 * imageBytes)..<(($0 + 1) * imageBytes)]))
+                }
+                return try clipScores(tokens: clipPrompt, images: views, progress: rerankProgress)
+            }
+            let kept = DalleSession.bestFirst(clipScore).prefix(options.keepBest)
+            scores = kept.map { clipScore[$0] }
+            pixels = kept.flatMap { pixels[($0 * imageBytes)..<(($0 + 1) * imageBytes)] }
+            count = kept.count
+        }
+        return GeneratedImages(count: count, gridSize: 0, tokens: [], imageSize: size, pixels: pixels,
                                promptTokenCount: 0, truncatedTokenCount: 0, generatedTokenCount: 0, seed: options.seed,
-                               scores: [], logLikelihoods: [])
+                               scores: scores, logLikelihoods: Array(repeating: 0, count: count))
     }
 }

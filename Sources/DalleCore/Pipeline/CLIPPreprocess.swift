@@ -8,13 +8,20 @@ public enum CLIPPreprocess {
     public static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
     public static let std: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
+    /// How the centre crop's offset (the excess over the crop, halved) is rounded: torchvision's
+    /// `CenterCrop` rounds half to even (OpenAI's CLIP); transformers' `CLIPImageProcessor` floors.
+    public enum CropRounding: Sendable, Equatable {
+        case halfToEven, down
+    }
+
     /// The preprocessed images as [N, 3, size, size]. Images may have any size and aspect
     /// ratio; errors name them "images[firstIndex + i]".
-    public static func tensor(from images: [ImageView], size: Int, firstIndex: Int = 0) throws -> Tensor {
+    public static func tensor(from images: [ImageView], size: Int, firstIndex: Int = 0,
+                              cropRounding: CropRounding = .halfToEven) throws -> Tensor {
         let plane = size * size
         var scalars = [Float](repeating: 0, count: images.count * 3 * plane)
         for (n, image) in images.enumerated() {
-            let cropped = try resizeAndCrop(image, size: size, label: "images[\(firstIndex + n)]")
+            let cropped = try resizeAndCrop(image, size: size, label: "images[\(firstIndex + n)]", cropRounding: cropRounding)
             for p in 0..<plane {
                 for c in 0..<3 {
                     let x = Float(cropped.pixels[p * 3 + c]) / 255
@@ -26,8 +33,9 @@ public enum CLIPPreprocess {
     }
 
     /// Resize so the short side is `size` (the long side ⌊size · long / short⌋), then crop the
-    /// centre `size`×`size` square (offsets rounded half to even, as torchvision's Python does).
-    public static func resizeAndCrop(_ image: ImageView, size: Int, label: String = "image") throws -> RGBImage {
+    /// centre `size`×`size` square (offsets rounded as `cropRounding` says).
+    public static func resizeAndCrop(_ image: ImageView, size: Int, label: String = "image",
+                                     cropRounding: CropRounding = .halfToEven) throws -> RGBImage {
         guard image.channels == 3 || image.channels == 4 else {
             throw DalleError.invalidArgument("\(label) has \(image.channels) channels; expected 3 (RGB) or 4 (RGBA)")
         }
@@ -52,7 +60,8 @@ public enum CLIPPreprocess {
         }
         if nw != w { rgb = resample(rgb, width: w, height: h, horizontal: true, to: nw) }
         if nh != h { rgb = resample(rgb, width: nw, height: h, horizontal: false, to: nh) }
-        let top = roundHalfEven(nh - size), left = roundHalfEven(nw - size)
+        let half = cropRounding == .halfToEven ? roundHalfEven : { $0 / 2 }
+        let top = half(nh - size), left = half(nw - size)
         var out = [UInt8](repeating: 0, count: size * size * 3)
         for y in 0..<size {
             for x in 0..<(size * 3) { out[y * size * 3 + x] = rgb[((top + y) * nw + left) * 3 + x] }

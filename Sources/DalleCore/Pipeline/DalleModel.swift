@@ -42,6 +42,7 @@ public final class DalleModel: @unchecked Sendable {
     /// model as `dvae`; "dalle-pytorch": a `DiscreteVAE`, with `dvae` nil).
     public let imageTokenizer: ImageTokenizer?
     public let transformer: DalleTransformer?
+    /// CLIP: the "clip" component, else an unCLIP bundle's (its image encoder and text encoder).
     public let clip: CLIP?
     /// DALL·E 2 (unCLIP): text encoder, prior, decoder and super-resolution in one component.
     public let unclip: UnCLIPPipeline?
@@ -123,8 +124,9 @@ public final class DalleModel: @unchecked Sendable {
         self.imageTokenizer = loaded.model("dvae")
         self.tokenizer = loaded.model("tokenizer")
         self.transformer = transformer
-        self.clip = loaded.model("clip")
-        self.unclip = loaded.model("unclip")
+        let unclip: UnCLIPPipeline? = loaded.model("unclip")
+        self.unclip = unclip
+        self.clip = loaded.model("clip") ?? unclip?.clip
         self.parameterCount = loaded.reduce(0) { $0 + $1.parameterCount }
         try reporter.report(loaded.count + 1)
     }

@@ -509,7 +509,8 @@ class Context(_Owned):
                  likelihood_weight: Optional[float] = None, progress: Optional[ProgressFn] = None,
                  prior_steps: int = 0, decoder_steps: int = 0, super_res_steps: int = 0,
                  prior_guidance: float = 0.0, decoder_guidance: float = 0.0,
-                 noise: Union[PathLike, bytes, Dict[str, Any], None] = None) -> Generation:
+                 noise: Union[PathLike, bytes, Dict[str, Any], None] = None, image: Any = None,
+                 interpolate_to: Any = None) -> Generation:
         """Generates `count` images for `prompt` ("" = unconditional) with the model's transformer.
         seed None uses the context's seed; top_k 1 is greedy; cond_scale != 1 is classifier-free
         guidance (None: the model's `cond_scale`). `prime`: image tokens (a grid from encode, or its first rows, or a flat list)
@@ -522,7 +523,10 @@ class Context(_Owned):
         and prior_guidance / decoder_guidance (0: Karlo's 25 / 25 / 7 and 4 / 8); it makes no image tokens.
         `noise` (unCLIP): the noise to use instead of drawing it, as a safetensors file's path or bytes,
         or a dict of float32 arrays by name (prior_latents, prior_step_noise, decoder_latents, ... as
-        dalle.h's DALLE_UNCLIP_NOISE lists them; needs numpy). Returns a Generation."""
+        dalle.h's DALLE_UNCLIP_NOISE lists them; needs numpy). `image` (unCLIP with an image encoder;
+        numpy (H, W, 3 or 4) uint8, any size; prompt ""): `count` variations of it. `interpolate_to`
+        (unCLIP): a prompt, or with `image` an image: the `count` images are the frames of the
+        spherical interpolation from `prompt` (or `image`) to it. Returns a Generation."""
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a str")
         text = _c_string("prompt", prompt)
@@ -552,6 +556,15 @@ class Context(_Owned):
             params.noise_data, params.noise_size = ctypes.cast(noise_bytes, ctypes.c_void_p), len(noise)
         elif noise is not None:
             params.noise_path = _c_path("the noise path", noise)
+        start_image = end_image = None
+        if image is not None:
+            c_image, start_image = _one_image(image, None, None)
+            params.init_image = ctypes.pointer(c_image)
+        if isinstance(interpolate_to, str):
+            params.interpolate_to = _c_string("interpolate_to", interpolate_to)
+        elif interpolate_to is not None:
+            c_end, end_image = _one_image(interpolate_to, None, None)
+            params.interpolate_to_image = ctypes.pointer(c_end)
         scores = (ctypes.c_float * max(keep_best, 0))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         returned = keep_best if keep_best > 0 else count
@@ -575,7 +588,7 @@ class Context(_Owned):
         status = lib.dalle_generate(handle, text, ctypes.byref(params),
                                     ctypes.byref(out_images) if images else None, ctypes.byref(out_tokens),
                                     ctypes.byref(info))
-        del keep, noise_bytes
+        del keep, noise_bytes, start_image, end_image
         callback.reraise()
         self._progress.reraise()
         _check(status, lambda: lib.dalle_context_last_error(handle))

@@ -117,7 +117,9 @@ class dalle_generate_params(Structure):
                 ("out_log_likelihoods", POINTER(c_float)), ("likelihood_weight", c_float),
                 ("prior_steps", c_uint32), ("decoder_steps", c_uint32), ("super_res_steps", c_uint32),
                 ("prior_guidance", c_float), ("decoder_guidance", c_float),
-                ("noise_path", c_char_p), ("noise_data", c_void_p), ("noise_size", c_uint64)]
+                ("noise_path", c_char_p), ("noise_data", c_void_p), ("noise_size", c_uint64),
+                ("init_image", POINTER(dalle_image)), ("interpolate_to", c_char_p),
+                ("interpolate_to_image", POINTER(dalle_image))]
 
 
 class dalle_generate_info(Structure):

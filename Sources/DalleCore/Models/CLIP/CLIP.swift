@@ -32,6 +32,9 @@ public struct CLIP: Sendable {
     let lnFinal: LayerNorm
     /// `text_projection`, [transformer_width, embed_dim].
     let textProjection: Linear
+    /// How preprocessing centre-crops images for this model (torchvision's rounding for OpenAI's CLIP,
+    /// transformers' for an unCLIP bundle's image encoder).
+    public internal(set) var cropRounding: CLIPPreprocess.CropRounding = .halfToEven
 
     /// Loads every parameter of `config` from `weights` strictly: a missing tensor, a wrong
     /// shape, an invalid configuration or an unused "clip.*" tensor is a `badFile` error.

@@ -70,7 +70,7 @@ extension DalleSession {
         for s in 0..<steps {
             let batch = Array(images[(s * step)..<min((s + 1) * step, images.count)])
             let first = s * step
-            let pixels = try CLIPPreprocess.tensor(from: batch, size: size, firstIndex: first)
+            let pixels = try CLIPPreprocess.tensor(from: batch, size: size, firstIndex: first, cropRounding: clip.cropRounding)
             scalars += try clip.encodeImages(pixels, pool: pool).scalars
             try reporter.report(s + 1)
         }
