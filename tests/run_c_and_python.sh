@@ -78,6 +78,14 @@ LD_LIBRARY_PATH="$LIBDIR" "$OUT/rerank" "$CLIP_MODEL" "red and blue stripes"
 step "examples/python/rerank.py (CLIP)"
 PYTHONPATH="$REPO/bindings/python" python3 examples/python/rerank.py "$CLIP_MODEL" "red and blue stripes"
 
+step "examples/c/unclip.c and examples/python/unclip.py (DALL-E 2, the tiny unCLIP bundle)"
+UNCLIP="$REPO/Tests/DalleCoreTests/Golden/unclip"
+$CC -std=c99 $STRICT examples/c/unclip.c -Iinclude -L"$LIBDIR" -ldalle -o "$OUT/unclip"
+LD_LIBRARY_PATH="$LIBDIR" "$OUT/unclip" "$UNCLIP/tiny_unclip_f16.safetensors" "a red cat" "$UNCLIP/variation_input.png" \
+    "$UNCLIP/variation_noise.safetensors"
+PYTHONPATH="$REPO/bindings/python" python3 examples/python/unclip.py "$UNCLIP/tiny_unclip_f16.safetensors" "a red cat" \
+    "$UNCLIP/variation_input.png"
+
 step "Python binding (pytest tests/python)"
 python3 -m pytest -q tests/python
 
