@@ -592,7 +592,8 @@ typedef struct dalle_eval_params {
     float cond_scale;                 /* (1)                                                 */
     dalle_progress_callback progress; /* DALLE_PHASE_EVAL steps; NULL = the context's        */
     void *progress_user_data;
-    float likelihood_weight;          /* CLIP's pick, as dalle_generate_params (0)           */
+    float likelihood_weight;          /* CLIP's pick, as dalle_generate_params
+                                         (DALLE_LIKELIHOOD_WEIGHT_MODEL: the model's)        */
 } dalle_eval_params;
 
 /* Pass counts of one group of captions (rates: divide by captions or candidates). */

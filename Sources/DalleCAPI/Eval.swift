@@ -15,7 +15,7 @@ public func dalle_eval_default_params() -> dalle_eval_params {
     params.top_k = Int32(defaults.sampling.topK)
     params.top_p = defaults.sampling.topP
     params.cond_scale = defaults.condScale
-    params.likelihood_weight = defaults.likelihoodWeight
+    params.likelihood_weight = DALLE_LIKELIHOOD_WEIGHT_MODEL
     return params
 }
 
@@ -34,13 +34,16 @@ public func dalle_shapes_eval(_ ctx: OpaquePointer?, _ params: UnsafePointer<dal
         report.struct_size = UInt32(size)
         func publish() { withUnsafeBytes(of: &report) { UnsafeMutableRawPointer(outReport).copyMemory(from: $0.baseAddress!, byteCount: size) } }
         publish()  // zeroed until the run succeeds
-        let p = try readParams(params, defaults: dalle_eval_default_params(), name: "dalle_eval_params",
-                               minimumSize: evalParamsMinimumSize)
+        // Callers built before likelihood_weight was appended pick by CLIP alone, as they did.
+        var defaults = dalle_eval_default_params()
+        if params != nil { defaults.likelihood_weight = 0 }
+        let p = try readParams(params, defaults: defaults, name: "dalle_eval_params", minimumSize: evalParamsMinimumSize)
+        let likelihoodWeight = p.likelihood_weight == DALLE_LIKELIHOOD_WEIGHT_MODEL ? box.session.model.likelihoodWeight : p.likelihood_weight
         let options = ShapesWorld.EvaluationOptions(
             candidates: Int(p.candidates), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             perTemplate: Int(p.per_template), perHeldOutPair: Int(p.per_held_out_pair),
             sampling: SamplingOptions(temperature: p.temperature, topK: Int(p.top_k), topP: p.top_p),
-            condScale: p.cond_scale, likelihoodWeight: p.likelihood_weight, reconstructionSamples: Int(p.reconstruction_samples))
+            condScale: p.cond_scale, likelihoodWeight: likelihoodWeight, reconstructionSamples: Int(p.reconstruction_samples))
         let (callback, userData) = p.progress != nil ? (p.progress, p.progress_user_data) : (box.progress, box.progressUserData)
         let result = try box.session.evaluateShapesWorld(
             options, progress: progressHandler(callback, userData, phase: Int32(DALLE_PHASE_EVAL)))

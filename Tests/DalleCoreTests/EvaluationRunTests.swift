@@ -330,6 +330,7 @@ final class EvaluationRunTests: XCTestCase {
         let defaults = DalleCAPI.dalle_eval_default_params()
         XCTAssertEqual([defaults.candidates, defaults.per_template, defaults.per_held_out_pair, defaults.reconstruction_samples], [8, 50, 10, 200])
         XCTAssertEqual(defaults.seed, 0)
+        XCTAssertEqual(defaults.likelihood_weight, DALLE_LIKELIHOOD_WEIGHT_MODEL)  // the model's weight, as the CLI and Python use
         var params = defaults
         (params.candidates, params.seed, params.per_template, params.per_held_out_pair, params.reconstruction_samples) = (3, 9, 2, 1, 2)
         var report = dalle_eval_report()

@@ -664,7 +664,7 @@ class Context(_Owned):
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else _c_int("seed", seed, "uint64_t")
         params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
-        params.likelihood_weight = self.model.likelihood_weight if likelihood_weight is None else likelihood_weight
+        params.likelihood_weight = _lib.DALLE_LIKELIHOOD_WEIGHT_MODEL if likelihood_weight is None else likelihood_weight
         if callback.fn:
             params.progress = callback.c_callback
         return params
