@@ -22,11 +22,9 @@ let generateUsage = """
                            the best); prints "score path (clip C + W x log-likelihood L)" for each
       --likelihood-weight W  --rerank's score is CLIP's + W x the transformer's mean log-likelihood
                            per token (default: the model's, else 0 = CLIP alone)
-      --prior-steps N, --decoder-steps N, --super-res-steps N   unCLIP (DALL-E 2) models: denoising
-                           steps per stage, 1 ... 1000 (default 25, 25, 7)
+      --prior-steps N, --decoder-steps N, --super-res-steps N   unCLIP (DALL-E 2): steps, 1 ... 1000 (25, 25, 7)
       --prior-guidance G, --decoder-guidance G   unCLIP: guidance scales, > 0 (default 4, 8)
-      --noise FILE         unCLIP: a safetensors file of float32 noise to use instead of drawing it
-                           (prior_latents, prior_step_noise, decoder_latents, ...: see dalle.h)
+      --noise FILE         unCLIP: float32 noise (prior_latents, decoder_latents, ...: see dalle.h)
 
     """ + ImageOutput.usage(grid: "also write every image on one contact sheet, DIR/grid.png, as min-dalle does")
 
