@@ -21,7 +21,9 @@ let package = Package(
         .executable(name: "dalle-bench", targets: ["DalleBench"]),
     ],
     targets: [
-        .target(name: "DalleCore", swiftSettings: optimized),
+        // CPU feature detection, compiled for the baseline CPU so it runs before any AVX2 kernel can.
+        .target(name: "CDalleCPU"),
+        .target(name: "DalleCore", dependencies: ["CDalleCPU"], swiftSettings: optimized),
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
         .systemLibrary(name: "CDalle", path: "Sources/CDalle"),

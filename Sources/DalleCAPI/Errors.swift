@@ -20,9 +20,13 @@ func status(of error: Error) -> dalle_status {
 /// Runs the body of the exported function `function`: clears this thread's last error,
 /// and turns any error into a status code plus a message ("dalle_encode: invalid
 /// argument: ...") kept as the thread's last error (and, via `onError`, the context's).
-func boundary(_ function: String, onError: ((String) -> Void)? = nil, _ body: () throws -> Void) -> dalle_status {
+/// On a CPU without the features the kernels are built for (`cpu`, the detected ones), the
+/// body does not run: DALLE_UNSUPPORTED, naming what is missing.
+func boundary(_ function: String, cpu: CPUFeatures = .detected, onError: ((String) -> Void)? = nil,
+              _ body: () throws -> Void) -> dalle_status {
     ThreadError.clear()
     do {
+        try CPUFeatures.checkSupported(cpu)
         try body()
         return dalle_status(DALLE_OK)
     } catch {

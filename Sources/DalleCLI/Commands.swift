@@ -82,8 +82,9 @@ func help(for command: Command) -> String {
 }
 
 /// Runs the command in `args` (without the program name) and returns the exit status.
-func runCLI(_ args: [String]) -> Int32 {
+func runCLI(_ args: [String], cpu: CPUFeatures = .detected) -> Int32 {
     do {
+        try CPUFeatures.checkSupported(cpu)
         let arguments = try Arguments(args)
         if arguments.wantsVersion {
             print("dalle \(DALLE_VERSION_STRING)")
