@@ -4,7 +4,9 @@
     python3 tools/bench.py [gemm|conv|dvae] [--threads N] [--bench PATH]
 
 gemm (default): `dalle-bench gemm`, then numpy's matmul (OpenBLAS) on the same (m, n, k)
-shapes in the same run; prints GFLOPS side by side.
+shapes in the same run; prints GFLOPS side by side. The rows "f32/bf16/q8_0 weights, ..." are
+libdalle's Linear layer (y = x · Wᵀ, m rows, n outputs, k inputs) with W stored in that format
+and widened while it is packed, against numpy's f32 matmul of the same shape.
 conv: `dalle-bench conv` (the full dVAE encoder's and decoder's layer list at 256x256 with
 random weights), then the same layers with torch.nn.functional (needs torch); prints the
 encoder and decoder totals side by side.
@@ -212,9 +214,9 @@ def main():
             old = best.get((name, m, n, k), (0.0, 0.0))
             best[(name, m, n, k)] = (max(old[0], ours), max(old[1], theirs))
     print(f"threads: {threads}")
-    print(f"{'shape':<26}{'m':>6}{'n':>7}{'k':>7}{'libdalle':>10}{'numpy':>9}{'ratio':>7}")
+    print(f"{'shape':<30}{'m':>6}{'n':>7}{'k':>7}{'libdalle':>10}{'numpy':>9}{'ratio':>7}")
     for (name, m, n, k), (ours, theirs) in best.items():
-        print(f"{name:<26}{m:>6}{n:>7}{k:>7}{ours:>10.1f}{theirs:>9.1f}{ours / theirs:>7.2f}")
+        print(f"{name:<30}{m:>6}{n:>7}{k:>7}{ours:>10.1f}{theirs:>9.1f}{ours / theirs:>7.2f}")
     print(f"(GFLOPS, best of {args.repeat} rounds of several runs; ratio = libdalle / numpy)")
 
 

@@ -1,6 +1,6 @@
 // dalle-bench: timings of libdalle's kernels.
 //
-//   dalle-bench gemm [--threads N]   GFLOPS of square and conv-shaped GEMMs
+//   dalle-bench gemm [--threads N]   GFLOPS of square and conv-shaped GEMMs, then Linear with f32/bf16/q8_0 weights
 //   dalle-bench conv [--threads N]   the full dVAE encoder's and decoder's layer list at 256²
 //   dalle-bench dvae [--threads N]   the real DVAE (OpenAI configuration, random weights):
 //                                    encode and decode of one 256² image
@@ -79,6 +79,49 @@ func benchGEMM(pool: ThreadPool) {
             }
         }
         print("\(name)\t\(m)\t\(n)\t\(k)\t\(best)\t\(flops / best / 1e9)")
+    }
+}
+
+// MARK: gemm with stored weights
+
+/// (m, n, k) of the products timed through `Linear` (y[m, n] = x[m, k] · Wᵀ, W [n, k]) with W
+/// stored as f32, bf16 and q8_0: squares, and the 320 M decode model's MLP projection
+/// (dim 1024 → 4096) over a 256-token sequence.
+let storedWeightShapes: [(String, Int, Int, Int)] = [
+    ("square", 512, 512, 512), ("square", 1024, 1024, 1024), ("square", 2048, 2048, 2048),
+    ("mlp 1024->4096", 256, 4096, 1024),
+]
+
+/// GFLOPS of `Linear` on each of `storedWeightShapes` for each stored format (16-bit and
+/// quantized weights are widened to f32 while the GEMM packs them), in `benchGEMM`'s columns.
+func benchStoredWeights(pool: ThreadPool) throws {
+    var rng = Random(state: 2)
+    for (name, m, n, k) in storedWeightShapes {
+        let w = rng.tensor([n, k], scale: 1), x = rng.tensor([m, k], scale: 1)
+        for format in ["f32", "bf16", "q8_0"] {
+            var writer = SafetensorsWriter()
+            if let type = QuantizedType(rawValue: format) {
+                try writer.add("w", w, quantizedAs: type)
+            } else {
+                try writer.add("w", w, as: format == "bf16" ? .bf16 : .f32)
+            }
+            let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
+            let linear = Linear(weight: try file.weight("w", shape: [n, k]), bias: nil)
+            var y = [Float](repeating: 0, count: m * n)
+            let flops = 2 * Double(m) * Double(n) * Double(k)
+            let reps = max(2, Int(4e9 / flops))
+            var best = Double.infinity
+            x.scalars.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    for _ in 0...reps {
+                        let t0 = now()
+                        linear.apply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool)
+                        best = min(best, now() - t0)
+                    }
+                }
+            }
+            print("\(format) weights, \(name)\t\(m)\t\(n)\t\(k)\t\(best)\t\(flops / best / 1e9)")
+        }
     }
 }
 
@@ -225,7 +268,9 @@ if let i = args.firstIndex(of: "--threads"), i + 1 < args.count, let t = Int(arg
 let pool = ThreadPool(threads: threads)
 print("# threads\t\(pool.threads)")
 switch args.first {
-case "gemm": benchGEMM(pool: pool)
+case "gemm":
+    benchGEMM(pool: pool)
+    do { try benchStoredWeights(pool: pool) } catch { print("gemm: \(error)"); exit(1) }
 case "conv": benchConv(pool: pool)
 case "dvae": benchDVAE(pool: pool)
 case "decode-model":

@@ -187,7 +187,10 @@ func gemmDepthBlock(_ k: Int) -> Int {
     return (k + blocks - 1) / blocks
 }
 
-/// The blocked loops over one rectangle of C (rows.lowerBound is a multiple of MR).
+/// The blocked loops over one rectangle of C (rows.lowerBound is a multiple of MR). Never
+/// inlined: inlined into `Linear`'s bf16 and q8_0 specialisations the micro-kernel spilled its
+/// accumulators and called an unspecialised SIMD load, at a quarter of its speed.
+@inline(never)
 private func gemmBlock(rows: Range<Int>, cols: Range<Int>, k: Int, a: GemmA, b: GemmB,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                        epilogue: GemmEpilogue?) {

@@ -8,7 +8,7 @@
 /// a quantized Linear computes what an f32 one holding the dequantized values computes.
 /// Results are the same for every thread count (threads split output panels; each output
 /// is summed over the inputs in ascending order).
-struct Linear: @unchecked Sendable {
+public struct Linear: @unchecked Sendable {
     let inputs: Int
     let outputs: Int
     let format: WeightFormat
@@ -30,7 +30,7 @@ struct Linear: @unchecked Sendable {
     var byteCount: Int { panels.byteCount }
 
     /// From PyTorch's [outputs, inputs] weight and [outputs] bias.
-    init(weight: Weight, bias: Weight?) {
+    public init(weight: Weight, bias: Weight?) {
         self.init(weight, outputs: weight.shape[0], inputs: weight.shape[1], bias: bias, inputMajor: false)
     }
 
@@ -116,7 +116,7 @@ struct Linear: @unchecked Sendable {
     }
 
     /// y[rows, outputs] = x[rows, inputs] · Wᵀ + b. Threads split the output panels.
-    func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         switch format {
         case .f32: apply(F32Panel.self, x, rows: rows, into: y, pool: pool)
         case .f16: apply(F16Panel.self, x, rows: rows, into: y, pool: pool)
