@@ -40,9 +40,9 @@ final class UnCLIPResnetBlockTests: XCTestCase {
 
     func testResamplingAndGroupNorm() {
         let x = Tensor(uncheckedShape: [1, 2, 2, 2], scalars: [1, 2, 3, 4, 5, 6, 7, 8])
-        XCTAssertEqual(averagePool2(x).scalars, [2.5, 6.5])
+        XCTAssertEqual(averagePool2x2(x).scalars, [2.5, 6.5])
         XCTAssertEqual(upsampleNearest2x(Tensor(uncheckedShape: [1, 1, 1, 2], scalars: [1, 2])).scalars, [1, 1, 2, 2, 1, 1, 2, 2])
-        let normed = groupNorm(x, groups: 2, weight: [1, 2], bias: [0, 1])
+        let normed = GroupNorm(groups: 2, weight: [1, 2], bias: [0, 1])(x, pool: ThreadPool(threads: 2))
         XCTAssertEqual(normed.scalars[0], -1.3416, accuracy: 1e-3)
         XCTAssertEqual(normed.scalars[7], 1 + 2 * 1.3416, accuracy: 1e-3)
     }

@@ -136,7 +136,7 @@ public struct PriorTransformer: Sendable {
             let attended = scaledDotProductAttention(
                 query: block.query(h, rows: b * n, pool: pool), key: block.key(h, rows: b * n, pool: pool),
                 value: block.value(h, rows: b * n, pool: pool), batch: b, queries: n, keys: n, heads: c.heads,
-                headWidth: c.headWidth) { s, i, j in mask[(s * n + i) * n + j] }
+                headWidth: c.headWidth, pool: pool) { s, i, j in mask[(s * n + i) * n + j] }
             x = block.out(attended, rows: b * n, residual: x, pool: pool)
             var inner = block.up(block.norm3(x, pool: pool), rows: b * n, pool: pool)
             for i in 0..<inner.count { inner[i] = gelu(inner[i]) }

@@ -90,7 +90,7 @@ public struct UnCLIPUNet: Sendable {
 
     public let configuration: Configuration
     let time1: Linear, time2: Linear, convIn: Conv2d, convOut: Conv2d
-    let normOut: (weight: [Float], bias: [Float])
+    let normOut: GroupNorm
     let down: [Block], up: [Block], mid: Block
 
     /// Loads `prefix` + diffusers' names; strict.
@@ -136,8 +136,7 @@ public struct UnCLIPUNet: Sendable {
             previous = out
         }
         up = upBlocks
-        normOut = (try loader.weight(prefix + "conv_norm_out.weight", shape: [c0]).floats(),
-                   try loader.weight(prefix + "conv_norm_out.bias", shape: [c0]).floats())
+        normOut = try GroupNorm(prefix + "conv_norm_out", channels: c0, groups: g, loader: loader)
         convOut = try Conv2d(prefix + "conv_out", in: c0, out: c.outChannels, kernel: 3, loader: loader)
         try loader.rejectUnused(prefix: prefix, model: "unCLIP UNet")
     }
@@ -201,9 +200,7 @@ public struct UnCLIPUNet: Sendable {
             }
             if let resample = block.resample { x = resample(x, embedding: embedding, pool: pool) }
         }
-        var h = groupNorm(x, groups: c.groups, weight: normOut.weight, bias: normOut.bias)
-        silu(&h.scalars)
-        return conv2d(h, convOut, pool: pool)
+        return conv2d(normOut(x, silu: true, pool: pool), convOut, pool: pool)
     }
 }
 

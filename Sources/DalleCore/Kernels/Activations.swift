@@ -59,3 +59,10 @@ func quickGELU(_ x: inout [Float]) {
         for i in 0..<p.count { p[i] = p[i] / (1 + expf(-1.702 * p[i])) }
     }
 }
+
+/// SiLU, x · σ(x), in place (`expApproximation`, so the loop vectorises).
+func silu(_ x: inout [Float]) {
+    x.withUnsafeMutableBufferPointer { p in
+        for i in 0..<p.count { p[i] = p[i] / (1 + expApproximation(-p[i])) }
+    }
+}

@@ -69,6 +69,28 @@ public func maxPool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -
     return Tensor(uncheckedShape: [n, c, oh, ow], scalars: y)
 }
 
+/// 2×2 average pooling with stride 2 on [N, C, H, W] (`nn.AvgPool2d(2, 2)`; odd trailing
+/// rows/columns dropped), output rows split over `pool`'s threads.
+public func averagePool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
+    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], oh = h / 2, ow = w / 2
+    let total = n * c * oh * ow
+    if total == 0 { return Tensor(zeros: [n, c, oh, ow]) }
+    let y = [Float](unsafeUninitializedCapacity: total) { yb, count in
+        let yBase = yb.baseAddress!
+        x.scalars.withUnsafeBufferPointer { xb in
+            let xBase = xb.baseAddress!
+            pool.parallelFor(n * c * oh) { rows in
+                for row in rows {
+                    let top = xBase + ((row / oh) * h + 2 * (row % oh)) * w, bottom = top + w, out = yBase + row * ow
+                    for xx in 0..<ow { out[xx] = (top[2 * xx] + top[2 * xx + 1] + bottom[2 * xx] + bottom[2 * xx + 1]) / 4 }
+                }
+            }
+        }
+        count = total
+    }
+    return Tensor(uncheckedShape: [n, c, oh, ow], scalars: y)
+}
+
 /// Nearest-neighbour 2× upsampling of [N, C, H, W], rows split over `pool`'s threads.
 public func upsampleNearest2x(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
