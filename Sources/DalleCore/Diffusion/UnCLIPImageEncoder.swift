@@ -39,43 +39,14 @@ extension CLIP {
             try Self.checkPreprocessing(try DiffusersConfig(json: processor, part: "feature_extractor"), size: configuration.imageResolution)
         }
 
-        let visual = "unclip.image_encoder.vision_model.", textual = "unclip.text_encoder.text_model."
-        var renames = [
-            "clip.visual.conv1.weight": visual + "embeddings.patch_embedding.weight",
-            "clip.visual.class_embedding": visual + "embeddings.class_embedding",
-            "clip.visual.positional_embedding": visual + "embeddings.position_embedding.weight",
-            "clip.token_embedding.weight": textual + "embeddings.token_embedding.weight",
-            "clip.positional_embedding": textual + "embeddings.position_embedding.weight",
-        ]
-        for (ours, theirs) in [("clip.visual.ln_pre", visual + "pre_layrnorm"), ("clip.visual.ln_post", visual + "post_layernorm"),
-                               ("clip.ln_final", textual + "final_layer_norm")] {
-            renames[ours + ".weight"] = theirs + ".weight"
-            renames[ours + ".bias"] = theirs + ".bias"
-        }
-        var stacks: [String: [String]] = [:]
-        for (ours, theirs, layers) in [("clip.visual.transformer.resblocks.", visual + "encoder.layers.", configuration.visionLayers),
-                                       ("clip.transformer.resblocks.", textual + "encoder.layers.", configuration.textLayers)] {
-            for i in 0..<layers {
-                for (a, b) in [("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("attn.out_proj", "self_attn.out_proj"),
-                               ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")] {
-                    renames["\(ours)\(i).\(a).weight"] = "\(theirs)\(i).\(b).weight"
-                    renames["\(ours)\(i).\(a).bias"] = "\(theirs)\(i).\(b).bias"
-                }
-                for kind in ["weight", "bias"] {
-                    stacks["\(ours)\(i).attn.in_proj_\(kind)"] = ["q_proj", "k_proj", "v_proj"].map { "\(theirs)\(i).self_attn.\($0).\(kind)" }
-                }
-            }
-        }
-        let view = RenamedWeights(
-            store: weights, renames: renames, stacks: stacks,
-            transposed: ["clip.visual.proj": "unclip.image_encoder.visual_projection.weight",
-                         "clip.text_projection": "unclip.text_encoder.text_projection.weight"],
-            constants: ["clip.logit_scale": Tensor(uncheckedShape: [], scalars: [logf(Self.unclipLogitScale)])])
+        // transformers' names onto OpenAI's by CLIP's own renaming rules, both towers' prefixes dropped;
+        // CLIP's strict loading then rejects any image or text encoder tensor it does not use.
+        let towers = ["unclip.image_encoder.", "unclip.text_encoder."]
+        let view = RemappedWeights(
+            weights, rules: towers.map { ($0, "") } + CLIPCheckpoint.huggingFaceRenames, transposed: CLIPCheckpoint.transposed,
+            prefix: "clip.", constants: ["clip.logit_scale": Tensor(uncheckedShape: [], scalars: [logf(Self.unclipLogitScale)])]
+        ) { name in towers.contains(where: name.hasPrefix) && !CLIPCheckpoint.ignoredSuffixes.contains(where: name.hasSuffix) }
         try self.init(config: configuration, weights: view)
-        let used = view.sources
-        if let unused = weights.names.first(where: { $0.hasPrefix("unclip.image_encoder.") && !used.contains($0) }) {
-            throw DalleError.badFile("unCLIP image_encoder: unexpected tensor '\(unused)'")
-        }
         cropRounding = .down
     }
 

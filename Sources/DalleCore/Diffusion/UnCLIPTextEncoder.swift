@@ -46,28 +46,20 @@ public struct UnCLIPTextEncoder: Sendable {
     public init(configuration c: Configuration, weights: WeightStore, prefix: String = "unclip.text_encoder.") throws {
         configuration = c
         let model = prefix + "text_model.", w = c.width
-        var renames: [String: String] = [:], stacks: [String: [String]] = [:]
-        for i in 0..<c.layers {
-            let hf = model + "encoder.layers.\(i).", ours = "block.\(i)"
-            for (a, b) in [(".ln_1", "layer_norm1"), (".ln_2", "layer_norm2"), (".attn.out_proj", "self_attn.out_proj"),
-                           (".mlp.c_fc", "mlp.fc1"), (".mlp.c_proj", "mlp.fc2")] {
-                renames[ours + a + ".weight"] = hf + b + ".weight"
-                renames[ours + a + ".bias"] = hf + b + ".bias"
-            }
-            for kind in ["weight", "bias"] {
-                stacks[ours + ".attn.in_proj_\(kind)"] = ["q_proj", "k_proj", "v_proj"].map { hf + "self_attn.\($0).\(kind)" }
-            }
+        // transformers' layer names → OpenAI's, by CLIP's own renaming rules ("…transformer.resblocks.N.ln_1", …).
+        let layers = model + "encoder.layers."
+        let remapped = RemappedWeights(weights, rules: CLIPCheckpoint.huggingFaceRenames) { $0.hasPrefix(layers) }
+        let mapped = StrictWeightLoader(remapped)
+        blocks = try (0..<c.layers).map {
+            try CLIPResidualBlock(prefix + "transformer.resblocks.\($0)", width: w, heads: c.heads, loader: mapped)
         }
-        let view = RenamedWeights(store: weights, renames: renames, stacks: stacks)
-        let mapped = StrictWeightLoader(view)
-        blocks = try (0..<c.layers).map { try CLIPResidualBlock("block.\($0)", width: w, heads: c.heads, loader: mapped) }
         let loader = StrictWeightLoader(weights)
         tokenEmbedding = try Embedding(model + "embeddings.token_embedding.weight", count: c.vocabularySize, width: w, loader: loader)
         positionEmbedding = try loader.weight(model + "embeddings.position_embedding.weight", shape: [c.positions, w]).floats()
         finalNorm = try LayerNorm(model + "final_layer_norm", width: w, loader: loader)
         projection = try Linear(prefix + "text_projection", inputs: w, outputs: c.projectionWidth, bias: false, loader: loader)
-        let used = view.sources
-        try loader.rejectUnused(prefix: prefix, model: "unCLIP text encoder", ignoring: Set(used.map { String($0.dropFirst(prefix.count)) }))
+        let read = mapped.used.flatMap { remapped.sources[$0]?.parts ?? [] }.map { String($0.dropFirst(prefix.count)) }
+        try loader.rejectUnused(prefix: prefix, model: "unCLIP text encoder", ignoring: Set(read))
     }
 
     /// For `tokens` (sequences of one length, 1 … `positions`, ids below the vocabulary size):
@@ -110,48 +102,5 @@ public struct UnCLIPTextEncoder: Sendable {
         }
         return (Tensor(uncheckedShape: [n, length, w], scalars: x),
                 Tensor(uncheckedShape: [n, c.projectionWidth], scalars: projection(pooled, rows: n, pool: pool)))
-    }
-}
-
-/// A store seen under other names: `renames` maps a new name to a stored one (16-bit weights stay
-/// views), `stacks` to several stored tensors stacked along the first dimension, `transposed` to a
-/// stored matrix read transposed (both f32 copies), `constants` to values no file stores.
-struct RenamedWeights: WeightStore {
-    let store: WeightStore
-    let renames: [String: String]
-    var stacks: [String: [String]] = [:]
-    var transposed: [String: String] = [:]
-    var constants: [String: Tensor] = [:]
-
-    var names: [String] { (Array(renames.keys) + Array(stacks.keys) + Array(transposed.keys) + Array(constants.keys)).sorted() }
-
-    /// The stored names this view reads.
-    var sources: Set<String> { Set(renames.values).union(stacks.values.joined()).union(transposed.values) }
-
-    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        if let source = renames[name] { return try store.tensor(source, shape: shape) }
-        if let value = constants[name] {
-            guard value.shape == shape else { throw DalleError.badFile("tensor '\(name)' has shape \(value.shape), expected \(shape)") }
-            return value
-        }
-        if let source = transposed[name] {
-            guard shape.count == 2 else { throw DalleError.badFile("tensor '\(name)' of shape \(shape) cannot be a transposed matrix") }
-            let stored = try store.tensor(source, shape: [shape[1], shape[0]])
-            return Tensor(uncheckedShape: shape, scalars: DalleCore.transposed(stored.scalars, rows: shape[1], cols: shape[0]))
-        }
-        guard let parts = stacks[name] else { throw DalleError.badFile("missing tensor '\(name)'") }
-        guard let first = shape.first, first % parts.count == 0 else {
-            throw DalleError.badFile("tensor '\(name)' of shape \(shape) cannot stack \(parts.count) parts")
-        }
-        var part = shape
-        part[0] = first / parts.count
-        var scalars: [Float] = []
-        for source in parts { scalars += try store.tensor(source, shape: part).scalars }
-        return try Tensor(shape: shape, scalars: scalars)
-    }
-
-    func weight(_ name: String, shape: [Int]) throws -> Weight {
-        if let source = renames[name] { return try store.weight(source, shape: shape) }
-        return Weight(try tensor(name, shape: shape))
     }
 }

@@ -47,7 +47,9 @@ public enum CLIPCheckpoint {
         let isHF = names.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") }
         let isOpenAI = names.contains("visual.conv1.weight")
         guard isHF || isOpenAI else { return (file.metadata, file) }
-        let weights = RemappedWeights(file: file, huggingFace: isHF)
+        let weights = RemappedWeights(file, rules: isHF ? huggingFaceRenames : [], transposed: isHF ? transposed : [], prefix: "clip.") {
+            !ignoredNames.contains($0) && !ignoredSuffixes.contains(where: $0.hasSuffix)
+        }
         var metadata = try inferredMetadata(weights, hints: file.metadata)
         metadata["format"] = DalleModel.formatName
         metadata["format_version"] = String(DalleModel.formatVersion)
@@ -88,66 +90,5 @@ public enum CLIPCheckpoint {
             textLayers: layers("transformer.resblocks."),
             textHeads: hints["clip.transformer_heads"].flatMap { Int($0) } ?? max(lnFinal[0] / 64, 1))
         return c.metadata
-    }
-}
-
-/// A safetensors CLIP checkpoint seen under "clip.<OpenAI name>" (see `CLIPCheckpoint`).
-struct RemappedWeights: WeightStore {
-    let file: SafetensorsFile
-    /// OpenAI name (with "clip.") → source names (three for concatenated q/k/v) and whether to transpose.
-    let sources: [String: (parts: [String], transpose: Bool)]
-
-    init(file: SafetensorsFile, huggingFace: Bool) {
-        self.file = file
-        var sources: [String: (parts: [String], transpose: Bool)] = [:]
-        var pieces: [String: [Int: String]] = [:]
-        for name in file.names {
-            if CLIPCheckpoint.ignoredNames.contains(name)
-                || CLIPCheckpoint.ignoredSuffixes.contains(where: { name.hasSuffix($0) }) { continue }
-            guard huggingFace else { sources["clip." + name] = ([name], false); continue }
-            var target = name
-            for rule in CLIPCheckpoint.huggingFaceRenames {
-                if let range = target.firstRange(of: rule.from) { target.replaceSubrange(range, with: rule.to) }
-            }
-            if let hash = target.lastIndex(of: "#"), let part = Int(target[target.index(after: hash)...]) {
-                pieces["clip." + String(target[..<hash]), default: [:]][part] = name
-            } else {
-                sources["clip." + target] = ([name], CLIPCheckpoint.transposed.contains(target))
-            }
-        }
-        for (target, parts) in pieces {
-            // An incomplete q/k/v set stays unreadable, so loading reports the tensor missing.
-            if parts.count == 3, let q = parts[0], let k = parts[1], let v = parts[2] {
-                sources[target] = ([q, k, v], false)
-            }
-        }
-        self.sources = sources
-    }
-
-    var names: [String] { sources.keys.sorted() }
-
-    /// The shape `name` would have, or nil when absent.
-    func shape(_ name: String) -> [Int]? {
-        guard let source = sources[name] else { return nil }
-        let shapes = source.parts.compactMap { file.info($0)?.shape }
-        guard shapes.count == source.parts.count, let first = shapes.first else { return nil }
-        if source.transpose { return first.reversed() }
-        if shapes.count == 1 { return first }
-        guard !first.isEmpty, shapes.allSatisfy({ $0.dropFirst() == first.dropFirst() }) else { return nil }
-        return [shapes.reduce(0) { $0 + $1[0] }] + first.dropFirst()
-    }
-
-    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        guard let source = sources[name] else { throw DalleError.badFile("missing tensor '\(name)'") }
-        guard let actual = self.shape(name), actual == shape else {
-            throw DalleError.badFile("tensor '\(name)' has shape \(self.shape(name).map { "\($0)" } ?? "(inconsistent q/k/v parts)"), expected \(shape)")
-        }
-        if source.transpose {
-            let t = try file.tensor(source.parts[0])
-            return Tensor(uncheckedShape: shape, scalars: transposed(t.scalars, rows: shape[1], cols: shape[0]))
-        }
-        var scalars: [Float] = []
-        for part in source.parts { scalars += try file.tensor(part).scalars }
-        return Tensor(uncheckedShape: shape, scalars: scalars)
     }
 }
