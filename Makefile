@@ -52,6 +52,7 @@ bench: build
 	python3 tools/bench_generate.py --threads 2
 	python3 tools/bench_clip.py --threads 2 --batch 8
 	bash tools/bench_decode.sh 2 320m
+	python3 tools/bench_unclip.py --threads 2
 
 demo: build
 	bash examples/demo.sh
