@@ -18,6 +18,8 @@ struct RemappedWeights: WeightStore {
     let rules: [(from: String, to: String)]
     let prefix: String
     let constants: [String: Tensor]
+    /// Stacks with a part missing: new name → the parts the store has, by index.
+    let incomplete: [String: [Int: String]]
 
     init(_ store: WeightStore, rules: [(from: String, to: String)], transposed: Set<String> = [], prefix: String = "",
          constants: [String: Tensor] = [:], select: (String) -> Bool = { _ in true }) {
@@ -34,11 +36,17 @@ struct RemappedWeights: WeightStore {
                 sources[prefix + target] = Source(parts: [name], transpose: transposed.contains(target))
             }
         }
+        var incomplete: [String: [Int: String]] = [:]
         for (target, parts) in pieces {
             let ordered = (0..<parts.count).compactMap { parts[$0] }
-            if ordered.count == parts.count { sources[target] = Source(parts: ordered, transpose: false) }
+            if ordered.count == parts.count, stackRules(rules, target: String(target.dropFirst(prefix.count)), part: parts.count).isEmpty {
+                sources[target] = Source(parts: ordered, transpose: false)
+            } else {
+                incomplete[target] = parts
+            }
         }
         self.sources = sources
+        self.incomplete = incomplete
     }
 
     var names: [String] { (Array(sources.keys) + Array(constants.keys)).sorted() }
@@ -81,28 +89,54 @@ struct RemappedWeights: WeightStore {
         return Weight(try tensor(name, shape: shape))
     }
 
-    /// The name a new name would be read from: the rules undone, last first (for messages about a
-    /// missing tensor); nil when no rule applies.
+    /// The name a new name would be read from, for messages about a missing tensor: the rules undone,
+    /// last first; a rule that drops a prefix is undone when the store has names under that prefix
+    /// and the guess's first component. Nil when no rule applies.
     private func storedName(_ name: String) -> String? {
         guard name.hasPrefix(prefix) else { return nil }
         var stored = String(name.dropFirst(prefix.count))
         for rule in rules.reversed() where !rule.to.isEmpty {
             if let range = stored.firstRange(of: rule.to) { stored.replaceSubrange(range, with: rule.from) }
         }
+        let head = stored.prefix { $0 != "." }
+        if let dropped = rules.first(where: { rule in
+            rule.to.isEmpty && store.names.contains { $0.hasPrefix(rule.from + head + ".") }
+        }) {
+            stored = dropped.from + stored
+        }
         return stored == String(name.dropFirst(prefix.count)) ? nil : stored
     }
 
-    private func checkedSource(_ name: String, shape: [Int]) throws -> Source {
-        guard let source = sources[name] else {
-            throw DalleError.badFile("missing tensor '\(name)'" + (storedName(name).map { " (stored as '\($0)')" } ?? ""))
+    /// What the file lacks for `name`: its stored name, or the missing parts of a stack.
+    private func missing(_ name: String) -> String {
+        if let parts = incomplete[name] {
+            let stem = String(name.dropFirst(prefix.count))
+            let count = (0...(parts.keys.max() ?? 0) + 1).last { !stackRules(rules, target: stem, part: $0).isEmpty } ?? 0
+            let absent = (0...count).filter { parts[$0] == nil }.compactMap { storedName(name + "#\($0)") }
+            return "missing tensor '\(name)': the file lacks " + absent.map { "'\($0)'" }.joined(separator: ", ")
         }
+        return "missing tensor '\(name)'" + (storedName(name).map { " (stored as '\($0)')" } ?? "")
+    }
+
+    private func checkedSource(_ name: String, shape: [Int]) throws -> Source {
+        guard let source = sources[name] else { throw DalleError.badFile(missing(name)) }
         if store is SafetensorsFile, self.shape(name) != shape {
-            throw DalleError.badFile("tensor '\(name)' has shape \(self.shape(name).map { "\($0)" } ?? "(inconsistent q/k/v parts)"), expected \(shape)")
+            let stored = source.parts.map { "'\($0)'" }.joined(separator: ", ")
+            throw DalleError.badFile("tensor '\(name)' (stored as \(stored)) has shape \(self.shape(name).map { "\($0)" } ?? "(inconsistent q/k/v parts)"), expected \(shape)")
         }
         let readable = source.transpose ? shape.count == 2 : source.parts.count == 1 || shape.first.map { $0 % source.parts.count == 0 } == true
         guard readable else {
             throw DalleError.badFile("tensor '\(name)' of shape \(shape) cannot be read from \(source.parts)")
         }
         return source
+    }
+}
+
+/// The rules that make part `part` of the stack `target` (a rule whose replacement ends in "#part"
+/// and, without it, ends `target`).
+private func stackRules(_ rules: [(from: String, to: String)], target: String, part: Int) -> [(from: String, to: String)] {
+    rules.filter { rule in
+        guard rule.to.hasSuffix("#\(part)") else { return false }
+        return target.hasSuffix(String(rule.to.dropLast("#\(part)".count)))
     }
 }
