@@ -565,7 +565,8 @@ class Context(_Owned):
         elif interpolate_to is not None:
             c_end, end_image = _one_image(interpolate_to, None, None)
             params.interpolate_to_image = ctypes.pointer(c_end)
-        scores = (ctypes.c_float * max(keep_best, 0))()
+        # The library writes at most keep_best <= count <= DALLE_MAX_GENERATE scores (it refuses more).
+        scores = (ctypes.c_float * max(0, min(keep_best, _lib.DALLE_MAX_GENERATE)))()
         params.out_scores = ctypes.cast(scores, ctypes.POINTER(ctypes.c_float))
         returned = keep_best if keep_best > 0 else count
         log_likelihoods = (ctypes.c_float * max(0, min(returned, _lib.DALLE_MAX_GENERATE)))()
