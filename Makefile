@@ -7,6 +7,9 @@
 #                 the CLI and the default model; make uninstall removes them
 #   make wheel    the Python package, libdalle.so inside, as a wheel in build/wheel
 #   make examples the C and C++ examples into build/examples, and examples/sdl when SDL2 is installed
+#   make check-hostile   the hostile-input suite (tests/hostile/README.md) against the release build
+#   make check-asan      the same against libdalle built with AddressSanitizer (.build-asan)
+#   make check-valgrind  load/generate/encode/decode/rerank/free and the error paths under valgrind
 
 SWIFT_BUILD := swift build -c release
 BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)
@@ -18,7 +21,8 @@ LIBFILE := libdalle.so.$(VERSION)
 PREFIX ?= /usr/local
 DEST = $(DESTDIR)$(PREFIX)
 
-.PHONY: all build test test-swift test-native bench demo clean install uninstall wheel examples
+.PHONY: all build test test-swift test-native bench demo clean install uninstall wheel examples \
+	check-hostile check-asan check-valgrind
 
 all: build
 
@@ -45,6 +49,19 @@ test-native: build
 	bash tests/install_test.sh
 	bash tests/python_package_test.sh
 	bash tests/sdl_test.sh
+
+# Mutated model files run (0 = every one, about 80,000), drawn with HOSTILE_SEED.
+HOSTILE_SAMPLE ?= 1000
+HOSTILE_SEED ?= 42
+
+check-hostile: build
+	bash tests/hostile/run.sh release $(HOSTILE_SAMPLE) $(HOSTILE_SEED)
+
+check-asan: build
+	bash tests/hostile/run.sh asan $(HOSTILE_SAMPLE) $(HOSTILE_SEED)
+
+check-valgrind: build
+	bash tests/hostile/valgrind.sh
 
 bench: build
 	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"
@@ -101,4 +118,4 @@ uninstall:
 		[ ! -d "$(DEST)/$$d" ] || rmdir --ignore-fail-on-non-empty "$(DEST)/$$d"; done
 
 clean:
-	rm -rf .build build
+	rm -rf .build .build-asan build
