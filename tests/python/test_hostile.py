@@ -5,7 +5,10 @@ are not numbers, strings that are not UTF-8, absurd sizes. Each must raise a Pyt
 The integer range and NUL checks are in test_package.py."""
 import math
 import os
+import resource
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,3 +147,21 @@ def test_shapes_with_bad_input():
         dalle.shapes_judge(np.zeros((64, 64, 3), np.uint8), "a red circle \udcff")
     with pytest.raises(REFUSED):
         dalle.shapes_render("a " * 100000)
+
+
+def test_a_mapping_the_system_refuses_is_out_of_memory(tmp_path):
+    """A 4 GB model file under a 1 GB address-space limit: DALLE_OUT_OF_MEMORY, not an abort.
+    In a child process of the release library (ASan cannot run under an address-space limit)."""
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as f:
+        f.truncate(4 << 30)  # sparse: no disk used
+    code = ("import dalle, sys\n"
+            "try:\n    dalle.Model(sys.argv[1])\n"
+            "except dalle.DalleOutOfMemoryError as e:\n    print('refused:', e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "DALLE_LIBRARY")}
+    env["PYTHONPATH"] = os.path.join(REPO, "bindings", "python")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    result = subprocess.run([sys.executable, "-c", code, str(huge)], capture_output=True, text=True, env=env,
+                            preexec_fn=limit, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "refused: " in result.stdout and "cannot map" in result.stdout, result.stdout

@@ -279,7 +279,10 @@ private final class Storage {
             return
         }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
-            throw DalleError.io("cannot map '\(path)': \(errnoDescription())")
+            // ENOMEM: the address space is full or limited (ulimit -v), not a problem with the file.
+            let refused = errno == ENOMEM
+            let reason = "cannot map '\(path)': \(errnoDescription())"
+            throw refused ? DalleError.outOfMemory(reason) : DalleError.io(reason)
         }
         bytes = UnsafeRawBufferPointer(start: address, count: size)
     }
