@@ -8,12 +8,13 @@
  * (Golden/clip/clip_tiny); DVAE_MODEL: a dVAE alone;
  * UNCLIP_MODEL: the tiny unCLIP bundle (Golden/unclip); DIR: a writable scratch folder.
  * tests/hostile/coverage.py checks that every function of the header is called here. */
-#include <float.h>
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dalle.h"
 
@@ -105,6 +106,13 @@ static void models(const char *path, const char *dir) {
     EXPECT_G(DALLE_IO_ERROR, dalle_model_load_file("/nonexistent/model.safetensors", NULL, &model));
     CHECK(dalle_model_load_file(dir, NULL, &model) != DALLE_OK && model == NULL);
     CHECK(dalle_model_load_file("/dev/null", NULL, &model) != DALLE_OK && model == NULL);
+    CHECK(dalle_model_load_file("/dev/zero", NULL, &model) != DALLE_OK && model == NULL);
+    CHECK(dalle_model_load_file("/proc/self/maps", NULL, &model) != DALLE_OK && model == NULL);
+    char fifo[4096];
+    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", dir);
+    remove(fifo);
+    if (mkfifo(fifo, 0600) == 0) /* nobody writes to it: the load must not wait */
+        CHECK(dalle_model_load_file(fifo, NULL, &model) != DALLE_OK && model == NULL);
     char long_path[8192];
     memset(long_path, 'a', sizeof long_path - 1);
     long_path[sizeof long_path - 1] = '\0';
