@@ -286,6 +286,9 @@ final class TransformerTests: XCTestCase {
         m = g.bundle.metadata
         m["dvae.image_size"] = "48"
         assertThrows(try DiscreteVAEConfig(metadata: m), "power of two", Self.badFile)
+        m = g.bundle.metadata
+        m["dvae.channels"] = "-3"  // once cut the normalization lists with a negative prefix
+        assertThrows(try DiscreteVAEConfig(metadata: m), "'channels' is -3", Self.badFile)
         let vae = try DiscreteVAE(config: config, weights: g.bundle), pool = ThreadPool(threads: 1)
         assertThrows(try vae.encode(Tensor(zeros: [1, 3, 16, 16]), pool: pool), "expects images", Self.invalid)
         assertThrows(try vae.decode(tokens: [64] + Array(repeating: 0, count: 63), count: 1, pool: pool), "token 64",

@@ -14,7 +14,7 @@ not zeroed) or a run past --timeout fails it, and the case file is kept in --out
 
 The cases are generated in a fixed order from the seed files; --sample N runs N of them drawn
 with --seed (the same N cases for the same seed), spread evenly over every seed file and kind
-of mutation. Needs the Python standard library only.
+of mutation, plus the cases of regressions.txt (each once found a bug). Needs the Python standard library only.
 """
 import argparse
 import concurrent.futures
@@ -43,6 +43,10 @@ SEEDS = {
 }
 # Quantized seeds are made from the transformer seed with `dalle bundle --dtype q8|q4`.
 QUANTIZED = {"transformer-q8_0": "q8", "transformer-q4_0": "q4"}
+
+# Cases that once found a bug, run with every sample.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "regressions.txt")) as f:
+    REGRESSIONS = {line.rstrip("\n") for line in f if line.strip() and not line.startswith("#")}
 
 ABSURD_STRINGS = ["", "0", "1", "-1", "2", "3", "7", "31", "33", "2147483647", "2147483648", "4294967295",
                   "4294967296", "9223372036854775807", "18446744073709551616", "1e308", "-1e308", "nan", "inf",
@@ -296,7 +300,9 @@ def main():
         if args.only:
             cases = [c for c in cases if args.only in c[0]]
         if args.sample and args.sample < len(cases):
-            cases = stratified_sample(cases, args.sample, args.seed)
+            sample = stratified_sample(cases, args.sample, args.seed)
+            chosen = {name for name, _ in sample}
+            cases = sample + [case for case in cases if case[0] in REGRESSIONS and case[0] not in chosen]
         if args.list:
             for name, _ in cases:
                 print(name)

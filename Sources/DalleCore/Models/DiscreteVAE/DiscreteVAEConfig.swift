@@ -32,8 +32,9 @@ public struct DiscreteVAEConfig: Equatable, Sendable {
         self.hiddenDim = hiddenDim
         self.numResnetBlocks = numResnetBlocks
         self.channels = channels
-        self.normalizationMean = Array(normalizationMean.prefix(channels))
-        self.normalizationStd = Array(normalizationStd.prefix(channels))
+        // A count below 1 (from a model file) is validate()'s to reject; prefix must not see it.
+        self.normalizationMean = Array(normalizationMean.prefix(max(channels, 0)))
+        self.normalizationStd = Array(normalizationStd.prefix(max(channels, 0)))
     }
 
     /// Reads the `dvae.*` keys; `unsupported` for another "dvae.kind", `badFile` for a
