@@ -51,7 +51,7 @@ test-native: build
 	bash tests/sdl_test.sh
 
 # Mutated model files run (0 = every one, about 80,000), drawn with HOSTILE_SEED.
-HOSTILE_SAMPLE ?= 1000
+HOSTILE_SAMPLE ?= 2000
 HOSTILE_SEED ?= 42
 
 check-hostile: build

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
 MODE=${1:?usage: run.sh release|asan [SAMPLE [SEED]]}
-SAMPLE=${2:-1000}
+SAMPLE=${2:-2000}
 SEED=${3:-42}
 GOLDEN="$REPO/Tests/DalleCoreTests/Golden"
 OUT="$REPO/tests-out/hostile/$MODE"
