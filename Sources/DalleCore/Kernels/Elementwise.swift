@@ -45,33 +45,21 @@ private func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
 }
 
 /// 2×2 max pooling with stride 2 on [N, C, H, W] (odd trailing rows/columns dropped),
-/// planes split over `pool`'s threads.
+/// output rows split over `pool`'s threads.
 public func maxPool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
-    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    let oh = h / 2, ow = w / 2, total = n * c * oh * ow
-    if total == 0 { return Tensor(zeros: [n, c, oh, ow]) }
-    let y = [Float](unsafeUninitializedCapacity: total) { yb, count in
-        let yBase = yb.baseAddress!
-        x.scalars.withUnsafeBufferPointer { xb in
-            let xBase = xb.baseAddress!
-            pool.parallelFor(n * c * oh) { rows in
-                for row in rows {  // output row `row` of plane row / oh
-                    let top = xBase + (row / oh * h + 2 * (row % oh)) * w, bottom = top + w
-                    let out = yBase + row * ow
-                    for xx in 0..<ow {
-                        out[xx] = max(max(top[2 * xx], top[2 * xx + 1]), max(bottom[2 * xx], bottom[2 * xx + 1]))
-                    }
-                }
-            }
-        }
-        count = total
-    }
-    return Tensor(uncheckedShape: [n, c, oh, ow], scalars: y)
+    pool2x2(x, pool: pool) { a, b, c, d in max(max(a, b), max(c, d)) }
 }
 
 /// 2×2 average pooling with stride 2 on [N, C, H, W] (`nn.AvgPool2d(2, 2)`; odd trailing
 /// rows/columns dropped), output rows split over `pool`'s threads.
 public func averagePool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1)) -> Tensor {
+    pool2x2(x, pool: pool) { a, b, c, d in (a + b + c + d) / 4 }
+}
+
+/// Each 2×2 window of [N, C, H, W] (stride 2) reduced by `window(top-left, top-right,
+/// bottom-left, bottom-right)`.
+@inline(__always)
+private func pool2x2(_ x: Tensor, pool: ThreadPool, _ window: (Float, Float, Float, Float) -> Float) -> Tensor {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], oh = h / 2, ow = w / 2
     let total = n * c * oh * ow
     if total == 0 { return Tensor(zeros: [n, c, oh, ow]) }
@@ -80,9 +68,9 @@ public func averagePool2x2(_ x: Tensor, pool: ThreadPool = ThreadPool(threads: 1
         x.scalars.withUnsafeBufferPointer { xb in
             let xBase = xb.baseAddress!
             pool.parallelFor(n * c * oh) { rows in
-                for row in rows {
-                    let top = xBase + ((row / oh) * h + 2 * (row % oh)) * w, bottom = top + w, out = yBase + row * ow
-                    for xx in 0..<ow { out[xx] = (top[2 * xx] + top[2 * xx + 1] + bottom[2 * xx] + bottom[2 * xx + 1]) / 4 }
+                for row in rows {  // output row `row` of plane row / oh
+                    let top = xBase + (row / oh * h + 2 * (row % oh)) * w, bottom = top + w, out = yBase + row * ow
+                    for xx in 0..<ow { out[xx] = window(top[2 * xx], top[2 * xx + 1], bottom[2 * xx], bottom[2 * xx + 1]) }
                 }
             }
         }
