@@ -382,6 +382,18 @@ _TOKENIZE_MODES = {"model": _lib.DALLE_TOKENIZE_MODEL, "raw": _lib.DALLE_TOKENIZ
                    "clip": _lib.DALLE_TOKENIZE_CLIP, "dalle": _lib.DALLE_TOKENIZE_DALLE}
 
 
+
+def _c_likelihood_weight(weight: Optional[float]) -> float:
+    """The C likelihood_weight for `weight` (None: the model's tuned weight, C's
+    DALLE_LIKELIHOOD_WEIGHT_MODEL); a negative or NaN weight is an InvalidArgumentError."""
+    if weight is None:
+        return _lib.DALLE_LIKELIHOOD_WEIGHT_MODEL
+    if not weight >= 0:
+        raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
+                                   f"likelihood_weight is {float(weight)}; it must be >= 0 (None: the model's)")
+    return weight
+
+
 class Context(_Owned):
     """Per-caller state on a model: threads (0 = all cores), seed (None = random),
     progress(phase, step, total) -> False to cancel. Use from one thread at a time;
@@ -540,10 +552,7 @@ class Context(_Owned):
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
         params.prime_rows = prime_rows
         params.keep_best = keep_best
-        if likelihood_weight is not None and not likelihood_weight >= 0:  # C's -1 (the model's) is None here
-            raise InvalidArgumentError(_lib.DALLE_INVALID_ARGUMENT,
-                                       f"likelihood_weight is {float(likelihood_weight)}; it must be >= 0 (None: the model's)")
-        params.likelihood_weight = _lib.DALLE_LIKELIHOOD_WEIGHT_MODEL if likelihood_weight is None else likelihood_weight
+        params.likelihood_weight = _c_likelihood_weight(likelihood_weight)
         params.prior_steps = _c_int("prior_steps", prior_steps, "uint32_t")
         params.decoder_steps = _c_int("decoder_steps", decoder_steps, "uint32_t")
         params.super_res_steps = _c_int("super_res_steps", super_res_steps, "uint32_t")
@@ -665,7 +674,7 @@ class Context(_Owned):
         params.seed = _lib.DALLE_SEED_RANDOM if seed is None else _c_int("seed", seed, "uint64_t")
         params.temperature, params.top_k, params.top_p = temperature, _c_int("top_k", top_k, "int32_t"), top_p
         params.cond_scale = self.model.cond_scale if cond_scale is None else cond_scale
-        params.likelihood_weight = _lib.DALLE_LIKELIHOOD_WEIGHT_MODEL if likelihood_weight is None else likelihood_weight
+        params.likelihood_weight = _c_likelihood_weight(likelihood_weight)
         if callback.fn:
             params.progress = callback.c_callback
         return params
