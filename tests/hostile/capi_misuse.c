@@ -385,7 +385,7 @@ static void generate(const char *path) {
     BAD_PARAM(top_p, NAN);
     BAD_PARAM(cond_scale, NAN);
     BAD_PARAM(cond_scale, INFINITY);
-    BAD_PARAM(likelihood_weight, -1);
+    BAD_PARAM(likelihood_weight, -2);     /* -1 is DALLE_LIKELIHOOD_WEIGHT_MODEL */
     BAD_PARAM(likelihood_weight, NAN);
     BAD_PARAM(keep_best, 2);          /* more than count (1) */
     BAD_PARAM(prime_rows, 1);         /* without prime_tokens */
@@ -570,7 +570,7 @@ static void evaluation(const char *dvae_only_path, const char *dir) {
     BAD_EVAL(top_p, 2);
     BAD_EVAL(top_k, -1);
     BAD_EVAL(cond_scale, INFINITY);
-    BAD_EVAL(likelihood_weight, -1);
+    BAD_EVAL(likelihood_weight, -2);
     /* Generation needs a transformer; this model has only a dVAE. */
     p = defaults;
     EXPECT_C(ctx, DALLE_UNSUPPORTED, dalle_shapes_eval(ctx, &p, &report));
