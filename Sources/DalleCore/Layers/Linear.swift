@@ -21,9 +21,6 @@ public struct Linear: @unchecked Sendable {
     /// Rows at or below this count use the streaming kernel; larger products use `gemm`'s
     /// packed micro-kernel on each panel.
     static let streamingRows = 16
-    /// From this many rows on, the streaming kernel widens each panel once and runs rows four
-    /// at a time (`streamWidenedPanel`); below it, rows stream in pairs from the stored panel.
-    static let widenedRows = 3
 
     var panelCount: Int { (outputs + Linear.panelWidth - 1) / Linear.panelWidth }
     /// Bytes of the repacked weights (what a product reads).
@@ -162,27 +159,6 @@ public struct Linear: @unchecked Sendable {
             }
             // Work below ~64K multiply-adds per thread is not worth a thread.
             let split = ThreadPool(threads: min(pool.threads, max(1, rows * k * n / 65536)))
-            if rows >= Linear.widenedRows {
-                // Each panel is widened once to f32 (f32 panels are read in place) and its rows
-                // run four at a time, so a stored or quantized weight is converted once per call,
-                // not once per row pair.
-                split.parallelFor(panelCount) { range in
-                    let scratch = E.self == F32Panel.self ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * pw)
-                    defer { scratch?.deallocate() }
-                    for panel in range {
-                        let j0 = panel * pw, width = min(pw, n - j0), stored = w + panel * panelBytes
-                        let widened = scratch.map { widenPanel(E.self, stored, k: k, into: $0); return UnsafePointer($0) }
-                            ?? stored.assumingMemoryBound(to: Float.self)
-                        var r = 0
-                        while r < rows {
-                            streamWidenedPanel(x, rows: r..<min(r + 4, rows), k: k, w: widened, bias: b.map { $0 + j0 },
-                                               width: width, y: y + j0, ldy: n)
-                            r += 4
-                        }
-                    }
-                }
-                return
-            }
             split.parallelFor(panelCount) { range in
                 for panel in range {
                     let j0 = panel * pw, width = min(pw, n - j0)
@@ -372,59 +348,4 @@ private func streamQuantizedPanel<E: PanelElement>(_: E.Type, _ x0: UnsafePointe
         }
     }
     acc.store(width: width, y0, y1)
-}
-
-/// Widens one stored panel ([k][32] of `E`, or quantized blocks) to f32 [k][32]: each value
-/// exactly as `streamPanel` / `streamQuantizedPanel` widen it.
-@inline(__always)
-private func widenPanel<E: PanelElement>(_: E.Type, _ w: UnsafeRawPointer, k: Int, into out: UnsafeMutablePointer<Float>) {
-    let raw = UnsafeMutableRawPointer(out)
-    if E.quantized {
-        let blockBytes = 64 + 32 * E.rowBytes
-        for block in 0..<(k / QuantizedType.blockSize) {
-            let base = w + block * blockBytes
-            let s0 = F16Panel.load16(base), s1 = F16Panel.load16(base + 32)
-            let m0 = E.offset * s0, m1 = E.offset * s1
-            for j in 0..<QuantizedType.blockSize {
-                let (q0, q1) = E.widenRow(base + 64 + j * E.rowBytes), row = (block * QuantizedType.blockSize + j) * 32
-                raw.storeBytes(of: m0.addingProduct(q0, s0), toByteOffset: row * 4, as: SIMD16<Float>.self)
-                raw.storeBytes(of: m1.addingProduct(q1, s1), toByteOffset: (row + 16) * 4, as: SIMD16<Float>.self)
-            }
-        }
-    } else {
-        for i in stride(from: 0, to: k * 32, by: 16) {
-            raw.storeBytes(of: E.load16(w + i * E.byteSize), toByteOffset: i * 4, as: SIMD16<Float>.self)
-        }
-    }
-}
-
-/// Up to four rows (`rows`, of x [·, k]) of one widened f32 panel [k][32]: y[r, j] = bias[j] +
-/// Σ_p x[r, p] · w[p, j], summed in ascending p as `streamPanel` does (the same results), 16
-/// outputs at a time so the 4 × 16 accumulators stay in registers. A short quad repeats its
-/// last row and drops the copies' results.
-@inline(__always)
-private func streamWidenedPanel(_ x: UnsafePointer<Float>, rows: Range<Int>, k: Int, w: UnsafePointer<Float>,
-                                bias: UnsafePointer<Float>?, width: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
-    typealias V = SIMD16<Float>
-    let last = rows.upperBound - 1, r0 = rows.lowerBound
-    let x0 = x + r0 * k, x1 = x + min(r0 + 1, last) * k, x2 = x + min(r0 + 2, last) * k, x3 = x + min(r0 + 3, last) * k
-    for half in 0..<2 where half * 16 < width {
-        let start = bias.map { UnsafeRawPointer($0 + 16 * half).loadUnaligned(as: V.self) } ?? V()
-        var a0 = start, a1 = start, a2 = start, a3 = start
-        let column = UnsafeRawPointer(w + 16 * half)
-        for p in 0..<k {
-            let wp = column.loadUnaligned(fromByteOffset: p * 128, as: V.self)
-            a0 = a0.addingProduct(x0[p], wp); a1 = a1.addingProduct(x1[p], wp)
-            a2 = a2.addingProduct(x2[p], wp); a3 = a3.addingProduct(x3[p], wp)
-        }
-        let columns = min(16, width - 16 * half)
-        for (i, acc) in [a0, a1, a2, a3].enumerated() where r0 + i <= last {
-            let out = y + (r0 + i) * ldy + 16 * half
-            if columns == 16 {
-                UnsafeMutableRawPointer(out).storeBytes(of: acc, as: V.self)
-            } else {
-                for j in 0..<columns { out[j] = acc[j] }
-            }
-        }
-    }
 }
