@@ -38,7 +38,7 @@ public func dalle_shapes_eval(_ ctx: OpaquePointer?, _ params: UnsafePointer<dal
         var defaults = dalle_eval_default_params()
         if params != nil { defaults.likelihood_weight = 0 }
         let p = try readParams(params, defaults: defaults, name: "dalle_eval_params", minimumSize: evalParamsMinimumSize)
-        let likelihoodWeight = p.likelihood_weight == DALLE_LIKELIHOOD_WEIGHT_MODEL ? box.session.model.likelihoodWeight : p.likelihood_weight
+        let likelihoodWeight = box.session.model.likelihoodWeight(for: p.likelihood_weight)
         let options = ShapesWorld.EvaluationOptions(
             candidates: Int(p.candidates), seed: p.seed == DALLE_SEED_RANDOM ? box.session.seed : p.seed,
             perTemplate: Int(p.per_template), perHeldOutPair: Int(p.per_held_out_pair),

@@ -40,7 +40,7 @@ public func dalle_generate(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<CChar>
         if params != nil { defaults.likelihood_weight = 0 }
         let p = try readParams(params, defaults: defaults, name: "dalle_generate_params",
                                minimumSize: MemoryLayout<dalle_generate_params>.offset(of: \.keep_best) ?? 0)
-        let likelihoodWeight = p.likelihood_weight == DALLE_LIKELIHOOD_WEIGHT_MODEL ? box.session.model.likelihoodWeight : p.likelihood_weight
+        let likelihoodWeight = box.session.model.likelihoodWeight(for: p.likelihood_weight)
         guard p.count >= 1, p.count <= UInt32(DALLE_MAX_GENERATE) else {
             throw DalleError.invalidArgument("count is \(p.count); dalle_generate makes 1 ... DALLE_MAX_GENERATE (\(DALLE_MAX_GENERATE)) images per call")
         }
@@ -189,4 +189,12 @@ func imageBatch(_ pixels: [UInt8], count: Int, size: Int) throws -> dalle_image_
         headers[n] = dalle_image(width: UInt32(size), height: UInt32(size), channels: 3, data: pixelBase + n * imageBytes)
     }
     return dalle_image_batch(count: UInt32(count), images: headers)
+}
+
+extension DalleModel {
+    /// A C params struct's likelihood_weight: DALLE_LIKELIHOOD_WEIGHT_MODEL means the weight this
+    /// model was tuned for; any other value is the caller's (validated where it is used).
+    func likelihoodWeight(for requested: Float) -> Float {
+        requested == DALLE_LIKELIHOOD_WEIGHT_MODEL ? likelihoodWeight : requested
+    }
 }
