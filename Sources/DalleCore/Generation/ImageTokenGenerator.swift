@@ -122,8 +122,8 @@ public enum ImageTokenGenerator {
         // sampled from start to end on their own: a handful of synchronisations per call instead
         // of dozens per token. Groups are cut the same way for any thread count, so every
         // operation sees the same rows and the grids do not depend on the threads. Groups run
-        // in rounds of one per thread; the calling thread takes each round's first group and
-        // reports the progress of the rounds.
+        // in rounds of one per thread (a group alone in its round gets the whole pool); the calling
+        // thread takes each round's first group and reports the progress of the rounds.
         let groupSize = predictor.stepWeightBytes > sharedStepWeightBytes ? n : candidatesPerGroup
         let groupCount = (n + groupSize - 1) / groupSize, single = ThreadPool(threads: 1)
         let groups = (0..<groupCount).map { ($0 * groupSize)..<min(n, ($0 + 1) * groupSize) }
@@ -132,12 +132,12 @@ public enum ImageTokenGenerator {
         var results = [Result<SampledGrids, Error>?](repeating: nil, count: groupCount)
         results.withUnsafeMutableBufferPointer { out in
             for round in 0..<rounds where !stop.isRequested {
-                let first = round * perRound
-                pool.parallelForEachCallerFirst(min(perRound, groupCount - first)) { i in
+                let first = round * perRound, together = min(perRound, groupCount - first)
+                pool.parallelForEachCallerFirst(together) { i in
                     let g = first + i
                     let result = Result {
                         try sample(predictor, text: text, options: options, candidates: groups[g],
-                                   pool: groupCount == 1 ? pool : single) { step in
+                                   pool: together == 1 ? pool : single) { step in
                             if stop.isRequested { throw GroupStopped() }
                             // The first group of a round reports each 1/rounds of its steps; every step checks for a stop.
                             let done = round * steps + step
