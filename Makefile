@@ -10,6 +10,7 @@
 #   make check-hostile   the hostile-input suite (tests/hostile/README.md) against the release build
 #   make check-asan      the same against libdalle built with AddressSanitizer (.build-asan)
 #   make check-valgrind  load/generate/encode/decode/rerank/free and the error paths under valgrind
+#   make check-memory    every call under a ladder of address-space limits (ulimit -v) ends with a status
 
 SWIFT_BUILD := swift build -c release
 BIN := $(shell swift build -c release --show-bin-path 2>/dev/null)
@@ -22,7 +23,7 @@ PREFIX ?= /usr/local
 DEST = $(DESTDIR)$(PREFIX)
 
 .PHONY: all build test test-swift test-native bench demo clean install uninstall wheel examples \
-	check-hostile check-asan check-valgrind
+	check-hostile check-asan check-valgrind check-memory
 
 all: build
 
@@ -62,6 +63,12 @@ check-asan: build
 
 check-valgrind: build
 	bash tests/hostile/valgrind.sh
+
+check-memory: build
+	mkdir -p tests-out/hostile/memory
+	$(CC) -std=c99 -O1 -Wall -Wextra -pedantic -Werror -Iinclude tests/hostile/driver.c -Lbuild/lib -ldalle \
+		-o tests-out/hostile/memory/driver
+	python3 tests/hostile/memory_limits.py --driver tests-out/hostile/memory/driver --lib-dir build/lib
 
 bench: build
 	python3 tools/bench.py gemm --threads 2 --bench "$(BIN)/dalle-bench"

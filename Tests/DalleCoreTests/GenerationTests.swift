@@ -18,7 +18,7 @@ final class MockPredictor: ImageTokenPredictor, @unchecked Sendable {
 
     /// A small model: candidates are sampled in groups, several threads at once.
     var stepWeightBytes = 1024
-    func cacheByteCount(batch: Int) -> Int? { batch * 64 }
+    func workingBytes(batch: Int) -> Int { batch * 64 }
     func makeCache(batch: Int) throws -> [[Int32]] { [[Int32]](repeating: [], count: batch) }
 
     func prefill(text: [Int32], image: [Int32], batch: Int, cache: inout [[Int32]], pool: ThreadPool) throws -> Tensor {

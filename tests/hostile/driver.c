@@ -214,7 +214,9 @@ int main(int argc, char **argv) {
            info.image_size, info.token_grid_size, info.codebook_size, (unsigned long long)info.n_params);
 
     dalle_context_params ctx_params = dalle_context_default_params();
-    ctx_params.n_threads = 1;
+    /* DALLE_DRIVER_THREADS: the context's thread count (default 1; memory_limits.py sets it). */
+    const char *threads = getenv("DALLE_DRIVER_THREADS");
+    ctx_params.n_threads = threads ? (uint32_t)atoi(threads) : 1;
     ctx_params.seed = 1;
     dalle_context *ctx = NULL;
     if (note("context_create", dalle_context_create(model, &ctx_params, &ctx), NULL) == DALLE_OK) {

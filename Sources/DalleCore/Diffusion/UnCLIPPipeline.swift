@@ -60,6 +60,22 @@ public final class UnCLIPPipeline: @unchecked Sendable {
         }
     }
 
+    /// An upper bound of the bytes making `images` images allocates: the larger of the guided
+    /// decoder's and the super-resolution's UNet calls, the text encoder and prior on both
+    /// guidance branches, the bundle's CLIP on the images, and the latents, noise and images.
+    public func workingBytes(images b: Int) -> Int {
+        let c = configuration, text = textEncoder.configuration, f = MemoryLayout<Float>.size
+        let (h, w) = c.decoderSize, (sh, sw) = c.superResolutionSize
+        let unets = max(decoder.workingBytes(batch: 2 * b, height: h, width: w),
+                        superResolutionFirst.workingBytes(batch: b, height: sh, width: sw),
+                        superResolutionLast.workingBytes(batch: b, height: sh, width: sw))
+        let encoders = WorkingMemory.product(2 * b, text.positions, 16 * text.width, f)
+        let prior = prior.map { WorkingMemory.product(2 * b, $0.configuration.textTokens + $0.configuration.additionalTokens,
+                                                      16 * $0.configuration.width, f) } ?? 0
+        let images = WorkingMemory.product(8 * b, c.channels, sh, sw, f)
+        return WorkingMemory.sum(unets, encoders, prior, clip?.workingBytes(images: b, texts: 0) ?? 0, images)
+    }
+
     /// Images [prompts.count, 3, H′, W′] in [0, 1]. `progress(stage, step, steps)` after every step
     /// (stage 0 prior, 1 decoder, 2 super-resolution); returning false cancels (`DalleError.cancelled`).
     /// Throws `invalidArgument` for no prompts, step counts outside 1 … 1000, a guidance scale that
@@ -172,6 +188,7 @@ public final class UnCLIPPipeline: @unchecked Sendable {
             }
             noise = try UnCLIPNoise(layout: pipeline.configuration.noiseLayout(images: b, priorSteps: o.priorSteps, decoderSteps: o.decoderSteps,
                                                                                superResolutionSteps: o.superResolutionSteps), tensors: given)
+            try WorkingMemory.require(pipeline.workingBytes(images: b), threads: pool.threads, for: "making \(b) unCLIP images")
             (self.pipeline, images, options, self.progress, self.pool) = (pipeline, b, o, progress, pool)
         }
 

@@ -141,6 +141,21 @@ public struct UnCLIPUNet: Sendable {
         try loader.rejectUnused(prefix: prefix, model: "unCLIP UNet")
     }
 
+    /// An upper bound of the bytes one call on `batch` samples of height × width allocates: the
+    /// skip connections plus a dozen activations of the widest level (a res-block's
+    /// intermediates, a concatenation, attention's query, key, value and transposes).
+    func workingBytes(batch: Int, height: Int, width: Int) -> Int {
+        let c = configuration
+        var skips = 0, widest = 0
+        for (i, channels) in c.channels.enumerated() {
+            let level = WorkingMemory.product(channels, height >> i, width >> i)
+            skips = WorkingMemory.sum(skips, WorkingMemory.product(c.layersPerBlock + 1, level))
+            widest = max(widest, level)
+        }
+        let ends = WorkingMemory.product(c.inChannels + c.outChannels, height, width)
+        return WorkingMemory.product(batch, WorkingMemory.sum(skips, WorkingMemory.product(12, widest), ends), MemoryLayout<Float>.size)
+    }
+
     /// The model output for `sample` [N, in, H, W] at `timestep`; the decoder also takes the class
     /// embedding [N, 4·c0] (text_proj's additive time embedding), the cross-attention `context`
     /// [N, L, cross width] and its mask (N·L, true for real tokens).
@@ -166,6 +181,7 @@ public struct UnCLIPUNet: Sendable {
                 throw DalleError.invalidArgument("UNet: class embedding of shape \(classEmbedding?.shape ?? []), expected [\(n), \(4 * c0)]")
             }
         }
+        try WorkingMemory.require(workingBytes(batch: n, height: sample.shape[2], width: sample.shape[3]), threads: pool.threads, for: "a UNet on \(n) samples")
         let sinusoid = try timestepEmbedding([Float](repeating: Float(timestep), count: n), dim: c0, flipSinToCos: c.flipSinToCos,
                                              downscaleFreqShift: Float(c.frequencyShift)).scalars
         var t = time1(sinusoid, rows: n, pool: pool)

@@ -54,6 +54,8 @@ public final class SafetensorsFile: WeightStore, @unchecked Sendable {
         let file = storage.bytes
         do {
             let (headerLength, dataStart) = try Self.headerBounds(file)
+            // The parsed JSON, the metadata and the tensor table: a few dozen bytes per header byte.
+            try WorkingMemory.require(WorkingMemory.product(64, headerLength), for: "reading the header of \(source)")
             let header = try JSONValue.parse(UnsafeRawBufferPointer(rebasing: file[8..<8 + headerLength]))
             data = UnsafeRawBufferPointer(rebasing: file[dataStart...])
             (metadata, entries) = try Self.parseHeader(header, dataLength: data.count)

@@ -9,6 +9,7 @@ final class StrictWeightLoader {
 
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         used.insert(name)
+        try requireRoom(name, shape: shape)
         let tensor = try store.tensor(name, shape: shape)
         try tensor.scalars.withUnsafeBytes { bytes in
             if let base = bytes.baseAddress { try Weight.checkFinite(base, count: tensor.count, format: .f32, name: name) }
@@ -20,9 +21,16 @@ final class StrictWeightLoader {
     /// file is an error naming the tensor, not garbage images later).
     func weight(_ name: String, shape: [Int]) throws -> Weight {
         used.insert(name)
+        try requireRoom(name, shape: shape)
         let weight = try store.weight(name, shape: shape)
         try weight.checkFinite(name)
         return weight
+    }
+
+    /// Asks the system for the most a layer makes of one tensor (an f32 copy and a packed
+    /// one), so that a refusal is `outOfMemory` naming the tensor.
+    private func requireRoom(_ name: String, shape: [Int]) throws {
+        try WorkingMemory.require(WorkingMemory.product(shape + [2, MemoryLayout<Float>.size]), for: "loading tensor '\(name)'")
     }
 
     /// Throws `badFile` naming the first tensor under `prefix` that was never read; `ignoring`

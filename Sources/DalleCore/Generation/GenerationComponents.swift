@@ -40,12 +40,13 @@ extension DalleTransformer: ImageTokenPredictor {
             + feedForwards.reduce(0) { $0 + $1.up.byteCount + $1.down.byteCount } + imageLogits.byteCount
     }
 
-    public func cacheByteCount(batch: Int) -> Int? {
-        let c = config
-        let kv = [2, c.depth, batch, c.heads, c.seqLen, c.dimHead, MemoryLayout<Float>.size]
-        let shift = c.shiftTokens ? [2, c.depth, batch, c.seqLen, c.dim / 2, MemoryLayout<Float>.size] : [0]
-        guard let a = Tensor.elementCount(kv), let b = Tensor.elementCount(shift) else { return nil }
-        let (sum, overflow) = a.addingReportingOverflow(b)
-        return overflow ? nil : sum
+    public func workingBytes(batch: Int) -> Int {
+        let c = config, f = MemoryLayout<Float>.size
+        let cache = WorkingMemory.product(2, c.depth, batch, c.heads, c.seqLen, c.dimHead, f)
+        let shift = c.shiftTokens ? WorkingMemory.product(2, c.depth, batch, c.seqLen, c.dim / 2, f) : 0
+        // `run`'s buffers per position (x, normed, block, qkv, attended, up, gated), the packed
+        // GEMM input and the logits, with room to spare.
+        let perPosition = WorkingMemory.sum(4 * c.dim, 5 * c.innerDim, 4 * c.ffHidden, c.totalTokens)
+        return WorkingMemory.sum(cache, shift, WorkingMemory.product(2, batch, c.seqLen, perPosition, f))
     }
 }

@@ -16,8 +16,9 @@ public protocol ImageTokenPredictor {
     var imageLogitOffset: Int { get }
     /// Bytes of weights one step reads (its matrices; embedding rows are read one at a time).
     var stepWeightBytes: Int { get }
-    /// Bytes a cache for `batch` sequences takes (nil when that overflows).
-    func cacheByteCount(batch: Int) -> Int?
+    /// An upper bound of the bytes generating `batch` sequences allocates: the cache and the
+    /// activations of a whole-sequence prefill (`Int.max` when that overflows).
+    func workingBytes(batch: Int) -> Int
     func makeCache(batch: Int) throws -> Cache
     /// Runs `text` (batch x textLength) and the image prefix `image` (batch x n) through the
     /// model, filling `cache`; returns the next position's logits, [batch, logits per position].
@@ -110,7 +111,7 @@ public enum ImageTokenGenerator {
     ) throws -> SampledGrids {
         try validate(options, predictor: predictor, text: text)
         let n = options.count, grid = predictor.imageGridSize
-        try checkMemory(predictor, batch: options.condScale != 1 ? 2 * n : n)
+        try checkMemory(predictor, batch: options.condScale != 1 ? 2 * n : n, threads: pool.threads)
         let steps = grid * grid - options.primeRows * grid
         let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
         let silent = StepReporter(total: steps, handler: nil, cancellation: cancellation)
@@ -250,14 +251,16 @@ public enum ImageTokenGenerator {
         }
     }
 
-    /// Refuses a batch whose KV cache would not fit in the machine's memory (an allocation
-    /// failure would otherwise end the process).
-    static func checkMemory<P: ImageTokenPredictor>(_ predictor: P, batch: Int) throws {
-        let available = physicalMemory()
-        guard let bytes = predictor.cacheByteCount(batch: batch), bytes <= available / 2 else {
-            let size = predictor.cacheByteCount(batch: batch).map { "\($0 >> 20) MiB" } ?? "more than addressable"
-            throw DalleError.outOfMemory("\(batch) sequences need a \(size) KV cache, more than half of this machine's \(available >> 20) MiB; generate fewer images per call")
+    /// Refuses a batch whose cache and activations would take more than half the machine's
+    /// memory, or more than the system grants now (an allocation failure would otherwise end
+    /// the process).
+    static func checkMemory<P: ImageTokenPredictor>(_ predictor: P, batch: Int, threads: Int) throws {
+        let available = physicalMemory(), bytes = predictor.workingBytes(batch: batch)
+        guard bytes <= available / 2 else {
+            let size = bytes == Int.max ? "more than addressable" : "\(bytes >> 20) MiB"
+            throw DalleError.outOfMemory("\(batch) sequences need \(size) for their KV cache and activations, more than half of this machine's \(available >> 20) MiB; generate fewer images per call")
         }
+        try WorkingMemory.require(bytes, threads: threads, for: "generating \(batch) sequences")
     }
 
     static func checkLogits<P: ImageTokenPredictor>(_ logits: Tensor, batch: Int, predictor: P) throws {

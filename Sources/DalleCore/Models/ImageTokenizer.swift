@@ -12,12 +12,23 @@ public protocol ImageTokenizer: Sendable {
     func encode(_ pixels: Tensor, pool: ThreadPool) throws -> [Int32]
     /// Images [count, 3, imageSize, imageSize] in [0, 1] for `count` token grids.
     func decode(tokens: [Int32], count: Int, pool: ThreadPool) throws -> Tensor
+    /// An upper bound of the bytes encoding or decoding `images` images at once allocates.
+    func workingBytes(images: Int) -> Int
 }
 
 extension DVAE: ImageTokenizer {
     public var imageSize: Int { config.imageSize }
     public var gridSize: Int { config.tokenGridSize }
     public var vocabSize: Int { config.vocabSize }
+
+    /// Eight activations of the widest resolution group (twice n_hid channels at full size
+    /// where a group upsamples into it), the token logits (or one-hot codes) and the images.
+    public func workingBytes(images: Int) -> Int {
+        let c = config, pixels = c.imageSize * c.imageSize, grid = c.tokenGridSize * c.tokenGridSize
+        let perImage = WorkingMemory.sum(16 * c.hiddenChannels * pixels, 2 * c.vocabSize * grid,
+                                         4 * (c.inputChannels + c.outputChannels) * pixels)
+        return WorkingMemory.product(images, perImage, MemoryLayout<Float>.size)
+    }
 }
 
 /// Builds the image tokenizer a bundle's "dvae.kind" names: "openai" (`DVAE`) or

@@ -67,6 +67,7 @@ public final class DalleSession: @unchecked Sendable {
                     progress: ProgressHandler?) throws -> [UInt8] {
         let gridCount = decoder.gridSize * decoder.gridSize
         let imageBytes = decoder.imageSize * decoder.imageSize * 3
+        try WorkingMemory.require(WorkingMemory.product(2, count, imageBytes), for: "\(count) decoded images")
         let reporter = StepReporter(total: count, handler: progress, cancellation: cancellation)
         try reporter.report(0)
         var pixels = [UInt8](repeating: 0, count: count * imageBytes)

@@ -277,6 +277,8 @@ public final class Tokenizer: @unchecked Sendable {
         guard info.dtype == .u8, info.shape.count == 1 else {
             throw DalleError.badFile("tokenizer.merges must be a 1-D U8 tensor, found \(info.dtype.rawValue) \(info.shape)")
         }
+        // The bytes, the text, its lines, the merge pairs and the tables: a few dozen bytes per byte.
+        try WorkingMemory.require(WorkingMemory.product(64, info.shape[0]), for: "reading the tokenizer's merges")
         let bytes = try weights.bytes("tokenizer.merges")
         guard let text = String(validating: bytes, as: UTF8.self) else { throw DalleError.badFile("tokenizer.merges is not valid UTF-8") }
         try self.init(mergesText: text)

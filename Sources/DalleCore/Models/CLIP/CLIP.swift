@@ -67,6 +67,19 @@ public struct CLIP: Sendable {
         try loader.rejectUnused(prefix: "clip.", model: "CLIP", ignoring: clipNonParameters)
     }
 
+    /// An upper bound of the bytes embedding `images` preprocessed images and `texts` texts
+    /// at once allocates: per token, a residual block's activations (its 4× MLP included)
+    /// and one row of attention scores per head; per image, its pixels and patches.
+    public func workingBytes(images: Int, texts: Int) -> Int {
+        let c = config, visionTokens = c.gridSize * c.gridSize + 1
+        let vision = WorkingMemory.product(images, WorkingMemory.sum(
+            WorkingMemory.product(visionTokens, WorkingMemory.sum(16 * c.visionWidth, c.visionHeads * visionTokens)),
+            WorkingMemory.product(6, c.imageResolution, c.imageResolution)))
+        let text = WorkingMemory.product(texts, c.contextLength,
+                                         WorkingMemory.sum(16 * c.textWidth, c.textHeads * c.contextLength))
+        return WorkingMemory.product(2, WorkingMemory.sum(vision, text), MemoryLayout<Float>.size)
+    }
+
     /// Image embeddings [N, embed_dim] (not normalised) of preprocessed images
     /// [N, 3, resolution, resolution] (see `CLIPPreprocess`).
     public func encodeImages(_ pixels: Tensor, pool: ThreadPool) throws -> Tensor {
@@ -76,6 +89,7 @@ public struct CLIP: Sendable {
         }
         let n = pixels.shape[0], tokens = grid * grid + 1, patchSize = 3 * p * p
         guard n > 0 else { return Tensor(zeros: [0, config.embedDim]) }
+        try WorkingMemory.require(workingBytes(images: n, texts: 0), threads: pool.threads, for: "CLIP on \(n) images")
 
         // Patches as rows [n·grid², 3·p·p] in conv1's (channel, y, x) order.
         var patches = [Float](repeating: 0, count: n * grid * grid * patchSize)
@@ -137,6 +151,7 @@ public struct CLIP: Sendable {
             rows += end + 1
         }
         guard !tokens.isEmpty else { return Tensor(zeros: [0, config.embedDim]) }
+        try WorkingMemory.require(workingBytes(images: 0, texts: tokens.count), threads: pool.threads, for: "CLIP on \(tokens.count) texts")
         var x = [Float](repeating: 0, count: rows * tw)
         x.withUnsafeMutableBufferPointer { xb in
             for (sequence, span) in zip(tokens, spans) {

@@ -63,6 +63,7 @@ extension DalleSession {
             throw DalleError.invalidArgument("\(images.count) images in one call; at most \(DalleSession.maxBatch)")
         }
         let size = clip.config.imageResolution, step = DalleSession.clipImagesPerStep
+        try WorkingMemory.require(WorkingMemory.product(images.count, clip.config.embedDim, 8), for: "\(images.count) CLIP embeddings")
         let steps = (images.count + step - 1) / step
         let reporter = StepReporter(total: steps, handler: progress, cancellation: cancellation)
         try reporter.report(0)

@@ -90,6 +90,7 @@ public struct DVAE: Sendable {
             throw DalleError.invalidArgument(
                 "dVAE encoder expects images [N, \(config.inputChannels), \(s), \(s)], got \(pixels.shape)")
         }
+        try WorkingMemory.require(workingBytes(images: pixels.shape[0]), threads: pool.threads, for: "the dVAE encoder on \(pixels.shape[0]) images")
         var x = pixels
         let eps = DVAE.pixelEpsilon, gain: Float = 1 - 2 * eps
         for i in 0..<x.count { x.scalars[i] = gain * x.scalars[i] + eps }
@@ -141,6 +142,7 @@ public struct DVAE: Sendable {
         if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
             throw DalleError.invalidArgument("token \(tokens[bad]) at index \(bad) is outside 0..<\(vocab)")
         }
+        try WorkingMemory.require(workingBytes(images: count), threads: pool.threads, for: "the dVAE decoder on \(count) grids")
 
         // The input 1×1 convolution of a one-hot grid picks one weight column per cell.
         let channels = config.initChannels

@@ -68,12 +68,22 @@ public struct DiscreteVAE: ImageTokenizer {
     public var gridSize: Int { config.gridSize }
     public var vocabSize: Int { config.numTokens }
 
+    /// Eight activations of hidden_dim channels at full size (the last transposed
+    /// convolution's output), the token logits (or codes) and the images.
+    public func workingBytes(images: Int) -> Int {
+        let c = config, pixels = c.imageSize * c.imageSize, grid = c.gridSize * c.gridSize
+        let perImage = WorkingMemory.sum(8 * c.hiddenDim * pixels, 2 * WorkingMemory.sum(c.numTokens, c.codebookDim) * grid,
+                                         8 * c.channels * pixels)
+        return WorkingMemory.product(images, perImage, MemoryLayout<Float>.size)
+    }
+
     /// Token logits [N, numTokens, G, G] for images [N, channels, S, S] in [0, 1].
     public func encoderLogits(_ pixels: Tensor, pool: ThreadPool) throws -> Tensor {
         let c = config
         guard pixels.rank == 4, pixels.shape[0] > 0, Array(pixels.shape.dropFirst()) == [c.channels, c.imageSize, c.imageSize] else {
             throw DalleError.invalidArgument("DiscreteVAE expects images [N, \(c.channels), \(c.imageSize), \(c.imageSize)], got \(pixels.shape)")
         }
+        try WorkingMemory.require(workingBytes(images: pixels.shape[0]), threads: pool.threads, for: "the DiscreteVAE encoder on \(pixels.shape[0]) images")
         var x = pixels
         let plane = c.imageSize * c.imageSize
         for i in 0..<x.count {
@@ -113,6 +123,7 @@ public struct DiscreteVAE: ImageTokenizer {
         if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= config.numTokens }) {
             throw DalleError.invalidArgument("token \(tokens[bad]) at index \(bad) is outside 0..<\(config.numTokens)")
         }
+        try WorkingMemory.require(workingBytes(images: count), threads: pool.threads, for: "the DiscreteVAE decoder on \(count) grids")
         var x = Tensor(zeros: [count, dim, g, g])
         for b in 0..<count {
             for p in 0..<plane {

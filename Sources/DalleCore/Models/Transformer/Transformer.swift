@@ -232,7 +232,7 @@ public final class DalleTransformer: @unchecked Sendable {
         var cache = makeCache(batch: batch)
         let length = min(config.textLen + n, config.seqLen)
         _ = try checkedCount([batch, length, config.totalTokens], "the logits")
-        try checkWorkspace(batch: batch, length: length)
+        try checkWorkspace(batch: batch, length: length, threads: pool.threads)
         try cache.allocate(config)
         let ids = try sequenceIds(text: text, image: image, batch: batch, imageCount: n, length: length)
         let hidden = run(ids: ids, count: length, cache: &cache, pool: pool)
@@ -269,7 +269,7 @@ public final class DalleTransformer: @unchecked Sendable {
         }
         let n = try imageTokenCount(image, batch: batch, limit: config.imageSeqLen - 1)
         let length = config.textLen + n
-        try checkWorkspace(batch: batch, length: length)
+        try checkWorkspace(batch: batch, length: length, threads: pool.threads)
         try cache.allocate(config)
         let ids = try sequenceIds(text: text, image: image, batch: batch, imageCount: n, length: length)
         let hidden = run(ids: ids, count: length, cache: &cache, pool: pool)
@@ -303,10 +303,12 @@ public final class DalleTransformer: @unchecked Sendable {
 
     // MARK: Input checks
 
-    /// `outOfMemory` when the activations of `length` positions per sequence would be absurd.
-    private func checkWorkspace(batch: Int, length: Int) throws {
+    /// `outOfMemory` when the activations of `length` positions per sequence would be absurd,
+    /// or when the system refuses the memory of `batch` sequences.
+    private func checkWorkspace(batch: Int, length: Int, threads: Int) throws {
         let widest = max(2 * config.ffHidden, 3 * config.innerDim, config.dim)
         _ = try checkedCount([batch, length, widest], "the activations")
+        try WorkingMemory.require(workingBytes(batch: batch), threads: threads, for: "the transformer on \(batch) sequences")
     }
 
     private func imageTokenCount(_ image: [Int32], batch: Int, limit: Int) throws -> Int {
