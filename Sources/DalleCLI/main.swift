@@ -10,5 +10,14 @@ mallopt(M_MMAP_THRESHOLD, 32 << 20)
 mallopt(M_TRIM_THRESHOLD, Int32.max)
 #endif
 
+// Arguments that are not UTF-8 are refused, as the C API refuses such text (Swift would replace
+// each bad byte with U+FFFD, and a path so changed names another file).
+for index in 1..<Int(CommandLine.argc) {
+    if let argument = CommandLine.unsafeArgv[index], String(validatingCString: argument) == nil {
+        fputs("dalle: argument \(index) is not valid UTF-8\n", stderr)
+        exit(1)
+    }
+}
+
 // `dalle`: encode images to dVAE tokens and decode them back. See `usage` in Commands.swift.
 exit(runCLI(Array(CommandLine.arguments.dropFirst())))

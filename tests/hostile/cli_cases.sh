@@ -75,9 +75,10 @@ done
 expect 1 -- "$DALLE" generate --model "$GEN" --prompt "a" --out-dir "$T/g" --top-k -5
 expect 1 -- "$DALLE" generate --model "$GEN" --prompt "a" --out-dir "$T/g" --count 2 --rerank 5
 
-# Text that is not UTF-8 (Swift decodes arguments with U+FFFD for each bad byte), and long text.
-expect 0 -- "$DALLE" tokenize --model "$GEN" "$(printf 'a \xff\xfe b')"
-expect 0 -- "$DALLE" generate --model "$GEN" --prompt "$(printf '\xc3')" --out-dir "$T/g"
+# Text that is not UTF-8 (refused, as the C API refuses it), and long text.
+expect 1 -- "$DALLE" tokenize --model "$GEN" "$(printf 'a \xff\xfe b')"
+expect 1 -- "$DALLE" generate --model "$GEN" --prompt "$(printf '\xc3')" --out-dir "$T/g"
+expect 1 -- "$DALLE" decode --model "$GEN" --out "$(printf '\xff.png')" "$T/tokens.txt"
 expect 1 -- "$DALLE" judge --image "$T/o.png" --caption "$(printf 'a red \xff circle')"
 expect 0 -- "$DALLE" tokenize --model "$GEN" --mode raw "$(head -c 100000 /dev/zero | tr '\0' 'x')"
 expect 0 -- "$DALLE" generate --model "$GEN" --prompt "$(printf 'a red ball %.0s' $(seq 5000))" --out-dir "$T/long" --seed 1
