@@ -45,17 +45,21 @@ public struct UnCLIPNoise: Sendable, Equatable {
         /// Each accepted name with its shape and a description of that shape for messages.
         public var expected: [(name: String, shape: [Int], meaning: String)] {
             let (h, w) = decoderSize, (sh, sw) = superResolutionSize, b = images, c = channels
-            return [
-                ("prior_latents", [b, embeddingWidth], "[images, embedding width]"),
-                ("prior_step_noise", [priorSteps - 1, b, embeddingWidth], "[prior steps - 1, images, embedding width]"),
-                ("decoder_latents", [b, c, h, w], "[images, channels, decoder height, decoder width]"),
-                ("decoder_step_noise", [decoderSteps - 1, b, c, h, w], "[decoder steps - 1, images, channels, height, width]"),
-                ("super_res_latents", [b, c, sh, sw], "[images, channels, super-resolution height, width]"),
-                ("super_res_step_noise", [superResolutionSteps - 1, b, c, sh, sw],
-                 "[super-resolution steps - 1, images, channels, height, width]"),
+            let shapes: [(shape: [Int], meaning: String)] = [
+                ([b, embeddingWidth], "[images, embedding width]"),
+                ([priorSteps - 1, b, embeddingWidth], "[prior steps - 1, images, embedding width]"),
+                ([b, c, h, w], "[images, channels, decoder height, decoder width]"),
+                ([decoderSteps - 1, b, c, h, w], "[decoder steps - 1, images, channels, height, width]"),
+                ([b, c, sh, sw], "[images, channels, super-resolution height, width]"),
+                ([superResolutionSteps - 1, b, c, sh, sw], "[super-resolution steps - 1, images, channels, height, width]"),
             ]
+            return zip(UnCLIPNoise.names, shapes).map { ($0, $1.shape, $1.meaning) }
         }
     }
+
+    /// The names a noise tensor may have, in the order of `Layout.expected`.
+    public static let names = ["prior_latents", "prior_step_noise", "decoder_latents", "decoder_step_noise",
+                               "super_res_latents", "super_res_step_noise"]
 
     /// The most values one noise tensor may hold (256 Mi).
     public static let maxCount = 1 << 28
@@ -76,11 +80,9 @@ public struct UnCLIPNoise: Sendable, Equatable {
     /// checked by `init(layout:tensors:)`). Throws `invalidArgument` for a name that is not one of
     /// the six, a tensor that is not float32, or one of more than `maxCount` values.
     public static func tensors(in file: SafetensorsFile) throws -> [String: Tensor] {
-        let names = Layout(images: 1, embeddingWidth: 1, decoderSize: (1, 1), superResolutionSize: (1, 1),
-                           priorSteps: 1, decoderSteps: 1, superResolutionSteps: 1).expected
         var tensors: [String: Tensor] = [:]
         for name in file.names {
-            guard names.contains(where: { $0.name == name }) else { throw Self.unexpected(name, names) }
+            guard names.contains(name) else { throw Self.unexpected(name) }
             guard let info = file.info(name), info.dtype == .f32 else {
                 throw DalleError.invalidArgument("noise tensor '\(name)' is \(file.info(name)?.dtype.rawValue ?? "?"), expected F32")
             }
@@ -105,7 +107,7 @@ public struct UnCLIPNoise: Sendable, Equatable {
             throw DalleError.invalidArgument("unCLIP noise of shape \(shape) is too large")
         }
         for (name, t) in tensors.sorted(by: { $0.key < $1.key }) {
-            guard let want = expected.first(where: { $0.name == name }) else { throw Self.unexpected(name, expected) }
+            guard let want = expected.first(where: { $0.name == name }) else { throw Self.unexpected(name) }
             guard t.shape == want.shape else { throw Self.wrongShape(name, t.shape, want) }
             if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
                 throw DalleError.invalidArgument("noise tensor '\(name)' holds \(t.scalars[i]) at index \(i)")
@@ -115,8 +117,8 @@ public struct UnCLIPNoise: Sendable, Equatable {
         self.tensors = tensors
     }
 
-    private static func unexpected(_ name: String, _ expected: [(name: String, shape: [Int], meaning: String)]) -> DalleError {
-        .invalidArgument("unexpected noise tensor '\(name)' (expected some of: " + expected.map(\.name).joined(separator: ", ") + ")")
+    private static func unexpected(_ name: String) -> DalleError {
+        .invalidArgument("unexpected noise tensor '\(name)' (expected some of: " + names.joined(separator: ", ") + ")")
     }
 
     private static func wrongShape(_ name: String, _ shape: [Int], _ want: (name: String, shape: [Int], meaning: String)) -> DalleError {
