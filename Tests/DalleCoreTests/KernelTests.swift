@@ -138,19 +138,20 @@ final class KernelTests: XCTestCase {
     /// Naive convolution in Double: y = residual + scale · (conv(relu?(x)) + bias); also the
     /// magnitude of the summed terms.
     private func referenceConv(_ x: Tensor, weight: Tensor, bias: Tensor, relu: Bool,
-                               residual: Tensor?, scale: Float) -> ([Double], [Double]) {
+                               residual: Tensor?, scale: Float, stride: Int = 1, padding: Int? = nil) -> ([Double], [Double]) {
         let n = x.shape[0], cin = x.shape[1], h = x.shape[2], w = x.shape[3]
-        let cout = weight.shape[0], k = weight.shape[2], pad = (k - 1) / 2
-        var y = [Double](repeating: 0, count: n * cout * h * w), mag = y
+        let cout = weight.shape[0], k = weight.shape[2], pad = padding ?? (k - 1) / 2
+        let oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
+        var y = [Double](repeating: 0, count: n * cout * oh * ow), mag = y
         for b in 0..<n {
             for o in 0..<cout {
-                for yy in 0..<h {
-                    for xx in 0..<w {
+                for yy in 0..<oh {
+                    for xx in 0..<ow {
                         var s = Double(bias.scalars[o]), m = abs(s)
                         for c in 0..<cin {
                             for ky in 0..<k {
                                 for kx in 0..<k {
-                                    let sy = yy + ky - pad, sx = xx + kx - pad
+                                    let sy = yy * stride + ky - pad, sx = xx * stride + kx - pad
                                     if sy < 0 || sy >= h || sx < 0 || sx >= w { continue }
                                     var v = x.scalars[((b * cin + c) * h + sy) * w + sx]
                                     if relu { v = max(v, 0) }
@@ -159,7 +160,7 @@ final class KernelTests: XCTestCase {
                                 }
                             }
                         }
-                        let i = ((b * cout + o) * h + yy) * w + xx
+                        let i = ((b * cout + o) * oh + yy) * ow + xx
                         let r = residual.map { Double($0.scalars[i]) } ?? 0
                         y[i] = r + Double(scale) * s
                         mag[i] = abs(r) + abs(Double(scale)) * m
@@ -193,6 +194,74 @@ final class KernelTests: XCTestCase {
             let (ref, mag) = referenceConv(x, weight: weight, bias: bias, relu: relu, residual: residual, scale: scale)
             assertClose(y.scalars, ref, scale: mag, "conv k=\(k) \(cin)->\(cout) at \(h)x\(w)")
         }
+    }
+
+    /// Strided and unpadded convolutions (im2col materialised a band of output rows at a time; the
+    /// 256-row case spans several bands) against the direct sum.
+    func testStridedConv2DMatchesReference() throws {
+        var rng = Random(state: 11)
+        // (batch, cin, cout, k, stride, padding, h, w, relu, residual)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool, Bool)] = [
+            (1, 3, 5, 4, 2, 1, 9, 12, true, false),
+            (2, 4, 3, 3, 2, 0, 8, 7, false, true),
+            (1, 2, 7, 2, 1, 0, 5, 6, false, false),
+            (2, 16, 6, 4, 2, 1, 256, 260, true, true),
+        ]
+        for (n, cin, cout, k, stride, padding, h, w, relu, withResidual) in cases {
+            let x = rng.tensor([n, cin, h, w])
+            let weight = rng.tensor([cout, cin, k, k]), bias = rng.tensor([cout])
+            let conv = try Conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
+            let (oh, ow) = (conv.outputSize(h), conv.outputSize(w))
+            let residual = withResidual ? rng.tensor([n, cout, oh, ow]) : nil
+            let y = conv2d(x, conv, reluInput: relu, residual: residual, scale: 0.5, pool: ThreadPool(threads: 2))
+            XCTAssertEqual(y.shape, [n, cout, oh, ow])
+            let (ref, mag) = referenceConv(x, weight: weight, bias: bias, relu: relu, residual: residual, scale: 0.5,
+                                           stride: stride, padding: padding)
+            assertClose(y.scalars, ref, scale: mag, "conv k=\(k) stride \(stride) padding \(padding) at \(h)x\(w)")
+            XCTAssertEqual(conv2d(x, conv, reluInput: relu, residual: residual, scale: 0.5, pool: ThreadPool(threads: 3)), y)
+        }
+    }
+
+    /// `nn.ConvTranspose2d` against the direct scatter (y[i·s − p + k] += w[k] · x[i]), bit-identical for
+    /// any thread count; the 128-row case spans several col2im bands.
+    func testConvTranspose2DMatchesReference() throws {
+        var rng = Random(state: 13)
+        // (batch, cin, cout, k, stride, padding, h, w, relu)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
+            (1, 3, 5, 4, 2, 1, 5, 7, true),
+            (2, 6, 4, 3, 2, 0, 4, 5, false),
+            (1, 5, 3, 3, 1, 1, 6, 3, false),
+            (1, 8, 16, 4, 2, 1, 128, 70, true),
+        ]
+        for (n, cin, cout, k, stride, padding, h, w, relu) in cases {
+            let x = rng.tensor([n, cin, h, w])
+            let weight = rng.tensor([cin, cout, k, k]), bias = rng.tensor([cout])
+            let conv = try ConvTranspose2d(weight: Weight(weight), bias: Weight(bias), stride: stride, padding: padding)
+            let (oh, ow) = (conv.outputSize(h), conv.outputSize(w))
+            let y = convTranspose2d(x, conv, reluInput: relu, pool: ThreadPool(threads: 2))
+            XCTAssertEqual(y.shape, [n, cout, oh, ow])
+            var ref = [Double](repeating: 0, count: n * cout * oh * ow), mag = ref
+            for b in 0..<n {
+                for o in 0..<cout {
+                    for i in 0..<(oh * ow) { ref[(b * cout + o) * oh * ow + i] = Double(bias.scalars[o]) }
+                    for i in 0..<(oh * ow) { mag[(b * cout + o) * oh * ow + i] = abs(Double(bias.scalars[o])) }
+                    for c in 0..<cin { for iy in 0..<h { for ix in 0..<w { for ky in 0..<k { for kx in 0..<k {
+                        let oy = iy * stride - padding + ky, ox = ix * stride - padding + kx
+                        if oy < 0 || oy >= oh || ox < 0 || ox >= ow { continue }
+                        var v = x.scalars[((b * cin + c) * h + iy) * w + ix]
+                        if relu { v = max(v, 0) }
+                        let t = Double(v) * Double(weight.scalars[((c * cout + o) * k + ky) * k + kx])
+                        ref[((b * cout + o) * oh + oy) * ow + ox] += t
+                        mag[((b * cout + o) * oh + oy) * ow + ox] += abs(t)
+                    } } } } }
+                }
+            }
+            assertClose(y.scalars, ref, scale: mag, "transposed conv k=\(k) stride \(stride) padding \(padding) at \(h)x\(w)")
+            XCTAssertEqual(convTranspose2d(x, conv, reluInput: relu, pool: ThreadPool(threads: 3)), y)
+        }
+        XCTAssertThrowsError(try ConvTranspose2d(weight: Weight(Tensor(zeros: [4, 3, 4, 4])), bias: Weight(Tensor(zeros: [4])),
+                                                 stride: 2, padding: 1))
+        XCTAssertThrowsError(try ConvTranspose2d(weight: Weight(Tensor(zeros: [4, 3, 4, 4])), bias: nil, stride: 0, padding: 1))
     }
 
     /// The weight gradient's operand im2col(x)ᵀ, gathered while packing, gives bit for bit the
@@ -335,6 +404,8 @@ final class KernelTests: XCTestCase {
         XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 2, 2]), bias: nil))
         XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 3]), bias: nil))
         XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 3, 3]), bias: Tensor(zeros: [3])))
+        XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 4, 4]), bias: nil, stride: 0, padding: 1))
+        XCTAssertThrowsError(try Conv2d(weight: Tensor(zeros: [4, 3, 4, 4]), bias: nil, stride: 2, padding: 4))
     }
 
     func testPoolingAndUpsampling() throws {
@@ -366,7 +437,9 @@ final class KernelTests: XCTestCase {
     func testReluAndAddScaled() {
         var rng = Random(state: 9)
         let a = rng.tensor([3, 37]), b = rng.tensor([3, 37])  // 111 values: vector body and tail
-        XCTAssertEqual(relu(a).scalars, a.scalars.map { max($0, 0) })
+        var r = a
+        relu(&r)
+        XCTAssertEqual(r.scalars, a.scalars.map { max($0, 0) })
         XCTAssertEqual(addScaled(a, b, scale: 0.5).scalars, zip(a.scalars, b.scalars).map { $0 + 0.5 * $1 })
     }
 

@@ -1,6 +1,6 @@
-/// max(x, 0), elementwise.
-public func relu(_ x: Tensor) -> Tensor {
-    map(x) { v in v.replacing(with: 0, where: v .< 0) }
+/// x = max(x, 0), elementwise, in place.
+public func relu(_ x: inout Tensor) {
+    update(&x) { v in v.replacing(with: 0, where: v .< 0) }
 }
 
 /// a + scale * b, elementwise; the caller guarantees equal shapes.
@@ -22,10 +22,9 @@ public func addScaled(_ a: Tensor, _ b: Tensor, scale: Float) -> Tensor {
     return y
 }
 
-/// Applies `f` to 16 scalars at a time (the tail is padded with zeros).
+/// Applies `f` in place to 16 scalars at a time (the tail is padded with zeros).
 @inline(__always)
-private func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
-    var y = x
+private func update(_ y: inout Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) {
     y.scalars.withUnsafeMutableBufferPointer { yb in
         let count = yb.count, vectors = count / 16
         guard let base = UnsafeMutableRawPointer(yb.baseAddress) else { return }
@@ -41,7 +40,6 @@ private func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
             for t in 0..<tail { yb[vectors * 16 + t] = v[t] }
         }
     }
-    return y
 }
 
 /// 2×2 max pooling with stride 2 on [N, C, H, W] (odd trailing rows/columns dropped),

@@ -9,13 +9,15 @@
 public struct DiscreteVAE: ImageTokenizer {
     public let config: DiscreteVAEConfig
 
-    let codebook: [Float]
-    let encoderDown: [StridedConv]
+    let codebook: Embedding
+    /// 4×4, stride 2, padding 1, each followed by ReLU.
+    let encoderDown: [Conv2d]
     let encoderBlocks: [ResidualBlock]
     let encoderOutput: Conv2d
     let decoderInput: Conv2d?
     let decoderBlocks: [ResidualBlock]
-    let decoderUp: [StridedConv]
+    /// 4×4, stride 2, padding 1 transposed convolutions, each followed by ReLU.
+    let decoderUp: [ConvTranspose2d]
     let decoderOutput: Conv2d
 
     struct ResidualBlock {
@@ -38,18 +40,14 @@ public struct DiscreteVAE: ImageTokenizer {
         func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2d {
             try Conv2d(name, in: inp, out: out, kernel: k, loader: load)
         }
-        func strided(_ name: String, _ inp: Int, _ out: Int, transposed: Bool) throws -> StridedConv {
-            let w = try load.tensor(name + ".weight", shape: transposed ? [inp, out, 4, 4] : [out, inp, 4, 4])
-            return StridedConv(inChannels: inp, outChannels: out, transposed: transposed, weight: w.scalars,
-                               bias: try load.tensor(name + ".bias", shape: [out]).scalars)
-        }
         func residual(_ name: String) throws -> ResidualBlock {
             ResidualBlock(conv1: try conv(name + ".net.0", hid, hid, 3), conv2: try conv(name + ".net.2", hid, hid, 3),
                           conv3: try conv(name + ".net.4", hid, hid, 1))
         }
-        codebook = try load.tensor("dvae.codebook.weight", shape: [config.numTokens, config.codebookDim]).scalars
+        codebook = try Embedding("dvae.codebook.weight", count: config.numTokens, width: config.codebookDim, loader: load)
         encoderDown = try (0..<config.numLayers).map { i in
-            try strided("dvae.encoder.\(i).0", i == 0 ? config.channels : hid, hid, transposed: false)
+            try Conv2d("dvae.encoder.\(i).0", in: i == 0 ? config.channels : hid, out: hid, kernel: 4, stride: 2, padding: 1,
+                       loader: load)
         }
         encoderBlocks = try (0..<blocks).map { try residual("dvae.encoder.\(config.numLayers + $0)") }
         encoderOutput = try conv("dvae.encoder.\(config.numLayers + blocks)", config.numTokens, hid, 1)
@@ -57,8 +55,8 @@ public struct DiscreteVAE: ImageTokenizer {
         decoderInput = blocks > 0 ? try conv("dvae.decoder.0", hid, config.codebookDim, 1) : nil
         decoderBlocks = try (0..<blocks).map { try residual("dvae.decoder.\(first + $0)") }
         decoderUp = try (0..<config.numLayers).map { i in
-            try strided("dvae.decoder.\(first + blocks + i).0", i == 0 && blocks == 0 ? config.codebookDim : hid, hid,
-                        transposed: true)
+            try ConvTranspose2d("dvae.decoder.\(first + blocks + i).0", in: i == 0 && blocks == 0 ? config.codebookDim : hid,
+                                out: hid, kernel: 4, stride: 2, padding: 1, loader: load)
         }
         decoderOutput = try conv("dvae.decoder.\(first + blocks + config.numLayers)", config.channels, hid, 1)
         try load.rejectUnused(prefix: "dvae.", model: "DiscreteVAE")
@@ -90,7 +88,10 @@ public struct DiscreteVAE: ImageTokenizer {
             let channel = (i / plane) % c.channels
             x.scalars[i] = (x.scalars[i] - c.normalizationMean[channel]) / c.normalizationStd[channel]
         }
-        for layer in encoderDown { x = layer(x, pool: pool) }
+        for layer in encoderDown {
+            x = conv2d(x, layer, pool: pool)
+            relu(&x)
+        }
         for block in encoderBlocks { x = block(x, pool: pool) }
         return conv2d(x, encoderOutput, pool: pool)
     }
@@ -125,15 +126,19 @@ public struct DiscreteVAE: ImageTokenizer {
         }
         try WorkingMemory.require(workingBytes(images: count), threads: pool.threads, for: "the DiscreteVAE decoder on \(count) grids")
         var x = Tensor(zeros: [count, dim, g, g])
+        var vector = [Float](repeating: 0, count: dim)
         for b in 0..<count {
             for p in 0..<plane {
-                let row = Int(tokens[b * plane + p]) * dim
-                for d in 0..<dim { x.scalars[(b * dim + d) * plane + p] = codebook[row + d] }
+                vector.withUnsafeMutableBufferPointer { codebook.copyRow(Int(tokens[b * plane + p]), into: $0.baseAddress!) }
+                for d in 0..<dim { x.scalars[(b * dim + d) * plane + p] = vector[d] }
             }
         }
         if let decoderInput { x = conv2d(x, decoderInput, pool: pool) }
         for block in decoderBlocks { x = block(x, pool: pool) }
-        for layer in decoderUp { x = layer(x, pool: pool) }
+        for layer in decoderUp {
+            x = convTranspose2d(x, layer, pool: pool)
+            relu(&x)
+        }
         return conv2d(x, decoderOutput, pool: pool)
     }
 
@@ -145,73 +150,6 @@ public struct DiscreteVAE: ImageTokenizer {
             let channel = (i / plane) % config.channels
             let v = y.scalars[i] * config.normalizationStd[channel] + config.normalizationMean[channel]
             y.scalars[i] = min(max(v, 0), 1)
-        }
-        return y
-    }
-}
-
-/// A 4×4, stride-2, padding-1 convolution (halving the resolution) or transposed
-/// convolution (doubling it), followed by ReLU, as DiscreteVAE's encoder and decoder use.
-struct StridedConv {
-    let inChannels: Int
-    let outChannels: Int
-    let transposed: Bool
-    /// PyTorch layouts: [out, in, 4, 4] (Conv2d) or [in, out, 4, 4] (ConvTranspose2d).
-    let weight: [Float]
-    let bias: [Float]
-
-    func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
-        let n = x.shape[0], h = x.shape[2], w = x.shape[3]
-        let (oh, ow) = transposed ? (2 * h, 2 * w) : (h / 2, w / 2)
-        let cin = inChannels, cout = outChannels
-        var y = Tensor(zeros: [n, cout, oh, ow])
-        x.scalars.withUnsafeBufferPointer { xb in
-            y.scalars.withUnsafeMutableBufferPointer { yb in
-                weight.withUnsafeBufferPointer { wb in
-                    let xp = xb.baseAddress.unsafelyUnwrapped, yp = yb.baseAddress.unsafelyUnwrapped
-                    let wp = wb.baseAddress.unsafelyUnwrapped
-                    pool.parallelFor(n * cout) { range in
-                        for job in range {
-                            let b = job / cout, o = job % cout
-                            let out = yp + job * oh * ow
-                            for i in 0..<(oh * ow) { out[i] = bias[o] }
-                            for c in 0..<cin {
-                                let plane = xp + (b * cin + c) * h * w
-                                for ky in 0..<4 {
-                                    for kx in 0..<4 {
-                                        let wv = transposed ? wp[((c * cout + o) * 4 + ky) * 4 + kx]
-                                                            : wp[((o * cin + c) * 4 + ky) * 4 + kx]
-                                        if transposed {
-                                            // out[2i - 1 + k] += w · x[i]
-                                            for iy in 0..<h {
-                                                let oy = 2 * iy - 1 + ky
-                                                if oy < 0 || oy >= oh { continue }
-                                                for ix in 0..<w {
-                                                    let ox = 2 * ix - 1 + kx
-                                                    if ox < 0 || ox >= ow { continue }
-                                                    out[oy * ow + ox] += wv * plane[iy * w + ix]
-                                                }
-                                            }
-                                        } else {
-                                            // out[i] += w · x[2i - 1 + k]
-                                            for oy in 0..<oh {
-                                                let iy = 2 * oy - 1 + ky
-                                                if iy < 0 || iy >= h { continue }
-                                                for ox in 0..<ow {
-                                                    let ix = 2 * ox - 1 + kx
-                                                    if ix < 0 || ix >= w { continue }
-                                                    out[oy * ow + ox] += wv * plane[iy * w + ix]
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            for i in 0..<(oh * ow) { out[i] = max(out[i], 0) }
-                        }
-                    }
-                }
-            }
         }
         return y
     }
