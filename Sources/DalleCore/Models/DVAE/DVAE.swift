@@ -15,12 +15,12 @@ public struct DVAE: Sendable {
     public let config: DVAEConfig
 
     let encoderInput: Conv2d
-    let encoderGroups: [[DVAEResBlock]]
+    let encoderGroups: [[ConvResBlock]]
     let encoderOutput: Conv2d
     /// The decoder's input 1×1 convolution: weight [n_init, vocab] and bias [n_init].
     let tokenEmbedding: [Float]
     let tokenEmbeddingBias: [Float]
-    let decoderGroups: [[DVAEResBlock]]
+    let decoderGroups: [[ConvResBlock]]
     let decoderOutput: Conv2d
 
     /// `logit_laplace_eps` of `dall_e.utils`: pixels are squeezed into [eps, 1 - eps].
@@ -42,9 +42,9 @@ public struct DVAE: Sendable {
 
         // Width of encoder group g (0-based); the decoder runs the same widths in reverse.
         func width(_ g: Int) -> Int { hid << g }
-        func group(_ prefix: String, _ g: Int, firstIn: Int, out: Int, kernels: [Int]) throws -> [DVAEResBlock] {
+        func group(_ prefix: String, _ g: Int, firstIn: Int, out: Int, kernels: [Int]) throws -> [ConvResBlock] {
             try (0..<config.blocksPerGroup).map { i in
-                try DVAEResBlock("\(prefix).group_\(g + 1).block_\(i + 1)",
+                try ConvResBlock(dVAE: "\(prefix).group_\(g + 1).block_\(i + 1)",
                                  inChannels: i == 0 ? firstIn : out, outChannels: out,
                                  kernelSizes: kernels, postGain: postGain, loader: loader)
             }

@@ -2,42 +2,24 @@
 import Glibc
 #endif
 
-/// The building blocks shared by the dVAE's encoder and decoder: the residual block
-/// (`EncoderBlock` / `DecoderBlock` in `dall_e`) and a strict, recording weight loader.
+/// What the dVAE's encoder and decoder share: its res-block (`EncoderBlock` / `DecoderBlock` in
+/// `dall_e`, a `ConvResBlock`), its convolutions' checkpoint keys, and its reference initialisation.
 
-/// y = id_path(x) + post_gain · res_path(x), where res_path is four convolutions each
-/// preceded by a ReLU and id_path is a 1×1 convolution when the width changes (else
-/// the identity). The encoder's kernels are 3,3,3,1; the decoder's 1,3,3,3.
-struct DVAEResBlock: Sendable {
-    let idPath: Conv2d?
-    /// The first three res-path convolutions.
-    let hidden: [Conv2d]
-    /// The last res-path convolution, fused with the scaled residual sum.
-    let last: Conv2d
-    let postGain: Float
-
-    /// Loads the block under `prefix` (e.g. "dvae.encoder.blocks.group_1.block_1").
-    init(_ prefix: String, inChannels: Int, outChannels: Int, kernelSizes: [Int],
+extension ConvResBlock {
+    /// The dVAE's res-block under `prefix` (e.g. "dvae.encoder.blocks.group_1.block_1"):
+    /// id_path(x) + post_gain · res_path(x), where res_path is four convolutions each preceded by a
+    /// ReLU (`res_path.conv_1` … `conv_4`, kernels 3,3,3,1 in the encoder and 1,3,3,3 in the decoder,
+    /// width out/4 inside) and id_path is a 1×1 convolution when the width changes (else the identity).
+    init(dVAE prefix: String, inChannels: Int, outChannels: Int, kernelSizes: [Int],
          postGain: Float, loader: StrictWeightLoader) throws {
         let mid = outChannels / 4
-        idPath = inChannels == outChannels ? nil
+        let idPath = inChannels == outChannels ? nil
             : try loader.conv(prefix + ".id_path", in: inChannels, out: outChannels, kernel: 1)
-        var convs: [Conv2d] = []
-        for (i, k) in kernelSizes.enumerated() {
-            let n = i == 0 ? inChannels : mid
-            let m = i == kernelSizes.count - 1 ? outChannels : mid
-            convs.append(try loader.conv(prefix + ".res_path.conv_\(i + 1)", in: n, out: m, kernel: k))
+        let convs = try kernelSizes.enumerated().map { i, k in
+            try loader.conv(prefix + ".res_path.conv_\(i + 1)", in: i == 0 ? inChannels : mid,
+                            out: i == kernelSizes.count - 1 ? outChannels : mid, kernel: k)
         }
-        hidden = Array(convs.dropLast())
-        last = convs[convs.count - 1]
-        self.postGain = postGain
-    }
-
-    func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
-        let identity = idPath.map { conv2d(x, $0, pool: pool) } ?? x
-        var h = x
-        for conv in hidden { h = conv2d(h, conv, reluInput: true, pool: pool) }
-        return conv2d(h, last, reluInput: true, residual: identity, scale: postGain, pool: pool)
+        self.init(convs: convs, shortcut: idPath, reluFirst: true, gain: postGain)
     }
 }
 

@@ -12,24 +12,13 @@ public struct DiscreteVAE: ImageTokenizer {
     let codebook: Embedding
     /// 4×4, stride 2, padding 1, each followed by ReLU.
     let encoderDown: [Conv2d]
-    let encoderBlocks: [ResidualBlock]
+    let encoderBlocks: [ConvResBlock]
     let encoderOutput: Conv2d
     let decoderInput: Conv2d?
-    let decoderBlocks: [ResidualBlock]
+    let decoderBlocks: [ConvResBlock]
     /// 4×4, stride 2, padding 1 transposed convolutions, each followed by ReLU.
     let decoderUp: [ConvTranspose2d]
     let decoderOutput: Conv2d
-
-    struct ResidualBlock {
-        let conv1: Conv2d
-        let conv2: Conv2d
-        let conv3: Conv2d
-        func callAsFunction(_ x: Tensor, pool: ThreadPool) -> Tensor {
-            let a = conv2d(x, conv1, pool: pool)
-            let b = conv2d(a, conv2, reluInput: true, pool: pool)
-            return conv2d(b, conv3, reluInput: true, residual: x, pool: pool)
-        }
-    }
 
     /// Loads every parameter strictly (missing, mis-shaped or unused "dvae.*" tensors are `badFile`).
     public init(config: DiscreteVAEConfig, weights: WeightStore) throws {
@@ -40,9 +29,9 @@ public struct DiscreteVAE: ImageTokenizer {
         func conv(_ name: String, _ out: Int, _ inp: Int, _ k: Int) throws -> Conv2d {
             try Conv2d(name, in: inp, out: out, kernel: k, loader: load)
         }
-        func residual(_ name: String) throws -> ResidualBlock {
-            ResidualBlock(conv1: try conv(name + ".net.0", hid, hid, 3), conv2: try conv(name + ".net.2", hid, hid, 3),
-                          conv3: try conv(name + ".net.4", hid, hid, 1))
+        func residual(_ name: String) throws -> ConvResBlock {
+            ConvResBlock(convs: [try conv(name + ".net.0", hid, hid, 3), try conv(name + ".net.2", hid, hid, 3),
+                                 try conv(name + ".net.4", hid, hid, 1)], reluFirst: false)
         }
         codebook = try Embedding("dvae.codebook.weight", count: config.numTokens, width: config.codebookDim, loader: load)
         encoderDown = try (0..<config.numLayers).map { i in
