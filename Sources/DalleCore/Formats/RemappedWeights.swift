@@ -72,7 +72,7 @@ struct RemappedWeights: WeightStore {
         let source = try checkedSource(name, shape: shape)
         if source.transpose {
             let t = try store.tensor(source.parts[0], shape: shape.reversed())
-            return Tensor(uncheckedShape: shape, scalars: transposed(t.scalars, rows: shape[1], cols: shape[0]))
+            return Tensor(uncheckedShape: shape, scalars: transposedPlanes(t.scalars, images: 1, rows: shape[1], columns: shape[0], pool: ThreadPool(threads: 1)))
         }
         if source.parts.count == 1 { return try store.tensor(source.parts[0], shape: shape) }
         var part = shape

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// softmax(q·kᵀ/√d + bias)·v for each of `batch` sequences and each head, for every model family:
 /// `query` is [batch·queries, heads·d], `key` and `value` [batch·keys, heads·d], `bias(b, i, j)` the
 /// additive mask of query i and key j in sequence b. Returns [batch·queries, heads·d].
@@ -46,6 +50,36 @@ func scaledDotProductAttention(query: [Float], key: [Float], value: [Float], bat
             }
         }
         count = batch * queries * w
+    }
+}
+
+/// Softmax attention of one query over `count` keys, for sequences read a query at a time (the
+/// transformer's KV cache, CLIP's causal and ragged spans): out = Σ_j softmax_j(scale · q·k_j) · v_j,
+/// key j and value j at `keys + offset(j)` and `values + offset(j)`, each `width` floats. Sums in a
+/// fixed order (a SIMD dot product per key, then the keys in order); `scores` holds at least `count`
+/// floats. Blocks of many queries over the same keys go faster through `scaledDotProductAttention`'s
+/// GEMMs, which sum in another order.
+@inline(__always)
+func attendOne(query q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+               count: Int, width: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
+               into out: UnsafeMutablePointer<Float>, offset: (Int) -> Int) {
+    var largest = -Float.infinity
+    for j in 0..<count {
+        let score = dotProduct(q, keys + offset(j), width) * scale
+        scores[j] = score
+        if score > largest { largest = score }
+    }
+    var total: Float = 0
+    for j in 0..<count {
+        let e = expf(scores[j] - largest)
+        scores[j] = e
+        total += e
+    }
+    let inverse = 1 / total
+    for d in 0..<width { out[d] = 0 }
+    for j in 0..<count {
+        let p = scores[j] * inverse, v = values + offset(j)
+        for d in 0..<width { out[d] += p * v[d] }
     }
 }
 

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The transformer pieces of CLIP (`clip.model.ResidualAttentionBlock` and `Transformer`),
 /// shared by its vision and text towers. Activations are row-major [rows, width]; several
 /// sequences of different lengths lie one after another in the same buffer.
@@ -77,29 +73,16 @@ struct CLIPResidualBlock: Sendable {
             out.withUnsafeMutableBufferPointer { op in
                 let base = qp.baseAddress!, outBase = op.baseAddress!
                 pool.parallelFor(queries.count) { range in
-                    var scores = [Float](repeating: 0, count: longest)
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(longest, 1))
+                    defer { scores.deallocate() }
                     for qi in range {
                         let (row, span) = queries[qi]
                         let end = causal ? row + 1 : span.start + span.length
-                        let keys = end - span.start
                         for h in 0..<heads {
-                            let q = base + row * stride + h * headDim
-                            var maxScore = -Float.infinity
-                            for j in 0..<keys {
-                                let k = base + (span.start + j) * stride + width + h * headDim
-                                let s = dotProduct(q, k, headDim) * scale
-                                scores[j] = s
-                                maxScore = max(maxScore, s)
-                            }
-                            var sum: Float = 0
-                            for j in 0..<keys { scores[j] = expf(scores[j] - maxScore); sum += scores[j] }
-                            let o = outBase + qi * width + h * headDim
-                            let inv = 1 / sum
-                            for j in 0..<keys {
-                                let v = base + (span.start + j) * stride + 2 * width + h * headDim
-                                let p = scores[j] * inv
-                                for d in 0..<headDim { o[d] += p * v[d] }
-                            }
+                            let column = span.start * stride + h * headDim
+                            attendOne(query: base + row * stride + h * headDim, keys: base + column + width,
+                                      values: base + column + 2 * width, count: end - span.start, width: headDim,
+                                      scale: scale, scores: scores, into: outBase + qi * width + h * headDim) { $0 * stride }
                         }
                     }
                 }
@@ -107,15 +90,6 @@ struct CLIPResidualBlock: Sendable {
         }
         return out
     }
-}
-
-/// The [cols, rows] transpose of a row-major [rows, cols] matrix.
-func transposed(_ m: [Float], rows: Int, cols: Int) -> [Float] {
-    var t = [Float](repeating: 0, count: m.count)
-    for r in 0..<rows {
-        for c in 0..<cols { t[c * rows + r] = m[r * cols + c] }
-    }
-    return t
 }
 
 /// Entries of OpenAI's TorchScript CLIP state dicts that are not parameters.

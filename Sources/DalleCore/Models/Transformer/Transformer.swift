@@ -474,9 +474,11 @@ public final class DalleTransformer: @unchecked Sendable {
                         let t = item % count, h = (item / count) % heads, b = item / (count * heads)
                         let r = b * count + t
                         let slot = ((layer * batch + b) * heads + h) * seqLen * dh
+                        let visible = positions + lists.offsets[t]
+                        // q was scaled above (× 1 below is exact).
                         attendOne(query: q + r * 3 * inner + h * dh, keys: keys + slot, values: values + slot,
-                                  positions: positions + lists.offsets[t], count: lists.offsets[t + 1] - lists.offsets[t],
-                                  dimHead: dh, scores: scores, into: o + r * inner + h * dh)
+                                  count: lists.offsets[t + 1] - lists.offsets[t], width: dh, scale: 1, scores: scores,
+                                  into: o + r * inner + h * dh) { Int(visible[$0]) * dh }
                     }
                 }
             }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 // Row-wise kernels of the transformer. Every kernel splits its *outputs* (rows, or
 // column tiles) over threads and sums in a fixed order, so results do not depend on
 // the thread count.
@@ -28,32 +24,3 @@ func applyRotary(_ v: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>, 
         i += 2
     }
 }
-
-/// Softmax-weighted sum of cached values for one query: out = Σ softmax(q·k_j)_j v_j over
-/// the key positions `keys` (q already scaled). `scores` holds at least keys.count floats.
-@inline(__always)
-func attendOne(query q: UnsafePointer<Float>, keys kBase: UnsafePointer<Float>, values vBase: UnsafePointer<Float>,
-               positions: UnsafePointer<Int32>, count: Int, dimHead dh: Int,
-               scores: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-    var maxScore = -Float.greatestFiniteMagnitude
-    for j in 0..<count {
-        let k = kBase + Int(positions[j]) * dh
-        let dot = dotProduct(q, k, dh)
-        scores[j] = dot
-        if dot > maxScore { maxScore = dot }
-    }
-    var total: Float = 0
-    for j in 0..<count {
-        let e = expf(scores[j] - maxScore)
-        scores[j] = e
-        total += e
-    }
-    let inv = 1 / total
-    for d in 0..<dh { out[d] = 0 }
-    for j in 0..<count {
-        let a = scores[j] * inv
-        let v = vBase + Int(positions[j]) * dh
-        for d in 0..<dh { out[d] += a * v[d] }
-    }
-}
-
