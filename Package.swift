@@ -23,7 +23,10 @@ let package = Package(
     targets: [
         // CPU feature detection, compiled for the baseline CPU so it runs before any AVX2 kernel can.
         .target(name: "CDalleCPU"),
-        .target(name: "DalleCore", dependencies: ["CDalleCPU"], swiftSettings: optimized),
+        // Kernels in C for instruction sets beyond the baseline, each function compiled for its own
+        // target and called only after CPUFeatures has found that instruction set.
+        .target(name: "CDalleKernels"),
+        .target(name: "DalleCore", dependencies: ["CDalleCPU", "CDalleKernels"], swiftSettings: optimized),
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
         .systemLibrary(name: "CDalle", path: "Sources/CDalle"),

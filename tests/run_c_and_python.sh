@@ -37,6 +37,7 @@ step "exports and prototypes: dalle.h vs nm -D vs Swift's emitted header"
 swiftc -frontend -typecheck -parse-as-library -module-name DalleCAPI -I "$REPO/.build/release/Modules" \
     -Xcc -fmodule-map-file=Sources/CDalle/module.modulemap -Xcc -fmodule-map-file=Sources/CDlfcn/module.modulemap \
     -Xcc -fmodule-map-file="$REPO/.build/release/CDalleCPU.build/module.modulemap" \
+    -Xcc -fmodule-map-file="$REPO/.build/release/CDalleKernels.build/module.modulemap" \
     Sources/DalleCAPI/*.swift \
     -emit-clang-header-path "$OUT/DalleCAPI-Swift.h"
 python3 tests/c/compare_prototypes.py include/dalle.h "$LIBDIR/libdalle.so" "$OUT/DalleCAPI-Swift.h"

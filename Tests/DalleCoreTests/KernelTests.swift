@@ -322,6 +322,46 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 streaming kernel (up to eight rows per pass over a panel) gives bit for bit
+    /// what the portable row-pair kernel gives: every stored format, widths that leave partial
+    /// panels, 1…16 rows, with and without a bias, on 1 and 2 threads.
+    func testAVX512StreamingKernelIsBitIdenticalToThePortableOne() throws {
+        guard StreamingKernel.best == .avx512 else { throw XCTSkip("this CPU has no AVX-512 (or DALLE_SIMD=avx2)") }
+        var rng = Random(state: 14)
+        let formats: [(String, (inout SafetensorsWriter, Tensor) throws -> Void)] = [
+            ("f32", { try $0.add("w", $1, as: .f32) }), ("f16", { try $0.add("w", $1, as: .f16) }),
+            ("bf16", { try $0.add("w", $1, as: .bf16) }),
+            ("q8_0", { try $0.add("w", $1, quantizedAs: .q8_0) }), ("q4_0", { try $0.add("w", $1, quantizedAs: .q4_0) }),
+        ]
+        for (name, add) in formats {
+            let quantized = name.hasPrefix("q")
+            for (inputs, outputs) in quantized ? [(64, 45), (32, 7), (96, 96), (128, 70)] : [(24, 45), (7, 10), (64, 96), (33, 70)] {
+                var writer = SafetensorsWriter()
+                try add(&writer, rng.tensor([outputs, inputs]))
+                let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
+                for bias in [nil, Weight(rng.tensor([outputs]))] {
+                    let linear = Linear(weight: try file.weight("w", shape: [outputs, inputs]), bias: bias)
+                    for rows in 1...Linear.streamingRows {
+                        let x = rng.array(rows * inputs)
+                        func run(_ kernel: StreamingKernel, threads: Int) -> [UInt32] {
+                            var y = [Float](repeating: .nan, count: rows * outputs)
+                            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                                linear.apply(xp.baseAddress!, rows: rows, into: yp.baseAddress!, pool: ThreadPool(threads: threads),
+                                             streaming: kernel)
+                            } }
+                            return y.map(\.bitPattern)
+                        }
+                        let portable = run(.portable, threads: 1)
+                        for threads in [1, 2] {
+                            XCTAssertEqual(run(.avx512, threads: threads), portable,
+                                           "\(name) \(inputs)->\(outputs), \(rows) rows, bias \(bias != nil), \(threads) threads")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Weights kept as f16 or bf16 compute exactly what their f32 expansion computes, through
     /// both the streaming kernel (≤ 16 rows) and the packed GEMM, and in any layout.
     func testSixteenBitLinearMatchesItsF32Expansion() throws {

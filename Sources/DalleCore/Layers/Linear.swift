@@ -1,3 +1,8 @@
+import CDalleKernels
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `nn.Linear`, y = x · Wᵀ + b, for every model family. The weight is repacked once at load
 /// into panels of 32 output columns ([panel][inputs][32], zero-padded) in its stored
 /// precision, so a panel is contiguous: a matrix-vector product streams the weights
@@ -114,12 +119,18 @@ public struct Linear: @unchecked Sendable {
 
     /// y[rows, outputs] = x[rows, inputs] · Wᵀ + b. Threads split the output panels.
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        apply(x, rows: rows, into: y, pool: pool, streaming: .best)
+    }
+
+    /// `apply` with the kernel for up to `streamingRows` rows chosen (every kernel gives the same bits).
+    func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool,
+               streaming: StreamingKernel) {
         switch format {
-        case .f32: apply(F32Panel.self, x, rows: rows, into: y, pool: pool)
-        case .f16: apply(F16Panel.self, x, rows: rows, into: y, pool: pool)
-        case .bf16: apply(BF16Panel.self, x, rows: rows, into: y, pool: pool)
-        case .quantized(.q8_0): apply(Q8Panel.self, x, rows: rows, into: y, pool: pool)
-        case .quantized(.q4_0): apply(Q4Panel.self, x, rows: rows, into: y, pool: pool)
+        case .f32: apply(F32Panel.self, x, rows: rows, into: y, pool: pool, streaming: streaming)
+        case .f16: apply(F16Panel.self, x, rows: rows, into: y, pool: pool, streaming: streaming)
+        case .bf16: apply(BF16Panel.self, x, rows: rows, into: y, pool: pool, streaming: streaming)
+        case .quantized(.q8_0): apply(Q8Panel.self, x, rows: rows, into: y, pool: pool, streaming: streaming)
+        case .quantized(.q4_0): apply(Q4Panel.self, x, rows: rows, into: y, pool: pool, streaming: streaming)
         }
     }
 
@@ -134,7 +145,7 @@ public struct Linear: @unchecked Sendable {
     }
 
     private func apply<E: PanelElement>(_: E.Type, _ x: UnsafePointer<Float>, rows: Int,
-                                        into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+                                        into y: UnsafeMutablePointer<Float>, pool: ThreadPool, streaming: StreamingKernel) {
         let n = outputs, k = inputs, pw = Linear.panelWidth, panelBytes = Linear.panelBytes(format, inputs: k)
         let w = UnsafeRawPointer(panels.bytes)
         (bias ?? []).withUnsafeBufferPointer { bb in
@@ -162,6 +173,13 @@ public struct Linear: @unchecked Sendable {
             split.parallelFor(panelCount) { range in
                 for panel in range {
                     let j0 = panel * pw, width = min(pw, n - j0)
+                    #if arch(x86_64)
+                    if streaming == .avx512 {
+                        libdalle_linear_rows_avx512(E.panelFormat, x, rows, k, w + panel * panelBytes, b.map { $0 + j0 },
+                                                 width, y + j0, n)
+                        continue
+                    }
+                    #endif
                     // Rows go in pairs; a lone last row pairs with itself (its twin's result
                     // is dropped): the loop is bound by reading the weights, and the paired
                     // form keeps more multiply-adds in flight.
@@ -185,6 +203,29 @@ public struct Linear: @unchecked Sendable {
     }
 }
 
+/// The kernel that streams up to `Linear.streamingRows` rows through a weight panel. Each gives
+/// every output the same chain of fused multiply-adds (bias, then the inputs in ascending
+/// order), so all give the same bits.
+enum StreamingKernel: Sendable {
+    /// Swift SIMD code for the baseline CPU (AVX2): rows in pairs, each pair widening the panel again.
+    case portable
+    /// CDalleKernels' `libdalle_linear_rows_avx512`: up to eight rows (16 zmm accumulators) per
+    /// pass over a panel, which is widened once per pass.
+    case avx512
+
+    /// The fastest kernel this CPU runs; `DALLE_SIMD=avx2` in the environment keeps the portable
+    /// one (to compare the two).
+    static let best: StreamingKernel = {
+        #if arch(x86_64)
+        let forced = getenv("DALLE_SIMD").map { String(cString: $0) }
+        if forced != "avx2", CPUFeatures.detected.isSuperset(of: [.avx512f, .avx512bw, .avx512vl, .f16c, .fma]) {
+            return .avx512
+        }
+        #endif
+        return .portable
+    }()
+}
+
 /// An element type of weight panels: how they widen to Float, and how `gemm` packs them.
 /// Floating-point panels widen 16 values at a time (`load16`); quantized ones a row of 32
 /// stored integers (`widenRow`), which the kernel offsets and multiplies by the block's scales.
@@ -198,6 +239,8 @@ protocol PanelElement {
     static var rowBytes: Int { get }
     /// What a quantized value adds to its stored integer before the scale (q4_0 stores q + 8).
     static var offset: Float { get }
+    /// The panel's DALLE_PANEL_* code for CDalleKernels.
+    static var panelFormat: Int32 { get }
 }
 
 extension PanelElement {
@@ -208,6 +251,7 @@ extension PanelElement {
 }
 
 enum Q8Panel: PanelElement {
+    static var panelFormat: Int32 { Int32(DALLE_PANEL_Q8_0) }
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .quantizedPanel(p, type: .q8_0) }
     static var byteSize: Int { 1 }
@@ -223,6 +267,7 @@ enum Q8Panel: PanelElement {
 }
 
 enum Q4Panel: PanelElement {
+    static var panelFormat: Int32 { Int32(DALLE_PANEL_Q4_0) }
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widenRow(p).0 + offset }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .quantizedPanel(p, type: .q4_0) }
     static var byteSize: Int { 1 }
@@ -241,6 +286,7 @@ enum Q4Panel: PanelElement {
 }
 
 enum F32Panel: PanelElement {
+    static var panelFormat: Int32 { Int32(DALLE_PANEL_F32) }
     @inline(__always)
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { p.loadUnaligned(as: SIMD16<Float>.self) }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB {
@@ -263,6 +309,7 @@ private func widen16(_ p: UnsafeRawPointer, _ widen: (UInt16) -> Float) -> SIMD1
 }
 
 enum F16Panel: PanelElement {
+    static var panelFormat: Int32 { Int32(DALLE_PANEL_F16) }
     @inline(__always)
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widen16(p) { Float(Float16(bitPattern: $0)) } }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .f16) }
@@ -270,6 +317,7 @@ enum F16Panel: PanelElement {
 }
 
 enum BF16Panel: PanelElement {
+    static var panelFormat: Int32 { Int32(DALLE_PANEL_BF16) }
     @inline(__always)
     static func load16(_ p: UnsafeRawPointer) -> SIMD16<Float> { widen16(p) { Float(bitPattern: UInt32($0) << 16) } }
     static func gemmOperand(_ p: UnsafeRawPointer, ld: Int) -> GemmB { .matrix16(p, ld: ld, format: .bf16) }
