@@ -107,20 +107,20 @@ func benchDecode(config: TransformerConfig, path: String, batch: Int, tokens: In
     _ = try model.prefill(text: text, image: [], batch: batch, cache: &cache, pool: pool)
     var token = [Int32](repeating: 1, count: batch)
     _ = try model.step(imageTokens: token, cache: &cache, pool: pool)  // warm-up
-    let start = now()
+    let start = now(), cpuStart = cpuNow()
     for i in 0..<tokens {
         token = [Int32](repeating: Int32(i % config.numImageTokens), count: batch)
         _ = try model.step(imageTokens: token, cache: &cache, pool: pool)
     }
-    let perToken = (now() - start) / Double(tokens)
+    let perToken = (now() - start) / Double(tokens), cpuPerToken = (cpuNow() - cpuStart) / Double(tokens)
     let bandwidth = readBandwidth(pool: pool)
     let bound = matrixBytes / (bandwidth * 1e9)
     let logits = "transformer.to_logits.1.weight"
     let dtype = file.quantization(logits)?.rawValue ?? file.info(logits)?.dtype.rawValue ?? "?"
-    print("dtype\tparams_M\tfile_MiB\tload_s\tloaded_RSS_MiB\tbatch\tms_per_step\tbound_ms\tof_bound\tread_GBps")
+    print("dtype\tparams_M\tfile_MiB\tload_s\tloaded_RSS_MiB\tbatch\tms_per_step\tbound_ms\tof_bound\tread_GBps\tcpu_ms_per_step")
     let row = [dtype, rounded(Double(parameters) / 1e6, 1), rounded(fileBytes / 1048576, 0), rounded(loadSeconds, 3),
                rounded(loaded, 0), "\(batch)", rounded(perToken * 1000, 2), rounded(bound * 1000, 2),
-               rounded(bound / perToken, 2), rounded(bandwidth, 1)]
+               rounded(bound / perToken, 2), rounded(bandwidth, 1), rounded(cpuPerToken * 1000, 2)]
     print(row.joined(separator: "\t"))
 }
 

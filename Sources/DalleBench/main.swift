@@ -9,7 +9,8 @@
 //                                    Q8_0, Q4_0)
 //   dalle-bench decode CONFIG FILE [--batch B] [--threads N]   loads FILE memory-mapped and
 //                                    times one decoding step of B sequences, beside the
-//                                    machine's read-bandwidth bound; resident memory after load
+//                                    machine's read-bandwidth bound; resident memory after load;
+//                                    the last column is the process's CPU time per step
 //
 // Output lines are tab-separated so tools/bench.py can parse them. tools/bench.py runs it beside numpy / PyTorch, with
 // glibc told to keep freed memory (GLIBC_TUNABLES=glibc.malloc.mmap_max=0:...) so that
