@@ -11,8 +11,9 @@ import Glibc
 /// outputs' f16 scales, then 32 rows of 32 int8 (q8_0) or 32 nibbles (q4_0, output j in the
 /// low and j + 16 in the high nibble of byte j); each weight is widened to q · d exactly, so
 /// a quantized Linear computes what an f32 one holding the dequantized values computes.
-/// Results are the same for every thread count (threads split output panels; each output
-/// is summed over the inputs in ascending order).
+/// Results are the same for every thread count and CPU (threads split output panels; each output
+/// starts at its bias and adds one fused multiply-add per input in ascending order, in every
+/// kernel: the portable Swift one and, on CPUs with AVX-512, `StreamingKernel.avx512`).
 public struct Linear: @unchecked Sendable {
     let inputs: Int
     let outputs: Int
