@@ -93,8 +93,9 @@ let storedWeightShapes: [(String, Int, Int, Int)] = [
     ("mlp 1024->4096", 256, 4096, 1024),
 ]
 
-/// GFLOPS of `Linear` on each of `storedWeightShapes` for each stored format (16-bit and
-/// quantized weights are widened to f32 while the GEMM packs them), in `benchGEMM`'s columns.
+/// GFLOPS of `Linear` on each of `storedWeightShapes` for each stored format, in `benchGEMM`'s
+/// columns: bf16 and q8_0 through the AVX2 path (widened to f32 while the GEMM packs them), then
+/// through their AVX-512 dot-product kernel where the CPU has it (`DotProductKernels`).
 func benchStoredWeights(pool: ThreadPool) throws {
     var rng = Random(state: 2)
     for (name, m, n, k) in storedWeightShapes {
@@ -108,20 +109,28 @@ func benchStoredWeights(pool: ThreadPool) throws {
             }
             let file = try writer.serialized().withUnsafeBytes { try SafetensorsFile(bytes: $0) }
             let linear = Linear(weight: try file.weight("w", shape: [n, k]), bias: nil)
-            var y = [Float](repeating: 0, count: m * n)
-            let flops = 2 * Double(m) * Double(n) * Double(k)
-            let reps = max(2, Int(4e9 / flops))
-            var best = Double.infinity
-            x.scalars.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    for _ in 0...reps {
-                        let t0 = now()
-                        linear.apply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool)
-                        best = min(best, now() - t0)
+            let kernel: DotProductKernels = format == "bf16" ? .bf16 : format == "q8_0" ? .int8 : []
+            let paths: [(DotProductKernels, String)] =
+                kernel.isEmpty ? [([], "")]
+                : [([], " (avx2)")] + (DotProductKernels.supported.contains(kernel) ? [(kernel, " (avx512 \(kernel))")] : [])
+            for (enabled, label) in paths {
+                DotProductKernels.enabled = enabled
+                var y = [Float](repeating: 0, count: m * n)
+                let flops = 2 * Double(m) * Double(n) * Double(k)
+                let reps = max(2, Int(4e9 / flops))
+                var best = Double.infinity
+                x.scalars.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        for _ in 0...reps {
+                            let t0 = now()
+                            linear.apply(xp.baseAddress!, rows: m, into: yp.baseAddress!, pool: pool)
+                            best = min(best, now() - t0)
+                        }
                     }
                 }
+                print("\(format) weights\(label), \(name)\t\(m)\t\(n)\t\(k)\t\(best)\t\(flops / best / 1e9)")
             }
-            print("\(format) weights, \(name)\t\(m)\t\(n)\t\(k)\t\(best)\t\(flops / best / 1e9)")
+            DotProductKernels.enabled = DotProductKernels.supported
         }
     }
 }

@@ -19,7 +19,7 @@ public struct Linear: @unchecked Sendable {
     let outputs: Int
     let format: WeightFormat
     /// [panelCount][inputs][panelWidth] elements of `format`.
-    private let panels: OwnedBytes
+    let panels: OwnedBytes
     /// [panelCount · panelWidth] (zero-padded), or nil.
     let bias: [Float]?
 
@@ -152,6 +152,7 @@ public struct Linear: @unchecked Sendable {
         (bias ?? []).withUnsafeBufferPointer { bb in
             let b = bias == nil ? nil : bb.baseAddress
             if rows > Linear.streamingRows {
+                if applyDotProduct(x, rows: rows, into: y, bias: b, pool: pool) { return }
                 let packedX = packGemmA(x, m: rows, k: k)
                 packedX.withUnsafeBufferPointer { pa in
                     let a = pa.baseAddress.unsafelyUnwrapped, single = ThreadPool(threads: 1)

@@ -1,0 +1,116 @@
+// bf16 × bf16 → f32 GEMM on one Linear panel with AVX-512 BF16 (see dalle_kernels_gemm.h).
+#include "dalle_kernels_gemm.h"
+
+enum { GROUP = DALLE_DOT_GROUP_ROWS, PANEL = 32 };
+
+static ptrdiff_t pairs_of(ptrdiff_t k) { return (k + 1) / 2; }
+static ptrdiff_t groups_of(ptrdiff_t rows) { return (rows + GROUP - 1) / GROUP; }
+
+size_t dalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k) {
+    return (size_t)(groups_of(rows) * pairs_of(k) * GROUP);
+}
+
+size_t dalle_bf16_panel_scratch_bytes(ptrdiff_t k) { return (size_t)(pairs_of(k) * PANEL * 4); }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
+
+void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+                          uint32_t *packed) {
+    const ptrdiff_t pairs = pairs_of(k);
+    uint32_t words[16];
+    for (ptrdiff_t g = first_group; g < first_group + groups; g++) {
+        uint32_t *base = packed + g * pairs * GROUP;
+        for (ptrdiff_t r = 0; r < GROUP; r++) {
+            const ptrdiff_t row = g * GROUP + r;
+            if (row >= rows) {
+                for (ptrdiff_t q = 0; q < pairs; q++) base[q * GROUP + r] = 0;
+                continue;
+            }
+            const float *src = x + row * k;
+            // 32 inputs (16 pairs) at a time; past k the masked loads give zeros.
+            for (ptrdiff_t i = 0; i < k; i += 32) {
+                const ptrdiff_t left = k - i;
+                const __mmask16 lo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                const __m512 a = _mm512_maskz_loadu_ps(lo, src + i), b = _mm512_maskz_loadu_ps(hi, src + i + 16);
+                _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+                const ptrdiff_t q0 = i / 2, n = pairs - q0 < 16 ? pairs - q0 : 16;
+                for (ptrdiff_t t = 0; t < n; t++) base[(q0 + t) * GROUP + r] = words[t];
+            }
+        }
+    }
+}
+
+// Interleaves the panel's input rows in pairs: word j of pair q holds w[2q][j] (low half) and
+// w[2q + 1][j] (high half), a missing last row zero.
+static void pack_panel(const uint16_t *panel, ptrdiff_t k, uint32_t *out) {
+    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+    for (ptrdiff_t q = 0; q < pairs_of(k); q++) {
+        const __m512i even = _mm512_loadu_si512(panel + 2 * q * PANEL);
+        const __m512i odd = 2 * q + 1 < k ? _mm512_loadu_si512(panel + (2 * q + 1) * PANEL) : _mm512_setzero_si512();
+        _mm512_storeu_si512(out + q * PANEL, _mm512_permutex2var_epi16(even, first, odd));
+        _mm512_storeu_si512(out + q * PANEL + 16, _mm512_permutex2var_epi16(even, second, odd));
+    }
+}
+
+// One group of 12 rows × 32 outputs: 24 accumulators over every input pair, then stored.
+static void tile(const uint32_t *a, const uint32_t *w, ptrdiff_t pairs, const float *bias, float *y,
+                 ptrdiff_t ldy, ptrdiff_t valid_rows, __mmask16 m0, __mmask16 m1) {
+    __m512 c[GROUP][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < GROUP; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
+    for (ptrdiff_t q = 0; q < pairs; q++) {
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + q * PANEL);
+        const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w + q * PANEL + 16);
+        const uint32_t *ap = a + q * GROUP;
+#pragma clang loop unroll(full)
+        for (int r = 0; r < GROUP; r++) {
+            const __m512bh s = (__m512bh)_mm512_set1_epi32((int)ap[r]);
+            c[r][0] = _mm512_dpbf16_ps(c[r][0], s, w0);
+            c[r][1] = _mm512_dpbf16_ps(c[r][1], s, w1);
+        }
+    }
+    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+    for (int r = 0; r < GROUP; r++) {
+        if (r < valid_rows) {
+            _mm512_mask_storeu_ps(y + r * ldy, m0, _mm512_add_ps(c[r][0], b0));
+            _mm512_mask_storeu_ps(y + r * ldy + 16, m1, _mm512_add_ps(c[r][1], b1));
+        }
+    }
+}
+
+void dalle_bf16_panel_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panel,
+                           const float *bias, void *scratch, float *y, ptrdiff_t ldy, ptrdiff_t width) {
+    uint32_t *w = (uint32_t *)scratch;
+    pack_panel(panel, k, w);
+    const ptrdiff_t pairs = pairs_of(k);
+    const __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
+    const __mmask16 m1 = width >= 32 ? 0xffff : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+    for (ptrdiff_t g = 0; g < groups_of(rows); g++) {
+        const ptrdiff_t valid = rows - g * GROUP < GROUP ? rows - g * GROUP : GROUP;
+        tile(packed + g * pairs * GROUP, w, pairs, bias, y + g * GROUP * ldy, ldy, valid, m0, m1);
+    }
+}
+
+#pragma clang attribute pop
+
+#else
+
+void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+                          uint32_t *packed) {
+    (void)x, (void)rows, (void)k, (void)first_group, (void)groups, (void)packed;
+}
+
+void dalle_bf16_panel_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panel,
+                           const float *bias, void *scratch, float *y, ptrdiff_t ldy, ptrdiff_t width) {
+    (void)packed, (void)rows, (void)k, (void)panel, (void)bias, (void)scratch, (void)y, (void)ldy, (void)width;
+}
+
+#endif
