@@ -86,16 +86,23 @@ static void tile(const uint32_t *a, const uint32_t *w, ptrdiff_t pairs, const fl
     }
 }
 
-void dalle_bf16_panel_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panel,
-                           const float *bias, void *scratch, float *y, ptrdiff_t ldy, ptrdiff_t width) {
+// Every panel is packed first; then each group of rows runs over all of them while it is in
+// L1, so the activations are read once per call rather than once per panel.
+void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+                     ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
+                     ptrdiff_t width) {
+    const ptrdiff_t pairs = pairs_of(k), panel_words = pairs * PANEL;
     uint32_t *w = (uint32_t *)scratch;
-    pack_panel(panel, k, w);
-    const ptrdiff_t pairs = pairs_of(k);
-    const __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
-    const __mmask16 m1 = width >= 32 ? 0xffff : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+    for (ptrdiff_t p = 0; p < panel_count; p++) pack_panel(panels + p * k * PANEL, k, w + p * panel_words);
     for (ptrdiff_t g = 0; g < groups_of(rows); g++) {
         const ptrdiff_t valid = rows - g * GROUP < GROUP ? rows - g * GROUP : GROUP;
-        tile(packed + g * pairs * GROUP, w, pairs, bias, y + g * GROUP * ldy, ldy, valid, m0, m1);
+        for (ptrdiff_t p = 0; p < panel_count; p++) {
+            const ptrdiff_t cols = width - p * PANEL;
+            const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+            const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+            tile(packed + g * pairs * GROUP, w + p * panel_words, pairs, bias ? bias + p * PANEL : NULL,
+                 y + g * GROUP * ldy + p * PANEL, ldy, valid, m0, m1);
+        }
     }
 }
 
@@ -108,9 +115,11 @@ void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t
     (void)x, (void)rows, (void)k, (void)first_group, (void)groups, (void)packed;
 }
 
-void dalle_bf16_panel_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panel,
-                           const float *bias, void *scratch, float *y, ptrdiff_t ldy, ptrdiff_t width) {
-    (void)packed, (void)rows, (void)k, (void)panel, (void)bias, (void)scratch, (void)y, (void)ldy, (void)width;
+void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+                     ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
+                     ptrdiff_t width) {
+    (void)packed, (void)rows, (void)k, (void)panels, (void)panel_count, (void)bias, (void)scratch, (void)y,
+        (void)ldy, (void)width;
 }
 
 #endif

@@ -16,7 +16,9 @@ static ptrdiff_t groups_of(ptrdiff_t rows) { return (rows + GROUP - 1) / GROUP; 
 
 size_t dalle_q8_packed_words(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / 4)); }
 size_t dalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / BLOCK)); }
-size_t dalle_q8_panel_scratch_bytes(ptrdiff_t k) { return (size_t)((k / BLOCK) * PACKED_BLOCK_BYTES + GROUP * PANEL * 4); }
+size_t dalle_q8_panel_scratch_bytes(ptrdiff_t k) { return (size_t)((k / BLOCK) * PACKED_BLOCK_BYTES); }
+// The f32 sums of one tile.
+size_t dalle_q8_gemm_scratch_bytes(void) { return GROUP * PANEL * 4; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -121,19 +123,24 @@ static void tile(const uint32_t *a, const float *as, const uint8_t *w, ptrdiff_t
     }
 }
 
-void dalle_q8_panel_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
-                         const uint8_t *panel, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
-                         ptrdiff_t width) {
-    const ptrdiff_t blocks = k / BLOCK;
+// Every panel is packed first; then each group of rows runs over all of them while it is in
+// L1, so the activations are read once per call rather than once per panel.
+void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+                   const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
+                   ptrdiff_t ldy, ptrdiff_t width) {
+    const ptrdiff_t blocks = k / BLOCK, panel_bytes = blocks * PACKED_BLOCK_BYTES;
     uint8_t *w = (uint8_t *)scratch;
-    float *acc = (float *)(w + blocks * PACKED_BLOCK_BYTES);
-    pack_panel(panel, k, w);
-    const __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
-    const __mmask16 m1 = width >= 32 ? 0xffff : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+    float *acc = (float *)(w + panel_count * panel_bytes);
+    for (ptrdiff_t p = 0; p < panel_count; p++) pack_panel(panels + p * blocks * STORED_BLOCK_BYTES, k, w + p * panel_bytes);
     for (ptrdiff_t g = 0; g < groups_of(rows); g++) {
         const ptrdiff_t valid = rows - g * GROUP < GROUP ? rows - g * GROUP : GROUP;
-        tile(quants + g * GROUP * (k / 4), scales + g * GROUP * blocks, w, blocks, acc, bias, y + g * GROUP * ldy,
-             ldy, valid, m0, m1);
+        for (ptrdiff_t p = 0; p < panel_count; p++) {
+            const ptrdiff_t cols = width - p * PANEL;
+            const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+            const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+            tile(quants + g * GROUP * (k / 4), scales + g * GROUP * blocks, w + p * panel_bytes, blocks, acc,
+                 bias ? bias + p * PANEL : NULL, y + g * GROUP * ldy + p * PANEL, ldy, valid, m0, m1);
+        }
     }
 }
 
@@ -146,11 +153,11 @@ void dalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t f
     (void)x, (void)rows, (void)k, (void)first_group, (void)groups, (void)quants, (void)scales;
 }
 
-void dalle_q8_panel_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
-                         const uint8_t *panel, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
-                         ptrdiff_t width) {
-    (void)quants, (void)scales, (void)rows, (void)k, (void)panel, (void)bias, (void)scratch, (void)y, (void)ldy,
-        (void)width;
+void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+                   const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
+                   ptrdiff_t ldy, ptrdiff_t width) {
+    (void)quants, (void)scales, (void)rows, (void)k, (void)panels, (void)panel_count, (void)bias, (void)scratch,
+        (void)y, (void)ldy, (void)width;
 }
 
 #endif

@@ -28,14 +28,16 @@ size_t dalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k);
 // (laid out for every group, as dalle_bf16_packed_words counts).
 void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                           uint32_t *packed);
-// Bytes of the scratch dalle_bf16_panel_gemm needs (64-byte aligned).
+// Bytes of the scratch dalle_bf16_gemm needs per panel.
 size_t dalle_bf16_panel_scratch_bytes(ptrdiff_t k);
-// y[r][j] = Σ_i x[r][i] · w[i][j] (+ bias[j]) for j < width, every row r < rows: w is a Linear
-// panel [k][32] of bf16, x the packed activations. Each output is one f32 sum over the input
-// pairs in ascending order, a pair adding its odd input's product and then its even input's
-// (the products of two bf16 values are exact); bias is added last.
-void dalle_bf16_panel_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panel,
-                           const float *bias, void *scratch, float *y, ptrdiff_t ldy, ptrdiff_t width);
+// y[r][j] = Σ_i x[r][i] · w[i][j] (+ bias[j]) for j < width, every row r < rows: w is
+// `panel_count` consecutive Linear panels [k][32] of bf16 (32 columns of w each; width ≤
+// 32 · panel_count), x the packed activations. Each output is one f32 sum over the input pairs
+// in ascending order, a pair adding its odd input's product and then its even input's (the
+// products of two bf16 values are exact); bias is added last.
+void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+                     ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
+                     ptrdiff_t width);
 
 // ---- q8_0 weights × q8_0 activations, int32 block dots, f32 sums ----
 // Activations are quantized per row and block of 32 inputs as ggml's quantize_row_q8_0 does:
@@ -50,13 +52,16 @@ size_t dalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k);
 // Quantizes and packs groups [first_group, first_group + groups) of x [rows][k].
 void dalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                         uint32_t *quants, float *scales);
+// Bytes of the scratch dalle_q8_gemm needs per panel, and once more for any number of panels.
 size_t dalle_q8_panel_scratch_bytes(ptrdiff_t k);
-// y[r][j] = Σ_b (Σ_{i in b} qx[r][i] · qw[i][j]) · (dw[b][j] · dx[r][b]) (+ bias[j]): each
-// block's dot is exact in int32, then added to the f32 sum as fma(dot, dw · dx, sum), blocks
-// in ascending order from 0; bias is added last. panel is a q8_0 Linear panel (per block of
-// 32 inputs: 32 f16 scales, then 32 rows of 32 int8).
-void dalle_q8_panel_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
-                         const uint8_t *panel, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
-                         ptrdiff_t width);
+size_t dalle_q8_gemm_scratch_bytes(void);
+// y[r][j] = Σ_b (Σ_{i in b} qx[r][i] · qw[i][j]) · (dw[b][j] · dx[r][b]) (+ bias[j]) for
+// j < width: each block's dot is exact in int32, then added to the f32 sum as
+// fma(dot, dw · dx, sum), blocks in ascending order from 0; bias is added last. panels are
+// `panel_count` consecutive q8_0 Linear panels (per block of 32 inputs: 32 f16 scales, then
+// 32 rows of 32 int8).
+void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+                   const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
+                   ptrdiff_t ldy, ptrdiff_t width);
 
 #endif

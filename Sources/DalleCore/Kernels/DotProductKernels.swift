@@ -32,26 +32,37 @@ public struct DotProductKernels: OptionSet, Sendable, CustomStringConvertible {
 }
 
 extension Linear {
+    /// Bytes of packed weights one call of a dot-product kernel keeps (in L2) while its rows run
+    /// over them.
+    static let dotProductChunkBytes = 512 << 10
+
     /// y = x · Wᵀ + b through a dot-product kernel when one is enabled for this weight format
-    /// (and k > 0); false, with y untouched, otherwise. Threads take 32-output panels one at a
-    /// time; every output is summed in an order fixed by k alone.
+    /// (and k > 0); false, with y untouched, otherwise. Threads take chunks of consecutive
+    /// 32-output panels one at a time; every output is summed in an order fixed by k alone.
     func applyDotProduct(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
                          bias: UnsafePointer<Float>?, pool: ThreadPool) -> Bool {
         let k = inputs, n = outputs, pw = Linear.panelWidth, panelBytes = Linear.panelBytes(format, inputs: k)
         let w = UnsafeRawPointer(panels.bytes), enabled = DotProductKernels.enabled
         let groups = (rows + Int(DALLE_DOT_GROUP_ROWS) - 1) / Int(DALLE_DOT_GROUP_ROWS)
         guard k > 0, rows > 0 else { return false }
+        /// Calls `body(first panel, panel count, scratch)` for chunks of panels that fit
+        /// `dotProductChunkBytes` once packed, at least 4 chunks per thread where there are enough panels.
+        func forEachChunk(scratchPerPanel: Int, extraScratch: Int = 0, _ body: (Int, Int, UnsafeMutableRawPointer) -> Void) {
+            let chunk = max(1, min(Linear.dotProductChunkBytes / scratchPerPanel, panelCount / (4 * pool.threads)))
+            pool.parallelForEach((panelCount + chunk - 1) / chunk) { item in
+                let first = item * chunk, count = min(chunk, panelCount - first)
+                withThreadWorkspace(bytes: count * scratchPerPanel + extraScratch) { body(first, count, $0) }
+            }
+        }
         switch format {
         case .bf16 where enabled.contains(.bf16):
             let words = UnsafeMutablePointer<UInt32>.allocate(capacity: dalle_bf16_packed_words(rows, k))
             defer { words.deallocate() }
             pool.parallelFor(groups) { range in dalle_bf16_pack_rows(x, rows, k, range.lowerBound, range.count, words) }
-            pool.parallelForEach(panelCount) { panel in
-                withThreadWorkspace(bytes: dalle_bf16_panel_scratch_bytes(k)) { scratch in
-                    let j0 = panel * pw
-                    dalle_bf16_panel_gemm(words, rows, k, (w + panel * panelBytes).assumingMemoryBound(to: UInt16.self),
-                                          bias.map { $0 + j0 }, scratch, y + j0, n, min(pw, n - j0))
-                }
+            forEachChunk(scratchPerPanel: dalle_bf16_panel_scratch_bytes(k)) { first, count, scratch in
+                let j0 = first * pw
+                dalle_bf16_gemm(words, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt16.self), count,
+                                bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
         case .quantized(.q8_0) where enabled.contains(.int8):
@@ -59,12 +70,10 @@ extension Linear {
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: dalle_q8_scale_count(rows, k))
             defer { quants.deallocate(); scales.deallocate() }
             pool.parallelFor(groups) { range in dalle_q8_pack_rows(x, rows, k, range.lowerBound, range.count, quants, scales) }
-            pool.parallelForEach(panelCount) { panel in
-                withThreadWorkspace(bytes: dalle_q8_panel_scratch_bytes(k)) { scratch in
-                    let j0 = panel * pw
-                    dalle_q8_panel_gemm(quants, scales, rows, k, (w + panel * panelBytes).assumingMemoryBound(to: UInt8.self),
-                                        bias.map { $0 + j0 }, scratch, y + j0, n, min(pw, n - j0))
-                }
+            forEachChunk(scratchPerPanel: dalle_q8_panel_scratch_bytes(k), extraScratch: dalle_q8_gemm_scratch_bytes()) { first, count, scratch in
+                let j0 = first * pw
+                dalle_q8_gemm(quants, scales, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt8.self), count,
+                              bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
         default:
