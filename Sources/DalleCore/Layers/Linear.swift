@@ -11,9 +11,21 @@ import Glibc
 /// outputs' f16 scales, then 32 rows of 32 int8 (q8_0) or 32 nibbles (q4_0, output j in the
 /// low and j + 16 in the high nibble of byte j); each weight is widened to q · d exactly, so
 /// a quantized Linear computes what an f32 one holding the dequantized values computes.
-/// Results are the same for every thread count and CPU (threads split output panels; each output
-/// starts at its bias and adds one fused multiply-add per input in ascending order, in every
-/// kernel: the portable Swift one and, on CPUs with AVX-512, `StreamingKernel.avx512`).
+/// Up to `streamingRows` rows, results are the same for every thread count and CPU (threads split
+/// output panels; each output starts at its bias and adds one fused multiply-add per input in
+/// ascending order, in every kernel: the portable Swift one and, on CPUs with AVX-512,
+/// `StreamingKernel.avx512`).
+///
+/// Numerics. Up to `streamingRows` rows (decoding: memory-bound, so the weights' bytes set the
+/// speed) every format computes the f32 product of x and the stored weights' exact values, as
+/// does the AVX2 packed GEMM for more rows. On CPUs with AVX-512 (`DotProductKernels`), more
+/// rows go through dot-product kernels that round the activations too: bf16 weights take x
+/// rounded to bf16 (to nearest even) and sum exact bf16 products in f32, input pairs in
+/// ascending order (vdpbf16ps; about 3e-4 of max|y| mean error); q8_0 weights take x
+/// quantized per block of 32 as ggml's q8_0 (d = max|x| / 127, q rounded to nearest even)
+/// and add each block's exact int32 dot as fma(dot, d_w · d_x, sum) (vpdpbusd; about 7e-4).
+/// Either is a fixed order per output, so results stay the same for any thread count and any
+/// grouping of rows, but differ from the AVX2 path's (see docs/ARCHITECTURE.md, "Numerics").
 public struct Linear: @unchecked Sendable {
     let inputs: Int
     let outputs: Int
