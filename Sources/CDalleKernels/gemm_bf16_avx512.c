@@ -1,23 +1,23 @@
 // bf16 × bf16 → f32 GEMM on one Linear panel with AVX-512 BF16 (see dalle_kernels_gemm.h).
 #include "dalle_kernels_gemm.h"
 
-enum { GROUP = DALLE_DOT_GROUP_ROWS, PANEL = 32 };
+enum { GROUP = LIBDALLE_DOT_GROUP_ROWS, PANEL = 32 };
 
 static ptrdiff_t pairs_of(ptrdiff_t k) { return (k + 1) / 2; }
 static ptrdiff_t groups_of(ptrdiff_t rows) { return (rows + GROUP - 1) / GROUP; }
 
-size_t dalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k) {
+size_t libdalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k) {
     return (size_t)(groups_of(rows) * pairs_of(k) * GROUP);
 }
 
-size_t dalle_bf16_panel_scratch_bytes(ptrdiff_t k) { return (size_t)(pairs_of(k) * PANEL * 4); }
+size_t libdalle_bf16_panel_scratch_bytes(ptrdiff_t k) { return (size_t)(pairs_of(k) * PANEL * 4); }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
 
-void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+void libdalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                           uint32_t *packed) {
     const ptrdiff_t pairs = pairs_of(k);
     uint32_t words[16];
@@ -88,7 +88,7 @@ static void tile(const uint32_t *a, const uint32_t *w, ptrdiff_t pairs, const fl
 
 // Every panel is packed first; then each group of rows runs over all of them while it is in
 // L1, so the activations are read once per call rather than once per panel.
-void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+void libdalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
                      ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
                      ptrdiff_t width) {
     const ptrdiff_t pairs = pairs_of(k), panel_words = pairs * PANEL;
@@ -110,12 +110,12 @@ void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const 
 
 #else
 
-void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+void libdalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                           uint32_t *packed) {
     (void)x, (void)rows, (void)k, (void)first_group, (void)groups, (void)packed;
 }
 
-void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+void libdalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
                      ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
                      ptrdiff_t width) {
     (void)packed, (void)rows, (void)k, (void)panels, (void)panel_count, (void)bias, (void)scratch, (void)y,

@@ -4,7 +4,7 @@
 #include "dalle_kernels_gemm.h"
 
 enum {
-    GROUP = DALLE_DOT_GROUP_ROWS, PANEL = 32, BLOCK = 32,
+    GROUP = LIBDALLE_DOT_GROUP_ROWS, PANEL = 32, BLOCK = 32,
     // A q8_0 Linear panel's block: 32 f16 scales, then 32 rows of 32 int8.
     STORED_BLOCK_BYTES = 64 + 32 * 32,
     // The same block in the scratch: 8 quads × 32 words (4 inputs of one output each), the
@@ -14,18 +14,18 @@ enum {
 
 static ptrdiff_t groups_of(ptrdiff_t rows) { return (rows + GROUP - 1) / GROUP; }
 
-size_t dalle_q8_packed_words(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / 4)); }
-size_t dalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / BLOCK)); }
-size_t dalle_q8_panel_scratch_bytes(ptrdiff_t k) { return (size_t)((k / BLOCK) * PACKED_BLOCK_BYTES); }
+size_t libdalle_q8_packed_words(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / 4)); }
+size_t libdalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k) { return (size_t)(groups_of(rows) * GROUP * (k / BLOCK)); }
+size_t libdalle_q8_panel_scratch_bytes(ptrdiff_t k) { return (size_t)((k / BLOCK) * PACKED_BLOCK_BYTES); }
 // The f32 sums of one tile.
-size_t dalle_q8_gemm_scratch_bytes(void) { return GROUP * PANEL * 4; }
+size_t libdalle_q8_gemm_scratch_bytes(void) { return GROUP * PANEL * 4; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
 
-void dalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+void libdalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                         uint32_t *quants, float *scales) {
     const ptrdiff_t blocks = k / BLOCK;
     const __m512 zero = _mm512_setzero_ps();
@@ -125,7 +125,7 @@ static void tile(const uint32_t *a, const float *as, const uint8_t *w, ptrdiff_t
 
 // Every panel is packed first; then each group of rows runs over all of them while it is in
 // L1, so the activations are read once per call rather than once per panel.
-void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+void libdalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
                    const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
                    ptrdiff_t ldy, ptrdiff_t width) {
     const ptrdiff_t blocks = k / BLOCK, panel_bytes = blocks * PACKED_BLOCK_BYTES;
@@ -148,12 +148,12 @@ void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, 
 
 #else
 
-void dalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+void libdalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                         uint32_t *quants, float *scales) {
     (void)x, (void)rows, (void)k, (void)first_group, (void)groups, (void)quants, (void)scales;
 }
 
-void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+void libdalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
                    const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
                    ptrdiff_t ldy, ptrdiff_t width) {
     (void)quants, (void)scales, (void)rows, (void)k, (void)panels, (void)panel_count, (void)bias, (void)scratch,

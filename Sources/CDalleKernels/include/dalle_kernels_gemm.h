@@ -6,7 +6,8 @@
 //
 // Both work on one 32-output weight panel of Linear (see Linear.swift) at a time, over every
 // row of x, and sum each output in a fixed order that depends only on k: a result never
-// depends on how rows are grouped or how panels are shared among threads.
+// depends on how rows are grouped or how panels are shared among threads. Named libdalle_*, not
+// dalle_*, so that libdalle.so does not export them (exports.map).
 #ifndef DALLE_KERNELS_GEMM_H
 #define DALLE_KERNELS_GEMM_H
 
@@ -15,7 +16,7 @@
 
 // Rows of x per micro-tile: packed activations come in groups of this many rows (the last
 // group zero-padded).
-enum { DALLE_DOT_GROUP_ROWS = 12 };
+enum { LIBDALLE_DOT_GROUP_ROWS = 12 };
 
 // ---- bf16 weights × bf16 activations, f32 sums ----
 // Packed activations of one group: for each pair of inputs (2q, 2q + 1), one 32-bit word per
@@ -23,19 +24,19 @@ enum { DALLE_DOT_GROUP_ROWS = 12 };
 // An odd k's last pair and rows past `rows` are zero.
 
 // 32-bit words of packed activations for `rows` rows of `k` inputs.
-size_t dalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k);
+size_t libdalle_bf16_packed_words(ptrdiff_t rows, ptrdiff_t k);
 // Packs groups [first_group, first_group + groups) of x [rows][k] (row-major) into `packed`
-// (laid out for every group, as dalle_bf16_packed_words counts).
-void dalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+// (laid out for every group, as libdalle_bf16_packed_words counts).
+void libdalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                           uint32_t *packed);
-// Bytes of the scratch dalle_bf16_gemm needs per panel.
-size_t dalle_bf16_panel_scratch_bytes(ptrdiff_t k);
+// Bytes of the scratch libdalle_bf16_gemm needs per panel.
+size_t libdalle_bf16_panel_scratch_bytes(ptrdiff_t k);
 // y[r][j] = Σ_i x[r][i] · w[i][j] (+ bias[j]) for j < width, every row r < rows: w is
 // `panel_count` consecutive Linear panels [k][32] of bf16 (32 columns of w each; width ≤
 // 32 · panel_count), x the packed activations. Each output is one f32 sum over the input pairs
 // in ascending order, a pair adding its odd input's product and then its even input's (the
 // products of two bf16 values are exact); bias is added last.
-void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
+void libdalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const uint16_t *panels,
                      ptrdiff_t panel_count, const float *bias, void *scratch, float *y, ptrdiff_t ldy,
                      ptrdiff_t width);
 
@@ -47,20 +48,20 @@ void dalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, const 
 // (unsigned bytes); the scales per group as [blocks][12] floats. k is a multiple of 32.
 
 // 32-bit words of packed quants, and floats of scales, for `rows` rows of `k` inputs.
-size_t dalle_q8_packed_words(ptrdiff_t rows, ptrdiff_t k);
-size_t dalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k);
+size_t libdalle_q8_packed_words(ptrdiff_t rows, ptrdiff_t k);
+size_t libdalle_q8_scale_count(ptrdiff_t rows, ptrdiff_t k);
 // Quantizes and packs groups [first_group, first_group + groups) of x [rows][k].
-void dalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
+void libdalle_q8_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdiff_t first_group, ptrdiff_t groups,
                         uint32_t *quants, float *scales);
-// Bytes of the scratch dalle_q8_gemm needs per panel, and once more for any number of panels.
-size_t dalle_q8_panel_scratch_bytes(ptrdiff_t k);
-size_t dalle_q8_gemm_scratch_bytes(void);
+// Bytes of the scratch libdalle_q8_gemm needs per panel, and once more for any number of panels.
+size_t libdalle_q8_panel_scratch_bytes(ptrdiff_t k);
+size_t libdalle_q8_gemm_scratch_bytes(void);
 // y[r][j] = Σ_b (Σ_{i in b} qx[r][i] · qw[i][j]) · (dw[b][j] · dx[r][b]) (+ bias[j]) for
 // j < width: each block's dot is exact in int32, then added to the f32 sum as
 // fma(dot, dw · dx, sum), blocks in ascending order from 0; bias is added last. panels are
 // `panel_count` consecutive q8_0 Linear panels (per block of 32 inputs: 32 f16 scales, then
 // 32 rows of 32 int8).
-void dalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
+void libdalle_q8_gemm(const uint32_t *quants, const float *scales, ptrdiff_t rows, ptrdiff_t k,
                    const uint8_t *panels, ptrdiff_t panel_count, const float *bias, void *scratch, float *y,
                    ptrdiff_t ldy, ptrdiff_t width);
 

@@ -43,7 +43,7 @@ extension Linear {
                          bias: UnsafePointer<Float>?, pool: ThreadPool) -> Bool {
         let k = inputs, n = outputs, pw = Linear.panelWidth, panelBytes = Linear.panelBytes(format, inputs: k)
         let w = UnsafeRawPointer(panels.bytes), enabled = DotProductKernels.enabled
-        let groups = (rows + Int(DALLE_DOT_GROUP_ROWS) - 1) / Int(DALLE_DOT_GROUP_ROWS)
+        let groups = (rows + Int(LIBDALLE_DOT_GROUP_ROWS) - 1) / Int(LIBDALLE_DOT_GROUP_ROWS)
         guard k > 0, rows > 0 else { return false }
         /// Calls `body(first panel, panel count, scratch)` for chunks of panels that fit
         /// `dotProductChunkBytes` once packed, at least 4 chunks per thread where there are enough panels.
@@ -56,23 +56,23 @@ extension Linear {
         }
         switch format {
         case .bf16 where enabled.contains(.bf16):
-            let words = UnsafeMutablePointer<UInt32>.allocate(capacity: dalle_bf16_packed_words(rows, k))
+            let words = UnsafeMutablePointer<UInt32>.allocate(capacity: libdalle_bf16_packed_words(rows, k))
             defer { words.deallocate() }
-            pool.parallelFor(groups) { range in dalle_bf16_pack_rows(x, rows, k, range.lowerBound, range.count, words) }
-            forEachChunk(scratchPerPanel: dalle_bf16_panel_scratch_bytes(k)) { first, count, scratch in
+            pool.parallelFor(groups) { range in libdalle_bf16_pack_rows(x, rows, k, range.lowerBound, range.count, words) }
+            forEachChunk(scratchPerPanel: libdalle_bf16_panel_scratch_bytes(k)) { first, count, scratch in
                 let j0 = first * pw
-                dalle_bf16_gemm(words, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt16.self), count,
+                libdalle_bf16_gemm(words, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt16.self), count,
                                 bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
         case .quantized(.q8_0) where enabled.contains(.int8):
-            let quants = UnsafeMutablePointer<UInt32>.allocate(capacity: dalle_q8_packed_words(rows, k))
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: dalle_q8_scale_count(rows, k))
+            let quants = UnsafeMutablePointer<UInt32>.allocate(capacity: libdalle_q8_packed_words(rows, k))
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: libdalle_q8_scale_count(rows, k))
             defer { quants.deallocate(); scales.deallocate() }
-            pool.parallelFor(groups) { range in dalle_q8_pack_rows(x, rows, k, range.lowerBound, range.count, quants, scales) }
-            forEachChunk(scratchPerPanel: dalle_q8_panel_scratch_bytes(k), extraScratch: dalle_q8_gemm_scratch_bytes()) { first, count, scratch in
+            pool.parallelFor(groups) { range in libdalle_q8_pack_rows(x, rows, k, range.lowerBound, range.count, quants, scales) }
+            forEachChunk(scratchPerPanel: libdalle_q8_panel_scratch_bytes(k), extraScratch: libdalle_q8_gemm_scratch_bytes()) { first, count, scratch in
                 let j0 = first * pw
-                dalle_q8_gemm(quants, scales, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt8.self), count,
+                libdalle_q8_gemm(quants, scales, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt8.self), count,
                               bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
