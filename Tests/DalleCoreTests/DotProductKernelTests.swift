@@ -1,10 +1,10 @@
 import XCTest
 @testable import DalleCore
 
-/// `Linear`'s AVX-512 dot-product paths (bf16 weights with AVX-512 BF16, q8_0 weights with
-/// VNNI; `DotProductKernels`) against references written out here with the same rounding, for
-/// any thread count and any grouping of rows; and their error against the f32 product.
-/// Skipped on CPUs without the instructions.
+/// `Linear`'s AVX-512 dot-product paths (bf16 weights with AVX-512 BF16, q8_0 and q4_0 weights
+/// with VNNI, packed and streaming; `DotProductKernels`) against references written out here
+/// with the same rounding, for any thread count, any grouping of rows and either kernel; and
+/// their error against the f32 product. Skipped on CPUs without the instructions.
 final class DotProductKernelTests: XCTestCase {
     /// Deterministic values in [-1, 1).
     private struct Random {
@@ -17,7 +17,7 @@ final class DotProductKernelTests: XCTestCase {
         mutating func tensor(_ shape: [Int]) -> Tensor { Tensor(uncheckedShape: shape, scalars: array(shape.reduce(1, *))) }
     }
 
-    /// A Linear [outputs, inputs] stored as `format` (bf16 or q8_0), and the stored weight.
+    /// A Linear [outputs, inputs] stored as `format` (bf16, q8_0 or q4_0), and the stored weight.
     private func linear(_ w: Tensor, bias: Tensor?, _ format: WeightFormat) throws -> (Linear, Weight) {
         var writer = SafetensorsWriter()
         if case let .quantized(type) = format { try writer.add("w", w, quantizedAs: type) } else { try writer.add("w", w, as: .bf16) }
@@ -51,11 +51,14 @@ final class DotProductKernelTests: XCTestCase {
         return y
     }
 
-    /// The q8_0 contract: activations quantized per block of 32 (d = max|x| / 127, q = x · (127 /
-    /// max|x|) to nearest even); per output, each block's integer dot added as fma(dot, dw · dx,
-    /// sum) in order; bias last. The stored weight is ggml's q8_0: per row and block an f16 d, 32 int8.
+    /// The int8 contract: activations quantized per block of 32 (d = max|x| / 127, q = x · (127 /
+    /// max|x|) to nearest even; a non-finite value makes d NaN); per output, each block's integer
+    /// dot added as fma(dot, dw · dx, sum) in order; bias last. The stored weight is ggml's q8_0
+    /// (per row and block an f16 d, 32 int8) or q4_0 (an f16 d, 16 bytes: value j in the low
+    /// nibble of byte j, j + 16 in its high nibble, stored as q + 8).
     private func int8Reference(_ x: [Float], rows: Int, _ w: Weight, bias: [Float]?) -> [Float] {
         let n = w.shape[0], k = w.shape[1], blocks = k / 32
+        let q4 = w.format == .quantized(.q4_0), blockBytes = q4 ? 18 : 34
         var y = [Float](repeating: 0, count: rows * n)
         for r in 0..<rows {
             var qx = [Int32](repeating: 0, count: k), dx = [Float](repeating: 0, count: blocks)
@@ -63,16 +66,25 @@ final class DotProductKernelTests: XCTestCase {
                 let block = x[(r * k + b * 32)..<(r * k + b * 32 + 32)]
                 let amax = block.map(abs).max() ?? 0
                 let inverse: Float = amax >= 0x1p-100 ? 127 / amax : 0
-                for (i, v) in block.enumerated() { qx[b * 32 + i] = Int32((v * inverse).rounded(.toNearestOrEven)) }
-                dx[b] = amax / 127
+                for (i, v) in block.enumerated() { qx[b * 32 + i] = v.isFinite ? Int32((v * inverse).rounded(.toNearestOrEven)) : 0 }
+                dx[b] = block.allSatisfy(\.isFinite) ? amax / 127 : .nan
             }
             for o in 0..<n {
                 var acc: Float = 0
                 for b in 0..<blocks {
-                    let stored = w.base + o * (blocks * 34) + b * 34
+                    let stored = w.base + o * (blocks * blockBytes) + b * blockBytes
                     let dw = Float(Float16(bitPattern: stored.loadUnaligned(as: UInt16.self)))
                     var dot: Int32 = 0
-                    for i in 0..<32 { dot += qx[b * 32 + i] * Int32(stored.load(fromByteOffset: 2 + i, as: Int8.self)) }
+                    for i in 0..<32 {
+                        let q: Int32
+                        if q4 {
+                            let byte = stored.load(fromByteOffset: 2 + i % 16, as: UInt8.self)
+                            q = Int32(i < 16 ? byte & 15 : byte >> 4) - 8
+                        } else {
+                            q = Int32(stored.load(fromByteOffset: 2 + i, as: Int8.self))
+                        }
+                        dot += qx[b * 32 + i] * q
+                    }
                     acc = acc.addingProduct(Float(dot), dw * dx[b])
                 }
                 y[r * n + o] = acc + (bias?[o] ?? 0)
@@ -83,8 +95,10 @@ final class DotProductKernelTests: XCTestCase {
 
     /// The kernel against its reference, bit for bit, on odd shapes (partial panels, rows not a
     /// multiple of the 12-row groups, odd k), for 1, 2 and 3 threads; and rows 5..<rows computed
-    /// alone (grouped differently) give the same rows.
+    /// alone (grouped differently) give the same rows. `rowCounts` past `Linear.streamingRows`
+    /// take the packed kernel, the others the streaming one.
     private func checkKernel(_ format: WeightFormat, _ kernel: DotProductKernels, shapes: [(Int, Int)],
+                             rowCounts: [Int] = [22, 29, 41],
                              reference: ([Float], Int, Weight, [Float]?) -> [Float]) throws {
         try XCTSkipUnless(DotProductKernels.supported.contains(kernel), "the CPU lacks the \(kernel) dot-product instructions")
         var rng = Random(state: 31)
@@ -92,13 +106,14 @@ final class DotProductKernelTests: XCTestCase {
             for withBias in [false, true] {
                 let bias = withBias ? rng.tensor([outputs]) : nil
                 let (layer, weight) = try linear(rng.tensor([outputs, inputs]), bias: bias, format)
-                for rows in [22, 29, 41] {
+                for rows in rowCounts {
                     let x = rng.array(rows * inputs)
                     let expected = reference(x, rows, weight, bias?.scalars)
                     for threads in [1, 2, 3] {
-                        XCTAssertEqual(layer(x, rows: rows, pool: ThreadPool(threads: threads)), expected,
+                        XCTAssertEqual(layer(x, rows: rows, pool: ThreadPool(threads: threads)).map(\.bitPattern), expected.map(\.bitPattern),
                                        "\(format) \(inputs)->\(outputs), \(rows) rows, \(threads) threads")
                     }
+                    guard rows > 5 else { continue }
                     let tail = Array(x[(5 * inputs)...])
                     XCTAssertEqual(layer(tail, rows: rows - 5, pool: ThreadPool(threads: 2)), Array(expected[(5 * outputs)...]))
                 }
@@ -111,21 +126,53 @@ final class DotProductKernelTests: XCTestCase {
     }
 
     func testInt8KernelMatchesItsReference() throws {
-        try checkKernel(.quantized(.q8_0), .int8, shapes: [(32, 7), (64, 45), (96, 96), (320, 33)], reference: int8Reference)
+        for type in [QuantizedType.q8_0, .q4_0] {
+            try checkKernel(.quantized(type), .int8, shapes: [(32, 7), (64, 45), (96, 96), (320, 33)], reference: int8Reference)
+        }
+    }
+
+    /// The streaming kernel (1…16 rows, up to eight per pass) against the same reference.
+    func testInt8StreamingKernelMatchesItsReference() throws {
+        for type in [QuantizedType.q8_0, .q4_0] {
+            try checkKernel(.quantized(type), .int8, shapes: [(32, 7), (64, 45), (96, 96), (160, 70)],
+                            rowCounts: Array(1...Linear.streamingRows), reference: int8Reference)
+        }
+    }
+
+    /// A quantized Linear gives the same bits for a row whatever the number of rows beside it:
+    /// the streaming kernel (≤ 16 rows) and the packed one (more) compute the same sums.
+    func testInt8StreamingAndPackedKernelsAgree() throws {
+        try XCTSkipUnless(DotProductKernels.supported.contains(.int8))
+        var rng = Random(state: 34)
+        for type in [QuantizedType.q8_0, .q4_0] {
+            let (layer, _) = try linear(rng.tensor([70, 256]), bias: rng.tensor([70]), .quantized(type))
+            let x = rng.array(40 * 256)
+            let all = layer(x, rows: 40, pool: ThreadPool(threads: 2))
+            for (first, count) in [(0, 1), (3, 7), (17, 8), (24, 16), (39, 1)] {
+                let part = layer(Array(x[(first * 256)..<((first + count) * 256)]), rows: count, pool: ThreadPool(threads: 3))
+                XCTAssertEqual(part.map(\.bitPattern), all[(first * 70)..<((first + count) * 70)].map(\.bitPattern), "\(type) rows \(first)..<\(first + count)")
+            }
+        }
     }
 
     /// A NaN or an infinity among a row's activations makes that row's outputs NaN (its block's
     /// scale is NaN), as the f32 product would make them non-finite; other rows are unaffected.
+    /// Through the packed kernel (20 rows) and the streaming one (5 rows).
     func testInt8KernelPropagatesNonFiniteActivations() throws {
         try XCTSkipUnless(DotProductKernels.supported.contains(.int8))
         var rng = Random(state: 32)
-        let (layer, _) = try linear(rng.tensor([40, 64]), bias: nil, .quantized(.q8_0))
-        for bad in [Float.nan, .infinity] {
-            var x = rng.array(20 * 64)
-            x[3 * 64 + 40] = bad
-            let y = layer(x, rows: 20, pool: ThreadPool(threads: 2))
-            XCTAssertTrue(y[(3 * 40)..<(4 * 40)].allSatisfy(\.isNaN))
-            XCTAssertTrue(y[(4 * 40)...].allSatisfy(\.isFinite))
+        for type in [QuantizedType.q8_0, .q4_0] {
+            let (layer, _) = try linear(rng.tensor([40, 64]), bias: nil, .quantized(type))
+            for bad in [Float.nan, .infinity, -.infinity] {
+                for rows in [20, 5] {
+                    var x = rng.array(rows * 64)
+                    x[3 * 64 + 40] = bad
+                    let y = layer(x, rows: rows, pool: ThreadPool(threads: 2))
+                    XCTAssertTrue(y[(3 * 40)..<(4 * 40)].allSatisfy(\.isNaN), "\(type) \(bad) \(rows) rows")
+                    XCTAssertTrue(y[..<(3 * 40)].allSatisfy(\.isFinite))
+                    XCTAssertTrue(y[(4 * 40)...].allSatisfy(\.isFinite))
+                }
+            }
         }
     }
 
@@ -136,8 +183,9 @@ final class DotProductKernelTests: XCTestCase {
         var rng = Random(state: 33)
         let inputs = 1024, outputs = 512, rows = 64
         let x = rng.array(rows * inputs), w = rng.tensor([outputs, inputs])
-        for (format, kernel, maxBound, meanBound) in [(WeightFormat.bf16, DotProductKernels.bf16, Float(4e-3), Float(1e-3)),
-                                                      (.quantized(.q8_0), .int8, 2e-2, 5e-3)] {
+        for (name, format, kernel, maxBound, meanBound) in [("bf16", WeightFormat.bf16, DotProductKernels.bf16, Float(4e-3), Float(1e-3)),
+                                                            ("q8_0", .quantized(.q8_0), .int8, 2e-2, 5e-3),
+                                                            ("q4_0", .quantized(.q4_0), .int8, 2e-2, 5e-3)] {
             guard DotProductKernels.supported.contains(kernel) else { continue }
             let (layer, _) = try linear(w, bias: nil, format)
             let fast = layer(x, rows: rows, pool: ThreadPool(threads: 2))
@@ -147,7 +195,7 @@ final class DotProductKernelTests: XCTestCase {
             let scale = exact.map(abs).max() ?? 1
             let errors = zip(fast, exact).map { abs($0 - $1) / scale }
             let maxError = errors.max() ?? 0, meanError = errors.reduce(0, +) / Float(errors.count)
-            print("\(kernel) dot-product path vs f32, Linear \(inputs)->\(outputs), \(rows) rows: error / max|y|: max \(maxError), mean \(meanError)")
+            print("\(name) weights, \(kernel) dot-product path vs f32, Linear \(inputs)->\(outputs), \(rows) rows: error / max|y|: max \(maxError), mean \(meanError)")
             XCTAssertLessThan(maxError, maxBound)
             XCTAssertLessThan(meanError, meanBound)
         }

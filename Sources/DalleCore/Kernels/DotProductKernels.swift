@@ -1,20 +1,26 @@
 import CDalleKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// The dot-product paths of `Linear`'s packed products (more than `Linear.streamingRows` rows),
-/// chosen at run time from the CPU's features: bf16 weights with AVX-512 BF16 (vdpbf16ps),
-/// q8_0 weights with AVX-512 VNNI (vpdpbusd). Without them, and for other formats, `Linear`
-/// widens the weights to f32 as the AVX2 GEMM packs them. The numeric contract is `Linear`'s.
+/// The dot-product paths of `Linear`, chosen at run time from the CPU's features: bf16 weights
+/// with AVX-512 BF16 (vdpbf16ps) for products of more than `Linear.streamingRows` rows; q8_0 and
+/// q4_0 weights with AVX-512 VNNI (vpdpbusd) for every row count (the packed GEMM and the
+/// streaming kernel, which give the same bits). Without them, and for other formats, `Linear`
+/// computes with the weights widened to f32. The numeric contract is `Linear`'s.
 public struct DotProductKernels: OptionSet, Sendable, CustomStringConvertible {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
     /// bf16 weights × activations rounded to bf16, f32 sums.
     public static let bf16 = DotProductKernels(rawValue: 1)
-    /// q8_0 weights × activations quantized to q8_0, int32 block dots, f32 sums.
+    /// q8_0 / q4_0 weights × activations quantized to q8_0, int32 block dots, f32 sums.
     public static let int8 = DotProductKernels(rawValue: 2)
 
-    /// The paths this CPU can run.
+    /// The paths this CPU can run; none when `DALLE_SIMD` is `avx2` or `avx512` in the environment
+    /// (to compare with the f32 paths).
     public static let supported: DotProductKernels = {
+        if let level = getenv("DALLE_SIMD").map({ String(cString: $0) }), ["avx2", "avx512"].contains(level) { return [] }
         let avx512: CPUFeatures = [.avx512f, .avx512bw, .avx512vl]
         var kernels: DotProductKernels = []
         if CPUFeatures.detected.isSuperset(of: avx512.union(.avx512bf16)) { kernels.insert(.bf16) }
@@ -65,14 +71,14 @@ extension Linear {
                                 bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
-        case .quantized(.q8_0) where enabled.contains(.int8):
+        case let .quantized(type) where enabled.contains(.int8):
             let quants = UnsafeMutablePointer<UInt32>.allocate(capacity: libdalle_q8_packed_words(rows, k))
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: libdalle_q8_scale_count(rows, k))
             defer { quants.deallocate(); scales.deallocate() }
             pool.parallelFor(groups) { range in libdalle_q8_pack_rows(x, rows, k, range.lowerBound, range.count, quants, scales) }
             forEachChunk(scratchPerPanel: libdalle_q8_panel_scratch_bytes(k), extraScratch: libdalle_q8_gemm_scratch_bytes()) { first, count, scratch in
                 let j0 = first * pw
-                libdalle_q8_gemm(quants, scales, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt8.self), count,
+                libdalle_q8_gemm(type.panelFormat, quants, scales, rows, k, (w + first * panelBytes).assumingMemoryBound(to: UInt8.self), count,
                               bias.map { $0 + j0 }, scratch, y + j0, n, min(count * pw, n - j0))
             }
             return true
@@ -80,4 +86,9 @@ extension Linear {
             return false
         }
     }
+}
+
+extension QuantizedType {
+    /// The DALLE_PANEL_* code of a Linear panel of this type for CDalleKernels.
+    var panelFormat: Int32 { self == .q8_0 ? Int32(DALLE_PANEL_Q8_0) : Int32(DALLE_PANEL_Q4_0) }
 }

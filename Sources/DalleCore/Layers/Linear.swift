@@ -184,6 +184,21 @@ public struct Linear: @unchecked Sendable {
             }
             // Work below ~64K multiply-adds per thread is not worth a thread.
             let split = ThreadPool(threads: min(pool.threads, max(1, rows * k * n / 65536)))
+            if case let .quantized(type) = format, DotProductKernels.enabled.contains(.int8), rows > 0 {
+                let quants = UnsafeMutablePointer<UInt32>.allocate(capacity: libdalle_q8_stream_words(rows, k))
+                let scales = UnsafeMutablePointer<Float>.allocate(capacity: libdalle_q8_stream_scale_count(rows, k))
+                defer { quants.deallocate(); scales.deallocate() }
+                libdalle_q8_quantize_rows(x, rows, k, quants, scales)
+                split.parallelFor(panelCount) { range in
+                    for panel in range {
+                        let j0 = panel * pw
+                        libdalle_q8_stream(type.panelFormat, quants, scales, rows, k,
+                                        (w + panel * panelBytes).assumingMemoryBound(to: UInt8.self), b.map { $0 + j0 },
+                                        min(pw, n - j0), y + j0, n)
+                    }
+                }
+                return
+            }
             split.parallelFor(panelCount) { range in
                 for panel in range {
                     let j0 = panel * pw, width = min(pw, n - j0)
