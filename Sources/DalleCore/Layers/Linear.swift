@@ -9,23 +9,23 @@ import Glibc
 /// sequentially, and 16-bit or quantized weights are read as stored and widened in
 /// registers. A quantized panel keeps GGUF's blocks of 32 inputs: per block, the 32
 /// outputs' f16 scales, then 32 rows of 32 int8 (q8_0) or 32 nibbles (q4_0, output j in the
-/// low and j + 16 in the high nibble of byte j); each weight is widened to q · d exactly, so
-/// a quantized Linear computes what an f32 one holding the dequantized values computes.
-/// Up to `streamingRows` rows, results are the same for every thread count and CPU (threads split
-/// output panels; each output starts at its bias and adds one fused multiply-add per input in
-/// ascending order, in every kernel: the portable Swift one and, on CPUs with AVX-512,
-/// `StreamingKernel.avx512`).
+/// low and j + 16 in the high nibble of byte j, stored as q + 8).
 ///
-/// Numerics. Up to `streamingRows` rows (decoding: memory-bound, so the weights' bytes set the
-/// speed) every format computes the f32 product of x and the stored weights' exact values, as
-/// does the AVX2 packed GEMM for more rows. On CPUs with AVX-512 (`DotProductKernels`), more
-/// rows go through dot-product kernels that round the activations too: bf16 weights take x
-/// rounded to bf16 (to nearest even) and sum exact bf16 products in f32, input pairs in
-/// ascending order (vdpbf16ps; about 3e-4 of max|y| mean error); q8_0 weights take x
-/// quantized per block of 32 as ggml's q8_0 (d = max|x| / 127, q rounded to nearest even)
-/// and add each block's exact int32 dot as fma(dot, d_w · d_x, sum) (vpdpbusd; about 7e-4).
-/// Either is a fixed order per output, so results stay the same for any thread count and any
-/// grouping of rows, but differ from the AVX2 path's (see docs/ARCHITECTURE.md, "Numerics").
+/// Numerics. Without the dot-product kernels below, every format computes the f32 product of x
+/// and the stored weights' exact values (16-bit widened, q · d): up to `streamingRows` rows
+/// (decoding) in the streaming kernel, where each output starts at its bias and adds one fused
+/// multiply-add per input in ascending order (the portable Swift kernel and, on CPUs with
+/// AVX-512, `StreamingKernel.avx512`, give the same bits), and for more rows in the AVX2 packed
+/// GEMM. On CPUs with AVX-512 (`DotProductKernels`) dot-product kernels round the activations
+/// too: bf16 weights, for more than `streamingRows` rows, take x rounded to bf16 (to nearest
+/// even) and sum exact bf16 products in f32, input pairs in ascending order (vdpbf16ps; about
+/// 3e-4 of max|y| mean error); q8_0 and q4_0 weights, for every row count (VNNI: the streaming
+/// kernel and the packed GEMM compute the same sums), take x quantized per block of 32 as
+/// ggml's q8_0 (d = max|x| / 127, q rounded to nearest even) and add each block's exact int32
+/// dot as fma(dot, d_w · d_x, sum), then the bias (vpdpbusd; about 7e-4). Each is a fixed order
+/// per output, so results are the same for any thread count and any grouping of rows, but a
+/// quantized model's differ between CPUs with and without VNNI (see docs/ARCHITECTURE.md,
+/// "Numerics").
 public struct Linear: @unchecked Sendable {
     let inputs: Int
     let outputs: Int
@@ -36,8 +36,8 @@ public struct Linear: @unchecked Sendable {
     let bias: [Float]?
 
     static let panelWidth = 32
-    /// Rows at or below this count use the streaming kernel; larger products use `gemm`'s
-    /// packed micro-kernel on each panel.
+    /// Rows at or below this count use a streaming kernel; larger products use a packed GEMM
+    /// on each panel.
     static let streamingRows = 16
 
     var panelCount: Int { (outputs + Linear.panelWidth - 1) / Linear.panelWidth }
@@ -135,7 +135,8 @@ public struct Linear: @unchecked Sendable {
         apply(x, rows: rows, into: y, pool: pool, streaming: .best)
     }
 
-    /// `apply` with the kernel for up to `streamingRows` rows chosen (every kernel gives the same bits).
+    /// `apply` with the f32 kernel for up to `streamingRows` rows chosen (every one gives the same
+    /// bits; quantized weights take the VNNI kernel instead while `DotProductKernels.enabled` has int8).
     func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool,
                streaming: StreamingKernel) {
         switch format {
