@@ -10,6 +10,9 @@ let cpuFlags: [String] = []
 #endif
 
 let optimized: [SwiftSetting] = [.unsafeFlags(cpuFlags + ["-Ounchecked", "-wmo"])]
+// The C targets' debug information as DWARF 4: valgrind 3.19 (make check-valgrind) cannot read
+// clang's DWARF 5 in a library with several C files ("Possibly corrupted debuginfo file").
+let cDebugInfo: [CSetting] = [.unsafeFlags(["-gdwarf-4"])]
 
 let package = Package(
     name: "libdalle",
@@ -22,10 +25,10 @@ let package = Package(
     ],
     targets: [
         // CPU feature detection, compiled for the baseline CPU so it runs before any AVX2 kernel can.
-        .target(name: "CDalleCPU"),
+        .target(name: "CDalleCPU", cSettings: cDebugInfo),
         // Kernels in C for instruction sets beyond the baseline, each function compiled for its own
         // target and called only after CPUFeatures has found that instruction set.
-        .target(name: "CDalleKernels"),
+        .target(name: "CDalleKernels", cSettings: cDebugInfo),
         .target(name: "DalleCore", dependencies: ["CDalleCPU", "CDalleKernels"], swiftSettings: optimized),
         .target(name: "DalleImageIO", dependencies: ["DalleCore"], swiftSettings: optimized),
         // include/dalle.h as a Swift module, so DalleCAPI implements the header's own types.
