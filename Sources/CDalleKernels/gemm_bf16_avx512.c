@@ -1,4 +1,5 @@
 // bf16 × bf16 → f32 GEMM on one Linear panel with AVX-512 BF16 (see dalle_kernels_gemm.h).
+#include "lane_mask.h"
 #include "dalle_kernels_gemm.h"
 
 enum { GROUP = LIBDALLE_DOT_GROUP_ROWS, PANEL = 32 };
@@ -33,8 +34,7 @@ void libdalle_bf16_pack_rows(const float *x, ptrdiff_t rows, ptrdiff_t k, ptrdif
             // 32 inputs (16 pairs) at a time; past k the masked loads give zeros.
             for (ptrdiff_t i = 0; i < k; i += 32) {
                 const ptrdiff_t left = k - i;
-                const __mmask16 lo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                const __mmask16 lo = lane_mask(left), hi = lane_mask(left - 16);
                 const __m512 a = _mm512_maskz_loadu_ps(lo, src + i), b = _mm512_maskz_loadu_ps(hi, src + i + 16);
                 _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(b, a));
                 const ptrdiff_t q0 = i / 2, n = pairs - q0 < 16 ? pairs - q0 : 16;
@@ -98,8 +98,7 @@ void libdalle_bf16_gemm(const uint32_t *packed, ptrdiff_t rows, ptrdiff_t k, con
         const ptrdiff_t valid = rows - g * GROUP < GROUP ? rows - g * GROUP : GROUP;
         for (ptrdiff_t p = 0; p < panel_count; p++) {
             const ptrdiff_t cols = width - p * PANEL;
-            const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-            const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+            const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
             tile(packed + g * pairs * GROUP, w + p * panel_words, pairs, bias ? bias + p * PANEL : NULL,
                  y + g * GROUP * ldy + p * PANEL, ldy, valid, m0, m1);
         }

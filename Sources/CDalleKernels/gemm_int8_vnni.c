@@ -3,6 +3,7 @@
 // kernel for a few. vpdpbusd multiplies unsigned by signed bytes, so activations are stored as
 // q + 128, weights as signed bytes (q4_0's nibbles minus 8), and each block's dot is corrected
 // by -128 · Σ q_w, exactly, in int32.
+#include "lane_mask.h"
 #include "dalle_kernels_gemm.h"
 #include "dalle_kernels_rows.h"
 
@@ -173,8 +174,7 @@ void libdalle_q8_gemm(int format, const uint32_t *quants, const float *scales, p
         const ptrdiff_t valid = rows - g * GROUP < GROUP ? rows - g * GROUP : GROUP;
         for (ptrdiff_t p = 0; p < panel_count; p++) {
             const ptrdiff_t cols = width - p * PANEL;
-            const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-            const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+            const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
             tile(quants + g * GROUP * (k / 4), scales + g * GROUP * blocks, w + p * panel_bytes, blocks, acc,
                  bias ? bias + p * PANEL : NULL, y + g * GROUP * ldy + p * PANEL, ldy, valid, m0, m1);
         }
@@ -263,8 +263,7 @@ static inline __attribute__((always_inline)) void stream_rows(int format, int R,
     }
     const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
     const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-    const __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
-    const __mmask16 m1 = width >= 32 ? 0xffff : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    const __mmask16 m0 = lane_mask(width), m1 = lane_mask(width - 16);
     for (int r = 0; r < R; r++) {
         const __m512 y0 = _mm512_permutex2var_ps(sum[r][0], i0, sum[r][1]), y1 = _mm512_permutex2var_ps(sum[r][0], i1, sum[r][1]);
         _mm512_mask_storeu_ps(y + r * ldy, m0, _mm512_add_ps(y0, b0));

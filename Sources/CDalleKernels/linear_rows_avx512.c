@@ -2,6 +2,7 @@
 // share one pass over a panel: 8 rows × 32 columns = 16 zmm accumulators, each weight row of
 // the panel read and widened once per pass. Only these functions are compiled for AVX-512;
 // Swift calls them after checking the CPU's features.
+#include "lane_mask.h"
 #include "dalle_kernels_rows.h"
 
 #if defined(__x86_64__)
@@ -95,8 +96,7 @@ INLINE AVX512 void panel_rows(int format, int R, const float *x, ptrdiff_t k, co
             ACCUMULATE(R, x, k, p, acc, lo, hi)
         }
     }
-    const __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
-    const __mmask16 m1 = width >= 32 ? 0xffff : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    const __mmask16 m0 = lane_mask(width), m1 = lane_mask(width - 16);
     for (int r = 0; r < R; r++) {
         _mm512_mask_storeu_ps(y + r * ldy, m0, acc[r][0]);
         _mm512_mask_storeu_ps(y + r * ldy + 16, m1, acc[r][1]);

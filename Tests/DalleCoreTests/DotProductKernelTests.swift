@@ -6,17 +6,6 @@ import XCTest
 /// with the same rounding, for any thread count, any grouping of rows and either kernel; and
 /// their error against the f32 product. Skipped on CPUs without the instructions.
 final class DotProductKernelTests: XCTestCase {
-    /// Deterministic values in [-1, 1).
-    private struct Random {
-        var state: UInt64
-        mutating func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
-        }
-        mutating func array(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
-        mutating func tensor(_ shape: [Int]) -> Tensor { Tensor(uncheckedShape: shape, scalars: array(shape.reduce(1, *))) }
-    }
-
     /// A Linear [outputs, inputs] stored as `format` (bf16, q8_0 or q4_0), and the stored weight.
     private func linear(_ w: Tensor, bias: Tensor?, _ format: WeightFormat) throws -> (Linear, Weight) {
         var writer = SafetensorsWriter()
@@ -101,7 +90,7 @@ final class DotProductKernelTests: XCTestCase {
                              rowCounts: [Int] = [22, 29, 41],
                              reference: ([Float], Int, Weight, [Float]?) -> [Float]) throws {
         try XCTSkipUnless(DotProductKernels.supported.contains(kernel), "the CPU lacks the \(kernel) dot-product instructions")
-        var rng = Random(state: 31)
+        var rng = TestRandom(state: 31)
         for (inputs, outputs) in shapes {
             for withBias in [false, true] {
                 let bias = withBias ? rng.tensor([outputs]) : nil
@@ -143,7 +132,7 @@ final class DotProductKernelTests: XCTestCase {
     /// the streaming kernel (≤ 16 rows) and the packed one (more) compute the same sums.
     func testInt8StreamingAndPackedKernelsAgree() throws {
         try XCTSkipUnless(DotProductKernels.supported.contains(.int8))
-        var rng = Random(state: 34)
+        var rng = TestRandom(state: 34)
         for type in [QuantizedType.q8_0, .q4_0] {
             let (layer, _) = try linear(rng.tensor([70, 256]), bias: rng.tensor([70]), .quantized(type))
             let x = rng.array(40 * 256)
@@ -160,7 +149,7 @@ final class DotProductKernelTests: XCTestCase {
     /// Through the packed kernel (20 rows) and the streaming one (5 rows).
     func testInt8KernelPropagatesNonFiniteActivations() throws {
         try XCTSkipUnless(DotProductKernels.supported.contains(.int8))
-        var rng = Random(state: 32)
+        var rng = TestRandom(state: 32)
         for type in [QuantizedType.q8_0, .q4_0] {
             let (layer, _) = try linear(rng.tensor([40, 64]), bias: nil, .quantized(type))
             for bad in [Float.nan, .infinity, -.infinity] {
@@ -180,7 +169,7 @@ final class DotProductKernelTests: XCTestCase {
     /// weights), on a random Linear 1024 → 512 over 64 rows: largest and mean absolute error over
     /// the largest |y| (printed, and bounded well above what was measured).
     func testErrorAgainstTheF32Product() throws {
-        var rng = Random(state: 33)
+        var rng = TestRandom(state: 33)
         let inputs = 1024, outputs = 512, rows = 64
         let x = rng.array(rows * inputs), w = rng.tensor([outputs, inputs])
         for (name, format, kernel, maxBound, meanBound) in [("bf16", WeightFormat.bf16, DotProductKernels.bf16, Float(4e-3), Float(1e-3)),

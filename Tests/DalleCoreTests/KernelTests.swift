@@ -1,19 +1,6 @@
 import XCTest
 @testable import DalleCore
 
-/// Deterministic values in [-1, 1).
-private struct Random {
-    var state: UInt64
-    mutating func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
-    }
-    mutating func array(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
-    mutating func tensor(_ shape: [Int]) -> Tensor {
-        Tensor(uncheckedShape: shape, scalars: array(shape.reduce(1, *)))
-    }
-}
-
 /// |x - ref| ≤ 1e-5 + 1e-4 · scale, where `scale` bounds the magnitude of the terms summed.
 private func assertClose(_ x: [Float], _ ref: [Double], scale: [Double], _ what: String,
                          file: StaticString = #filePath, line: UInt = #line) {
@@ -41,7 +28,7 @@ final class KernelTests: XCTestCase {
         return c
     }
 
-    private func checkGEMM(m: Int, n: Int, k: Int, accumulate: Bool, rng: inout Random) {
+    private func checkGEMM(m: Int, n: Int, k: Int, accumulate: Bool, rng: inout TestRandom) {
         let lda = k + 3, ldb = n + 5, ldc = n + 2
         let a = rng.array(max(1, m * lda)), b = rng.array(max(1, k * ldb)), c0 = rng.array(m * ldc)
         let c = runGEMM(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c0: c0, ldc: ldc,
@@ -61,7 +48,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testGEMMMatchesReferenceOnAwkwardSizes() {
-        var rng = Random(state: 7)
+        var rng = TestRandom(state: 7)
         for m in [1, 7, 17, 65, 130] {
             for n in [1, 7, 17, 33, 130] {
                 for k in [1, 17, 300] {
@@ -77,7 +64,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testGEMMIsBitIdenticalForAnyThreadCount() {
-        var rng = Random(state: 11)
+        var rng = TestRandom(state: 11)
         // Wide (split over columns) and tall (split over rows), both big enough to use 4 threads.
         for (m, n, k) in [(100, 520, 300), (400, 40, 600)] {
             let a = rng.array(m * k), b = rng.array(k * n), c0 = [Float](repeating: 0, count: m * n)
@@ -109,7 +96,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testGEMMTransposedOperandsMatchTransposedCopies() {
-        var rng = Random(state: 13)
+        var rng = TestRandom(state: 13)
         // Edge tiles, several k blocks, and a size split over both threads; padded leading dimensions.
         for (m, n, k) in [(7, 17, 5), (65, 33, 300), (151, 40, 520), (20, 700, 64)] {
             let a = rng.array(m * k), b = rng.array(k * n), c0 = rng.array(m * n)
@@ -172,7 +159,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testConv2DMatchesReference() throws {
-        var rng = Random(state: 3)
+        var rng = TestRandom(state: 3)
         // (batch, cin, cout, k, h, w, relu, residual, scale): odd sizes, rows wider and
         // narrower than a 16-pixel panel, and cin·k·k past one 256-deep block.
         let cases: [(Int, Int, Int, Int, Int, Int, Bool, Bool, Float)] = [
@@ -199,7 +186,7 @@ final class KernelTests: XCTestCase {
     /// Strided and unpadded convolutions (im2col materialised a band of output rows at a time; the
     /// 256-row case spans several bands) against the direct sum.
     func testStridedConv2DMatchesReference() throws {
-        var rng = Random(state: 11)
+        var rng = TestRandom(state: 11)
         // (batch, cin, cout, k, stride, padding, h, w, relu, residual)
         let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool, Bool)] = [
             (1, 3, 5, 4, 2, 1, 9, 12, true, false),
@@ -225,7 +212,7 @@ final class KernelTests: XCTestCase {
     /// `nn.ConvTranspose2d` against the direct scatter (y[i·s − p + k] += w[k] · x[i]), bit-identical for
     /// any thread count; the 128-row case spans several col2im bands.
     func testConvTranspose2DMatchesReference() throws {
-        var rng = Random(state: 13)
+        var rng = TestRandom(state: 13)
         // (batch, cin, cout, k, stride, padding, h, w, relu)
         let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
             (1, 3, 5, 4, 2, 1, 5, 7, true),
@@ -267,7 +254,7 @@ final class KernelTests: XCTestCase {
     /// The weight gradient's operand im2col(x)ᵀ, gathered while packing, gives bit for bit the
     /// product with the materialised matrix (packing only copies values).
     func testTransposedImageOperandMatchesMaterialisedIm2col() {
-        var rng = Random(state: 9)
+        var rng = TestRandom(state: 9)
         // (cin, cout, k, h, w, relu): pixels past one 256-deep block, taps not a multiple of 16.
         for (cin, cout, k, h, w, relu) in [(3, 5, 3, 17, 20, true), (2, 7, 7, 5, 9, false), (20, 4, 1, 6, 13, true), (5, 13, 3, 3, 40, false)] {
             let x = rng.tensor([cin, h, w]), dy = rng.tensor([cout, h * w]), start = rng.tensor([cout, cin * k * k])
@@ -294,7 +281,7 @@ final class KernelTests: XCTestCase {
     /// through the packed GEMM): every streamed row's result is bit for bit its result alone, and
     /// each row close to a double-precision reference, for widths that leave partial panels.
     func testLinearRowsMatchOneRowAtATime() {
-        var rng = Random(state: 11)
+        var rng = TestRandom(state: 11)
         for (inputs, outputs) in [(24, 45), (64, 96), (7, 10)] {
             let w = rng.tensor([outputs, inputs]), b = rng.tensor([outputs])
             let linear = Linear(weight: Weight(w), bias: Weight(b))
@@ -330,7 +317,7 @@ final class KernelTests: XCTestCase {
         // Quantized weights would take the VNNI kernel, which rounds the activations.
         DotProductKernels.enabled = []
         defer { DotProductKernels.enabled = DotProductKernels.supported }
-        var rng = Random(state: 14)
+        var rng = TestRandom(state: 14)
         let formats: [(String, (inout SafetensorsWriter, Tensor) throws -> Void)] = [
             ("f32", { try $0.add("w", $1, as: .f32) }), ("f16", { try $0.add("w", $1, as: .f16) }),
             ("bf16", { try $0.add("w", $1, as: .bf16) }),
@@ -371,7 +358,7 @@ final class KernelTests: XCTestCase {
     func testSixteenBitLinearMatchesItsF32Expansion() throws {
         DotProductKernels.enabled = []
         defer { DotProductKernels.enabled = DotProductKernels.supported }
-        var rng = Random(state: 12)
+        var rng = TestRandom(state: 12)
         for dtype in [DType.f16, .bf16] {
             for (inputs, outputs) in [(24, 45), (64, 96), (7, 10)] {
                 let w = rng.tensor([outputs, inputs]), b = rng.tensor([outputs])
@@ -399,7 +386,7 @@ final class KernelTests: XCTestCase {
     /// A Linear built from a memory-mapped file drops the pages it repacked; the file still
     /// reads back the same values afterwards (the pages come from the file again).
     func testLinearFromAMappedFileReleasesItsPagesSafely() throws {
-        var rng = Random(state: 13)
+        var rng = TestRandom(state: 13)
         let w = rng.tensor([300, 256])
         var writer = SafetensorsWriter()
         try writer.add("w", w, as: .f16)
@@ -418,7 +405,7 @@ final class KernelTests: XCTestCase {
     /// A convolution whose weight stays f16 or bf16 (widened as the GEMM packs it) computes
     /// exactly what its f32 expansion computes.
     func testSixteenBitConv2dMatchesItsF32Expansion() throws {
-        var rng = Random(state: 14)
+        var rng = TestRandom(state: 14)
         for dtype in [DType.f16, .bf16] {
             for (cin, cout, k) in [(16, 40, 3), (5, 7, 1), (3, 9, 7)] {
                 var writer = SafetensorsWriter()
@@ -436,7 +423,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testConv2DIsBitIdenticalForAnyThreadCount() throws {
-        var rng = Random(state: 5)
+        var rng = TestRandom(state: 5)
         let x = rng.tensor([1, 16, 48, 50]), residual = rng.tensor([1, 40, 48, 50])
         let conv = try Conv2d(weight: rng.tensor([40, 16, 3, 3]), bias: rng.tensor([40]))
         let one = conv2d(x, conv, reluInput: true, residual: residual, scale: 0.5, pool: ThreadPool(threads: 1))
@@ -467,7 +454,7 @@ final class KernelTests: XCTestCase {
                                                                                           3, 3, 4, 4,
                                                                                           3, 3, 4, 4]))
         // Rows wider than one 8-wide vector, split over threads: y[c, i, j] = x[c, i / 2, j / 2].
-        var rng = Random(state: 4)
+        var rng = TestRandom(state: 4)
         let wide = rng.tensor([2, 3, 5, 19])
         let up = upsampleNearest2x(wide, pool: ThreadPool(threads: 3))
         XCTAssertEqual(up.shape, [2, 3, 10, 38])
@@ -481,7 +468,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testReluAndAddScaled() {
-        var rng = Random(state: 9)
+        var rng = TestRandom(state: 9)
         let a = rng.tensor([3, 37]), b = rng.tensor([3, 37])  // 111 values: vector body and tail
         var r = a
         relu(&r)

@@ -9,18 +9,6 @@ final class QuantizationTests: XCTestCase {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Golden/quant/quant.safetensors").path
 
-    /// Deterministic values in [-1, 1).
-    private struct Random {
-        var state: UInt64
-        mutating func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
-        }
-        mutating func tensor(_ shape: [Int]) -> Tensor {
-            Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() })
-        }
-    }
-
     func testBlocksMatchGGMLsReferenceQuantizers() throws {
         let file = try SafetensorsFile(path: Self.golden)
         let x = try file.tensor("x")
@@ -41,7 +29,7 @@ final class QuantizationTests: XCTestCase {
     func testQuantizedLinearMatchesItsDequantizedExpansion() throws {
         DotProductKernels.enabled = []
         defer { DotProductKernels.enabled = DotProductKernels.supported }
-        var rng = Random(state: 21)
+        var rng = TestRandom(state: 21)
         for type in QuantizedType.allCases {
             for (inputs, outputs) in [(64, 45), (96, 96), (32, 7)] {
                 var writer = SafetensorsWriter()
@@ -72,7 +60,7 @@ final class QuantizationTests: XCTestCase {
 
     /// Quantized tensors whose metadata, size or scales are wrong are errors naming the tensor.
     func testMalformedQuantizedTensorsAreRejected() throws {
-        var rng = Random(state: 22)
+        var rng = TestRandom(state: 22)
         var writer = SafetensorsWriter()
         try writer.add("w", rng.tensor([4, 64]), quantizedAs: .q8_0)
         var bytes = writer.serialized()
