@@ -17,7 +17,7 @@ public enum WorkingMemory {
     /// `bytes` more now, with room to spare for work split over `threads` threads.
     public static func require(_ bytes: Int, threads: Int = 1, for what: @autoclosure () -> String) throws {
         #if canImport(Glibc)
-        let spare = sum(slack, product(max(threads, 1) - 1, perThread)), asked = sum(bytes, spare)
+        let spare = sum(slack, threads > 1 ? product(threads, perThread) : 0), asked = sum(bytes, spare)
         guard let address = mmap(nil, asked, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               address != MAP_FAILED else {
             throw DalleError.outOfMemory("\(what()) needs \(megabytes(bytes)) of working memory and \(megabytes(spare)) to spare, which the system refused")
@@ -29,9 +29,10 @@ public enum WorkingMemory {
     /// Room asked beyond every estimate for the small allocations around the work: the calling
     /// thread's GEMM workspace, bookkeeping, the caller's own.
     static let slack = 16 << 20
-    /// And for each further thread: its stack, its GEMM workspace and the 64 MiB of address space
-    /// glibc reserves for a thread's malloc arena.
-    static let perThread = 80 << 20
+    /// And, when work is split, for each of up to `threads` worker threads beside the caller (the
+    /// system's thread pool may wake that many): its stack, its GEMM workspace and a new malloc
+    /// arena, for which glibc maps 128 MiB of address space (and keeps the aligned 64 MiB of it).
+    static let perThread = 144 << 20
 
     /// The sum of `terms`, or `Int.max` when it overflows (a request no system grants).
     static func sum(_ terms: Int...) -> Int {
