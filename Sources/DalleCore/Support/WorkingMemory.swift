@@ -17,12 +17,21 @@ public enum WorkingMemory {
     /// `bytes` more now, with room to spare for work split over `threads` threads.
     public static func require(_ bytes: Int, threads: Int = 1, for what: @autoclosure () -> String) throws {
         #if canImport(Glibc)
-        let spare = sum(slack, threads > 1 ? product(threads, perThread) : 0), asked = sum(bytes, spare)
-        guard let address = mmap(nil, asked, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              address != MAP_FAILED else {
-            throw DalleError.outOfMemory("\(what()) needs \(megabytes(bytes)) of working memory and \(megabytes(spare)) to spare, which the system refused")
+        // The memory itself, writable (so strict overcommit charges it), and while it is mapped the
+        // worker threads' room as address space alone (arenas and stacks are reserved, not committed).
+        let asked = sum(bytes, slack), threadRoom = threads > 1 ? product(threads, perThread) : 0
+        func refused() -> DalleError {
+            .outOfMemory("\(what()) needs \(megabytes(bytes)) of working memory and \(megabytes(slack + threadRoom)) to spare, which the system refused")
         }
-        munmap(address, asked)
+        guard let memory = mmap(nil, asked, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else {
+            throw refused()
+        }
+        defer { munmap(memory, asked) }
+        guard threadRoom > 0 else { return }
+        guard let room = mmap(nil, threadRoom, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), room != MAP_FAILED else {
+            throw refused()
+        }
+        munmap(room, threadRoom)
         #endif
     }
 
