@@ -1,4 +1,7 @@
 import CDalleCPU
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The SIMD features of a CPU that libdalle's kernels use, detected once with CPUID
 /// (`CDalleCPU`, compiled for the baseline CPU so the check itself cannot fault).
@@ -23,6 +26,17 @@ public struct CPUFeatures: OptionSet, Sendable, CustomStringConvertible {
 
     /// The features of the CPU this process runs on.
     public static let detected = CPUFeatures(rawValue: libdalle_cpu_features())
+
+    /// The features the kernels choose from: `detected`, capped by `DALLE_SIMD` in the environment
+    /// (to compare paths): `avx2` leaves out every AVX-512 feature, `avx512` the dot-product ones
+    /// (BF16, VNNI).
+    static let usable: CPUFeatures = {
+        switch getenv("DALLE_SIMD").map({ String(cString: $0) }) {
+        case "avx2": return detected.subtracting([.avx512f, .avx512bw, .avx512vl, .avx512bf16, .avx512vnni])
+        case "avx512": return detected.subtracting([.avx512bf16, .avx512vnni])
+        default: return detected
+        }
+    }()
 
     /// What the kernels are compiled for (Package.swift's `-target-cpu haswell` on x86-64);
     /// running them on a CPU without these dies of an illegal instruction.

@@ -1,7 +1,4 @@
 import CDalleKernels
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The dot-product paths of `Linear`, chosen at run time from the CPU's features: bf16 weights
 /// with AVX-512 BF16 (vdpbf16ps) for products of more than `Linear.streamingRows` rows; q8_0 and
@@ -17,14 +14,12 @@ public struct DotProductKernels: OptionSet, Sendable, CustomStringConvertible {
     /// q8_0 / q4_0 weights × activations quantized to q8_0, int32 block dots, f32 sums.
     public static let int8 = DotProductKernels(rawValue: 2)
 
-    /// The paths this CPU can run; none when `DALLE_SIMD` is `avx2` or `avx512` in the environment
-    /// (to compare with the f32 paths).
+    /// The paths this CPU can run (`CPUFeatures.usable`: none when `DALLE_SIMD` is `avx2` or `avx512`).
     public static let supported: DotProductKernels = {
-        if let level = getenv("DALLE_SIMD").map({ String(cString: $0) }), ["avx2", "avx512"].contains(level) { return [] }
         let avx512: CPUFeatures = [.avx512f, .avx512bw, .avx512vl]
         var kernels: DotProductKernels = []
-        if CPUFeatures.detected.isSuperset(of: avx512.union(.avx512bf16)) { kernels.insert(.bf16) }
-        if CPUFeatures.detected.isSuperset(of: avx512.union(.avx512vnni)) { kernels.insert(.int8) }
+        if CPUFeatures.usable.isSuperset(of: avx512.union(.avx512bf16)) { kernels.insert(.bf16) }
+        if CPUFeatures.usable.isSuperset(of: avx512.union(.avx512vnni)) { kernels.insert(.int8) }
         return kernels
     }()
 

@@ -243,14 +243,10 @@ enum StreamingKernel: Sendable {
     /// pass over a panel, which is widened once per pass.
     case avx512
 
-    /// The fastest kernel this CPU runs; `DALLE_SIMD=avx2` in the environment keeps the portable
-    /// one (to compare the two).
+    /// The fastest kernel this CPU runs (`CPUFeatures.usable`: `DALLE_SIMD=avx2` keeps the portable one).
     static let best: StreamingKernel = {
         #if arch(x86_64)
-        let forced = getenv("DALLE_SIMD").map { String(cString: $0) }
-        if forced != "avx2", CPUFeatures.detected.isSuperset(of: [.avx512f, .avx512bw, .avx512vl, .f16c, .fma]) {
-            return .avx512
-        }
+        if CPUFeatures.usable.isSuperset(of: [.avx512f, .avx512bw, .avx512vl, .f16c, .fma]) { return .avx512 }
         #endif
         return .portable
     }()
